@@ -1,0 +1,20 @@
+//! weft's pure core.
+//!
+//! Everything here is a decision or a format: parsing and validating
+//! net-conf.json, prefix arithmetic, choosing a free subnet, the lease formats
+//! flannel writes to etcd, and the bytes of subnet.env. Nothing here performs
+//! I/O, spawns tasks or needs root, so all of it is tested in plain unit tests
+//! and the edges (stores, kernel, HTTP) stay thin translators.
+
+pub mod alloc;
+pub mod backend_data;
+pub mod etcd_key;
+pub mod lease;
+pub mod mac;
+pub mod netconf;
+pub mod peer;
+pub mod prefix;
+pub mod subnet_env;
+pub mod wg_key;
+
+pub use prefix::Family;

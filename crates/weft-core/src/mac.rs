@@ -1,0 +1,113 @@
+//! Ethernet MAC addresses as flannel publishes them (`"VtepMAC":"2e:1d:8b:97:dc:f0"`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 48-bit MAC address, printed lower-case and colon-separated as Go's
+/// `net.HardwareAddr.String()` does, so leases stay byte-identical.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+/// Why a MAC string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected six hex octets like 0e:2a:01:02:03:04")]
+pub struct MacParseError(pub String);
+
+impl Mac {
+    /// A locally administered unicast address made from random bytes: the
+    /// same rule flannel applies (`(b0 & 0xfe) | 0x02`), so a generated VTEP
+    /// MAC never collides with a vendor-assigned one and is never multicast.
+    pub fn local_unicast(mut random: [u8; 6]) -> Mac {
+        random[0] = (random[0] & 0xfe) | 0x02;
+        Mac(random)
+    }
+
+    /// True for an address a peer may legitimately advertise as its VTEP:
+    /// not all-zero, not broadcast, not multicast.
+    pub fn is_valid_unicast(&self) -> bool {
+        self.0 != [0; 6] && self.0[0] & 0x01 == 0
+    }
+
+    pub fn octets(&self) -> [u8; 6] {
+        self.0
+    }
+}
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            o[0], o[1], o[2], o[3], o[4], o[5]
+        )
+    }
+}
+
+impl FromStr for Mac {
+    type Err = MacParseError;
+
+    /// Accepts `:` or `-` separators and either case, as Go's
+    /// `net.ParseMAC` does for 48-bit addresses.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || MacParseError(s.chars().take(64).collect());
+        let sep = if s.contains('-') { '-' } else { ':' };
+        let mut out = [0u8; 6];
+        let mut parts = s.split(sep);
+        for slot in &mut out {
+            let part = parts.next().ok_or_else(err)?;
+            if part.len() != 2 {
+                return Err(err());
+            }
+            *slot = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(Mac(out))
+    }
+}
+
+impl Serialize for Mac {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Mac {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_flannel_form() {
+        let m: Mac = "2e:1d:8b:97:dc:f0".parse().unwrap();
+        assert_eq!(m.to_string(), "2e:1d:8b:97:dc:f0");
+        let upper: Mac = "2E-1D-8B-97-DC-F0".parse().unwrap();
+        assert_eq!(upper, m);
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        for bad in ["", "2e:1d:8b:97:dc", "2e:1d:8b:97:dc:f0:00", "zz:1d:8b:97:dc:f0", "2e1d8b97dcf0", "2e:1d:8b:97:dc:f"] {
+            assert!(bad.parse::<Mac>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn generated_macs_are_local_unicast() {
+        let m = Mac::local_unicast([0xff; 6]);
+        assert_eq!(m.0[0], 0xfe);
+        assert!(m.is_valid_unicast());
+        assert!(!Mac([0xff; 6]).is_valid_unicast());
+        assert!(!Mac([0; 6]).is_valid_unicast());
+    }
+}

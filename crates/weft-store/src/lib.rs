@@ -1,0 +1,96 @@
+//! Lease stores: where nodes record which subnet each holds.
+//!
+//! The agent talks to one [`LeaseStore`] and does not know which it is. The
+//! etcd and local stores share all their logic (allocation, renewal, peer
+//! snapshots) through the small [`kv::Kv`] seam, so both follow exactly the
+//! same contract and are tested by the same suite.
+
+mod acquire;
+mod backoff;
+mod error;
+pub mod etcd;
+pub mod kv;
+mod kv_store;
+pub mod local;
+mod peer_watch;
+mod random;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
+use weft_core::netconf::NetConfig;
+use weft_core::peer::ScreenedPeers;
+
+pub use error::StoreError;
+pub use kv_store::KvLeaseStore;
+
+/// flannel's lease lifetime: a node that stops renewing loses its subnet
+/// after a day.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// What the agent asks for when it takes a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireRequest {
+    /// What this node publishes (public IPs, backend type and data).
+    pub attrs: LeaseAttrs,
+    /// The subnets named in the previous subnet.env, tried before a fresh
+    /// choice so that a node keeps its pods' addresses across restarts.
+    pub previous: LeaseSubnets,
+}
+
+/// Every peer lease at one store revision, already screened: the accepted
+/// ones are safe to program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSnapshot {
+    pub revision: i64,
+    pub peers: ScreenedPeers,
+    /// Whether our own lease was present at this revision. When it goes
+    /// missing (expired, or deleted by an operator) the agent re-acquires.
+    pub own_present: bool,
+    /// Peer leases skipped since the watch started, by reason
+    /// ([`weft_core::peer::PeerRejection::kind`]); each entry counts once per
+    /// revision of it.
+    pub skipped_total: std::collections::BTreeMap<String, u64>,
+}
+
+/// The channel snapshots are published on. `None` until the first listing
+/// succeeds: "no answer yet" must never look like "no peers".
+pub type SnapshotSender = watch::Sender<Option<Arc<PeerSnapshot>>>;
+
+/// The seam between the agent and a datastore.
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Short name for logs and metrics: `etcd`, `local`, `kube`.
+    fn kind(&self) -> &'static str;
+
+    /// The cluster's net-conf.json, parsed and validated. Waits, retrying
+    /// with backoff and logging each wait, until the config exists.
+    fn network_config(&self) -> impl Future<Output = Result<NetConfig, StoreError>> + Send;
+
+    /// Takes a lease: our existing one if the store still holds it, else the
+    /// previous subnet, else a free one. Losing a race to another node means
+    /// choosing again, never failing.
+    fn acquire(
+        &self,
+        cfg: &NetConfig,
+        req: &AcquireRequest,
+    ) -> impl Future<Output = Result<Lease, StoreError>> + Send;
+
+    /// Extends our lease. [`StoreError::LeaseGone`] when it no longer exists.
+    fn renew(&self, lease: &Lease) -> impl Future<Output = Result<Lease, StoreError>> + Send;
+
+    /// Gives the subnet back (an operator draining a node for good).
+    fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Publishes a snapshot of every peer after each change, until `tx` has
+    /// no receivers. Store outages are retried inside: the last snapshot
+    /// stays current meanwhile.
+    fn watch_peers(
+        &self,
+        cfg: NetConfig,
+        own: LeaseSubnets,
+        tx: SnapshotSender,
+    ) -> impl Future<Output = ()> + Send;
+}

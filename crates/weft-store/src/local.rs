@@ -1,0 +1,434 @@
+//! A lease store in one SQLite file, for a single host and for the lab,
+//! where several agents in network namespaces share the file.
+//!
+//! It keeps etcd's model so that the lease logic above it is the same code:
+//! a global revision bumped by every write, create and modify revisions per
+//! key, an expiry time per key (none for reservations), and an event log
+//! that a watch reads from a revision. Expired keys are swept inside write
+//! transactions and by watchers, each sweep logged as a delete event, so
+//! every agent sees a dead node's lease disappear. SQLite's WAL mode and
+//! `BEGIN IMMEDIATE` make the compare-and-swap writes safe across processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch, Listing, Ttl};
+
+/// Events kept for watchers; older history is compacted, and a watcher that
+/// fell that far behind lists again.
+const EVENTS_KEPT: i64 = 10_000;
+
+/// How often a watch looks for new events. Cheap: one indexed query.
+const POLL: Duration = Duration::from_millis(50);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    revision INTEGER NOT NULL,
+    compacted INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (id, revision, compacted) VALUES (1, 1, 0);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    create_rev INTEGER NOT NULL,
+    mod_rev INTEGER NOT NULL,
+    expires_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS events (
+    rev INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    value BLOB,
+    create_rev INTEGER NOT NULL,
+    expires INTEGER NOT NULL
+);
+";
+
+/// A handle on the lease file. Cheap to clone.
+#[derive(Clone)]
+pub struct LocalKv {
+    path: PathBuf,
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn sql_err(e: rusqlite::Error) -> KvError {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            KvError::Unavailable(format!("the lease file is locked by another process: {e}"))
+        }
+        Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::NotADatabase) => {
+            KvError::Refused(format!("cannot use the lease file: {e}"))
+        }
+        _ => KvError::Unavailable(format!("lease file: {e}")),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn expiry(ttl: Ttl) -> Option<i64> {
+    match ttl {
+        Ttl::For(d) => Some(now_ms() + d.as_millis() as i64),
+        Ttl::Forever => None,
+    }
+}
+
+/// Starts a revision: bumps the counter and returns the new value.
+fn bump(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+    tx.query_row(
+        "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
+        [],
+        |r| r.get(0),
+    )
+}
+
+fn log_event(
+    tx: &rusqlite::Transaction<'_>,
+    rev: i64,
+    key: &str,
+    value: Option<&[u8]>,
+    create_rev: i64,
+    expires: bool,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO events (rev, key, value, create_rev, expires) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![rev, key, value, create_rev, expires],
+    )?;
+    let floor = rev - EVENTS_KEPT;
+    if floor > 0 && rev % 256 == 0 {
+        tx.execute("DELETE FROM events WHERE rev <= ?1", params![floor])?;
+        tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", params![floor])?;
+    }
+    Ok(())
+}
+
+/// Deletes expired keys, one delete event each.
+fn sweep(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    let expired: Vec<(String, i64)> = {
+        let mut stmt = tx.prepare(
+            "SELECT key, create_rev FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1",
+        )?;
+        let rows = stmt.query_map(params![now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    for (key, create_rev) in expired {
+        let rev = bump(tx)?;
+        tx.execute("DELETE FROM kv WHERE key = ?1", params![key])?;
+        log_event(tx, rev, &key, None, create_rev, true)?;
+    }
+    Ok(())
+}
+
+fn has_expired(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1)",
+        params![now_ms()],
+        |r| r.get(0),
+    )
+}
+
+fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvEntry> {
+    let expires_at: Option<i64> = r.get(4)?;
+    Ok(KvEntry {
+        key: r.get(0)?,
+        value: r.get(1)?,
+        create_rev: r.get(2)?,
+        mod_rev: r.get(3)?,
+        expires: expires_at.is_some(),
+    })
+}
+
+const LIVE: &str = "(expires_at_ms IS NULL OR expires_at_ms > ?1)";
+
+impl LocalKv {
+    /// Opens (creating if needed) the lease file and its directory.
+    pub fn open(path: impl AsRef<Path>) -> Result<LocalKv, KvError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                KvError::Refused(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(&path).map_err(sql_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
+        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        Ok(LocalKv {
+            path,
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on the connection in a blocking thread.
+    async fn with<T, F>(&self, f: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| KvError::Unavailable("lease file handle poisoned".into()))?;
+            f(&mut guard).map_err(sql_err)
+        })
+        .await
+        .map_err(|e| KvError::Unavailable(format!("lease file worker failed: {e}")))?
+    }
+
+    /// Runs `f` in a write transaction after sweeping expired keys.
+    async fn write<T, F>(&self, f: F) -> Result<T, KvError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            sweep(&tx)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Writes a key unconditionally, as `etcdctl put` would: for tests and
+    /// operators (reservations are written this way, with `Ttl::Forever`).
+    pub async fn put(&self, key: &str, value: &[u8], ttl: Ttl) -> Result<(), KvError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            let rev = bump(tx)?;
+            let create_rev: i64 = tx
+                .query_row("SELECT create_rev FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+                .optional()?
+                .unwrap_or(rev);
+            let exp = expiry(ttl);
+            tx.execute(
+                "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, value, create_rev, rev, exp],
+            )?;
+            log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())
+        })
+        .await
+    }
+}
+
+impl Kv for LocalKv {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
+        let key = key.to_owned();
+        self.with(move |conn| {
+            conn.query_row(
+                &format!("SELECT key, value, create_rev, mod_rev, expires_at_ms FROM kv WHERE key = ?2 AND {LIVE}"),
+                params![now_ms(), key],
+                row_entry,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing, KvError> {
+        let prefix = prefix.to_owned();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let revision: i64 = tx.query_row("SELECT revision FROM meta WHERE id = 1", [], |r| r.get(0))?;
+            let entries = {
+                let mut stmt = tx.prepare(&format!(
+                    "SELECT key, value, create_rev, mod_rev, expires_at_ms FROM kv \
+                     WHERE substr(key, 1, length(?2)) = ?2 AND {LIVE} ORDER BY key"
+                ))?;
+                let rows = stmt.query_map(params![now_ms(), prefix], row_entry)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(Listing { revision, entries })
+        })
+        .await
+    }
+
+    async fn create_if_unchanged(
+        &self,
+        dir: &str,
+        since_rev: i64,
+        key: &str,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Result<bool, KvError> {
+        let (dir, key, value) = (dir.to_owned(), key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            let newest: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(mod_rev), 0) FROM kv WHERE substr(key, 1, length(?1)) = ?1",
+                params![dir],
+                |r| r.get(0),
+            )?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM kv WHERE key = ?1)",
+                params![key],
+                |r| r.get(0),
+            )?;
+            if newest > since_rev || exists {
+                return Ok(false);
+            }
+            let rev = bump(tx)?;
+            let exp = expiry(ttl);
+            tx.execute(
+                "INSERT INTO kv (key, value, create_rev, mod_rev, expires_at_ms) VALUES (?1, ?2, ?3, ?3, ?4)",
+                params![key, value, rev, exp],
+            )?;
+            log_event(tx, rev, &key, Some(&value), rev, exp.is_some())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn replace(&self, key: &str, mod_rev: i64, value: &[u8], ttl: Ttl) -> Result<bool, KvError> {
+        let (key, value) = (key.to_owned(), value.to_vec());
+        self.write(move |tx| {
+            let create_rev: Option<i64> = tx
+                .query_row(
+                    "SELECT create_rev FROM kv WHERE key = ?1 AND mod_rev = ?2",
+                    params![key, mod_rev],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(create_rev) = create_rev else {
+                return Ok(false);
+            };
+            let rev = bump(tx)?;
+            let exp = expiry(ttl);
+            tx.execute(
+                "UPDATE kv SET value = ?2, mod_rev = ?3, expires_at_ms = ?4 WHERE key = ?1",
+                params![key, value, rev, exp],
+            )?;
+            log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str, mod_rev: i64) -> Result<bool, KvError> {
+        let key = key.to_owned();
+        self.write(move |tx| {
+            let create_rev: Option<i64> = tx
+                .query_row(
+                    "SELECT create_rev FROM kv WHERE key = ?1 AND mod_rev = ?2",
+                    params![key, mod_rev],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(create_rev) = create_rev else {
+                return Ok(false);
+            };
+            let rev = bump(tx)?;
+            tx.execute("DELETE FROM kv WHERE key = ?1", params![key])?;
+            log_event(tx, rev, &key, None, create_rev, false)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn watch(&self, prefix: &str, from_rev: i64) -> Result<impl KvWatch, KvError> {
+        Ok(LocalWatch {
+            kv: self.clone(),
+            prefix: prefix.to_owned(),
+            from_rev,
+        })
+    }
+}
+
+struct LocalWatch {
+    kv: LocalKv,
+    prefix: String,
+    from_rev: i64,
+}
+
+/// What one poll of the event log found.
+enum Poll {
+    Compacted(i64),
+    Events(i64, Vec<KvEvent>),
+}
+
+impl KvWatch for LocalWatch {
+    async fn next(&mut self) -> Result<(i64, Vec<KvEvent>), KvError> {
+        loop {
+            let (prefix, from_rev) = (self.prefix.clone(), self.from_rev);
+            let poll = self
+                .kv
+                .with(move |conn| {
+                    if has_expired(conn)? {
+                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                        sweep(&tx)?;
+                        tx.commit()?;
+                    }
+                    // One read transaction: the revision and the events
+                    // come from the same snapshot of the file.
+                    let tx = conn.transaction()?;
+                    let (revision, compacted): (i64, i64) =
+                        tx.query_row("SELECT revision, compacted FROM meta WHERE id = 1", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?;
+                    if from_rev <= compacted {
+                        return Ok(Poll::Compacted(compacted));
+                    }
+                    let events = {
+                        let mut stmt = tx.prepare(
+                            "SELECT rev, key, value, create_rev, expires FROM events \
+                             WHERE rev >= ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY rev",
+                        )?;
+                        let rows = stmt.query_map(params![from_rev, prefix], |r| {
+                            let rev: i64 = r.get(0)?;
+                            let key: String = r.get(1)?;
+                            let value: Option<Vec<u8>> = r.get(2)?;
+                            Ok(match value {
+                                Some(value) => KvEvent::Put(KvEntry {
+                                    key,
+                                    value,
+                                    create_rev: r.get(3)?,
+                                    mod_rev: rev,
+                                    expires: r.get(4)?,
+                                }),
+                                None => KvEvent::Delete { key, mod_rev: rev },
+                            })
+                        })?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    };
+                    tx.commit()?;
+                    Ok(Poll::Events(revision, events))
+                })
+                .await?;
+            match poll {
+                Poll::Compacted(compacted) => {
+                    return Err(KvError::Compacted {
+                        requested: self.from_rev,
+                        compacted,
+                    });
+                }
+                Poll::Events(revision, events) => {
+                    // Revisions outside the prefix still advance the cursor.
+                    self.from_rev = revision + 1;
+                    if !events.is_empty() {
+                        return Ok((revision, events));
+                    }
+                }
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Turning a key-value watch into screened peer snapshots.
+//!
+//! One listing, then a watch from the next revision; every batch of events
+//! updates an in-memory copy and a new snapshot is published when the
+//! screened result changes. A lost connection resumes from the last revision
+//! seen; compacted history means listing again. Meanwhile the last snapshot
+//! stays published: an outage never looks like "every peer left".
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
+use weft_core::etcd_key;
+use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
+use weft_core::netconf::NetConfig;
+use weft_core::peer::{self, PeerRejection};
+
+use crate::backoff::Backoff;
+use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch};
+use crate::{PeerSnapshot, SnapshotSender};
+
+/// One key of the subnet directory, parsed once when it changes.
+struct Parsed {
+    create_rev: i64,
+    mod_rev: i64,
+    lease: Result<Lease, PeerRejection>,
+}
+
+struct Mirror {
+    revision: i64,
+    entries: BTreeMap<String, Parsed>,
+}
+
+fn parse(dir: &str, entry: &KvEntry) -> Parsed {
+    let lease = (|| {
+        let name = entry.key.strip_prefix(dir).unwrap_or(&entry.key);
+        let subnets = etcd_key::parse_subnet_key(name)?;
+        let attrs = LeaseAttrs::from_json(&entry.value)?;
+        Ok(Lease {
+            subnets,
+            attrs,
+            expiration: None,
+        })
+    })();
+    Parsed {
+        create_rev: entry.create_rev,
+        mod_rev: entry.mod_rev,
+        lease,
+    }
+}
+
+/// Per-watch bookkeeping that outlives reconnects.
+struct Reporter<'a> {
+    cfg: &'a NetConfig,
+    own: LeaseSubnets,
+    own_key: String,
+    /// Entries already warned about, at the revision they were warned for.
+    warned: HashMap<String, i64>,
+    skipped_total: BTreeMap<&'static str, u64>,
+}
+
+impl Reporter<'_> {
+    fn publish(&mut self, mirror: &Mirror, tx: &SnapshotSender) {
+        let mut ordered: Vec<(&String, &Parsed)> = mirror.entries.iter().collect();
+        ordered.sort_by_key(|(key, p)| (p.create_rev, *key));
+        let screened = peer::screen(
+            self.cfg,
+            &self.own,
+            ordered
+                .iter()
+                .map(|(key, p)| ((*key).clone(), p.lease.clone())),
+        );
+        for rejected in &screened.rejected {
+            let mod_rev = mirror.entries.get(&rejected.id).map_or(0, |p| p.mod_rev);
+            if self.warned.get(&rejected.id) != Some(&mod_rev) {
+                warn!(key = %rejected.id, reason = rejected.reason.kind(), "{rejected}");
+                self.warned.insert(rejected.id.clone(), mod_rev);
+                *self.skipped_total.entry(rejected.reason.kind()).or_default() += 1;
+            }
+        }
+        self.warned.retain(|k, _| mirror.entries.contains_key(k));
+        let snapshot = PeerSnapshot {
+            revision: mirror.revision,
+            peers: screened,
+            own_present: mirror.entries.contains_key(&self.own_key),
+            skipped_total: self
+                .skipped_total
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        };
+        tx.send_if_modified(|current| {
+            let changed = current.as_ref().is_none_or(|c| {
+                c.peers != snapshot.peers
+                    || c.own_present != snapshot.own_present
+                    || c.skipped_total != snapshot.skipped_total
+            });
+            if changed {
+                debug!(
+                    revision = snapshot.revision,
+                    peers = snapshot.peers.accepted.len(),
+                    skipped = snapshot.peers.rejected.len(),
+                    "peer snapshot"
+                );
+                *current = Some(Arc::new(snapshot));
+            }
+            changed
+        });
+    }
+}
+
+/// Sleeps for the next backoff delay unless every receiver went away.
+/// Returns false when the watch should stop.
+async fn pause(backoff: &mut Backoff, tx: &SnapshotSender) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(backoff.next_delay()) => true,
+        _ = tx.closed() => false,
+    }
+}
+
+pub(crate) async fn watch_peers<K: Kv>(
+    kv: &K,
+    prefix: &str,
+    cfg: &NetConfig,
+    own: LeaseSubnets,
+    tx: SnapshotSender,
+) {
+    let dir = etcd_key::subnets_dir(prefix);
+    let mut reporter = Reporter {
+        cfg,
+        own,
+        own_key: etcd_key::lease_key(prefix, &own),
+        warned: HashMap::new(),
+        skipped_total: BTreeMap::new(),
+    };
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut mirror: Option<Mirror> = None;
+    while !tx.is_closed() {
+        let mut current = match mirror.take() {
+            Some(m) => m,
+            None => match kv.list(&dir).await {
+                Ok(listing) => {
+                    backoff.reset();
+                    let m = Mirror {
+                        revision: listing.revision,
+                        entries: listing
+                            .entries
+                            .iter()
+                            .map(|e| (e.key.clone(), parse(&dir, e)))
+                            .collect(),
+                    };
+                    reporter.publish(&m, &tx);
+                    m
+                }
+                Err(e) => {
+                    warn!(store = kv.name(), error = %e, "cannot list leases; keeping the last snapshot and retrying");
+                    if !pause(&mut backoff, &tx).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut watch = match kv.watch(&dir, current.revision + 1).await {
+            Ok(w) => w,
+            Err(KvError::Compacted { .. }) => {
+                info!(store = kv.name(), "watch history compacted; listing again");
+                continue;
+            }
+            Err(e) => {
+                warn!(store = kv.name(), error = %e, revision = current.revision, "cannot watch leases; will resume from the last revision seen");
+                mirror = Some(current);
+                if !pause(&mut backoff, &tx).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        loop {
+            let next = tokio::select! {
+                r = watch.next() => r,
+                _ = tx.closed() => return,
+            };
+            match next {
+                Ok((revision, events)) => {
+                    backoff.reset();
+                    for event in &events {
+                        match event {
+                            KvEvent::Put(entry) => {
+                                current.entries.insert(entry.key.clone(), parse(&dir, entry));
+                            }
+                            KvEvent::Delete { key, .. } => {
+                                current.entries.remove(key);
+                            }
+                        }
+                    }
+                    current.revision = current.revision.max(revision);
+                    reporter.publish(&current, &tx);
+                }
+                Err(KvError::Compacted { .. }) => {
+                    info!(store = kv.name(), "watch history compacted; listing again");
+                    break;
+                }
+                Err(e) => {
+                    warn!(store = kv.name(), error = %e, revision = current.revision, "lease watch lost; resuming from the last revision seen");
+                    mirror = Some(current);
+                    if !pause(&mut backoff, &tx).await {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}

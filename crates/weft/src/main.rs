@@ -1,0 +1,57 @@
+//! `weft`, the operator's command-line tool.
+//!
+//! It inspects and checks; it never changes what the agent (`weftd`) owns.
+//! Its first command, `weft config validate`, runs a net-conf.json through
+//! exactly the parser and validation the agent uses, so a config can be
+//! checked on a laptop or in CI before it reaches a cluster's ConfigMap.
+
+mod config;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// weft: a flannel-compatible overlay network for Kubernetes.
+///
+/// This is the operator's tool; the node agent is `weftd`.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with the cluster's network configuration (net-conf.json).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a net-conf.json and print the effective configuration.
+    ///
+    /// The file is read as flannel reads it (keys in any case), every
+    /// default is filled in (SubnetLen, SubnetMin, SubnetMax and their IPv6
+    /// twins, the backend and all its options) and the result is printed on
+    /// stdout as JSON in net-conf.json's own shape, pre-shared keys
+    /// redacted. Unknown keys, which flannel silently ignores, are reported
+    /// on stderr as warnings.
+    ///
+    /// Exit status: 0 when the configuration is valid (warnings or not), 1
+    /// when it is not or the file cannot be read; the first line on stderr
+    /// is then `error: ` followed by the message flannel itself would give.
+    Validate {
+        /// Path of the net-conf.json to check; `-` reads standard input.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config(ConfigCommand::Validate { file }) => config::validate(&file),
+    }
+}

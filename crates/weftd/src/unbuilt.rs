@@ -1,0 +1,188 @@
+//! Flags that weftd accepts but whose feature is not built yet.
+//!
+//! Every flanneld command line must parse (so a DaemonSet written for
+//! flanneld is understood), but a flag that asks for something weft cannot
+//! do yet must never be silently ignored: an agent that "runs" without the
+//! masquerade rules or the Kubernetes store it was asked for breaks a cluster
+//! in ways that are hard to trace. Such flags stop weftd with exit status 2
+//! and a message naming the missing feature.
+//!
+//! When a feature lands, delete its rows from [`UNBUILT`]; nothing else.
+
+use crate::flags::{Flags, wrap_into};
+
+/// One flag whose feature is missing.
+pub struct Unbuilt {
+    /// The flag as written on a command line.
+    pub flag: &'static str,
+    /// The missing feature and the issue that builds it.
+    pub feature: &'static str,
+    /// Whether `flags` asks for the feature (from the command line or `FLANNELD_*`).
+    pub used: fn(&Flags) -> bool,
+    /// A command line that asks for it: the tests check that it trips this row.
+    pub example: &'static [&'static str],
+}
+
+const KUBE: &str = "the Kubernetes lease store (issue 7)";
+const IFACE: &str = "interface selection (issue 9)";
+
+/// The rows, one per flag. Edit freely: each row is tested through its `example`.
+pub const UNBUILT: &[Unbuilt] = &[
+    Unbuilt {
+        flag: "--kube-subnet-mgr",
+        feature: KUBE,
+        used: |f| f.kube_subnet_mgr,
+        example: &["--kube-subnet-mgr"],
+    },
+    Unbuilt {
+        flag: "--kube-api-url",
+        feature: KUBE,
+        used: |f| f.kube_api_url.is_some(),
+        example: &["--kube-api-url=https://10.0.0.1:6443"],
+    },
+    Unbuilt {
+        flag: "--kubeconfig-file",
+        feature: KUBE,
+        used: |f| f.kubeconfig_file.is_some(),
+        example: &["--kubeconfig-file", "/etc/kubeconfig"],
+    },
+    Unbuilt {
+        flag: "--iface",
+        feature: IFACE,
+        used: |f| !f.iface.is_empty(),
+        example: &["-iface", "eth0"],
+    },
+    Unbuilt {
+        flag: "--iface-regex",
+        feature: IFACE,
+        used: |f| !f.iface_regex.is_empty(),
+        example: &["--iface-regex=^10\\."],
+    },
+    Unbuilt {
+        flag: "--iface-can-reach",
+        feature: IFACE,
+        used: |f| f.iface_can_reach.is_some(),
+        example: &["--iface-can-reach=192.0.2.1"],
+    },
+    Unbuilt {
+        flag: "--ip-masq",
+        feature: "masquerade rules (issue 4)",
+        used: |f| f.ip_masq,
+        example: &["--ip-masq"],
+    },
+    Unbuilt {
+        flag: "--ip-blackhole-route",
+        feature: "the blackhole route (issue 4)",
+        used: |f| f.ip_blackhole_route,
+        example: &["-ip-blackhole-route=true"],
+    },
+    Unbuilt {
+        flag: "--healthz-port",
+        feature: "the health server (issue 4)",
+        used: |f| f.healthz_port > 0,
+        example: &["--healthz-port=8081"],
+    },
+];
+
+/// `Err` with one line per used row when `flags` asks for anything missing.
+pub fn check(flags: &Flags) -> Result<(), String> {
+    let lines: Vec<String> = UNBUILT
+        .iter()
+        .filter(|row| (row.used)(flags))
+        .map(|row| {
+            format!(
+                "{} (or {}) needs {}, which weft does not have yet; remove it to run without",
+                row.flag,
+                env_var(row.flag),
+                row.feature
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(lines.join("\n"))
+    }
+}
+
+/// The `--help` section listing the rows, so operators learn it before a
+/// rollout rather than from a crash loop.
+pub fn help_section() -> String {
+    if UNBUILT.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("Not built yet:\n");
+    wrap_into(
+        &mut out,
+        "These flags are accepted but stop weftd with exit status 2 until their feature lands:",
+        "  ",
+    );
+    for row in UNBUILT {
+        out.push_str(&format!("    {:<22} {}\n", row.flag, row.feature));
+    }
+    out
+}
+
+fn env_var(flag: &str) -> String {
+    format!(
+        "FLANNELD_{}",
+        flag.trim_start_matches('-')
+            .to_uppercase()
+            .replace('-', "_")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::{Invocation, parse_from};
+
+    fn flags(args: &[&str]) -> Flags {
+        match parse_from(args.iter().copied(), |_| None) {
+            Ok(Invocation::Run(flags)) => *flags,
+            other => panic!("{args:?} did not parse to flags: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_use_nothing_unbuilt() {
+        assert_eq!(check(&Flags::default()), Ok(()));
+    }
+
+    #[test]
+    fn every_row_fires_on_its_example_and_names_its_feature() {
+        for row in UNBUILT {
+            let message = check(&flags(row.example)).expect_err(row.flag);
+            assert!(message.contains(row.feature), "{message}");
+            assert!(message.contains(row.flag), "{message}");
+            assert!(message.contains(&env_var(row.flag)), "{message}");
+        }
+    }
+
+    #[test]
+    fn rows_fire_from_the_environment_too() {
+        let parsed = parse_from(Vec::<String>::new(), |var| {
+            (var == "FLANNELD_IP_MASQ").then(|| "true".to_owned())
+        });
+        let Ok(Invocation::Run(flags)) = parsed else {
+            panic!("{parsed:?}")
+        };
+        let message = check(&flags).expect_err("ip-masq from env");
+        assert!(message.contains("masquerade rules"), "{message}");
+        assert!(message.contains("FLANNELD_IP_MASQ"), "{message}");
+    }
+
+    #[test]
+    fn every_used_row_is_reported() {
+        let message = check(&flags(&["--ip-masq", "--iface=eth0"])).expect_err("two rows");
+        assert_eq!(message.lines().count(), 2, "{message}");
+    }
+
+    #[test]
+    fn help_section_lists_every_row() {
+        let help = help_section();
+        for row in UNBUILT {
+            assert!(help.contains(row.flag), "{help}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The real `weftd` binary: exit codes, stdout/stderr, and `FLANNELD_*`
+//! precedence through the process environment.
+
+use std::process::{Command, Output};
+
+const FLANNELD_FLAGS: &[&str] = &[
+    "etcd-endpoints",
+    "etcd-prefix",
+    "etcd-keyfile",
+    "etcd-certfile",
+    "etcd-cafile",
+    "etcd-username",
+    "etcd-password",
+    "iface",
+    "iface-regex",
+    "iface-can-reach",
+    "subnet-file",
+    "public-ip",
+    "public-ipv6",
+    "subnet-lease-renew-margin",
+    "ip-masq",
+    "ip-masq-fully-random-disable",
+    "kube-subnet-mgr",
+    "kube-api-url",
+    "kube-annotation-prefix",
+    "kubeconfig-file",
+    "version",
+    "healthz-ip",
+    "healthz-port",
+    "iptables-resync",
+    "iptables-forward-rules",
+    "ip-blackhole-route",
+    "net-config-path",
+    "set-node-network-unavailable",
+    "v",
+    "vmodule",
+    "log_backtrace_at",
+];
+
+const RENEW_MARGIN_MESSAGE: &str =
+    "Invalid subnet-lease-renew-margin option, out of acceptable range";
+
+/// Runs weftd with exactly `env` as its environment.
+fn weftd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weftd"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("weftd runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn help_lists_every_flanneld_flag_and_exits_0() {
+    for spelling in ["--help", "-help", "-h"] {
+        let output = weftd(&[spelling], &[]);
+        assert_eq!(output.status.code(), Some(0), "{spelling}");
+        let help = stdout(&output);
+        for name in FLANNELD_FLAGS {
+            assert!(
+                help.contains(&format!("--{name}")),
+                "{spelling}: --{name} missing"
+            );
+        }
+        assert!(help.contains("FLANNELD_"), "{help}");
+        assert!(help.contains("Not built yet"), "{help}");
+    }
+}
+
+#[test]
+fn version_prints_to_stdout_and_exits_0() {
+    for spelling in ["--version", "-version"] {
+        let output = weftd(&[spelling], &[("FLANNELD_HEALTHZ_PORT", "abc")]);
+        assert_eq!(output.status.code(), Some(0), "{spelling}");
+        assert_eq!(
+            stdout(&output),
+            format!("weftd {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let output = weftd(&["--no-such-flag"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("flag provided but not defined: -no-such-flag"));
+    assert!(stdout(&output).is_empty());
+}
+
+#[test]
+fn stray_bool_value_is_a_usage_error() {
+    let output = weftd(&["--ip-masq", "false"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("-ip-masq=false"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn renew_margin_out_of_range_exits_1() {
+    for margin in ["0", "1440"] {
+        let output = weftd(&["-subnet-lease-renew-margin", margin], &[]);
+        assert_eq!(output.status.code(), Some(1), "{margin}");
+        assert!(
+            stderr(&output).contains(RENEW_MARGIN_MESSAGE),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn unbuilt_flag_exits_2_naming_the_feature() {
+    // When the blackhole route lands, pick another row of src/unbuilt.rs.
+    let output = weftd(&["--ip-blackhole-route"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let err = stderr(&output);
+    assert!(err.contains("blackhole route"), "{err}");
+    assert!(err.contains("--ip-blackhole-route"), "{err}");
+}
+
+#[test]
+fn flanneld_env_applies_when_the_flag_is_absent() {
+    let output = weftd(&[], &[("FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "0")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(RENEW_MARGIN_MESSAGE));
+}
+
+#[test]
+fn command_line_overrides_flanneld_env() {
+    // The environment holds a valid margin and a bad -v; the command line
+    // sets both, so neither variable is read and the flag's 0 is refused.
+    let output = weftd(
+        &["--subnet-lease-renew-margin=0", "-v=1"],
+        &[
+            ("FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "30"),
+            ("FLANNELD_V", "loud"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains(RENEW_MARGIN_MESSAGE), "{err}");
+    assert!(!err.contains("FLANNELD_V"), "{err}");
+}
+
+#[test]
+fn invalid_flanneld_env_exits_1_naming_the_variable() {
+    let output = weftd(&[], &[("FLANNELD_HEALTHZ_PORT", "abc")]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("FLANNELD_HEALTHZ_PORT"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn password_is_not_logged() {
+    // An unbuilt flag stops weftd right after "CLI flags config" is logged.
+    let output = weftd(&["--etcd-password=hunter2", "--ip-blackhole-route"], &[]);
+    let err = stderr(&output);
+    assert!(err.contains("CLI flags config"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
