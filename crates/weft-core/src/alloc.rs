@@ -204,14 +204,19 @@ mod tests {
         assert_eq!(got, net("fd00:0:0:1388::/64"));
         // the very top of a /1-sized space
         let p = pool("8000::/1", 3, "a000::", "e000::");
-        assert_eq!(choose_free(&p, &[net("a000::/3"), net("c000::/3")], 0), Some(net("e000::/3")));
+        assert_eq!(
+            choose_free(&p, &[net("a000::/3"), net("c000::/3")], 0),
+            Some(net("e000::/3"))
+        );
     }
 
     fn arb_pool() -> impl Strategy<Value = SubnetPool> {
         prop_oneof![
             (8u8..=28).prop_flat_map(|plen| {
                 ((plen + 2)..=30).prop_map(move |slen| {
-                    let network: IpNet = IpNet::new("10.0.0.0".parse().unwrap(), plen).unwrap().trunc();
+                    let network: IpNet = IpNet::new("10.0.0.0".parse().unwrap(), plen)
+                        .unwrap()
+                        .trunc();
                     let step = 1u128 << (32 - slen);
                     let (lo, hi) = prefix::bounds(network);
                     SubnetPool {
@@ -224,7 +229,8 @@ mod tests {
             }),
             (16u8..=100).prop_flat_map(|plen| {
                 ((plen + 2)..=126).prop_map(move |slen| {
-                    let network: IpNet = IpNet::new("fd00::".parse().unwrap(), plen).unwrap().trunc();
+                    let network: IpNet =
+                        IpNet::new("fd00::".parse().unwrap(), plen).unwrap().trunc();
                     let step = 1u128 << (128 - slen);
                     let (lo, hi) = prefix::bounds(network);
                     SubnetPool {
@@ -243,19 +249,19 @@ mod tests {
         let (lo, hi) = prefix::bounds(p.network);
         let slen = p.subnet_len;
         let bits = family.bits();
-        proptest::collection::vec(
-            (any::<u128>(), (slen.saturating_sub(3))..=bits),
-            0..60,
+        proptest::collection::vec((any::<u128>(), (slen.saturating_sub(3))..=bits), 0..60).prop_map(
+            move |raw| {
+                raw.into_iter()
+                    .map(|(r, len)| {
+                        let span = hi - lo;
+                        let addr = lo + if span == u128::MAX { r } else { r % (span + 1) };
+                        IpNet::new(prefix::u128_to_addr(family, addr), len)
+                            .unwrap()
+                            .trunc()
+                    })
+                    .collect()
+            },
         )
-        .prop_map(move |raw| {
-            raw.into_iter()
-                .map(|(r, len)| {
-                    let span = hi - lo;
-                    let addr = lo + if span == u128::MAX { r } else { r % (span + 1) };
-                    IpNet::new(prefix::u128_to_addr(family, addr), len).unwrap().trunc()
-                })
-                .collect()
-        })
     }
 
     proptest! {

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::lease::RawJson;
 use crate::mac::Mac;
+use crate::netconf::json_ci::equal_fold;
 use crate::wg_key::WgKey;
 
 /// vxlan: `{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"}`.
@@ -47,7 +48,7 @@ fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     map.get(name).or_else(|| {
         map.iter()
             .rev()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .find(|(k, _)| equal_fold(k, name))
             .map(|(_, v)| v)
     })
 }
@@ -99,12 +100,13 @@ impl VxlanData {
     pub fn decode(raw: Option<&RawJson>) -> Result<VxlanData, BackendDataError> {
         let map = object(raw)?;
         let vni = uint_field(&map, "VNI", u64::from(Self::MAX_VNI))?.unwrap_or(0) as u32;
-        let mac: Mac = str_field(&map, "VtepMAC")?
-            .parse()
-            .map_err(|e: crate::mac::MacParseError| BackendDataError::Invalid {
-                field: "VtepMAC",
-                why: e.to_string(),
-            })?;
+        let mac: Mac =
+            str_field(&map, "VtepMAC")?
+                .parse()
+                .map_err(|e: crate::mac::MacParseError| BackendDataError::Invalid {
+                    field: "VtepMAC",
+                    why: e.to_string(),
+                })?;
         if !mac.is_valid_unicast() {
             return Err(BackendDataError::Invalid {
                 field: "VtepMAC",
@@ -163,13 +165,17 @@ mod tests {
             vni: 1,
             vtep_mac: "2e:1d:8b:97:dc:f0".parse().unwrap(),
         };
-        assert_eq!(d.encode().as_str(), r#"{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#);
+        assert_eq!(
+            d.encode().as_str(),
+            r#"{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#
+        );
         assert_eq!(VxlanData::decode(Some(&d.encode())), Ok(d));
     }
 
     #[test]
     fn vxlan_decodes_case_insensitively() {
-        let d = VxlanData::decode(Some(&raw(r#"{"vni":7,"vtepmac":"2e:1d:8b:97:dc:f0"}"#))).unwrap();
+        let d =
+            VxlanData::decode(Some(&raw(r#"{"vni":7,"vtepmac":"2e:1d:8b:97:dc:f0"}"#))).unwrap();
         assert_eq!(d.vni, 7);
     }
 
@@ -186,7 +192,10 @@ mod tests {
             r#"{"VNI":-1,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#,
             r#"{"VNI":1,"VtepMAC":5}"#,
         ] {
-            assert!(VxlanData::decode(Some(&raw(bad))).is_err(), "{bad} accepted");
+            assert!(
+                VxlanData::decode(Some(&raw(bad))).is_err(),
+                "{bad} accepted"
+            );
         }
         assert_eq!(VxlanData::decode(None), Err(BackendDataError::Missing));
     }
@@ -213,7 +222,10 @@ mod tests {
             r#"{"PublicKey":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","Port":70000}"#,
             r#"{"Port":51820}"#,
         ] {
-            assert!(WireguardData::decode(Some(&raw(bad))).is_err(), "{bad} accepted");
+            assert!(
+                WireguardData::decode(Some(&raw(bad))).is_err(),
+                "{bad} accepted"
+            );
         }
     }
 }

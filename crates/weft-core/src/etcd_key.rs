@@ -92,7 +92,8 @@ pub fn parse_subnet_key(key: &str) -> Result<LeaseSubnets, SubnetKeyError> {
     let v6 = match v6_part {
         None => None,
         Some(part) => {
-            let (addr, len) = split_len(part).ok_or_else(|| err("missing IPv6 -<prefix length>"))?;
+            let (addr, len) =
+                split_len(part).ok_or_else(|| err("missing IPv6 -<prefix length>"))?;
             let addr: Ipv6Addr = addr.parse().map_err(|_| err("bad IPv6 address"))?;
             let net = Ipv6Net::new(addr, len).map_err(|_| err("IPv6 prefix length above 128"))?;
             if net.network() != addr {
@@ -145,8 +146,14 @@ mod tests {
     #[test]
     fn full_keys_follow_path_join() {
         let sn = subnets(Some("10.244.1.0/24"), None);
-        assert_eq!(lease_key(DEFAULT_PREFIX, &sn), "/coreos.com/network/subnets/10.244.1.0-24");
-        assert_eq!(lease_key("/coreos.com//network/", &sn), "/coreos.com/network/subnets/10.244.1.0-24");
+        assert_eq!(
+            lease_key(DEFAULT_PREFIX, &sn),
+            "/coreos.com/network/subnets/10.244.1.0-24"
+        );
+        assert_eq!(
+            lease_key("/coreos.com//network/", &sn),
+            "/coreos.com/network/subnets/10.244.1.0-24"
+        );
         assert_eq!(config_key(DEFAULT_PREFIX), "/coreos.com/network/config");
         assert_eq!(subnets_dir("/x/"), "/x/subnets/");
     }

@@ -4,6 +4,7 @@
 //! weft nodes read each other's leases during a node-by-node migration:
 //! `{"PublicIP":"192.0.2.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{...}}`.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::SystemTime;
@@ -12,6 +13,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
+use crate::netconf::json_ci::equal_fold;
 use crate::prefix::Family;
 
 /// Largest lease value weft accepts from a store. Flannel's values are about
@@ -113,19 +115,19 @@ impl<'de> Deserialize<'de> for RawJson {
 }
 
 /// What a node publishes about itself, in flannel's field order and spelling.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct LeaseAttrs {
     /// Written as `"0.0.0.0"` when absent, as flannel's `ip.IP4` zero value.
-    #[serde(rename = "PublicIP", with = "public_ip_v4", default)]
+    #[serde(rename = "PublicIP", serialize_with = "public_ip_v4")]
     pub public_ip: Option<Ipv4Addr>,
     /// Written as `null` when absent.
-    #[serde(rename = "PublicIPv6", default)]
+    #[serde(rename = "PublicIPv6")]
     pub public_ipv6: Option<Ipv6Addr>,
-    #[serde(rename = "BackendType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(rename = "BackendType", skip_serializing_if = "String::is_empty")]
     pub backend_type: String,
-    #[serde(rename = "BackendData", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "BackendData", skip_serializing_if = "Option::is_none")]
     pub backend_data: Option<RawJson>,
-    #[serde(rename = "BackendV6Data", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "BackendV6Data", skip_serializing_if = "Option::is_none")]
     pub backend_v6_data: Option<RawJson>,
 }
 
@@ -154,13 +156,63 @@ impl LeaseAttrs {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// Parses a stored value, refusing oversized or malformed input.
+    /// Parses a stored value, refusing oversized or malformed input. Keys
+    /// match case-insensitively, as Go's decoder (which wrote the value)
+    /// matches them; backend data is kept verbatim.
     pub fn from_json(bytes: &[u8]) -> Result<LeaseAttrs, LeaseDecodeError> {
         if bytes.len() > MAX_LEASE_VALUE_BYTES {
             return Err(LeaseDecodeError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| LeaseDecodeError::NotUtf8)?;
-        serde_json::from_str(text).map_err(|e| LeaseDecodeError::Json(e.to_string()))
+        let members: HashMap<String, Box<RawValue>> =
+            serde_json::from_str(text).map_err(|e| LeaseDecodeError::Json(e.to_string()))?;
+        let pick = |name: &str| -> Option<&RawValue> {
+            members
+                .get(name)
+                .or_else(|| {
+                    members
+                        .iter()
+                        .find(|(k, _)| equal_fold(k, name))
+                        .map(|(_, v)| v)
+                })
+                .map(|v| &**v)
+                .filter(|v| v.get() != "null")
+        };
+        let string = |name: &str| -> Result<Option<String>, LeaseDecodeError> {
+            pick(name)
+                .map(|raw| {
+                    serde_json::from_str::<String>(raw.get())
+                        .map_err(|_| LeaseDecodeError::Json(format!("{name} must be a string")))
+                })
+                .transpose()
+        };
+        let public_ip = match string("PublicIP")? {
+            None => None,
+            Some(t) => {
+                let ip: Ipv4Addr = t.parse().map_err(|_| {
+                    LeaseDecodeError::Json(format!("PublicIP {t:?} is not an IPv4 address"))
+                })?;
+                (!ip.is_unspecified()).then_some(ip)
+            }
+        };
+        let public_ipv6 = match string("PublicIPv6")? {
+            None => None,
+            Some(t) => Some(t.parse::<Ipv6Addr>().map_err(|_| {
+                LeaseDecodeError::Json(format!("PublicIPv6 {t:?} is not an IPv6 address"))
+            })?),
+        };
+        let raw = |name: &str| {
+            pick(name)
+                .map(|r| RawJson::parse(r.get()).map_err(|e| LeaseDecodeError::Json(e.to_string())))
+                .transpose()
+        };
+        Ok(LeaseAttrs {
+            public_ip,
+            public_ipv6,
+            backend_type: string("BackendType")?.unwrap_or_default(),
+            backend_data: raw("BackendData")?,
+            backend_v6_data: raw("BackendV6Data")?,
+        })
     }
 }
 
@@ -210,27 +262,8 @@ fn compact(json: &str) -> String {
     out
 }
 
-mod public_ip_v4 {
-    use std::net::Ipv4Addr;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(ip: &Option<Ipv4Addr>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&ip.unwrap_or(Ipv4Addr::UNSPECIFIED))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        match text.as_deref() {
-            None => Ok(None),
-            Some(t) => {
-                let ip: Ipv4Addr = t
-                    .parse()
-                    .map_err(|_| serde::de::Error::custom(format!("PublicIP {t:?} is not an IPv4 address")))?;
-                Ok((!ip.is_unspecified()).then_some(ip))
-            }
-        }
-    }
+fn public_ip_v4<S: Serializer>(ip: &Option<Ipv4Addr>, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&ip.unwrap_or(Ipv4Addr::UNSPECIFIED))
 }
 
 #[cfg(test)]
@@ -262,7 +295,10 @@ mod tests {
     #[test]
     fn absent_public_ip_is_written_as_zero() {
         let attrs = LeaseAttrs::default();
-        assert_eq!(attrs.to_json(), r#"{"PublicIP":"0.0.0.0","PublicIPv6":null}"#);
+        assert_eq!(
+            attrs.to_json(),
+            r#"{"PublicIP":"0.0.0.0","PublicIPv6":null}"#
+        );
         let back = LeaseAttrs::from_json(attrs.to_json().as_bytes()).unwrap();
         assert_eq!(back.public_ip, None);
     }
@@ -273,15 +309,28 @@ mod tests {
             LeaseAttrs::from_json(&[b' '; MAX_LEASE_VALUE_BYTES + 1]),
             Err(LeaseDecodeError::TooLarge(_))
         ));
-        assert_eq!(LeaseAttrs::from_json(&[0xff, 0xfe]), Err(LeaseDecodeError::NotUtf8));
+        assert_eq!(
+            LeaseAttrs::from_json(&[0xff, 0xfe]),
+            Err(LeaseDecodeError::NotUtf8)
+        );
         assert!(LeaseAttrs::from_json(br#"{"PublicIP":"300.1.1.1"}"#).is_err());
         assert!(LeaseAttrs::from_json(br#"{"PublicIP":7}"#).is_err());
         assert!(LeaseAttrs::from_json(b"[]").is_err());
     }
 
     #[test]
+    fn keys_match_case_insensitively_as_in_go() {
+        let attrs =
+            LeaseAttrs::from_json(br#"{"publicip":"192.0.2.9","backendtype":"vxlan"}"#).unwrap();
+        assert_eq!(attrs.public_ip, Some(Ipv4Addr::new(192, 0, 2, 9)));
+        assert_eq!(attrs.backend_type, "vxlan");
+    }
+
+    #[test]
     fn raw_backend_data_is_compacted() {
-        let attrs = LeaseAttrs::from_json(br#"{"PublicIP":"192.0.2.2","BackendData": { "VNI" : 1 }}"#).unwrap();
+        let attrs =
+            LeaseAttrs::from_json(br#"{"PublicIP":"192.0.2.2","BackendData": { "VNI" : 1 }}"#)
+                .unwrap();
         assert_eq!(attrs.backend_data.unwrap().as_str(), r#"{"VNI":1}"#);
     }
 

@@ -97,7 +97,14 @@ mod tests {
 
     #[test]
     fn refuses_malformed() {
-        for bad in ["", "2e:1d:8b:97:dc", "2e:1d:8b:97:dc:f0:00", "zz:1d:8b:97:dc:f0", "2e1d8b97dcf0", "2e:1d:8b:97:dc:f"] {
+        for bad in [
+            "",
+            "2e:1d:8b:97:dc",
+            "2e:1d:8b:97:dc:f0:00",
+            "zz:1d:8b:97:dc:f0",
+            "2e1d8b97dcf0",
+            "2e:1d:8b:97:dc:f",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad} accepted");
         }
     }

@@ -81,10 +81,7 @@ pub fn block_size(family: Family, len: u8) -> Option<u128> {
 /// First and last address of a prefix as integers.
 pub fn bounds(net: IpNet) -> (u128, u128) {
     let net = net.trunc();
-    (
-        addr_to_u128(net.network()),
-        addr_to_u128(net.broadcast()),
-    )
+    (addr_to_u128(net.network()), addr_to_u128(net.broadcast()))
 }
 
 /// True when `addr` starts a block of length `len` (its host bits are zero).

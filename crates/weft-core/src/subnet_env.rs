@@ -55,7 +55,11 @@ impl SubnetEnv {
             let _ = writeln!(out, "FLANNEL_IPV6_NETWORK={}", nets.join(","));
         }
         if let Some(sn) = self.ipv6_subnet {
-            let _ = writeln!(out, "FLANNEL_IPV6_SUBNET={}", first_host_cidr(IpNet::V6(sn)));
+            let _ = writeln!(
+                out,
+                "FLANNEL_IPV6_SUBNET={}",
+                first_host_cidr(IpNet::V6(sn))
+            );
         }
         if let Some(mtu) = self.mtu {
             let _ = writeln!(out, "FLANNEL_MTU={mtu}");
@@ -78,7 +82,9 @@ impl SubnetEnv {
                 continue;
             }
             let trimmed = trimmed.strip_prefix("export ").unwrap_or(trimmed);
-            let (key, value) = trimmed.split_once('=').ok_or(SubnetEnvError::Syntax { line })?;
+            let (key, value) = trimmed
+                .split_once('=')
+                .ok_or(SubnetEnvError::Syntax { line })?;
             let value = unquote(value.trim());
             let key = key.trim();
             match key {
@@ -245,6 +251,9 @@ mod tests {
         assert!(SubnetEnv::parse("FLANNEL_MTU=big\n").is_err());
         assert!(SubnetEnv::parse("FLANNEL_SUBNET=fd00::1/64\n").is_err());
         assert!(SubnetEnv::parse("FLANNEL_NETWORK=10.244.0.0/33\n").is_err());
-        assert_eq!(SubnetEnv::parse("garbage\n"), Err(SubnetEnvError::Syntax { line: 1 }));
+        assert_eq!(
+            SubnetEnv::parse("garbage\n"),
+            Err(SubnetEnvError::Syntax { line: 1 })
+        );
     }
 }

@@ -13,7 +13,9 @@ pub struct WgKey(pub [u8; 32]);
 /// Why a key string was refused. The message never repeats the input: the
 /// string may be a secret (a PSK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("not a WireGuard key: expected 44 characters of base64 encoding 32 bytes (as `wg genkey` prints)")]
+#[error(
+    "not a WireGuard key: expected 44 characters of base64 encoding 32 bytes (as `wg genkey` prints)"
+)]
 pub struct WgKeyError;
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -27,7 +29,11 @@ impl WgKey {
     pub fn to_base64(&self) -> String {
         let mut out = String::with_capacity(44);
         for chunk in self.0.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -110,7 +116,10 @@ mod tests {
     #[test]
     fn matches_known_encoding() {
         // `printf '\0%.0s' $(seq 32) | base64` and a patterned key.
-        assert_eq!(WgKey([0; 32]).to_base64(), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert_eq!(
+            WgKey([0; 32]).to_base64(),
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        );
         let mut k = [0u8; 32];
         for (i, b) in k.iter_mut().enumerate() {
             *b = i as u8;

@@ -33,11 +33,13 @@ struct Existing {
 /// subnet of each enabled family, each inside its pool, none of a disabled
 /// family.
 pub(crate) fn compatible(cfg: &NetConfig, subnets: &LeaseSubnets) -> bool {
-    Family::ALL.iter().all(|f| match (cfg.pool(*f), subnets.get(*f)) {
-        (Some(pool), Some(sn)) => pool.holds_subnet(sn),
-        (None, None) => true,
-        _ => false,
-    })
+    Family::ALL
+        .iter()
+        .all(|f| match (cfg.pool(*f), subnets.get(*f)) {
+            (Some(pool), Some(sn)) => pool.holds_subnet(sn),
+            (None, None) => true,
+            _ => false,
+        })
 }
 
 fn same_node(ours: &LeaseAttrs, theirs: &LeaseAttrs) -> bool {
@@ -109,8 +111,15 @@ pub(crate) async fn acquire<K: Kv>(
                 }
                 continue;
             }
-            let lease_ttl = if reservation { Ttl::Forever } else { Ttl::For(ttl) };
-            match kv.replace(&own.entry.key, own.entry.mod_rev, &value, lease_ttl).await {
+            let lease_ttl = if reservation {
+                Ttl::Forever
+            } else {
+                Ttl::For(ttl)
+            };
+            match kv
+                .replace(&own.entry.key, own.entry.mod_rev, &value, lease_ttl)
+                .await
+            {
                 Ok(true) => {
                     info!(subnets = %own.subnets, reservation, "reusing our lease");
                     return Ok(lease(own.subnets, req.attrs.clone(), lease_ttl));

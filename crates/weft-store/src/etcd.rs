@@ -89,7 +89,10 @@ fn kv_err(e: etcd_client::Error) -> KvError {
             use tonic_code::*;
             let code = status.code() as i32;
             let msg = status.message().to_owned();
-            if matches!(code, INVALID_ARGUMENT | PERMISSION_DENIED | UNAUTHENTICATED | FAILED_PRECONDITION) {
+            if matches!(
+                code,
+                INVALID_ARGUMENT | PERMISSION_DENIED | UNAUTHENTICATED | FAILED_PRECONDITION
+            ) {
                 KvError::Refused(format!("etcd refused the request: {msg}"))
             } else {
                 KvError::Unavailable(format!("etcd: {msg}"))
@@ -124,7 +127,9 @@ impl EtcdKv {
     /// request, which the callers retry. Bad options fail here.
     pub async fn connect(opts: &EtcdOptions) -> Result<EtcdKv, KvError> {
         if opts.endpoints.is_empty() {
-            return Err(KvError::Refused("no etcd endpoints given (--etcd-endpoints)".into()));
+            return Err(KvError::Refused(
+                "no etcd endpoints given (--etcd-endpoints)".into(),
+            ));
         }
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
@@ -232,8 +237,22 @@ impl Kv for EtcdKv {
         }
     }
 
-    async fn replace(&self, key: &str, mod_rev: i64, value: &[u8], ttl: Ttl) -> Result<bool, KvError> {
-        let old_lease = match self.client.clone().get(key, None).await.map_err(kv_err)?.kvs().first() {
+    async fn replace(
+        &self,
+        key: &str,
+        mod_rev: i64,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Result<bool, KvError> {
+        let old_lease = match self
+            .client
+            .clone()
+            .get(key, None)
+            .await
+            .map_err(kv_err)?
+            .kvs()
+            .first()
+        {
             Some(kv) if kv.mod_revision() == mod_rev => kv.lease(),
             _ => return Ok(false),
         };
@@ -281,10 +300,7 @@ impl Kv for EtcdKv {
             )
             .await
             .map_err(kv_err)?;
-        Ok(EtcdWatch {
-            stream,
-            from_rev,
-        })
+        Ok(EtcdWatch { stream, from_rev })
     }
 }
 

@@ -100,7 +100,8 @@ pub trait Kv: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool, KvError>> + Send;
 
     /// Deletes a key if it is still at `mod_rev`.
-    fn delete(&self, key: &str, mod_rev: i64) -> impl Future<Output = Result<bool, KvError>> + Send;
+    fn delete(&self, key: &str, mod_rev: i64)
+    -> impl Future<Output = Result<bool, KvError>> + Send;
 
     /// Watches every key under `prefix` from `from_rev` (inclusive).
     fn watch(

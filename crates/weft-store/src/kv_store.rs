@@ -74,7 +74,9 @@ impl<K: Kv> KvLeaseStore<K> {
                     .and_then(|text| netconf::parse(text).map_err(|e| e.to_string()))
                 {
                     Ok(cfg) => return Ok(cfg),
-                    Err(e) => format!("the network config at {key} is invalid: {e}; fix it with etcdctl put"),
+                    Err(e) => format!(
+                        "the network config at {key} is invalid: {e}; fix it with etcdctl put"
+                    ),
                 },
                 Ok(None) => format!(
                     "network config not found at {key}. Did you create your config using the etcd v3 API (etcdctl put {key} ...)?"
@@ -124,7 +126,12 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
     async fn renew(&self, lease: &Lease) -> Result<Lease, StoreError> {
         let key = etcd_key::lease_key(&self.prefix, &lease.subnets);
         let gone = || StoreError::LeaseGone { key: key.clone() };
-        let entry = self.kv.get(&key).await.map_err(|e| self.map_err(e))?.ok_or_else(gone)?;
+        let entry = self
+            .kv
+            .get(&key)
+            .await
+            .map_err(|e| self.map_err(e))?
+            .ok_or_else(gone)?;
         let ttl = if entry.expires {
             Ttl::For(self.ttl)
         } else {
@@ -139,7 +146,12 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
         {
             // Changed under us: re-read once so a concurrent rewrite is not
             // mistaken for a lost lease.
-            let entry = self.kv.get(&key).await.map_err(|e| self.map_err(e))?.ok_or_else(gone)?;
+            let entry = self
+                .kv
+                .get(&key)
+                .await
+                .map_err(|e| self.map_err(e))?
+                .ok_or_else(gone)?;
             if !self
                 .kv
                 .replace(&key, entry.mod_rev, &value, ttl)

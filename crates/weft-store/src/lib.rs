@@ -25,7 +25,7 @@ use weft_core::netconf::NetConfig;
 use weft_core::peer::ScreenedPeers;
 
 pub use error::StoreError;
-pub use kv_store::KvLeaseStore;
+pub use kv_store::{ConfigSource, KvLeaseStore};
 
 /// flannel's lease lifetime: a node that stops renewing loses its subnet
 /// after a day.

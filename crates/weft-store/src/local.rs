@@ -105,7 +105,10 @@ fn log_event(
     let floor = rev - EVENTS_KEPT;
     if floor > 0 && rev % 256 == 0 {
         tx.execute("DELETE FROM events WHERE rev <= ?1", params![floor])?;
-        tx.execute("UPDATE meta SET compacted = ?1 WHERE id = 1", params![floor])?;
+        tx.execute(
+            "UPDATE meta SET compacted = ?1 WHERE id = 1",
+            params![floor],
+        )?;
     }
     Ok(())
 }
@@ -153,14 +156,15 @@ impl LocalKv {
     pub fn open(path: impl AsRef<Path>) -> Result<LocalKv, KvError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                KvError::Refused(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| KvError::Refused(format!("cannot create {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(&path).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         Ok(LocalKv {
             path,
@@ -248,7 +252,8 @@ impl Kv for LocalKv {
         let prefix = prefix.to_owned();
         self.with(move |conn| {
             let tx = conn.transaction()?;
-            let revision: i64 = tx.query_row("SELECT revision FROM meta WHERE id = 1", [], |r| r.get(0))?;
+            let revision: i64 =
+                tx.query_row("SELECT revision FROM meta WHERE id = 1", [], |r| r.get(0))?;
             let entries = {
                 let mut stmt = tx.prepare(&format!(
                     "SELECT key, value, create_rev, mod_rev, expires_at_ms FROM kv \
@@ -298,7 +303,13 @@ impl Kv for LocalKv {
         .await
     }
 
-    async fn replace(&self, key: &str, mod_rev: i64, value: &[u8], ttl: Ttl) -> Result<bool, KvError> {
+    async fn replace(
+        &self,
+        key: &str,
+        mod_rev: i64,
+        value: &[u8],
+        ttl: Ttl,
+    ) -> Result<bool, KvError> {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.write(move |tx| {
             let create_rev: Option<i64> = tx
@@ -380,10 +391,11 @@ impl KvWatch for LocalWatch {
                     // One read transaction: the revision and the events
                     // come from the same snapshot of the file.
                     let tx = conn.transaction()?;
-                    let (revision, compacted): (i64, i64) =
-                        tx.query_row("SELECT revision, compacted FROM meta WHERE id = 1", [], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?;
+                    let (revision, compacted): (i64, i64) = tx.query_row(
+                        "SELECT revision, compacted FROM meta WHERE id = 1",
+                        [],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
                     if from_rev <= compacted {
                         return Ok(Poll::Compacted(compacted));
                     }

@@ -76,7 +76,10 @@ impl Reporter<'_> {
             if self.warned.get(&rejected.id) != Some(&mod_rev) {
                 warn!(key = %rejected.id, reason = rejected.reason.kind(), "{rejected}");
                 self.warned.insert(rejected.id.clone(), mod_rev);
-                *self.skipped_total.entry(rejected.reason.kind()).or_default() += 1;
+                *self
+                    .skipped_total
+                    .entry(rejected.reason.kind())
+                    .or_default() += 1;
             }
         }
         self.warned.retain(|k, _| mirror.entries.contains_key(k));
@@ -188,7 +191,9 @@ pub(crate) async fn watch_peers<K: Kv>(
                     for event in &events {
                         match event {
                             KvEvent::Put(entry) => {
-                                current.entries.insert(entry.key.clone(), parse(&dir, entry));
+                                current
+                                    .entries
+                                    .insert(entry.key.clone(), parse(&dir, entry));
                             }
                             KvEvent::Delete { key, .. } => {
                                 current.entries.remove(key);

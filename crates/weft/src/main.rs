@@ -25,6 +25,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Work with the cluster's network configuration (net-conf.json).
+    ///
+    /// net-conf.json is the one cluster-wide file flannel and weft read: the
+    /// `net-conf.json` key of the `kube-flannel-cfg` ConfigMap in Kubernetes
+    /// mode, or `<prefix>/config` in etcd. These commands only read it;
+    /// they change nothing on the node or in the cluster.
     #[command(subcommand)]
     Config(ConfigCommand),
 }

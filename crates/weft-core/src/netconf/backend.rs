@@ -181,6 +181,7 @@ pub struct WireguardOptions {
     pub psk: Option<WireguardPsk>,
     /// Seconds between keepalives, 0 = off.
     pub persistent_keepalive_interval: u16,
+    /// One device per family, or one for both.
     pub mode: WireguardMode,
 }
 

@@ -8,7 +8,7 @@
 mod backend;
 mod backend_parse;
 mod error;
-mod json_ci;
+pub(crate) mod json_ci;
 mod output;
 mod parse;
 mod pool;
@@ -24,7 +24,8 @@ pub use backend::{
     BackendConfig, DEFAULT_ESP_PROPOSAL, IpipOptions, IpsecOptions, IpsecPsk, REDACTED,
     VXLAN_DEFAULT_PORT, VxlanOptions, WireguardMode, WireguardOptions, WireguardPsk,
 };
-pub use parse::{NetConfError, parse};
+pub use error::NetConfError;
+pub use parse::parse;
 
 /// A validated network configuration with every default filled in.
 ///
@@ -34,7 +35,10 @@ pub use parse::{NetConfError, parse};
 /// `"<redacted>"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetConfig {
+    /// Give pods IPv4 addresses. flannel's default is true, so an
+    /// IPv6-only cluster must say `"EnableIPv4": false`.
     pub enable_ipv4: bool,
+    /// Give pods IPv6 addresses (default false).
     pub enable_ipv6: bool,
     /// Use nftables rather than iptables for masquerade/forward rules.
     pub enable_nftables: bool,
@@ -42,6 +46,7 @@ pub struct NetConfig {
     pub ipv4: Option<SubnetPool>,
     /// The IPv6 pool; present exactly when `enable_ipv6`.
     pub ipv6: Option<SubnetPool>,
+    /// How pod traffic crosses between nodes.
     pub backend: BackendConfig,
     /// Keys, as written, that mean nothing to flannel or weft (typos such as
     /// `SubnetLenn`; backend options as `Backend.VNII`): flannel ignores

@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde_json::value::RawValue;
 
+use super::NetConfError;
 use super::NetConfig;
 use super::backend_parse::{self, Families};
-pub use super::error::NetConfError;
 use super::json_ci::{self, CiObject, bool_of, integer_of, string_of};
 use super::pool::{self, PoolSpec};
 use crate::prefix::Family;
@@ -184,5 +184,49 @@ fn address(family: Family, field: &str, n: &Names, raw: &RawValue) -> Result<IpA
     match text.parse::<IpAddr>() {
         Ok(addr) if Family::of(addr) == family => Ok(addr),
         _ => Err(json_ci::invalid(field, &expected, raw, false)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netconf::{BackendConfig, WireguardMode};
+
+    #[test]
+    fn typed_result_of_a_dual_stack_wireguard_config() {
+        let cfg = parse(
+            r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56",
+                "Backend":{"Type":"wireguard-native","PSK":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=","Mode":"auto"}}"#,
+        )
+        .unwrap();
+        let v4 = cfg.pool(Family::V4).unwrap();
+        assert!(v4.holds_subnet("10.244.7.0/24".parse().unwrap()));
+        assert!(!v4.holds_subnet("10.244.0.0/24".parse().unwrap()));
+        assert_eq!(cfg.pool(Family::V6).unwrap().subnet_len, 64);
+        assert_eq!(cfg.pools().count(), 2);
+        let BackendConfig::Wireguard(wg) = &cfg.backend else {
+            panic!("{:?}", cfg.backend);
+        };
+        assert_eq!(cfg.backend.type_name(), "wireguard");
+        assert_eq!(wg.mode, WireguardMode::Auto);
+        let key = wg.psk.as_ref().unwrap().key();
+        assert_eq!(key.0[..4], [0, 1, 2, 3]);
+        assert!(cfg.unknown_keys.is_empty());
+    }
+
+    #[test]
+    fn disabled_family_has_no_pool() {
+        let cfg =
+            parse(r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56"}"#).unwrap();
+        assert!(cfg.pool(Family::V4).is_none());
+        assert_eq!(cfg.pools().count(), 1);
+        assert_eq!(cfg.backend, BackendConfig::default());
+    }
+
+    #[test]
+    fn none_publishes_an_empty_backend_type() {
+        let cfg = parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ALLOC"}}"#).unwrap();
+        assert_eq!(cfg.backend, BackendConfig::None);
+        assert_eq!(cfg.backend.type_name(), "");
     }
 }

@@ -1,0 +1,355 @@
+//! The lease-store contract against a real etcd 3.4 server, plus what only
+//! etcd has: restarts of the server, compaction, TLS and authentication.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::contract::{self, PREFIX};
+use common::etcd_server::{EtcdServer, make_tls};
+use weft_core::etcd_key;
+use weft_store::etcd::{EtcdKv, EtcdOptions};
+use weft_store::kv::{Kv, KvEntry, KvError, KvWatch, Listing, Ttl};
+use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
+
+fn put_with_etcdctl(server: &EtcdServer, key: &str, value: &[u8]) {
+    let value = String::from_utf8_lossy(value).into_owned();
+    let out = server.etcdctl(&["put", key, &value]);
+    assert!(
+        out.status.success(),
+        "etcdctl put: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_agents_get_distinct_subnets() {
+    let server = EtcdServer::start();
+    let mut kvs = Vec::new();
+    for _ in 0..50 {
+        kvs.push(server.kv().await);
+    }
+    contract::concurrent_acquisitions_are_distinct(kvs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_reuses_and_release_frees() {
+    let server = EtcdServer::start();
+    contract::restart_reuses_and_release_frees(server.kv().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renewal_and_expiry() {
+    let server = EtcdServer::start();
+    contract::renewal_and_expiry(server.kv().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_lease_is_noticed() {
+    let server = EtcdServer::start();
+    contract::deleted_lease_is_noticed(server.kv().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservation_is_honoured() {
+    let server = EtcdServer::start();
+    let kv = server.kv().await;
+    contract::reservation_is_honoured(kv, async |k: &str, v: &str| {
+        put_with_etcdctl(&server, k, v.as_bytes())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_pool_says_how_to_grow() {
+    let server = EtcdServer::start();
+    contract::exhausted_pool_says_how_to_grow(server.kv().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_entries_written_with_etcdctl_are_skipped() {
+    let server = EtcdServer::start();
+    let kv = server.kv().await;
+    contract::malformed_entries_are_skipped(kv, async |k: &str, v: &[u8]| {
+        put_with_etcdctl(&server, k, v)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_values_are_flannel_bytes() {
+    let server = EtcdServer::start();
+    let store = contract::store(server.kv().await, Duration::from_secs(60));
+    let lease = store
+        .acquire(&contract::none_config(), &contract::request(2))
+        .await
+        .unwrap();
+    let key = etcd_key::lease_key(PREFIX, &lease.subnets);
+    let out = server.etcdctl(&["get", &key, "--print-value-only"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        r#"{"PublicIP":"192.0.2.2","PublicIPv6":null}"#
+    );
+    let lease_id = server.etcdctl(&["get", &key, "-w", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&lease_id.stdout).unwrap();
+    assert_ne!(
+        json["kvs"][0]["lease"],
+        serde_json::Value::Null,
+        "the key must carry an etcd lease (TTL)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn network_config_is_awaited_until_written() {
+    let server = EtcdServer::start();
+    let store = Arc::new(KvLeaseStore::new(
+        server.kv().await,
+        PREFIX,
+        ConfigSource::StoreKey,
+        Duration::from_secs(60),
+    ));
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move { store.network_config().await })
+    };
+    put_with_etcdctl(
+        &server,
+        &etcd_key::config_key(PREFIX),
+        br#"{"Network":"10.50.0.0/16","Backend":{"Type":"host-gw"}}"#,
+    );
+    let cfg = tokio::time::timeout(Duration::from_secs(15), reader)
+        .await
+        .expect("config read after it was written")
+        .unwrap()
+        .unwrap();
+    assert_eq!(cfg.ipv4.unwrap().network.to_string(), "10.50.0.0/16");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_survives_an_etcd_restart() {
+    let mut server = EtcdServer::start();
+    let cfg = contract::none_config();
+    let store = Arc::new(contract::store(server.kv().await, Duration::from_secs(600)));
+    let own = store.acquire(&cfg, &contract::request(1)).await.unwrap();
+    let peer = store.acquire(&cfg, &contract::request(2)).await.unwrap();
+    let (mut rx, _task) = contract::start_watch(store.clone(), cfg.clone(), own.subnets);
+    contract::wait_for(&mut rx, Duration::from_secs(10), "first peer", |s| {
+        contract::has_peer(s, &peer.subnets)
+    })
+    .await;
+
+    server.stop();
+    // While etcd is down the last snapshot stays: no answer is not "no peers".
+    assert!(contract::has_peer(
+        rx.borrow().as_ref().unwrap(),
+        &peer.subnets
+    ));
+    server.restart();
+
+    let other = contract::store(server.kv().await, Duration::from_secs(600));
+    let late = other.acquire(&cfg, &contract::request(3)).await.unwrap();
+    contract::wait_for(
+        &mut rx,
+        Duration::from_secs(30),
+        "the peer added after the restart",
+        |s| contract::has_peer(s, &late.subnets) && contract::has_peer(s, &peer.subnets),
+    )
+    .await;
+}
+
+/// Forwards to etcd but holds back `watch` until released, so a test can
+/// make history move and get compacted before the watch resumes.
+#[derive(Clone)]
+struct HeldWatch {
+    inner: EtcdKv,
+    released: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Kv for HeldWatch {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    async fn get(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Listing, KvError> {
+        self.inner.list(prefix).await
+    }
+    async fn create_if_unchanged(
+        &self,
+        d: &str,
+        r: i64,
+        k: &str,
+        v: &[u8],
+        t: Ttl,
+    ) -> Result<bool, KvError> {
+        self.inner.create_if_unchanged(d, r, k, v, t).await
+    }
+    async fn replace(&self, k: &str, m: i64, v: &[u8], t: Ttl) -> Result<bool, KvError> {
+        self.inner.replace(k, m, v, t).await
+    }
+    async fn delete(&self, k: &str, m: i64) -> Result<bool, KvError> {
+        self.inner.delete(k, m).await
+    }
+    async fn watch(&self, prefix: &str, from: i64) -> Result<impl KvWatch, KvError> {
+        let mut released = self.released.clone();
+        let _ = released.wait_for(|r| *r).await;
+        self.inner.watch(prefix, from).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watch_recovers_from_compaction() {
+    let server = EtcdServer::start();
+    let cfg = contract::none_config();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let held = HeldWatch {
+        inner: server.kv().await,
+        released,
+    };
+    let store = Arc::new(contract::store(held, Duration::from_secs(600)));
+    let own = store.acquire(&cfg, &contract::request(1)).await.unwrap();
+    let (mut rx, _task) = contract::start_watch(store.clone(), cfg.clone(), own.subnets);
+    contract::wait_for(&mut rx, Duration::from_secs(10), "first listing", |s| {
+        s.own_present
+    })
+    .await;
+
+    // History moves on and is compacted while the watch is held back.
+    let writer = contract::store(server.kv().await, Duration::from_secs(600));
+    let late = writer.acquire(&cfg, &contract::request(2)).await.unwrap();
+    let rev = server.kv().await.list("/").await.unwrap().revision;
+    let out = server.etcdctl(&["compact", &rev.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    release.send_replace(true);
+
+    contract::wait_for(
+        &mut rx,
+        Duration::from_secs(15),
+        "the peer written before compaction",
+        |s| contract::has_peer(s, &late.subnets),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = make_tls(dir.path(), "good");
+    let wrong = make_tls(dir.path(), "wrong");
+    let server = EtcdServer::start_tls(tls.clone());
+
+    let good = EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        cafile: Some(tls.ca.clone()),
+        certfile: Some(tls.client_cert.clone()),
+        keyfile: Some(tls.client_key.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        good.get("/x").await.is_ok(),
+        "the right CA and client cert must work"
+    );
+
+    let bad_ca = EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        cafile: Some(wrong.ca.clone()),
+        certfile: Some(tls.client_cert.clone()),
+        keyfile: Some(tls.client_key.clone()),
+        ..Default::default()
+    })
+    .await;
+    let refused = match bad_ca {
+        Err(e) => e,
+        Ok(kv) => kv
+            .get("/x")
+            .await
+            .expect_err("a server cert from another CA must be refused"),
+    };
+    let _ = refused;
+
+    let no_cert = EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        cafile: Some(tls.ca.clone()),
+        ..Default::default()
+    })
+    .await;
+    match no_cert {
+        Err(_) => {}
+        Ok(kv) => {
+            kv.get("/x")
+                .await
+                .expect_err("a client without certificate must be refused");
+        }
+    }
+
+    let half = EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        cafile: Some(tls.ca.clone()),
+        certfile: Some(tls.client_cert.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        matches!(&half, Err(KvError::Refused(m)) if m.contains("--etcd-keyfile")),
+        "a cert without key must be refused clearly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn username_and_password() {
+    let server = EtcdServer::start();
+    for args in [
+        vec!["user", "add", "root:rootpw"],
+        vec!["user", "add", "weft:weftpw"],
+        vec!["role", "add", "flannel"],
+        vec![
+            "role",
+            "grant-permission",
+            "flannel",
+            "--prefix=true",
+            "readwrite",
+            "/coreos.com/network/",
+        ],
+        vec!["user", "grant-role", "weft", "flannel"],
+        vec!["auth", "enable"],
+    ] {
+        let out = server.etcdctl(&args);
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let kv = EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        username: Some("weft".into()),
+        password: Some("weftpw".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let store = contract::store(kv, Duration::from_secs(60));
+    store
+        .acquire(&contract::none_config(), &contract::request(1))
+        .await
+        .expect("a user with readwrite on the prefix can lease");
+
+    let anonymous = EtcdKv::connect(&server.options()).await.unwrap();
+    let err = contract::store(anonymous, Duration::from_secs(60))
+        .acquire(&contract::none_config(), &contract::request(2))
+        .await
+        .expect_err("anonymous access refused");
+    assert!(
+        matches!(err, weft_store::StoreError::Refused { .. }),
+        "{err}"
+    );
+}

@@ -1,0 +1,97 @@
+//! The lease-store contract against the local SQLite file, with several
+//! handles on one file standing in for several agents on one host.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::contract;
+use weft_store::LeaseStore;
+use weft_store::kv::{Kv, Ttl};
+use weft_store::local::LocalKv;
+
+fn open(dir: &tempfile::TempDir) -> LocalKv {
+    LocalKv::open(dir.path().join("leases.db")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_agents_get_distinct_subnets() {
+    let dir = tempfile::tempdir().unwrap();
+    let kvs = (0..50).map(|_| open(&dir)).collect();
+    contract::concurrent_acquisitions_are_distinct(kvs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_reuses_and_release_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::restart_reuses_and_release_frees(open(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn renewal_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::renewal_and_expiry(open(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_lease_is_noticed() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::deleted_lease_is_noticed(open(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reservation_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open(&dir);
+    contract::reservation_is_honoured(open(&dir), async |k: &str, v: &str| {
+        writer.put(k, v.as_bytes(), Ttl::Forever).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exhausted_pool_says_how_to_grow() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::exhausted_pool_says_how_to_grow(open(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_entries_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = open(&dir);
+    contract::malformed_entries_are_skipped(open(&dir), async |k: &str, v: &[u8]| {
+        writer.put(k, v, Ttl::Forever).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lease_file_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = contract::none_config();
+    let lease = contract::store(open(&dir), Duration::from_secs(60))
+        .acquire(&cfg, &contract::request(1))
+        .await
+        .unwrap();
+    // A new process opening the file sees the lease and reuses it.
+    let kv = open(&dir);
+    assert!(contract::lease_exists(&kv, &lease).await);
+    let again = contract::store(kv, Duration::from_secs(60))
+        .acquire(&cfg, &contract::request(1))
+        .await
+        .unwrap();
+    assert_eq!(again.subnets, lease.subnets);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreadable_file_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-db");
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    let err = match LocalKv::open(&path) {
+        Err(e) => e,
+        Ok(kv) => kv.list("/").await.expect_err("garbage file refused"),
+    };
+    assert!(err.to_string().contains("lease file"), "{err}");
+}
