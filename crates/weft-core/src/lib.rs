@@ -13,6 +13,7 @@ pub mod lease;
 pub mod mac;
 pub mod netconf;
 pub mod peer;
+pub mod plan;
 pub mod prefix;
 pub mod subnet_env;
 pub mod wg_key;

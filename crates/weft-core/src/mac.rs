@@ -24,6 +24,22 @@ impl Mac {
         Mac(random)
     }
 
+    /// A locally administered unicast address derived from `seed` (the
+    /// node's public IP and the device): the same node gets the same VTEP
+    /// MAC after a reboot, with nothing stored, so peers' neighbour and FDB
+    /// entries stay valid (flannel's random MACs broke them, #1795).
+    pub fn derived(seed: &[u8]) -> Mac {
+        // FNV-1a, 64-bit: stable across versions and platforms, which is all
+        // that matters here (not secrecy).
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in seed {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let b = hash.to_be_bytes();
+        Mac::local_unicast([b[0], b[1], b[2], b[3], b[4], b[5]])
+    }
+
     /// True for an address a peer may legitimately advertise as its VTEP:
     /// not all-zero, not broadcast, not multicast.
     pub fn is_valid_unicast(&self) -> bool {
@@ -107,6 +123,14 @@ mod tests {
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn derived_macs_are_stable_distinct_and_local() {
+        let a = Mac::derived(b"192.0.2.1/flannel.1");
+        assert_eq!(a, Mac::derived(b"192.0.2.1/flannel.1"));
+        assert_ne!(a, Mac::derived(b"192.0.2.2/flannel.1"));
+        assert_eq!(a.0[0] & 0x03, 0x02, "locally administered unicast");
     }
 
     #[test]

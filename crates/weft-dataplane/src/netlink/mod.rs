@@ -29,6 +29,7 @@ mod route;
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_proto::ConnectionHandle;
+use netlink_sys::protocols::NETLINK_ROUTE;
 
 pub use addr::AddrInfo;
 pub use error::NetlinkError;
@@ -36,7 +37,8 @@ pub use events::{LinkEvent, LinkEvents};
 pub use fdb::FdbInfo;
 pub use link::{IpipInfo, LinkInfo, LinkKind, OperState, VxlanInfo, VxlanLinkSpec};
 pub use neigh::{NeighInfo, NeighState};
-pub use route::{RouteInfo, RouteKind, RouteScope, RouteSpec};
+pub use ethtool::TX_CHECKSUM_FEATURE;
+pub use route::{RouteInfo, RouteKind, RouteSpec, Scope};
 pub use weft_core::Family;
 
 /// The route protocol number (`rtm_protocol`) on every route weft programs.
@@ -67,6 +69,8 @@ pub const MAIN_TABLE: u32 = 254;
 pub struct Netlink {
     handle: ConnectionHandle<RouteNetlinkMessage>,
     ethtool: ethtool::EthtoolClient,
+    /// Identifies the namespace the sockets were opened in.
+    netns_inode: Option<u64>,
 }
 
 impl Netlink {
@@ -79,8 +83,12 @@ impl Netlink {
     /// current-thread runtime and call this on it.
     pub fn connect() -> Result<Netlink, NetlinkError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
-        let handle = conn::open_route_connection(&runtime)?;
+        let handle = conn::open(NETLINK_ROUTE, &runtime)?;
         let ethtool = ethtool::EthtoolClient::open(&runtime)?;
-        Ok(Netlink { handle, ethtool })
+        Ok(Netlink {
+            handle,
+            ethtool,
+            netns_inode: events::current_netns_inode(),
+        })
     }
 }

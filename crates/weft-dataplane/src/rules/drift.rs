@@ -67,10 +67,7 @@ impl fmt::Display for Problem {
                 if missing == 0 && extra == 0 {
                     write!(f, "{place}: rules out of order or duplicated")
                 } else {
-                    write!(
-                        f,
-                        "{place}: {missing} rule(s) missing, {extra} unexpected"
-                    )
+                    write!(f, "{place}: {missing} rule(s) missing, {extra} unexpected")
                 }
             }
             Problem::MissingJump { place, rule } => write!(f, "{place}: jump `{rule}` missing"),

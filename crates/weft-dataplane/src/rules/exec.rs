@@ -132,6 +132,8 @@ fn command_line(program: &Path, args: &[&str]) -> String {
 
 /// iptables-restore reports "Error occurred at line: N" without the line;
 /// quoting it saves the operator from reconstructing the generated input.
+/// (Errors the kernel raises at commit point at `COMMIT`, which says
+/// nothing, so that line is not quoted.)
 fn with_failing_line(stderr: &str, stdin: Option<&str>) -> String {
     let line_no = stderr
         .lines()
@@ -139,8 +141,8 @@ fn with_failing_line(stderr: &str, stdin: Option<&str>) -> String {
         .and_then(|n| n.trim().parse::<usize>().ok());
     match (line_no, stdin) {
         (Some(n), Some(input)) if n > 0 => match input.lines().nth(n - 1) {
-            Some(line) => format!("{stderr} (input line {n}: `{line}`)"),
-            None => stderr.to_owned(),
+            Some(line) if line != "COMMIT" => format!("{stderr} (input line {n}: `{line}`)"),
+            _ => stderr.to_owned(),
         },
         _ => stderr.to_owned(),
     }

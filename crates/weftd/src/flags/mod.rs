@@ -107,6 +107,12 @@ pub struct Flags {
     pub vmodule: Option<String>,
     /// klog's `-log_backtrace_at` (syntax-checked; has no Rust equivalent).
     pub log_backtrace_at: Option<String>,
+    /// `--local-store` (weft): the SQLite lease file used instead of etcd.
+    pub local_store: Option<PathBuf>,
+    /// `--subnet-lease-ttl` (weft), seconds: lease lifetime in etcd or the local store.
+    pub subnet_lease_ttl_secs: u64,
+    /// `--status-socket` (weft): the local API for `weft status`; `None` disables it.
+    pub status_socket: Option<PathBuf>,
 }
 
 impl Default for Flags {
@@ -147,6 +153,9 @@ impl Default for Flags {
             v: 0,
             vmodule: None,
             log_backtrace_at: None,
+            local_store: None,
+            subnet_lease_ttl_secs: 24 * 60 * 60,
+            status_socket: Some(PathBuf::from("/run/flannel/weftd.sock")),
         }
     }
 }
@@ -164,6 +173,11 @@ impl Flags {
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=1439).contains(&self.subnet_lease_renew_margin_minutes) {
             return Err(RENEW_MARGIN_MESSAGE.to_owned());
+        }
+        if self.subnet_lease_ttl_secs < 5 {
+            return Err(
+                "Invalid subnet-lease-ttl option: a lease must live at least 5 seconds".to_owned(),
+            );
         }
         if self.iptables_resync_secs == 0 {
             return Err(

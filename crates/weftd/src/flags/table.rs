@@ -34,10 +34,11 @@ pub(super) enum Group {
     Rules,
     Health,
     Logging,
+    Weft,
 }
 
 impl Group {
-    pub(super) const ALL: [Group; 7] = [
+    pub(super) const ALL: [Group; 8] = [
         Group::General,
         Group::Etcd,
         Group::Kube,
@@ -45,6 +46,7 @@ impl Group {
         Group::Rules,
         Group::Health,
         Group::Logging,
+        Group::Weft,
     ];
 
     pub(super) fn title(self) -> &'static str {
@@ -56,6 +58,7 @@ impl Group {
             Group::Rules => "Masquerade, forwarding and routes",
             Group::Health => "Health server",
             Group::Logging => "Logging (klog-compatible)",
+            Group::Weft => "weft extensions (not in flanneld)",
         }
     }
 }
@@ -388,5 +391,34 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         "klog's stack trace at a log line. Accepted for flanneld command lines but has no \
          effect.",
         log_backtrace_at = value::backtrace_at
+    ),
+    flag!(
+        "local-store",
+        Value("FILE"),
+        Weft,
+        "",
+        "Keep leases in this local SQLite file instead of etcd: for a single host, or for \
+         several agents sharing one file (as `weft lab` runs them). The network config then \
+         comes from --net-config-path.",
+        local_store = value::opt_path
+    ),
+    flag!(
+        "subnet-lease-ttl",
+        Value("SECONDS"),
+        Weft,
+        "86400",
+        "Lifetime of a lease in etcd or the local store; renewed --subnet-lease-renew-margin \
+         minutes (at most half the lifetime) before it lapses. flanneld uses 24 h; shorten it \
+         only for tests and labs, where a vanished node should lose its subnet quickly.",
+        subnet_lease_ttl_secs = value::parse_int
+    ),
+    flag!(
+        "status-socket",
+        Value("FILE"),
+        Weft,
+        "/run/flannel/weftd.sock",
+        "Unix socket (mode 0600, root only) where `weft status` reads what the agent holds: \
+         its lease and every peer. Empty disables it.",
+        status_socket = value::opt_path
     ),
 ];

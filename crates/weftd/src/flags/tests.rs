@@ -90,10 +90,13 @@ fn no_arguments_give_flanneld_defaults() {
     assert!(defaults.iptables_forward_rules && defaults.set_node_network_unavailable);
 }
 
+/// Flags weft adds to flanneld's set.
+const WEFT_FLAGS: &[&str] = &["local-store", "subnet-lease-ttl", "status-socket"];
+
 #[test]
-fn table_has_exactly_flanneld_flags() {
+fn table_has_exactly_flanneld_flags_plus_weft_extensions() {
     let mut table: Vec<&str> = FLAGS.iter().map(|spec| spec.name).collect();
-    let mut expected = FLANNELD_FLAGS.to_vec();
+    let mut expected = [FLANNELD_FLAGS, WEFT_FLAGS].concat();
     table.sort_unstable();
     expected.sort_unstable();
     assert_eq!(table, expected);
@@ -397,7 +400,8 @@ fn env_is_asked_for_every_flag_but_version() {
         None
     });
     assert!(matches!(parsed, Ok(Invocation::Run(_))));
-    let mut expected: Vec<String> = FLANNELD_FLAGS
+    let mut expected: Vec<String> = [FLANNELD_FLAGS, WEFT_FLAGS]
+        .concat()
         .iter()
         .filter(|name| **name != "version")
         .map(|name| format!("FLANNELD_{}", name.to_uppercase().replace('-', "_")))

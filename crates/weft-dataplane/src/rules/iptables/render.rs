@@ -144,7 +144,7 @@ pub fn wanted(spec: &RulesSpec, family: Family, table: Table) -> Option<Vec<Stri
 /// renders against what is really installed.
 pub fn render_iptables_restore(spec: &RulesSpec, family: Family, table: Table) -> Option<String> {
     let want = wanted(spec, family, table);
-    let state = analyse(table, &SavedTable::default());
+    let state = analyse(table, &SavedTable::default(), want.is_some());
     restore_input(table, want.as_deref(), &state)
 }
 
@@ -160,7 +160,11 @@ pub fn render_iptables_restore(spec: &RulesSpec, family: Family, table: Table) -
 /// exact copy exists, so a restart neither duplicates nor moves it; other
 /// rules with flannel's comment in the built-in chain (duplicate jumps,
 /// per-rule leftovers of old flannel) are deleted in the same commit.
-pub(crate) fn restore_input(table: Table, want: Option<&[String]>, state: &TableState) -> Option<String> {
+pub(crate) fn restore_input(
+    table: Table,
+    want: Option<&[String]>,
+    state: &TableState,
+) -> Option<String> {
     let (chain, builtin) = (table.chain(), table.builtin());
     let in_sync = match want {
         Some(rules) => state.chain_present && state.chain_rules == rules && state.jump_kept,

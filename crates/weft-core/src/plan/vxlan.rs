@@ -1,0 +1,110 @@
+//! vxlan, as flannel-compat §3.1 describes it: per family a device
+//! `flannel.<VNI>` / `flannel-v6.<VNI>`, and per peer a permanent neighbour
+//! for its subnet's network address, a `self` FDB entry sending that MAC to
+//! the peer's public IP, and an onlink route via that address — or, with
+//! DirectRouting and a peer on the same segment, a plain route via its
+//! public IP instead.
+
+use crate::backend_data::VxlanData;
+use crate::netconf::VxlanOptions;
+use crate::prefix::Family;
+
+use super::{
+    Desired, DeviceSpec, Dev, FdbPlan, NeighPlan, PlanError, PlanInput, RoutePlan, RouteTarget,
+    VxlanDevice, host_prefix,
+};
+
+/// The device name of a family: `flannel.1`, `flannel-v6.1`.
+pub fn device_name(family: Family, vni: u32) -> String {
+    match family {
+        Family::V4 => format!("flannel.{vni}"),
+        Family::V6 => format!("flannel-v6.{vni}"),
+    }
+}
+
+pub(super) fn plan(input: &PlanInput<'_>, opts: &VxlanOptions, mtu: u32) -> Result<Desired, PlanError> {
+    let mut desired = Desired {
+        mtu,
+        ..Desired::default()
+    };
+    for family in Family::ALL {
+        let Some(own) = input.own.get(family) else {
+            continue;
+        };
+        if input.cfg.pool(family).is_none() {
+            continue;
+        }
+        let local = input.underlay.addr(family).ok_or_else(|| PlanError::NoTunnelSource {
+            backend: "vxlan",
+            family,
+            iface: input.underlay.name.clone(),
+        })?;
+        let mac = input
+            .local
+            .vtep_mac(family)
+            .ok_or(PlanError::MissingVtepMac(family))?;
+        let name = device_name(family, opts.vni);
+        desired.devices.push(DeviceSpec::Vxlan(VxlanDevice {
+            name: name.clone(),
+            vni: opts.vni,
+            port: opts.port,
+            local,
+            underlay_index: input.underlay.index,
+            mtu,
+            mac,
+            gbp: opts.gbp,
+            learning: opts.learning,
+            tx_checksum_offload: opts.tx_checksum_offload,
+            address: host_prefix(own),
+        }));
+        for (id, peer) in input.peers {
+            let Some(subnet) = peer.subnets.get(family) else {
+                continue;
+            };
+            let Some(public) = peer.attrs.public_addr(family) else {
+                desired
+                    .skipped
+                    .push((id.clone(), format!("no public {family} address for its {family} subnet")));
+                continue;
+            };
+            if opts.direct_routing && input.underlay.on_link(public) {
+                desired.routes.push(RoutePlan {
+                    dst: subnet,
+                    target: RouteTarget::Via {
+                        gateway: public,
+                        dev: Dev::Underlay,
+                        onlink: false,
+                    },
+                });
+                continue;
+            }
+            let data = match VxlanData::decode(peer.attrs.backend_data_for(family)) {
+                Ok(d) => d,
+                Err(e) => {
+                    desired.skipped.push((id.clone(), format!("{family} backend data: {e}")));
+                    continue;
+                }
+            };
+            let gateway = subnet.network();
+            desired.neighbours.push(NeighPlan {
+                dev: name.clone(),
+                ip: gateway,
+                mac: data.vtep_mac,
+            });
+            desired.fdb.push(FdbPlan {
+                dev: name.clone(),
+                mac: data.vtep_mac,
+                dst: public,
+            });
+            desired.routes.push(RoutePlan {
+                dst: subnet,
+                target: RouteTarget::Via {
+                    gateway,
+                    dev: Dev::Named(name.clone()),
+                    onlink: true,
+                },
+            });
+        }
+    }
+    Ok(desired)
+}

@@ -1,0 +1,187 @@
+//! Holding a lease: acquire it, publish subnet.env, follow the peers, renew
+//! in time, and take a lease again if ours vanishes (flanneld exits there).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, Result};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
+use weft_core::netconf::NetConfig;
+use weft_core::subnet_env::SubnetEnv;
+use weft_store::{AcquireRequest, LeaseStore, PeerSnapshot, StoreError};
+
+use super::external::ExternalInterface;
+use super::renewal;
+use super::shutdown::Shutdown;
+use super::status::StatusHandle;
+use super::subnet_file;
+use crate::flags::Flags;
+
+type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
+
+/// Retries `acquire` on transient errors until it succeeds, a permanent
+/// error occurs, or shutdown is requested (`Ok(None)`).
+async fn acquire<S: LeaseStore>(
+    store: &S,
+    cfg: &NetConfig,
+    req: &AcquireRequest,
+    shutdown: &Shutdown,
+) -> Result<Option<Lease>> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        let attempt = tokio::select! {
+            r = store.acquire(cfg, req) => r,
+            _ = shutdown.requested() => return Ok(None),
+        };
+        match attempt {
+            Ok(lease) => return Ok(Some(lease)),
+            Err(e) if e.is_transient() => {
+                tracing::warn!("cannot acquire a lease yet: {e}; retrying in {delay:.1?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.requested() => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(e).context("failed to acquire a lease"),
+        }
+    }
+}
+
+fn subnet_env(cfg: &NetConfig, lease: &Lease, mtu: u32, ip_masq: bool) -> SubnetEnv {
+    SubnetEnv {
+        networks: cfg
+            .ipv4
+            .iter()
+            .filter_map(|p| weft_core::prefix::as_v4(p.network))
+            .collect(),
+        subnet: lease.subnets.v4,
+        ipv6_networks: cfg
+            .ipv6
+            .iter()
+            .filter_map(|p| weft_core::prefix::as_v6(p.network))
+            .collect(),
+        ipv6_subnet: lease.subnets.v6,
+        mtu: Some(mtu),
+        ipmasq: Some(ip_masq),
+    }
+}
+
+/// Starts (or restarts, for a new own subnet) the peer watch.
+fn start_watch<S: LeaseStore>(
+    store: &Arc<S>,
+    cfg: &NetConfig,
+    own: LeaseSubnets,
+) -> (SnapshotRx, JoinHandle<()>) {
+    let (tx, rx) = watch::channel(None);
+    let (store, cfg) = (Arc::clone(store), cfg.clone());
+    let task = tokio::spawn(async move { store.watch_peers(cfg, own, tx).await });
+    (rx, task)
+}
+
+pub async fn run<S: LeaseStore>(
+    store: S,
+    flags: &Flags,
+    cfg: &NetConfig,
+    ext: &ExternalInterface,
+    status: &StatusHandle,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let store = Arc::new(store);
+    let mut req = AcquireRequest {
+        attrs: LeaseAttrs {
+            public_ip: ext.ext_addr,
+            public_ipv6: ext.ext_addr_v6,
+            backend_type: cfg.backend.type_name().to_owned(),
+            ..Default::default()
+        },
+        previous: subnet_file::previous_subnets(&flags.subnet_file),
+    };
+    let Some(mut lease) = acquire(&*store, cfg, &req, shutdown).await? else {
+        return Ok(());
+    };
+    tracing::info!(subnets = %lease.subnets, "lease acquired");
+    status.set_lease(&lease);
+    subnet_file::write(&flags.subnet_file, &subnet_env(cfg, &lease, ext.mtu, flags.ip_masq))?;
+    status.set_ready(true);
+    tracing::info!(path = %flags.subnet_file.display(), "wrote the subnet file; weft is ready");
+
+    let margin = Duration::from_secs(flags.subnet_lease_renew_margin_minutes.max(1) as u64 * 60);
+    let (mut rx, mut watch_task) = start_watch(&store, cfg, lease.subnets);
+    let mut renew_at = next_renewal(&lease, margin);
+    loop {
+        let renew_now = tokio::select! {
+            _ = shutdown.requested() => break,
+            _ = sleep_until(renew_at) => true,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    anyhow::bail!("the peer watch stopped unexpectedly");
+                }
+                let snapshot = rx.borrow_and_update().clone();
+                let own_missing = snapshot.as_ref().is_some_and(|s| !s.own_present);
+                if let Some(s) = &snapshot {
+                    tracing::debug!(peers = s.peers.accepted.len(), skipped = s.peers.rejected.len(), "peers changed");
+                }
+                status.set_snapshot(snapshot);
+                own_missing
+            }
+        };
+        if !renew_now {
+            continue;
+        }
+        match store.renew(&lease).await {
+            Ok(renewed) => {
+                lease = renewed;
+                status.set_lease(&lease);
+                renew_at = next_renewal(&lease, margin);
+                tracing::debug!(subnets = %lease.subnets, "lease renewed");
+            }
+            Err(StoreError::LeaseGone { key }) => {
+                tracing::error!(
+                    %key,
+                    "our lease vanished from the store (expired or deleted); taking a lease again"
+                );
+                req.previous = lease.subnets;
+                let Some(new) = acquire(&*store, cfg, &req, shutdown).await? else {
+                    break;
+                };
+                if new.subnets != lease.subnets {
+                    tracing::error!(
+                        old = %lease.subnets,
+                        new = %new.subnets,
+                        "our old subnet was taken by another node: this node's subnet changed; pods must be recreated"
+                    );
+                    subnet_file::write(&flags.subnet_file, &subnet_env(cfg, &new, ext.mtu, flags.ip_masq))?;
+                    watch_task.abort();
+                    (rx, watch_task) = start_watch(&store, cfg, new.subnets);
+                } else {
+                    tracing::warn!(subnets = %new.subnets, "lease taken again with the same subnet");
+                }
+                lease = new;
+                status.set_lease(&lease);
+                renew_at = next_renewal(&lease, margin);
+            }
+            Err(e) => {
+                let retry = renewal::retry_delay(SystemTime::now(), lease.expiration);
+                tracing::warn!("cannot renew our lease: {e}; retrying in {retry:.1?}");
+                renew_at = Some(tokio::time::Instant::now() + retry);
+            }
+        }
+    }
+    watch_task.abort();
+    Ok(())
+}
+
+fn next_renewal(lease: &Lease, margin: Duration) -> Option<tokio::time::Instant> {
+    renewal::renew_delay(SystemTime::now(), lease.expiration, margin)
+        .map(|d| tokio::time::Instant::now() + d)
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

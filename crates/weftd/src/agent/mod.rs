@@ -1,0 +1,109 @@
+//! The agent: config → lease → subnet.env → peers, kept alive until told
+//! to stop. It works on any [`LeaseStore`] without knowing which.
+
+mod external;
+mod lease_loop;
+mod renewal;
+mod servers;
+mod shutdown;
+mod status;
+mod subnet_file;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_store::etcd::{EtcdKv, EtcdOptions};
+use weft_store::local::LocalKv;
+use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
+
+use crate::flags::Flags;
+pub use external::ExternalInterface;
+use shutdown::Shutdown;
+use status::StatusHandle;
+
+/// A requested feature that is not built yet: weftd exits with status 2,
+/// as it does for unbuilt flags, rather than run half-configured.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is not built yet: weftd cannot run with this configuration")]
+pub struct NotBuilt(pub String);
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub async fn run(flags: Flags) -> Result<()> {
+    let shutdown = Shutdown::install()?;
+    let ttl = Duration::from_secs(flags.subnet_lease_ttl_secs);
+    if let Some(path) = &flags.local_store {
+        let kv = LocalKv::open(path).with_context(|| format!("cannot open the local store {}", path.display()))?;
+        tracing::info!(path = %path.display(), "using the local lease store");
+        let store = KvLeaseStore::new(
+            kv,
+            flags.etcd_prefix.clone(),
+            ConfigSource::File(flags.net_config_path.clone()),
+            ttl,
+        );
+        run_with(store, flags, shutdown).await
+    } else {
+        let options = EtcdOptions {
+            endpoints: flags.etcd_endpoints.clone(),
+            cafile: flags.etcd_cafile.clone(),
+            certfile: flags.etcd_certfile.clone(),
+            keyfile: flags.etcd_keyfile.clone(),
+            username: flags.etcd_username.clone(),
+            password: flags.etcd_password.as_ref().map(|p| p.expose().to_owned()),
+        };
+        if options.certfile.is_none() && options.keyfile.is_none() {
+            tracing::warn!("connecting to etcd with http. This is insecure");
+        }
+        let kv = EtcdKv::connect(&options).await.context("cannot set up the etcd client")?;
+        tracing::info!(endpoints = ?options.endpoints, "using the etcd lease store");
+        let store = KvLeaseStore::new(kv, flags.etcd_prefix.clone(), ConfigSource::StoreKey, ttl);
+        run_with(store, flags, shutdown).await
+    }
+}
+
+async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> Result<()> {
+    let status = StatusHandle::default();
+    if flags.healthz_port > 0 {
+        let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
+        servers::spawn_health(addr, status.clone(), shutdown.clone()).await?;
+    }
+    if let Some(path) = &flags.status_socket {
+        servers::spawn_status(path, status.clone(), shutdown.clone()).await?;
+    }
+
+    let cfg = tokio::select! {
+        cfg = store.network_config() => cfg.context("cannot read the network configuration")?,
+        _ = shutdown.requested() => return Ok(()),
+    };
+    log_config(&cfg);
+    if !matches!(cfg.backend, BackendConfig::None) {
+        return Err(NotBuilt(format!("the {} backend", cfg.backend.config_type())).into());
+    }
+    status.set_identity(store.kind(), cfg.backend.config_type());
+
+    let ext = external::detect(&flags, &cfg).await?;
+    tracing::info!(
+        interface = %ext.name,
+        public_ip = ?ext.ext_addr,
+        public_ipv6 = ?ext.ext_addr_v6,
+        mtu = ext.mtu,
+        "using the external interface"
+    );
+    lease_loop::run(store, &flags, &cfg, &ext, &status, &shutdown).await?;
+    tracing::info!("Exiting cleanly...");
+    Ok(())
+}
+
+fn log_config(cfg: &NetConfig) {
+    for pool in cfg.pools() {
+        tracing::info!(
+            network = %pool.network,
+            subnet_len = pool.subnet_len,
+            subnet_min = %pool.subnet_min,
+            subnet_max = %pool.subnet_max,
+            "network config"
+        );
+    }
+    tracing::info!(backend = cfg.backend.config_type(), "backend");
+}
