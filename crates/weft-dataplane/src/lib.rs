@@ -6,4 +6,5 @@
 //! the smallest set of changes. Decisions live in `weft-core`'s planner.
 
 pub mod netlink;
+pub mod reconcile;
 pub mod rules;

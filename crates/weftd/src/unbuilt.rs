@@ -64,24 +64,6 @@ pub const UNBUILT: &[Unbuilt] = &[
         used: |f| f.iface_can_reach.is_some(),
         example: &["--iface-can-reach=192.0.2.1"],
     },
-    Unbuilt {
-        flag: "--ip-masq",
-        feature: "masquerade rules (issue 4)",
-        used: |f| f.ip_masq,
-        example: &["--ip-masq"],
-    },
-    Unbuilt {
-        flag: "--ip-blackhole-route",
-        feature: "the blackhole route (issue 4)",
-        used: |f| f.ip_blackhole_route,
-        example: &["-ip-blackhole-route=true"],
-    },
-    Unbuilt {
-        flag: "--healthz-port",
-        feature: "the health server (issue 4)",
-        used: |f| f.healthz_port > 0,
-        example: &["--healthz-port=8081"],
-    },
 ];
 
 /// `Err` with one line per used row when `flags` asks for anything missing.
@@ -162,19 +144,19 @@ mod tests {
     #[test]
     fn rows_fire_from_the_environment_too() {
         let parsed = parse_from(Vec::<String>::new(), |var| {
-            (var == "FLANNELD_IP_MASQ").then(|| "true".to_owned())
+            (var == "FLANNELD_IFACE").then(|| "eth0".to_owned())
         });
         let Ok(Invocation::Run(flags)) = parsed else {
             panic!("{parsed:?}")
         };
-        let message = check(&flags).expect_err("ip-masq from env");
-        assert!(message.contains("masquerade rules"), "{message}");
-        assert!(message.contains("FLANNELD_IP_MASQ"), "{message}");
+        let message = check(&flags).expect_err("iface from env");
+        assert!(message.contains("interface selection"), "{message}");
+        assert!(message.contains("FLANNELD_IFACE"), "{message}");
     }
 
     #[test]
     fn every_used_row_is_reported() {
-        let message = check(&flags(&["--ip-masq", "--iface=eth0"])).expect_err("two rows");
+        let message = check(&flags(&["--kube-subnet-mgr", "--iface=eth0"])).expect_err("two rows");
         assert_eq!(message.lines().count(), 2, "{message}");
     }
 

@@ -122,12 +122,12 @@ fn renew_margin_out_of_range_exits_1() {
 
 #[test]
 fn unbuilt_flag_exits_2_naming_the_feature() {
-    // When the blackhole route lands, pick another row of src/unbuilt.rs.
-    let output = weftd(&["--ip-blackhole-route"], &[]);
+    // When the Kubernetes store lands, pick another row of src/unbuilt.rs.
+    let output = weftd(&["--kube-subnet-mgr"], &[]);
     assert_eq!(output.status.code(), Some(2));
     let err = stderr(&output);
-    assert!(err.contains("blackhole route"), "{err}");
-    assert!(err.contains("--ip-blackhole-route"), "{err}");
+    assert!(err.contains("Kubernetes lease store"), "{err}");
+    assert!(err.contains("--kube-subnet-mgr"), "{err}");
 }
 
 #[test]
@@ -168,7 +168,7 @@ fn invalid_flanneld_env_exits_1_naming_the_variable() {
 #[test]
 fn password_is_not_logged() {
     // An unbuilt flag stops weftd right after "CLI flags config" is logged.
-    let output = weftd(&["--etcd-password=hunter2", "--ip-blackhole-route"], &[]);
+    let output = weftd(&["--etcd-password=hunter2", "--kube-subnet-mgr"], &[]);
     let err = stderr(&output);
     assert!(err.contains("CLI flags config"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");

@@ -185,7 +185,9 @@ pub enum PlanError {
         family: Family,
         iface: String,
     },
-    #[error("MTU {mtu} of {what} leaves no room for the {backend} backend's {overhead}-byte overhead")]
+    #[error(
+        "MTU {mtu} of {what} leaves no room for the {backend} backend's {overhead}-byte overhead"
+    )]
     MtuTooSmall {
         what: String,
         mtu: u32,

@@ -6,7 +6,9 @@
 use crate::netconf::IpipOptions;
 use crate::prefix::Family;
 
-use super::{Desired, Dev, DeviceSpec, IpipDevice, PlanError, PlanInput, RoutePlan, RouteTarget, host_prefix};
+use super::{
+    Desired, Dev, DeviceSpec, IpipDevice, PlanError, PlanInput, RoutePlan, RouteTarget, host_prefix,
+};
 
 /// flannel's ipip device name.
 pub const IPIP_DEVICE: &str = "flannel.ipip";
@@ -22,9 +24,10 @@ pub(super) fn host_gw(input: &PlanInput<'_>, mtu: u32) -> Desired {
                 continue;
             };
             let Some(public) = peer.attrs.public_addr(family) else {
-                desired
-                    .skipped
-                    .push((id.clone(), format!("no public {family} address for its {family} subnet")));
+                desired.skipped.push((
+                    id.clone(),
+                    format!("no public {family} address for its {family} subnet"),
+                ));
                 continue;
             };
             if !input.underlay.on_link(public) {
@@ -56,7 +59,11 @@ pub(super) fn host_gw(input: &PlanInput<'_>, mtu: u32) -> Desired {
     desired
 }
 
-pub(super) fn ipip(input: &PlanInput<'_>, opts: &IpipOptions, mtu: u32) -> Result<Desired, PlanError> {
+pub(super) fn ipip(
+    input: &PlanInput<'_>,
+    opts: &IpipOptions,
+    mtu: u32,
+) -> Result<Desired, PlanError> {
     let mut desired = Desired {
         mtu,
         ..Desired::default()
@@ -64,11 +71,14 @@ pub(super) fn ipip(input: &PlanInput<'_>, opts: &IpipOptions, mtu: u32) -> Resul
     let Some(own) = input.own.get(Family::V4) else {
         return Ok(desired);
     };
-    let local = input.underlay.addr_v4.ok_or_else(|| PlanError::NoTunnelSource {
-        backend: "ipip",
-        family: Family::V4,
-        iface: input.underlay.name.clone(),
-    })?;
+    let local = input
+        .underlay
+        .addr_v4
+        .ok_or_else(|| PlanError::NoTunnelSource {
+            backend: "ipip",
+            family: Family::V4,
+            iface: input.underlay.name.clone(),
+        })?;
     desired.devices.push(DeviceSpec::Ipip(IpipDevice {
         name: IPIP_DEVICE.to_owned(),
         local,
@@ -80,9 +90,10 @@ pub(super) fn ipip(input: &PlanInput<'_>, opts: &IpipOptions, mtu: u32) -> Resul
             continue;
         };
         let Some(public) = peer.attrs.public_addr(Family::V4) else {
-            desired
-                .skipped
-                .push((id.clone(), "no public IPv4 address for its IPv4 subnet".to_owned()));
+            desired.skipped.push((
+                id.clone(),
+                "no public IPv4 address for its IPv4 subnet".to_owned(),
+            ));
             continue;
         };
         let dev = if opts.direct_routing && input.underlay.on_link(public) {

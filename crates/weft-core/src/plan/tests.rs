@@ -19,7 +19,10 @@ fn underlay() -> Underlay {
         mtu: 1500,
         addr_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
         addr_v6: Some("2001:db8::1".parse().unwrap()),
-        connected: vec!["192.0.2.0/24".parse().unwrap(), "2001:db8::/64".parse().unwrap()],
+        connected: vec![
+            "192.0.2.0/24".parse().unwrap(),
+            "2001:db8::/64".parse().unwrap(),
+        ],
     }
 }
 
@@ -94,7 +97,11 @@ fn via(gateway: &str, dev: Dev, onlink: bool) -> RouteTarget {
 fn vxlan_matches_the_golden_flannel_node() {
     // flannel-golden: node 1 (192.0.2.1, 10.244.6.0/24) and its peer node 2.
     let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
-    let peers = [vxlan_peer("10.244.1.0/24", "192.0.2.2", "2e:1d:8b:97:dc:f0")];
+    let peers = [vxlan_peer(
+        "10.244.1.0/24",
+        "192.0.2.2",
+        "2e:1d:8b:97:dc:f0",
+    )];
     let d = run(&c, &peers, &underlay()).unwrap();
     assert_eq!(d.mtu, 1450);
     assert_eq!(
@@ -143,18 +150,28 @@ fn vxlan_matches_the_golden_flannel_node() {
 
 #[test]
 fn vxlan_mtu_follows_backend_mtu_then_underlay() {
-    let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":9000,"VNI":4,"Port":4789}}"#);
+    let c = cfg(
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","MTU":9000,"VNI":4,"Port":4789}}"#,
+    );
     let d = run(&c, &[], &underlay()).unwrap();
     assert_eq!(d.mtu, 8950);
-    let DeviceSpec::Vxlan(dev) = &d.devices[0] else { panic!() };
-    assert_eq!((dev.name.as_str(), dev.vni, dev.port, dev.mtu), ("flannel.4", 4, 4789, 8950));
+    let DeviceSpec::Vxlan(dev) = &d.devices[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (dev.name.as_str(), dev.vni, dev.port, dev.mtu),
+        ("flannel.4", 4, 4789, 8950)
+    );
 
     let mut small = underlay();
     small.mtu = 1400;
     let c = cfg(r#"{"Network":"10.244.0.0/16"}"#);
     assert_eq!(run(&c, &[], &small).unwrap().mtu, 1350);
     small.mtu = 100;
-    assert!(matches!(run(&c, &[], &small), Err(PlanError::MtuTooSmall { .. })));
+    assert!(matches!(
+        run(&c, &[], &small),
+        Err(PlanError::MtuTooSmall { .. })
+    ));
 }
 
 #[test]
@@ -173,7 +190,11 @@ fn vxlan_direct_routing_only_for_on_link_peers() {
         dst: "10.244.2.0/24".parse().unwrap(),
         target: via("10.244.2.0", Dev::Named("flannel.1".into()), true),
     }));
-    assert_eq!(d.neighbours.len(), 1, "the direct peer needs no neighbour entry");
+    assert_eq!(
+        d.neighbours.len(),
+        1,
+        "the direct peer needs no neighbour entry"
+    );
     assert_eq!(d.fdb.len(), 1);
 }
 
@@ -207,7 +228,9 @@ fn vxlan_dual_stack_has_a_device_per_family() {
     .unwrap();
     let names: Vec<&str> = d.devices.iter().map(|x| x.name()).collect();
     assert_eq!(names, ["flannel.1", "flannel-v6.1"]);
-    let DeviceSpec::Vxlan(v6) = &d.devices[1] else { panic!() };
+    let DeviceSpec::Vxlan(v6) = &d.devices[1] else {
+        panic!()
+    };
     assert_eq!(v6.address.to_string(), "fd00:10:244:6::/128");
     assert_eq!(v6.local, "2001:db8::1".parse::<IpAddr>().unwrap());
     assert!(d.fdb.contains(&FdbPlan {
@@ -268,7 +291,10 @@ fn ipip_uses_the_tunnel_unless_direct() {
             address: "10.244.6.0/32".parse().unwrap(),
         })]
     );
-    assert_eq!(d.routes[0].target, via("192.0.2.2", Dev::Named("flannel.ipip".into()), true));
+    assert_eq!(
+        d.routes[0].target,
+        via("192.0.2.2", Dev::Named("flannel.ipip".into()), true)
+    );
 
     let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip","DirectRouting":true}}"#);
     let d = run(&c, &peers, &underlay()).unwrap();
@@ -278,8 +304,19 @@ fn ipip_uses_the_tunnel_unless_direct() {
 #[test]
 fn none_programs_nothing_and_blackhole_is_optional() {
     let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"none"}}"#);
-    let d = run(&c, &[routed_peer("10.244.1.0/24", "192.0.2.2", "")], &underlay()).unwrap();
-    assert_eq!(d, Desired { mtu: 1500, ..Desired::default() });
+    let d = run(
+        &c,
+        &[routed_peer("10.244.1.0/24", "192.0.2.2", "")],
+        &underlay(),
+    )
+    .unwrap();
+    assert_eq!(
+        d,
+        Desired {
+            mtu: 1500,
+            ..Desired::default()
+        }
+    );
     let d = plan(&PlanInput {
         cfg: &c,
         own: &own(),
@@ -303,5 +340,8 @@ fn vxlan_without_a_tunnel_source_is_an_error() {
     let c = cfg(r#"{"Network":"10.244.0.0/16"}"#);
     let mut u = underlay();
     u.addr_v4 = None;
-    assert!(matches!(run(&c, &[], &u), Err(PlanError::NoTunnelSource { .. })));
+    assert!(matches!(
+        run(&c, &[], &u),
+        Err(PlanError::NoTunnelSource { .. })
+    ));
 }

@@ -10,7 +10,7 @@ use crate::netconf::VxlanOptions;
 use crate::prefix::Family;
 
 use super::{
-    Desired, DeviceSpec, Dev, FdbPlan, NeighPlan, PlanError, PlanInput, RoutePlan, RouteTarget,
+    Desired, Dev, DeviceSpec, FdbPlan, NeighPlan, PlanError, PlanInput, RoutePlan, RouteTarget,
     VxlanDevice, host_prefix,
 };
 
@@ -22,7 +22,11 @@ pub fn device_name(family: Family, vni: u32) -> String {
     }
 }
 
-pub(super) fn plan(input: &PlanInput<'_>, opts: &VxlanOptions, mtu: u32) -> Result<Desired, PlanError> {
+pub(super) fn plan(
+    input: &PlanInput<'_>,
+    opts: &VxlanOptions,
+    mtu: u32,
+) -> Result<Desired, PlanError> {
     let mut desired = Desired {
         mtu,
         ..Desired::default()
@@ -34,11 +38,14 @@ pub(super) fn plan(input: &PlanInput<'_>, opts: &VxlanOptions, mtu: u32) -> Resu
         if input.cfg.pool(family).is_none() {
             continue;
         }
-        let local = input.underlay.addr(family).ok_or_else(|| PlanError::NoTunnelSource {
-            backend: "vxlan",
-            family,
-            iface: input.underlay.name.clone(),
-        })?;
+        let local = input
+            .underlay
+            .addr(family)
+            .ok_or_else(|| PlanError::NoTunnelSource {
+                backend: "vxlan",
+                family,
+                iface: input.underlay.name.clone(),
+            })?;
         let mac = input
             .local
             .vtep_mac(family)
@@ -62,9 +69,10 @@ pub(super) fn plan(input: &PlanInput<'_>, opts: &VxlanOptions, mtu: u32) -> Resu
                 continue;
             };
             let Some(public) = peer.attrs.public_addr(family) else {
-                desired
-                    .skipped
-                    .push((id.clone(), format!("no public {family} address for its {family} subnet")));
+                desired.skipped.push((
+                    id.clone(),
+                    format!("no public {family} address for its {family} subnet"),
+                ));
                 continue;
             };
             if opts.direct_routing && input.underlay.on_link(public) {
@@ -81,7 +89,9 @@ pub(super) fn plan(input: &PlanInput<'_>, opts: &VxlanOptions, mtu: u32) -> Resu
             let data = match VxlanData::decode(peer.attrs.backend_data_for(family)) {
                 Ok(d) => d,
                 Err(e) => {
-                    desired.skipped.push((id.clone(), format!("{family} backend data: {e}")));
+                    desired
+                        .skipped
+                        .push((id.clone(), format!("{family} backend data: {e}")));
                     continue;
                 }
             };

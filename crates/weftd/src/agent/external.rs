@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use ipnet::IpNet;
 use weft_core::Family;
 use weft_core::netconf::NetConfig;
-use weft_dataplane::netlink::{AddrInfo, Netlink, RouteScope};
+use weft_dataplane::netlink::{AddrInfo, Netlink, Scope};
 
 use crate::flags::Flags;
 
@@ -38,7 +38,7 @@ fn best_addr(addrs: &[AddrInfo], family: Family) -> Option<IpAddr> {
             IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unicast_link_local(),
         })
         .collect();
-    candidates.sort_by_key(|a| (a.scope != RouteScope::Universe, !a.permanent));
+    candidates.sort_by_key(|a| (a.scope != Scope::Universe, !a.permanent));
     candidates.first().map(|a| a.prefix.addr())
 }
 
@@ -72,11 +72,15 @@ pub async fn detect(flags: &Flags, cfg: &NetConfig) -> Result<ExternalInterface>
     let nl = Netlink::connect().context("cannot open netlink")?;
     let index = if let Some(ip) = flags.public_ip.filter(|_| cfg.enable_ipv4) {
         owner_of(&nl, IpAddr::V4(ip)).await?.with_context(|| {
-            format!("Failed to find any valid interface to use: no interface holds --public-ip {ip}")
+            format!(
+                "Failed to find any valid interface to use: no interface holds --public-ip {ip}"
+            )
         })?
     } else if let Some(ip) = flags.public_ipv6.filter(|_| cfg.enable_ipv6) {
         owner_of(&nl, IpAddr::V6(ip)).await?.with_context(|| {
-            format!("Failed to find any valid interface to use: no interface holds --public-ipv6 {ip}")
+            format!(
+                "Failed to find any valid interface to use: no interface holds --public-ipv6 {ip}"
+            )
         })?
     } else {
         let v4 = if cfg.enable_ipv4 {
@@ -118,14 +122,20 @@ pub async fn detect(flags: &Flags, cfg: &NetConfig) -> Result<ExternalInterface>
     };
     let ext_addr = if cfg.enable_ipv4 {
         Some(flags.public_ip.or(iface_addr).with_context(|| {
-            format!("interface {} has no IPv4 address: set --public-ip", link.name)
+            format!(
+                "interface {} has no IPv4 address: set --public-ip",
+                link.name
+            )
         })?)
     } else {
         None
     };
     let ext_addr_v6 = if cfg.enable_ipv6 {
         Some(flags.public_ipv6.or(iface_addr_v6).with_context(|| {
-            format!("interface {} has no global IPv6 address: set --public-ipv6", link.name)
+            format!(
+                "interface {} has no global IPv6 address: set --public-ipv6",
+                link.name
+            )
         })?)
     } else {
         None

@@ -1,5 +1,7 @@
-//! Holding a lease: acquire it, publish subnet.env, follow the peers, renew
-//! in time, and take a lease again if ours vanishes (flanneld exits there).
+//! Holding a lease: acquire it, follow the peers, renew in time, and take a
+//! lease again if ours vanishes (flanneld exits there). The lease and each
+//! peer snapshot are published on watch channels; the dataplane task turns
+//! them into kernel state and subnet.env.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -9,10 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::NetConfig;
-use weft_core::subnet_env::SubnetEnv;
 use weft_store::{AcquireRequest, LeaseStore, PeerSnapshot, StoreError};
 
-use super::external::ExternalInterface;
 use super::renewal;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
@@ -20,6 +20,12 @@ use super::subnet_file;
 use crate::flags::Flags;
 
 type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
+
+/// Where the lease loop publishes what it holds.
+pub struct Publish {
+    pub lease: watch::Sender<Option<Lease>>,
+    pub snapshot: watch::Sender<Option<Arc<PeerSnapshot>>>,
+}
 
 /// Retries `acquire` on transient errors until it succeeds, a permanent
 /// error occurs, or shutdown is requested (`Ok(None)`).
@@ -50,25 +56,6 @@ async fn acquire<S: LeaseStore>(
     }
 }
 
-fn subnet_env(cfg: &NetConfig, lease: &Lease, mtu: u32, ip_masq: bool) -> SubnetEnv {
-    SubnetEnv {
-        networks: cfg
-            .ipv4
-            .iter()
-            .filter_map(|p| weft_core::prefix::as_v4(p.network))
-            .collect(),
-        subnet: lease.subnets.v4,
-        ipv6_networks: cfg
-            .ipv6
-            .iter()
-            .filter_map(|p| weft_core::prefix::as_v6(p.network))
-            .collect(),
-        ipv6_subnet: lease.subnets.v6,
-        mtu: Some(mtu),
-        ipmasq: Some(ip_masq),
-    }
-}
-
 /// Starts (or restarts, for a new own subnet) the peer watch.
 fn start_watch<S: LeaseStore>(
     store: &Arc<S>,
@@ -85,18 +72,14 @@ pub async fn run<S: LeaseStore>(
     store: S,
     flags: &Flags,
     cfg: &NetConfig,
-    ext: &ExternalInterface,
+    attrs: LeaseAttrs,
     status: &StatusHandle,
+    publish: &Publish,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let store = Arc::new(store);
     let mut req = AcquireRequest {
-        attrs: LeaseAttrs {
-            public_ip: ext.ext_addr,
-            public_ipv6: ext.ext_addr_v6,
-            backend_type: cfg.backend.type_name().to_owned(),
-            ..Default::default()
-        },
+        attrs,
         previous: subnet_file::previous_subnets(&flags.subnet_file),
     };
     let Some(mut lease) = acquire(&*store, cfg, &req, shutdown).await? else {
@@ -104,9 +87,7 @@ pub async fn run<S: LeaseStore>(
     };
     tracing::info!(subnets = %lease.subnets, "lease acquired");
     status.set_lease(&lease);
-    subnet_file::write(&flags.subnet_file, &subnet_env(cfg, &lease, ext.mtu, flags.ip_masq))?;
-    status.set_ready(true);
-    tracing::info!(path = %flags.subnet_file.display(), "wrote the subnet file; weft is ready");
+    publish.lease.send_replace(Some(lease.clone()));
 
     let margin = Duration::from_secs(flags.subnet_lease_renew_margin_minutes.max(1) as u64 * 60);
     let (mut rx, mut watch_task) = start_watch(&store, cfg, lease.subnets);
@@ -124,7 +105,8 @@ pub async fn run<S: LeaseStore>(
                 if let Some(s) = &snapshot {
                     tracing::debug!(peers = s.peers.accepted.len(), skipped = s.peers.rejected.len(), "peers changed");
                 }
-                status.set_snapshot(snapshot);
+                status.set_snapshot(snapshot.clone());
+                publish.snapshot.send_replace(snapshot);
                 own_missing
             }
         };
@@ -135,6 +117,12 @@ pub async fn run<S: LeaseStore>(
             Ok(renewed) => {
                 lease = renewed;
                 status.set_lease(&lease);
+                publish.lease.send_if_modified(|held| {
+                    let changed = held.as_ref().map(|l| (&l.subnets, &l.attrs))
+                        != Some((&lease.subnets, &lease.attrs));
+                    *held = Some(lease.clone());
+                    changed
+                });
                 renew_at = next_renewal(&lease, margin);
                 tracing::debug!(subnets = %lease.subnets, "lease renewed");
             }
@@ -153,7 +141,6 @@ pub async fn run<S: LeaseStore>(
                         new = %new.subnets,
                         "our old subnet was taken by another node: this node's subnet changed; pods must be recreated"
                     );
-                    subnet_file::write(&flags.subnet_file, &subnet_env(cfg, &new, ext.mtu, flags.ip_masq))?;
                     watch_task.abort();
                     (rx, watch_task) = start_watch(&store, cfg, new.subnets);
                 } else {
@@ -161,6 +148,7 @@ pub async fn run<S: LeaseStore>(
                 }
                 lease = new;
                 status.set_lease(&lease);
+                publish.lease.send_replace(Some(lease.clone()));
                 renew_at = next_renewal(&lease, margin);
             }
             Err(e) => {

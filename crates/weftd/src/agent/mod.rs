@@ -1,6 +1,7 @@
 //! The agent: config → lease → subnet.env → peers, kept alive until told
 //! to stop. It works on any [`LeaseStore`] without knowing which.
 
+mod dataplane;
 mod external;
 mod lease_loop;
 mod renewal;
@@ -13,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_core::netconf::NetConfig;
 use weft_store::etcd::{EtcdKv, EtcdOptions};
 use weft_store::local::LocalKv;
 use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
@@ -34,7 +35,8 @@ pub async fn run(flags: Flags) -> Result<()> {
     let shutdown = Shutdown::install()?;
     let ttl = Duration::from_secs(flags.subnet_lease_ttl_secs);
     if let Some(path) = &flags.local_store {
-        let kv = LocalKv::open(path).with_context(|| format!("cannot open the local store {}", path.display()))?;
+        let kv = LocalKv::open(path)
+            .with_context(|| format!("cannot open the local store {}", path.display()))?;
         tracing::info!(path = %path.display(), "using the local lease store");
         let store = KvLeaseStore::new(
             kv,
@@ -55,7 +57,9 @@ pub async fn run(flags: Flags) -> Result<()> {
         if options.certfile.is_none() && options.keyfile.is_none() {
             tracing::warn!("connecting to etcd with http. This is insecure");
         }
-        let kv = EtcdKv::connect(&options).await.context("cannot set up the etcd client")?;
+        let kv = EtcdKv::connect(&options)
+            .await
+            .context("cannot set up the etcd client")?;
         tracing::info!(endpoints = ?options.endpoints, "using the etcd lease store");
         let store = KvLeaseStore::new(kv, flags.etcd_prefix.clone(), ConfigSource::StoreKey, ttl);
         run_with(store, flags, shutdown).await
@@ -77,9 +81,6 @@ async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> 
         _ = shutdown.requested() => return Ok(()),
     };
     log_config(&cfg);
-    if !matches!(cfg.backend, BackendConfig::None) {
-        return Err(NotBuilt(format!("the {} backend", cfg.backend.config_type())).into());
-    }
     status.set_identity(store.kind(), cfg.backend.config_type());
 
     let ext = external::detect(&flags, &cfg).await?;
@@ -90,7 +91,33 @@ async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> 
         mtu = ext.mtu,
         "using the external interface"
     );
-    lease_loop::run(store, &flags, &cfg, &ext, &status, &shutdown).await?;
+    let (dataplane, attrs) =
+        dataplane::Dataplane::prepare(&flags, &cfg, &ext, status.clone()).await?;
+    let (lease_tx, lease_rx) = tokio::sync::watch::channel(None);
+    let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(None);
+    let publish = lease_loop::Publish {
+        lease: lease_tx,
+        snapshot: snapshot_tx,
+    };
+    let mut dataplane_task = tokio::spawn(dataplane.run(lease_rx, snapshot_rx, shutdown.clone()));
+    tokio::select! {
+        leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, &shutdown) => {
+            leases?;
+            // The dataplane stops on the same shutdown signal; wait for it
+            // so nothing is half-applied when the process exits.
+            match dataplane_task.await {
+                Ok(result) => result?,
+                Err(e) => anyhow::bail!("the dataplane task failed: {e}"),
+            }
+        }
+        done = &mut dataplane_task => {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => anyhow::bail!("the dataplane task failed: {e}"),
+            }
+        }
+    }
     tracing::info!("Exiting cleanly...");
     Ok(())
 }

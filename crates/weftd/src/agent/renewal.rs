@@ -6,7 +6,11 @@ use std::time::{Duration, SystemTime};
 
 /// Delay until the next renewal; `None` for a reservation, which never
 /// expires.
-pub fn renew_delay(now: SystemTime, expiration: Option<SystemTime>, margin: Duration) -> Option<Duration> {
+pub fn renew_delay(
+    now: SystemTime,
+    expiration: Option<SystemTime>,
+    margin: Duration,
+) -> Option<Duration> {
     let remaining = expiration?.duration_since(now).unwrap_or(Duration::ZERO);
     Some(remaining - margin.min(remaining / 2))
 }
@@ -37,7 +41,10 @@ mod tests {
     fn a_short_lease_is_renewed_halfway() {
         let now = SystemTime::UNIX_EPOCH + HOUR;
         let exp = now + Duration::from_secs(10);
-        assert_eq!(renew_delay(now, Some(exp), HOUR), Some(Duration::from_secs(5)));
+        assert_eq!(
+            renew_delay(now, Some(exp), HOUR),
+            Some(Duration::from_secs(5))
+        );
         assert_eq!(renew_delay(now, Some(now), HOUR), Some(Duration::ZERO));
     }
 
@@ -49,8 +56,14 @@ mod tests {
     #[test]
     fn retries_are_bounded() {
         let now = SystemTime::UNIX_EPOCH + HOUR;
-        assert_eq!(retry_delay(now, Some(now + 24 * HOUR)), Duration::from_secs(60));
-        assert_eq!(retry_delay(now, Some(now + Duration::from_secs(8))), Duration::from_secs(2));
+        assert_eq!(
+            retry_delay(now, Some(now + 24 * HOUR)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_delay(now, Some(now + Duration::from_secs(8))),
+            Duration::from_secs(2)
+        );
         assert_eq!(retry_delay(now, Some(now)), Duration::from_millis(500));
     }
 }

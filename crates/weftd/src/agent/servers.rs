@@ -15,10 +15,14 @@ use super::status::StatusHandle;
 
 /// Starts the health server. Bodies and codes are flanneld's, because
 /// probes and dashboards written for flanneld check them.
-pub async fn spawn_health(addr: SocketAddr, status: StatusHandle, shutdown: Shutdown) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for /healthz (--healthz-ip/--healthz-port)"))?;
+pub async fn spawn_health(
+    addr: SocketAddr,
+    status: StatusHandle,
+    shutdown: Shutdown,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {addr} for /healthz (--healthz-ip/--healthz-port)")
+    })?;
     let app = Router::new()
         .route("/healthz", get(|| async { "flanneld is running" }))
         .route(

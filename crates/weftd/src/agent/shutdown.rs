@@ -36,8 +36,4 @@ impl Shutdown {
         let mut rx = self.0.clone();
         let _ = rx.wait_for(|stop| *stop).await;
     }
-
-    pub fn is_requested(&self) -> bool {
-        *self.0.borrow()
-    }
 }

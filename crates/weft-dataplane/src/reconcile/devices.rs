@@ -1,0 +1,202 @@
+//! Devices weft owns: created when missing, kept when compatible (a restart
+//! never flaps them), updated in place for MTU, MAC and addresses (flannel
+//! leaves an MTU change unapplied, #1775), recreated only when a parameter
+//! that cannot change in place differs.
+
+use std::collections::HashMap;
+
+use ipnet::IpNet;
+use tracing::{info, warn};
+use weft_core::plan::{DeviceSpec, IpipDevice, VxlanDevice};
+
+use super::ApplyReport;
+use crate::netlink::{LinkInfo, Netlink, NetlinkError, Scope, VxlanLinkSpec};
+
+/// True for names weft (and flannel) give their devices; such a device that
+/// is no longer desired (VNI or backend changed) is removed.
+pub fn is_weft_device_name(name: &str) -> bool {
+    let numbered = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    name == "flannel.ipip" || numbered("flannel.") || numbered("flannel-v6.")
+}
+
+fn vxlan_compatible(link: &LinkInfo, spec: &VxlanDevice) -> bool {
+    link.vxlan().is_some_and(|v| {
+        v.vni == spec.vni
+            && v.port == spec.port
+            && v.local == Some(spec.local)
+            && v.underlay_index.is_none_or(|i| i == spec.underlay_index)
+            && v.gbp == spec.gbp
+            && v.learning == spec.learning
+    })
+}
+
+fn ipip_compatible(link: &LinkInfo, spec: &IpipDevice) -> bool {
+    link.ipip()
+        .is_some_and(|i| i.local == Some(spec.local) && i.remote.is_none_or(|r| r.is_unspecified()))
+}
+
+async fn create(nl: &Netlink, spec: &DeviceSpec) -> Result<u32, NetlinkError> {
+    match spec {
+        DeviceSpec::Vxlan(v) => {
+            nl.create_vxlan(&VxlanLinkSpec {
+                name: v.name.clone(),
+                vni: v.vni,
+                port: v.port,
+                local: v.local,
+                underlay_index: Some(v.underlay_index),
+                learning: v.learning,
+                gbp: v.gbp,
+                mtu: v.mtu,
+                mac: Some(v.mac),
+            })
+            .await
+        }
+        DeviceSpec::Ipip(i) => nl.create_ipip(&i.name, i.local, i.mtu).await,
+    }
+}
+
+/// Makes one device match its spec; returns its index.
+pub async fn ensure(
+    nl: &Netlink,
+    spec: &DeviceSpec,
+    report: &mut ApplyReport,
+) -> Result<u32, NetlinkError> {
+    let existing = nl.link_by_name(spec.name()).await?;
+    let compatible = existing.as_ref().is_some_and(|l| match spec {
+        DeviceSpec::Vxlan(v) => vxlan_compatible(l, v),
+        DeviceSpec::Ipip(i) => ipip_compatible(l, i),
+    });
+    let link = match existing {
+        Some(link) if compatible => link,
+        Some(link) => {
+            warn!(device = %link.name, kind = link.kind.name(), "existing device has an incompatible configuration; recreating it");
+            nl.delete_link(link.index).await?;
+            let index = create(nl, spec).await?;
+            report.devices_recreated += 1;
+            nl.link_by_index(index).await?.ok_or_else(|| gone(spec))?
+        }
+        None => {
+            let index = create(nl, spec).await?;
+            info!(device = spec.name(), "created device");
+            report.devices_created += 1;
+            nl.link_by_index(index).await?.ok_or_else(|| gone(spec))?
+        }
+    };
+    let (mtu, mac, address) = match spec {
+        DeviceSpec::Vxlan(v) => (v.mtu, Some(v.mac), v.address),
+        DeviceSpec::Ipip(i) => (i.mtu, None, i.address),
+    };
+    if link.mtu != mtu {
+        info!(device = %link.name, from = link.mtu, to = mtu, "changing device MTU");
+        nl.set_link_mtu(link.index, mtu).await?;
+        report.devices_updated += 1;
+    }
+    if let Some(mac) = mac
+        && link.mac != Some(mac)
+    {
+        info!(device = %link.name, %mac, "setting the VTEP MAC");
+        if let Err(e) = nl.set_link_mac(link.index, mac).await {
+            // Some kernels refuse a MAC change on a running device.
+            warn!(device = %link.name, error = %e, "MAC change refused while up; retrying with the device down");
+            nl.set_link_down(link.index).await?;
+            nl.set_link_mac(link.index, mac).await?;
+        }
+        report.devices_updated += 1;
+    }
+    if !link.admin_up || mac.is_some_and(|m| link.mac != Some(m)) {
+        nl.set_link_up(link.index).await?;
+    }
+    if let DeviceSpec::Vxlan(v) = spec {
+        let want = v.tx_checksum_offload;
+        match nl.tx_checksum(&v.name).await {
+            Ok(on) if on == want => {}
+            Ok(_) => {
+                nl.set_tx_checksum(&v.name, want).await?;
+                report.devices_updated += 1;
+            }
+            Err(e) => warn!(device = %v.name, error = %e, "cannot read TX checksum offload"),
+        }
+    }
+    ensure_address(nl, link.index, address, report).await?;
+    Ok(link.index)
+}
+
+fn gone(spec: &DeviceSpec) -> NetlinkError {
+    NetlinkError::NotFound {
+        op: format!("reading back device {}", spec.name()),
+        message: "it vanished right after being created".to_owned(),
+    }
+}
+
+/// Exactly one global address on the device: the desired host prefix.
+async fn ensure_address(
+    nl: &Netlink,
+    index: u32,
+    want: IpNet,
+    report: &mut ApplyReport,
+) -> Result<(), NetlinkError> {
+    let addrs = nl.addresses(index).await?;
+    let mut present = false;
+    for a in addrs.iter().filter(|a| a.scope != Scope::Link) {
+        if a.prefix == want {
+            present = true;
+        } else {
+            info!(index, address = %a.prefix, "removing a stray address from our device");
+            match nl.del_address(index, a.prefix).await {
+                Ok(()) => report.addresses_changed += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if !present {
+        nl.add_address(index, want).await?;
+        report.addresses_changed += 1;
+    }
+    Ok(())
+}
+
+/// Deletes weft-named devices that the desired state no longer has.
+pub async fn remove_undesired(
+    nl: &Netlink,
+    desired: &HashMap<String, u32>,
+    report: &mut ApplyReport,
+) -> Result<(), NetlinkError> {
+    for link in nl.links().await? {
+        if is_weft_device_name(&link.name) && !desired.contains_key(&link.name) {
+            info!(device = %link.name, "removing a device no longer wanted");
+            match nl.delete_link(link.index).await {
+                Ok(()) => report.devices_deleted += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_only_weft_device_names() {
+        for n in ["flannel.1", "flannel.4096", "flannel-v6.1", "flannel.ipip"] {
+            assert!(is_weft_device_name(n), "{n}");
+        }
+        for n in [
+            "flannel.",
+            "flannel.x",
+            "flannel-wg",
+            "eth0",
+            "cni0",
+            "flannel.1a",
+            "xflannel.1",
+        ] {
+            assert!(!is_weft_device_name(n), "{n}");
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Neighbour and FDB entries on weft's vxlan devices. Every permanent
+//! neighbour and every FDB entry with a remote (`dst`) on those devices is
+//! weft's, so anything not desired is stale: a peer that left while the
+//! agent was down is cleaned up (flannel never does, #2554).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use weft_core::mac::Mac;
+use weft_core::plan::{FdbPlan, NeighPlan};
+
+use super::ApplyReport;
+use crate::netlink::{NeighState, Netlink, NetlinkError};
+
+fn note(
+    report: &mut ApplyReport,
+    results: Vec<Result<(), NetlinkError>>,
+    counter: fn(&mut ApplyReport) -> &mut u32,
+    allow_missing: bool,
+) {
+    for r in results {
+        match r {
+            Ok(()) => *counter(report) += 1,
+            Err(e) if allow_missing && e.is_not_found() => {}
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+}
+
+/// Desired neighbours of one device, as `ip → mac`.
+pub fn neighbours_by_dev(plans: &[NeighPlan]) -> HashMap<&str, HashMap<IpAddr, Mac>> {
+    let mut out: HashMap<&str, HashMap<IpAddr, Mac>> = HashMap::new();
+    for n in plans {
+        out.entry(n.dev.as_str()).or_default().insert(n.ip, n.mac);
+    }
+    out
+}
+
+/// Desired FDB entries of one device, as `(mac, dst)`.
+pub fn fdb_by_dev(plans: &[FdbPlan]) -> HashMap<&str, HashSet<(Mac, IpAddr)>> {
+    let mut out: HashMap<&str, HashSet<(Mac, IpAddr)>> = HashMap::new();
+    for f in plans {
+        out.entry(f.dev.as_str())
+            .or_default()
+            .insert((f.mac, f.dst));
+    }
+    out
+}
+
+/// What to change on one device, computed before routes are touched so that
+/// additions go in before the routes that use them and removals after.
+#[derive(Default)]
+pub struct EntryChanges {
+    pub index: u32,
+    pub neigh_set: Vec<(IpAddr, Mac)>,
+    pub neigh_del: Vec<IpAddr>,
+    pub fdb_set: Vec<(Mac, IpAddr)>,
+    pub fdb_del: Vec<(Mac, IpAddr)>,
+}
+
+pub async fn diff(
+    nl: &Netlink,
+    index: u32,
+    want_neigh: &HashMap<IpAddr, Mac>,
+    want_fdb: &HashSet<(Mac, IpAddr)>,
+) -> Result<EntryChanges, NetlinkError> {
+    let mut changes = EntryChanges {
+        index,
+        ..EntryChanges::default()
+    };
+    let have: HashMap<IpAddr, Option<Mac>> = nl
+        .neighbours(index)
+        .await?
+        .into_iter()
+        .filter(|n| n.state == NeighState::Permanent)
+        .map(|n| (n.ip, n.mac))
+        .collect();
+    for (ip, mac) in want_neigh {
+        if have.get(ip) != Some(&Some(*mac)) {
+            changes.neigh_set.push((*ip, *mac));
+        }
+    }
+    changes.neigh_del = have
+        .keys()
+        .filter(|ip| !want_neigh.contains_key(ip))
+        .copied()
+        .collect();
+
+    let have_fdb: HashSet<(Mac, IpAddr)> = nl
+        .fdb(index)
+        .await?
+        .into_iter()
+        .filter_map(|f| Some((f.mac, f.dst?)))
+        .collect();
+    changes.fdb_set = want_fdb.difference(&have_fdb).copied().collect();
+    // A replaced entry (same MAC, new remote) takes the old one's place, so
+    // only remotes that no desired entry overwrites need a delete.
+    let replaced: HashSet<Mac> = changes.fdb_set.iter().map(|(m, _)| *m).collect();
+    changes.fdb_del = have_fdb
+        .difference(want_fdb)
+        .filter(|(m, _)| !replaced.contains(m))
+        .copied()
+        .collect();
+    Ok(changes)
+}
+
+pub async fn apply_additions(nl: &Netlink, c: &EntryChanges, report: &mut ApplyReport) {
+    if !c.neigh_set.is_empty() {
+        let r = nl.replace_neighbours(c.index, &c.neigh_set).await;
+        note(report, r, |r| &mut r.neighbours_set, false);
+    }
+    if !c.fdb_set.is_empty() {
+        let r = nl.replace_fdbs(c.index, &c.fdb_set).await;
+        note(report, r, |r| &mut r.fdb_set, false);
+    }
+}
+
+pub async fn apply_removals(nl: &Netlink, c: &EntryChanges, report: &mut ApplyReport) {
+    if !c.neigh_del.is_empty() {
+        let r = nl.delete_neighbours(c.index, &c.neigh_del).await;
+        note(report, r, |r| &mut r.neighbours_deleted, true);
+    }
+    if !c.fdb_del.is_empty() {
+        let r = nl.delete_fdbs(c.index, &c.fdb_del).await;
+        note(report, r, |r| &mut r.fdb_deleted, true);
+    }
+}
