@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   protobuf-compiler libprotobuf-dev  # protoc and its well-known types: build the etcd client
   iproute2 iputils-ping        # ip, bridge, ping: lab and netns tests
+  ethtool                      # reads back the vxlan device's offloads
   etcd-server etcd-client      # a real etcd for the lease-store tests
   containernetworking-plugins  # bridge, host-local, loopback, portmap
   wireguard-tools wireguard-go # wg and an independent WireGuard peer
