@@ -42,7 +42,9 @@ pub(crate) fn compatible(cfg: &NetConfig, subnets: &LeaseSubnets) -> bool {
         })
 }
 
-fn same_node(ours: &LeaseAttrs, theirs: &LeaseAttrs) -> bool {
+/// flannel's notion of "our lease": the same public IP (IPv4, or IPv6 on an
+/// IPv6-only node).
+pub(crate) fn same_node(ours: &LeaseAttrs, theirs: &LeaseAttrs) -> bool {
     match (ours.public_ip, theirs.public_ip) {
         (Some(a), Some(b)) => a == b,
         (None, None) => ours.public_ipv6.is_some() && ours.public_ipv6 == theirs.public_ipv6,

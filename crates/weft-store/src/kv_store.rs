@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use std::net::{Ipv4Addr, Ipv6Addr};
 use tracing::{info, warn};
 use weft_core::etcd_key;
-use weft_core::lease::{Lease, LeaseSubnets};
+
+use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::{self, NetConfig};
 
 use crate::backoff::Backoff;
@@ -117,6 +119,28 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
             ConfigSource::StoreKey => self.config_from_key().await,
             ConfigSource::File(path) => file_config(path),
         }
+    }
+
+    async fn previous_attrs(
+        &self,
+        public_ip: Option<Ipv4Addr>,
+        public_ipv6: Option<Ipv6Addr>,
+    ) -> Result<Option<LeaseAttrs>, StoreError> {
+        let probe = LeaseAttrs {
+            public_ip,
+            public_ipv6,
+            ..Default::default()
+        };
+        let listing = self
+            .kv
+            .list(&etcd_key::subnets_dir(&self.prefix))
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(listing
+            .entries
+            .iter()
+            .filter_map(|e| LeaseAttrs::from_json(&e.value).ok())
+            .find(|attrs| acquire::same_node(&probe, attrs)))
     }
 
     async fn acquire(&self, cfg: &NetConfig, req: &AcquireRequest) -> Result<Lease, StoreError> {

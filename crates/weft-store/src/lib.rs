@@ -16,6 +16,7 @@ mod peer_watch;
 mod random;
 
 use std::future::Future;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +69,23 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// The cluster's net-conf.json, parsed and validated. Waits, retrying
     /// with backoff and logging each wait, until the config exists.
     fn network_config(&self) -> impl Future<Output = Result<NetConfig, StoreError>> + Send;
+
+    /// Public addresses the store assigns to this node, which override
+    /// `--public-ip`/`--public-ipv6` (flannel's `node-public-ip` annotations
+    /// in Kubernetes mode). Stores without such a notion return none.
+    fn stored_public_ips(
+        &self,
+    ) -> impl Future<Output = Result<(Option<Ipv4Addr>, Option<Ipv6Addr>), StoreError>> + Send {
+        async { Ok((None, None)) }
+    }
+
+    /// What this node published last time (matched by public IP), so that
+    /// the VTEP MAC survives a reboot that removed the device.
+    fn previous_attrs(
+        &self,
+        public_ip: Option<Ipv4Addr>,
+        public_ipv6: Option<Ipv6Addr>,
+    ) -> impl Future<Output = Result<Option<LeaseAttrs>, StoreError>> + Send;
 
     /// Takes a lease: our existing one if the store still holds it, else the
     /// previous subnet, else a free one. Losing a race to another node means

@@ -68,15 +68,24 @@ async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> 
 }
 
 /// The VTEP MAC of a vxlan device: the one the device already has (a
-/// restart keeps it, so peers' entries stay valid), else one derived from
-/// our public IP and the device name (stable across reboots).
-async fn vtep_mac(nl: &Netlink, device: &str, public: IpAddr) -> Result<Mac> {
+/// restart keeps it, so peers' entries stay valid), else the one our lease
+/// published last time (a reboot removed the device; flannel #1795), else
+/// one derived from our public IP and the device name (stable too).
+async fn vtep_mac(
+    nl: &Netlink,
+    device: &str,
+    public: IpAddr,
+    published: Option<&weft_core::lease::RawJson>,
+) -> Result<Mac> {
     if let Some(link) = nl.link_by_name(device).await?
         && let Some(mac) = link.mac
         && link.vxlan().is_some()
         && mac.is_valid_unicast()
     {
         return Ok(mac);
+    }
+    if let Ok(data) = VxlanData::decode(published) {
+        return Ok(data.vtep_mac);
     }
     Ok(Mac::derived(format!("{public}/{device}").as_bytes()))
 }
@@ -88,6 +97,7 @@ impl Dataplane {
         flags: &Flags,
         cfg: &NetConfig,
         ext: &ExternalInterface,
+        previous: Option<&LeaseAttrs>,
         status: StatusHandle,
     ) -> Result<(Dataplane, LeaseAttrs)> {
         let nl = Netlink::connect().context("cannot open netlink")?;
@@ -106,7 +116,8 @@ impl Dataplane {
                         continue;
                     };
                     let device = plan::vxlan_device_name(family, opts.vni);
-                    let mac = vtep_mac(&nl, &device, public).await?;
+                    let published = previous.and_then(|p| p.backend_data_for(family));
+                    let mac = vtep_mac(&nl, &device, public, published).await?;
                     let data = VxlanData {
                         vni: opts.vni,
                         vtep_mac: mac,

@@ -66,7 +66,7 @@ pub async fn run(flags: Flags) -> Result<()> {
     }
 }
 
-async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> Result<()> {
+async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown) -> Result<()> {
     let status = StatusHandle::default();
     if flags.healthz_port > 0 {
         let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
@@ -83,6 +83,12 @@ async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> 
     log_config(&cfg);
     status.set_identity(store.kind(), cfg.backend.config_type());
 
+    let (stored_ip, stored_ipv6) = store.stored_public_ips().await?;
+    if stored_ip.is_some() || stored_ipv6.is_some() {
+        tracing::info!(public_ip = ?stored_ip, public_ipv6 = ?stored_ipv6, "the store assigns this node's public addresses");
+        flags.public_ip = stored_ip.or(flags.public_ip);
+        flags.public_ipv6 = stored_ipv6.or(flags.public_ipv6);
+    }
     let ext = external::detect(&flags, &cfg).await?;
     tracing::info!(
         interface = %ext.name,
@@ -91,8 +97,16 @@ async fn run_with<S: LeaseStore>(store: S, flags: Flags, shutdown: Shutdown) -> 
         mtu = ext.mtu,
         "using the external interface"
     );
+    let previous = match store.previous_attrs(ext.ext_addr, ext.ext_addr_v6).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("cannot read what this node published before: {e}");
+            None
+        }
+    };
     let (dataplane, attrs) =
-        dataplane::Dataplane::prepare(&flags, &cfg, &ext, status.clone()).await?;
+        dataplane::Dataplane::prepare(&flags, &cfg, &ext, previous.as_ref(), status.clone())
+            .await?;
     let (lease_tx, lease_rx) = tokio::sync::watch::channel(None);
     let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(None);
     let publish = lease_loop::Publish {
