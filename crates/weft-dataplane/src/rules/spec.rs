@@ -1,7 +1,9 @@
 //! What the rules should say: a pure description built by the caller from
 //! the configuration and the node's own lease, with no I/O.
 
-use ipnet::IpNet;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_core::Family;
 
 use super::RulesError;
@@ -63,10 +65,13 @@ impl FamilyRules {
     }
 
     /// Multicast destinations are never masqueraded (flannel's layout).
-    pub(crate) fn multicast(&self) -> &'static str {
+    pub(crate) fn multicast(&self) -> IpNet {
         match self.family {
-            Family::V4 => "224.0.0.0/4",
-            Family::V6 => "ff00::/8",
+            Family::V4 => IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(224, 0, 0, 0), 4)),
+            Family::V6 => IpNet::V6(Ipv6Net::new_assert(
+                Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+                8,
+            )),
         }
     }
 }

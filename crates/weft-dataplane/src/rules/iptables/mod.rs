@@ -1,7 +1,42 @@
 //! The iptables backend: `FLANNEL-POSTRTG` in nat and `FLANNEL-FWD` in
 //! filter, per family, read with `iptables-save -t <table>` and written with
 //! one `iptables-restore --noflush -w` commit per table (see
-//! [`render`] for the layout and why a commit never leaves a gap).
+//! [`render_iptables_restore`] for the layout and why a commit never leaves
+//! a gap).
+//!
+//! ## FLANNEL-POSTRTG order: current flannel (v0.28.x), not v0.20.2
+//!
+//! The golden capture (`iptables-vxlan-ipmasq.txt`) comes from flannel
+//! v0.20.2, whose chain reads
+//!
+//! ```text
+//! mark 0x4000/0x4000 RETURN
+//! -s N -d N RETURN
+//! -s N ! -d 224.0.0.0/4 MASQUERADE
+//! ! -s N -d S RETURN
+//! ! -s N -d N MASQUERADE
+//! ```
+//!
+//! Current flannel (flannel-compat §6.1) writes
+//!
+//! ```text
+//! mark 0x4000/0x4000 RETURN
+//! -s S -d N RETURN
+//! -s N -d S RETURN
+//! ! -s N -d S RETURN
+//! -s N ! -d 224.0.0.0/4 MASQUERADE
+//! ! -s N -d N MASQUERADE
+//! ```
+//!
+//! weft follows the current order because that is what nodes run today, so a
+//! node moving from flannel to weft finds its chain already right and
+//! `check` reports no drift. For the traffic a node really sees the two
+//! agree: pod→pod (local source or local destination) returns, outside→local
+//! pod returns, pod→outside and host→remote pod masquerade. They differ only
+//! for transit traffic between two *other* nodes' pods routed through this
+//! node (source and destination in N, neither in S): v0.20.2 returns early,
+//! the current order masquerades it. `FLANNEL-FWD` and both jump rules
+//! are byte-identical to the golden in either version.
 
 mod render;
 mod save;

@@ -3,40 +3,8 @@
 //!
 //! Every rule is written exactly as `iptables-save` prints it back (option
 //! order, quoting, compressed IPv6), so `check` can compare lines as strings.
-//!
-//! ## FLANNEL-POSTRTG order: current flannel (v0.28.x), not v0.20.2
-//!
-//! The golden capture (`iptables-vxlan-ipmasq.txt`) comes from flannel
-//! v0.20.2, whose chain reads
-//!
-//! ```text
-//! mark 0x4000/0x4000 RETURN
-//! -s N -d N RETURN
-//! -s N ! -d 224.0.0.0/4 MASQUERADE
-//! ! -s N -d S RETURN
-//! ! -s N -d N MASQUERADE
-//! ```
-//!
-//! Current flannel (flannel-compat §6.1) writes
-//!
-//! ```text
-//! mark 0x4000/0x4000 RETURN
-//! -s S -d N RETURN
-//! -s N -d S RETURN
-//! ! -s N -d S RETURN
-//! -s N ! -d 224.0.0.0/4 MASQUERADE
-//! ! -s N -d N MASQUERADE
-//! ```
-//!
-//! weft follows the current order because that is what nodes run today, so a
-//! node moving from flannel to weft finds its chain already right and
-//! `check` reports no drift. For the traffic a node really sees the two
-//! agree: pod→pod (local source or local destination) returns, outside→local
-//! pod returns, pod→outside and host→remote pod masquerade. They differ only
-//! for transit traffic between two *other* nodes' pods routed through this
-//! node (source and destination in N, neither in S): v0.20.2 returns early,
-//! the current order masquerades it. `FLANNEL-FWD` and both jump rules
-//! are byte-identical to the golden in either version.
+//! The FLANNEL-POSTRTG order (current flannel, not the v0.20.2 golden) is
+//! explained in the parent module.
 
 use weft_core::Family;
 
@@ -142,6 +110,11 @@ pub fn wanted(spec: &RulesSpec, family: Family, table: Table) -> Option<Vec<Stri
 /// for `family` on a host holding none of it yet; `None` when the spec
 /// wants nothing there. Used for documentation and golden tests; `apply`
 /// renders against what is really installed.
+///
+/// The chain is declared (`:FLANNEL-POSTRTG - [0:0]`), which empties it
+/// inside the same commit that refills it: traffic never meets an empty
+/// chain (flannel #2237), and rules of a previous network or lease cannot
+/// survive a change. The jump is appended only when missing.
 pub fn render_iptables_restore(spec: &RulesSpec, family: Family, table: Table) -> Option<String> {
     let want = wanted(spec, family, table);
     let state = analyse(table, &SavedTable::default(), want.is_some());

@@ -1,5 +1,5 @@
 //! The nftables backend: tables `ip flannel-ipv4` / `ip6 flannel-ipv6`,
-//! each replaced wholesale by one `nft -f -` transaction (see [`render`])
+//! each replaced wholesale by one `nft -f -` transaction (see [`render_nft_script`])
 //! and read back with `nft -j list table …`.
 
 mod readback;

@@ -96,13 +96,7 @@ pub(crate) fn chains(spec: &RulesSpec, family: Family) -> Vec<Chain> {
 fn postrtg(fr: &FamilyRules, fully_random: bool) -> Chain {
     use Field::{Daddr, Saddr};
     let (n, s) = (fr.network(), fr.subnet());
-    let multicast: IpNet = match fr.family {
-        Family::V4 => IpNet::V4(ipnet::Ipv4Net::new_assert([224, 0, 0, 0].into(), 4)),
-        Family::V6 => IpNet::V6(ipnet::Ipv6Net::new_assert(
-            [0xff00, 0, 0, 0, 0, 0, 0, 0].into(),
-            8,
-        )),
-    };
+    let multicast = fr.multicast();
     let masq = Verdict::Masquerade { fully_random };
     let rule = |matches, verdict| Rule { matches, verdict };
     Chain {
