@@ -273,7 +273,16 @@ impl Dataplane {
             tracing::debug!(peer = %id, "not programmed: {why}");
         }
         let started = std::time::Instant::now();
-        let report = self.reconciler.apply(&desired, &self.node()).await?;
+        let report = match self.reconciler.apply(&desired, &self.node()).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.status.metrics().observe_pass(started.elapsed(), None);
+                return Err(e.into());
+            }
+        };
+        self.status
+            .metrics()
+            .observe_pass(started.elapsed(), Some(&report));
         if report.changes() > 0 || !report.errors.is_empty() {
             tracing::info!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
         }
@@ -290,7 +299,8 @@ impl Dataplane {
         match rules.check(&spec).await {
             Ok(drift) if drift.is_clean() => {}
             Ok(drift) => {
-                tracing::warn!("Some rules are missing or changed ({drift:?}); restoring them");
+                tracing::warn!("Some rules are missing or changed ({drift}); restoring them");
+                self.status.metrics().rules_repaired();
                 if let Err(e) = rules.apply(&spec).await {
                     tracing::error!("cannot restore the rules: {e}");
                 }

@@ -4,6 +4,7 @@
 mod dataplane;
 mod external;
 mod lease_loop;
+mod metrics;
 mod renewal;
 mod servers;
 mod shutdown;

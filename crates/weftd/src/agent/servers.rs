@@ -1,4 +1,5 @@
-//! The health server (`/healthz`, `/readyz`, flanneld's contract) and the
+//! The health server (`/healthz`, `/readyz`, flanneld's contract, and
+//! `/metrics`) and the
 //! local status API on a root-only Unix socket.
 
 use std::net::SocketAddr;
@@ -23,8 +24,24 @@ pub async fn spawn_health(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} for /healthz (--healthz-ip/--healthz-port)")
     })?;
+    let metrics = status.metrics().clone();
     let app = Router::new()
         .route("/healthz", get(|| async { "flanneld is running" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(move || {

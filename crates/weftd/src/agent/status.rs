@@ -8,9 +8,11 @@ use serde::Serialize;
 use weft_core::lease::Lease;
 use weft_store::PeerSnapshot;
 
-/// Shared, cheaply cloned handle on the agent's state.
+use super::metrics::Metrics;
+
+/// Shared, cheaply cloned handle on the agent's state and its metrics.
 #[derive(Clone, Default)]
-pub struct StatusHandle(Arc<Mutex<State>>);
+pub struct StatusHandle(Arc<Mutex<State>>, Metrics);
 
 #[derive(Default)]
 struct State {
@@ -34,17 +36,28 @@ impl StatusHandle {
         s.backend = backend.to_owned();
     }
 
+    pub fn metrics(&self) -> &Metrics {
+        &self.1
+    }
+
     pub fn set_lease(&self, lease: &Lease) {
+        self.1.set_lease_expiry(lease.expiration);
         self.lock().lease = Some(lease.clone());
     }
 
     pub fn set_snapshot(&self, snapshot: Option<Arc<PeerSnapshot>>) {
+        if let Some(s) = &snapshot {
+            self.1.observe_snapshot(s);
+        }
         self.lock().snapshot = snapshot;
     }
 
     /// Ready once subnet.env is written and the dataplane programmed:
     /// what `/readyz` reports.
     pub fn set_ready(&self, ready: bool) {
+        if ready {
+            self.1.set_ready();
+        }
         self.lock().ready = ready;
     }
 

@@ -1,0 +1,214 @@
+//! `/metrics` in Prometheus/OpenMetrics text: what an operator alerts on
+//! (lease about to lapse, peers skipped, reconcile failing or slow).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use weft_dataplane::reconcile::ApplyReport;
+use weft_store::PeerSnapshot;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+/// Every metric weftd exports. Cheap to clone (all fields are shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    lease_expiry: Gauge,
+    ready: Gauge,
+    peers: Gauge,
+    peers_skipped: Family<ReasonLabel, Gauge>,
+    peer_leases_skipped: Family<ReasonLabel, Counter>,
+    passes: Counter,
+    pass_errors: Counter,
+    pass_seconds: Histogram,
+    changes: Family<KindLabel, Counter>,
+    rules_repairs: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("weft");
+        let lease_expiry = Gauge::default();
+        registry.register(
+            "lease_expiry_timestamp_seconds",
+            "When this node's lease lapses unless renewed (0 for a reservation)",
+            lease_expiry.clone(),
+        );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 once subnet.env is written and the rules are in place",
+            ready.clone(),
+        );
+        let peers = Gauge::default();
+        registry.register(
+            "peers",
+            "Peer leases programmed into the dataplane",
+            peers.clone(),
+        );
+        let peers_skipped = Family::<ReasonLabel, Gauge>::default();
+        registry.register(
+            "peers_skipped",
+            "Peer leases currently left out because they failed validation, by reason",
+            peers_skipped.clone(),
+        );
+        let peer_leases_skipped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "peer_leases_skipped",
+            "Invalid peer lease revisions seen since start, by reason",
+            peer_leases_skipped.clone(),
+        );
+        let passes = Counter::default();
+        registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
+        let pass_errors = Counter::default();
+        registry.register(
+            "reconcile_errors",
+            "Reconcile passes that failed or left entries unapplied",
+            pass_errors.clone(),
+        );
+        let pass_seconds = Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time per reconcile pass",
+            pass_seconds.clone(),
+        );
+        let changes = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "kernel_changes",
+            "Kernel objects changed by reconcile passes, by kind",
+            changes.clone(),
+        );
+        let rules_repairs = Counter::default();
+        registry.register(
+            "rules_repairs",
+            "Times the masquerade/forward rules were found changed and restored",
+            rules_repairs.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            lease_expiry,
+            ready,
+            peers,
+            peers_skipped,
+            peer_leases_skipped,
+            passes,
+            pass_errors,
+            pass_seconds,
+            changes,
+            rules_repairs,
+        }
+    }
+
+    pub fn set_lease_expiry(&self, expiration: Option<SystemTime>) {
+        let secs = expiration
+            .and_then(|e| e.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        self.lease_expiry.set(secs);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.set(1);
+    }
+
+    pub fn observe_snapshot(&self, snapshot: &PeerSnapshot) {
+        self.peers.set(snapshot.peers.accepted.len() as i64);
+        self.peers_skipped.clear();
+        for r in &snapshot.peers.rejected {
+            self.peers_skipped
+                .get_or_create(&ReasonLabel {
+                    reason: r.reason.kind().to_owned(),
+                })
+                .inc();
+        }
+        for (reason, total) in &snapshot.skipped_total {
+            let counter = self.peer_leases_skipped.get_or_create(&ReasonLabel {
+                reason: reason.clone(),
+            });
+            let seen = counter.get();
+            if *total > seen {
+                counter.inc_by(total - seen);
+            }
+        }
+    }
+
+    pub fn observe_pass(&self, took: Duration, report: Option<&ApplyReport>) {
+        self.passes.inc();
+        self.pass_seconds.observe(took.as_secs_f64());
+        match report {
+            Some(r) => {
+                if !r.errors.is_empty() {
+                    self.pass_errors.inc();
+                }
+                for (kind, n) in r.by_kind() {
+                    if n > 0 {
+                        self.changes
+                            .get_or_create(&KindLabel {
+                                kind: kind.to_owned(),
+                            })
+                            .inc_by(u64::from(n));
+                    }
+                }
+            }
+            None => {
+                self.pass_errors.inc();
+            }
+        }
+    }
+
+    pub fn rules_repaired(&self) {
+        self.rules_repairs.inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_counters_with_total_suffix_and_eof() {
+        let m = Metrics::new();
+        let report = ApplyReport {
+            routes_set: 3,
+            ..ApplyReport::default()
+        };
+        m.observe_pass(Duration::from_millis(2), Some(&report));
+        m.set_ready();
+        let text = m.encode();
+        assert!(text.contains("weft_reconcile_passes_total 1"), "{text}");
+        assert!(
+            text.contains("weft_kernel_changes_total{kind=\"route_set\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("weft_ready 1"), "{text}");
+        assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    }
+}
