@@ -30,7 +30,11 @@ fn add_is_idempotent_list_and_delete() {
         nl.add_address(vx, v6).await?;
 
         let ours = nl.addresses(vx).await?;
-        assert_eq!(ours.iter().filter(|a| a.prefix == v4).count(), 1, "{ours:?}");
+        assert_eq!(
+            ours.iter().filter(|a| a.prefix == v4).count(),
+            1,
+            "{ours:?}"
+        );
         let a = ours.iter().find(|a| a.prefix == v4).unwrap();
         assert_eq!(a.scope, Scope::Universe);
         assert!(a.permanent);
@@ -40,11 +44,18 @@ fn add_is_idempotent_list_and_delete() {
 
         let seen = ip_addrs("flannel.1")?;
         assert!(seen.contains(&"10.244.6.0/32".to_string()), "{seen:?}");
-        assert!(seen.contains(&"fd00:10:244:6::/128".to_string()), "{seen:?}");
+        assert!(
+            seen.contains(&"fd00:10:244:6::/128".to_string()),
+            "{seen:?}"
+        );
 
         nl.del_address(vx, v4).await?;
         nl.del_address(vx, v6).await?;
-        assert!(!ip_addrs("flannel.1")?.iter().any(|a| a.starts_with("10.244.6.0") || a.starts_with("fd00")));
+        assert!(
+            !ip_addrs("flannel.1")?
+                .iter()
+                .any(|a| a.starts_with("10.244.6.0") || a.starts_with("fd00"))
+        );
         let gone = nl.del_address(vx, v4).await.unwrap_err();
         assert!(gone.is_not_found(), "{gone}");
         Ok(())
@@ -62,7 +73,11 @@ fn ipv4_subnet_address_gets_a_broadcast() {
         assert_eq!(info["local"], "10.244.6.1");
         assert_eq!(info["broadcast"], "10.244.6.255");
         let listed = nl.addresses(br).await?;
-        let v4: Vec<IpNet> = listed.iter().map(|a| a.prefix).filter(|p| matches!(p, IpNet::V4(_))).collect();
+        let v4: Vec<IpNet> = listed
+            .iter()
+            .map(|a| a.prefix)
+            .filter(|p| matches!(p, IpNet::V4(_)))
+            .collect();
         assert_eq!(v4, vec!["10.244.6.1/24".parse::<IpNet>()?]);
         Ok(())
     });

@@ -25,17 +25,25 @@ fn vxlan_device_matches_flannel() {
         assert_eq!(data["link"], "eth0");
         assert_eq!(data["port"], 8472);
         assert_eq!(data["learning"], false);
-        assert!(data.get("gbp").is_none(), "gbp set although not asked: {data}");
+        assert!(
+            data.get("gbp").is_none(),
+            "gbp set although not asked: {data}"
+        );
         // The text form, as in the golden file.
         let text = ip(&["-d", "link", "show", "flannel.1"])?;
         assert!(
-            text.contains("vxlan id 1 local 192.0.2.1 dev eth0 srcport 0 0 dstport 8472 nolearning"),
+            text.contains(
+                "vxlan id 1 local 192.0.2.1 dev eth0 srcport 0 0 dstport 8472 nolearning"
+            ),
             "{text}"
         );
         assert!(text.contains("mtu 1450"), "{text}");
 
         // And through our own reading.
-        let info = nl.link_by_name("flannel.1").await?.expect("flannel.1 listed");
+        let info = nl
+            .link_by_name("flannel.1")
+            .await?
+            .expect("flannel.1 listed");
         assert_eq!(info.index, vx);
         assert_eq!(info.mtu, 1450);
         assert_eq!(info.mac, Some(VTEP_MAC.parse()?));
@@ -45,7 +53,10 @@ fn vxlan_device_matches_flannel() {
         assert_eq!((v.vni, v.port, v.underlay_index), (1, 8472, Some(ul)));
         assert_eq!(v.local, Some("192.0.2.1".parse()?));
         assert!(!v.learning && !v.gbp);
-        assert_eq!(nl.link_by_index(vx).await?.map(|l| l.name), Some("flannel.1".into()));
+        assert_eq!(
+            nl.link_by_index(vx).await?.map(|l| l.name),
+            Some("flannel.1".into())
+        );
         assert!(nl.links().await?.iter().any(|l| l.name == "flannel.1"));
         Ok(())
     });
@@ -93,7 +104,10 @@ fn mtu_and_mac_change_in_place() {
 
         let mac: Mac = "0e:2a:01:02:03:04".parse()?;
         nl.set_link_mac(vx, mac).await?;
-        assert_eq!(ip_json(&["link", "show", "flannel.1"])?[0]["address"], "0e:2a:01:02:03:04");
+        assert_eq!(
+            ip_json(&["link", "show", "flannel.1"])?[0]["address"],
+            "0e:2a:01:02:03:04"
+        );
 
         // Delete and recreate with a different MTU, as the reconciler does
         // for an incompatible device.
@@ -135,7 +149,10 @@ fn errors_are_sorted() {
             Err(e) => panic!("unexpected error: {e}"),
             Ok(index) => {
                 eprintln!("this kernel has WireGuard; checking the device instead");
-                assert_eq!(nl.link_by_index(index).await?.unwrap().kind, LinkKind::Wireguard);
+                assert_eq!(
+                    nl.link_by_index(index).await?.unwrap().kind,
+                    LinkKind::Wireguard
+                );
             }
         }
         Ok(())
@@ -147,12 +164,16 @@ fn ipip_device_or_not_supported() {
     in_new_netns(|| async {
         let nl = Netlink::connect()?;
         underlay(&nl).await?;
-        match nl.create_ipip("flannel.ipip", "192.0.2.1".parse()?, 1480).await {
+        match nl
+            .create_ipip("flannel.ipip", "192.0.2.1".parse()?, 1480)
+            .await
+        {
             Ok(index) => {
                 let info = nl.link_by_index(index).await?.unwrap();
                 assert_eq!(info.ipip().unwrap().local, Some("192.0.2.1".parse()?));
                 assert_eq!(info.mtu, 1480);
-                let data = &ip_json(&["-d", "link", "show", "flannel.ipip"])?[0]["linkinfo"]["info_data"];
+                let data =
+                    &ip_json(&["-d", "link", "show", "flannel.ipip"])?[0]["linkinfo"]["info_data"];
                 assert_eq!(data["local"], "192.0.2.1");
                 assert_eq!(data["remote"], "any");
             }
@@ -175,7 +196,10 @@ fn lab_links_bridge_veth_rename_and_netns() {
         let port = nl.link_by_name("n1-br").await?.unwrap();
         assert_eq!(port.kind, LinkKind::Veth);
         nl.set_link_controller(port.index, Some(br)).await?;
-        assert_eq!(nl.link_by_index(port.index).await?.unwrap().controller, Some(br));
+        assert_eq!(
+            nl.link_by_index(port.index).await?.unwrap().controller,
+            Some(br)
+        );
         assert_eq!(ip_json(&["link", "show", "n1-br"])?[0]["master"], "br0");
         assert_eq!(nl.link_by_index(br).await?.unwrap().kind, LinkKind::Bridge);
 

@@ -40,7 +40,10 @@ fn onlink_route_replace_list_delete() {
         assert_eq!(r.gateway, Some("10.244.2.0".parse()?));
         assert_eq!(r.oif, Some(vx));
         assert!(r.onlink);
-        assert_eq!((r.kind, r.scope, r.table), (RouteKind::Unicast, Scope::Universe, 254));
+        assert_eq!(
+            (r.kind, r.scope, r.table),
+            (RouteKind::Unicast, Scope::Universe, 254)
+        );
         assert_eq!(RouteSpec::from(r), route);
 
         // iproute2 sees the same route, with our protocol number; the line
@@ -51,7 +54,10 @@ fn onlink_route_replace_list_delete() {
             "unicast 10.244.2.0/24 via 10.244.2.0 dev flannel.1 proto 87 scope global onlink"
         );
         let by_proto = ip(&["route", "show", "proto", "87"])?;
-        assert_eq!(by_proto.trim(), "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink");
+        assert_eq!(
+            by_proto.trim(),
+            "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink"
+        );
 
         nl.delete_route(&route).await?;
         assert_eq!(ip(&["route", "show", "proto", "87"])?.trim(), "");
@@ -66,7 +72,18 @@ fn delete_never_touches_routes_of_another_protocol() {
     in_new_netns(|| async {
         let nl = Netlink::connect()?;
         let (_, vx) = vxlan_node(&nl).await?;
-        ip(&["route", "add", "10.244.3.0/24", "via", "10.244.3.0", "dev", "flannel.1", "onlink", "proto", "boot"])?;
+        ip(&[
+            "route",
+            "add",
+            "10.244.3.0/24",
+            "via",
+            "10.244.3.0",
+            "dev",
+            "flannel.1",
+            "onlink",
+            "proto",
+            "boot",
+        ])?;
         let ours = RouteSpec::unicast("10.244.3.0/24".parse()?)
             .via("10.244.3.0".parse()?)
             .dev(vx)
@@ -85,7 +102,10 @@ fn blackhole_route() {
         let bh = RouteSpec::blackhole("10.244.6.0/24".parse()?);
         nl.replace_route(&bh).await?;
         nl.replace_route(&bh).await?;
-        assert_eq!(ip(&["route", "show", "proto", "87"])?.trim(), "blackhole 10.244.6.0/24");
+        assert_eq!(
+            ip(&["route", "show", "proto", "87"])?.trim(),
+            "blackhole 10.244.6.0/24"
+        );
         let listed = nl.routes(Family::V4).await?;
         let r = listed.iter().find(|r| r.dst == bh.dst).unwrap();
         assert_eq!(r.kind, RouteKind::Blackhole);
@@ -101,16 +121,23 @@ fn errors_name_the_route_and_the_reason() {
         let nl = Netlink::connect()?;
         let (ul, vx) = vxlan_node(&nl).await?;
         // Without onlink the gateway must be reachable: it is not.
-        let bad = RouteSpec::unicast("10.244.2.0/24".parse()?).via("10.244.2.0".parse()?).dev(vx);
+        let bad = RouteSpec::unicast("10.244.2.0/24".parse()?)
+            .via("10.244.2.0".parse()?)
+            .dev(vx);
         let e = nl.replace_route(&bad).await.unwrap_err();
         let text = e.to_string();
         assert!(
             text.starts_with("replacing route 10.244.2.0/24 via 10.244.2.0 dev "),
             "{text}"
         );
-        assert!(matches!(e, NetlinkError::Kernel { errno: 101, .. }), "{e:?}");
+        assert!(
+            matches!(e, NetlinkError::Kernel { errno: 101, .. }),
+            "{e:?}"
+        );
         // host-gw's route via a peer on the underlay works.
-        let hostgw = RouteSpec::unicast("10.244.2.0/24".parse()?).via("192.0.2.2".parse()?).dev(ul);
+        let hostgw = RouteSpec::unicast("10.244.2.0/24".parse()?)
+            .via("192.0.2.2".parse()?)
+            .dev(ul);
         nl.replace_route(&hostgw).await?;
         // A missing device is NotFound.
         let nodev = RouteSpec::unicast("10.244.9.0/24".parse()?).dev(9999);
@@ -137,11 +164,33 @@ fn ipv6_route() {
         nl.replace_route(&r).await?;
         nl.replace_route(&r).await?;
         let shown = ip(&["-6", "route", "show", "proto", "87"])?;
-        assert!(shown.contains("fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1"), "{shown}");
+        assert!(
+            shown.contains("fd00:10:244:2::/64 via fd00:10:244:2:: dev flannel-v6.1"),
+            "{shown}"
+        );
         let listed = nl.routes(Family::V6).await?;
         assert!(listed.iter().any(|x| RouteSpec::from(x) == r), "{listed:?}");
         nl.delete_route(&r).await?;
         assert!(nl.delete_route(&r).await.unwrap_err().is_not_found());
+        Ok(())
+    });
+}
+
+#[test]
+fn metric_round_trips() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        let (_, vx) = vxlan_node(&nl).await?;
+        let r = peer_route(vx).metric(17);
+        nl.replace_route(&r).await?;
+        let shown = ip(&["route", "show", "proto", "87"])?;
+        assert_eq!(
+            shown.trim(),
+            "10.244.2.0/24 via 10.244.2.0 dev flannel.1 metric 17 onlink"
+        );
+        let listed = nl.routes(Family::V4).await?;
+        assert!(listed.iter().any(|x| RouteSpec::from(x) == r), "{listed:?}");
+        nl.delete_route(&r).await?;
         Ok(())
     });
 }
@@ -156,8 +205,10 @@ fn route_get_tells_onlink_peers() {
         assert_eq!((on.gateway, on.oif), (None, Some(ul)));
         assert_eq!(on.prefsrc, Some("192.0.2.1".parse()?));
         // Behind a router: a gateway.
-        nl.replace_route(&RouteSpec::unicast("198.51.100.0/24".parse()?).via("192.0.2.254".parse()?))
-            .await?;
+        nl.replace_route(
+            &RouteSpec::unicast("198.51.100.0/24".parse()?).via("192.0.2.254".parse()?),
+        )
+        .await?;
         let via = nl.route_get("198.51.100.7".parse()?).await?.unwrap();
         assert_eq!(via.gateway, Some("192.0.2.254".parse()?));
         // No route at all.
@@ -182,26 +233,72 @@ fn batch_of_1000_routes_all_appear() {
             .collect();
         let results = nl.replace_routes(&routes).await;
         assert_eq!(results.len(), 1000);
-        assert!(results.iter().all(Result::is_ok), "{:?}", results.iter().find(|r| r.is_err()));
+        assert!(
+            results.iter().all(Result::is_ok),
+            "{:?}",
+            results.iter().find(|r| r.is_err())
+        );
         let listed = nl.routes(Family::V4).await?;
-        assert_eq!(listed.iter().filter(|r| r.protocol == WEFT_ROUTE_PROTOCOL).count(), 1000);
+        assert_eq!(
+            listed
+                .iter()
+                .filter(|r| r.protocol == WEFT_ROUTE_PROTOCOL)
+                .count(),
+            1000
+        );
         let shown = ip_json(&["route", "show", "proto", "87"])?;
         assert_eq!(shown.as_array().unwrap().len(), 1000);
 
         // Per-item errors land on the right item: one bad route in the middle.
         let mut mixed = routes[..10].to_vec();
-        mixed[5] = RouteSpec::unicast("10.99.0.0/24".parse()?).via("10.99.0.1".parse()?).dev(vx);
+        mixed[5] = RouteSpec::unicast("10.99.0.0/24".parse()?)
+            .via("10.99.0.1".parse()?)
+            .dev(vx);
         let results = nl.replace_routes(&mixed).await;
         for (i, r) in results.iter().enumerate() {
             assert_eq!(r.is_err(), i == 5, "item {i}: {r:?}");
         }
-        assert!(results[5].as_ref().unwrap_err().to_string().contains("10.99.0.0/24"));
+        assert!(
+            results[5]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("10.99.0.0/24")
+        );
 
         let deleted = nl.delete_routes(&routes).await;
         assert!(deleted.iter().all(Result::is_ok));
         assert_eq!(ip(&["route", "show", "proto", "87"])?.trim(), "");
         let again = nl.delete_routes(&routes[..3]).await;
         assert!(again.iter().all(|r| r.as_ref().unwrap_err().is_not_found()));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_batch_that_fails_entirely_reports_every_item() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        let (_, vx) = vxlan_node(&nl).await?;
+        // No onlink: every gateway is unreachable, every item fails with an
+        // extended-ack message (the largest answers the kernel queues).
+        let bad: Vec<RouteSpec> = (0..3000u32)
+            .map(|i| {
+                let net = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (i << 8));
+                RouteSpec::unicast(IpNet::new(IpAddr::V4(net), 24).unwrap())
+                    .via(IpAddr::V4(net))
+                    .dev(vx)
+            })
+            .collect();
+        let results = nl.replace_routes(&bad).await;
+        for (i, r) in results.iter().enumerate() {
+            match r {
+                Err(NetlinkError::Kernel { errno: 101, .. }) => {}
+                other => panic!("item {i}: {other:?}"),
+            }
+        }
+        // The connection survived.
+        assert!(nl.link_by_index(vx).await?.is_some());
         Ok(())
     });
 }

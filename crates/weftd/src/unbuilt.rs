@@ -24,7 +24,6 @@ pub struct Unbuilt {
 }
 
 const KUBE: &str = "the Kubernetes lease store (issue 7)";
-const IFACE: &str = "interface selection (issue 9)";
 
 /// The rows, one per flag. Edit freely: each row is tested through its `example`.
 pub const UNBUILT: &[Unbuilt] = &[
@@ -45,24 +44,6 @@ pub const UNBUILT: &[Unbuilt] = &[
         feature: KUBE,
         used: |f| f.kubeconfig_file.is_some(),
         example: &["--kubeconfig-file", "/etc/kubeconfig"],
-    },
-    Unbuilt {
-        flag: "--iface",
-        feature: IFACE,
-        used: |f| !f.iface.is_empty(),
-        example: &["-iface", "eth0"],
-    },
-    Unbuilt {
-        flag: "--iface-regex",
-        feature: IFACE,
-        used: |f| !f.iface_regex.is_empty(),
-        example: &["--iface-regex=^10\\."],
-    },
-    Unbuilt {
-        flag: "--iface-can-reach",
-        feature: IFACE,
-        used: |f| f.iface_can_reach.is_some(),
-        example: &["--iface-can-reach=192.0.2.1"],
     },
 ];
 
@@ -144,19 +125,20 @@ mod tests {
     #[test]
     fn rows_fire_from_the_environment_too() {
         let parsed = parse_from(Vec::<String>::new(), |var| {
-            (var == "FLANNELD_IFACE").then(|| "eth0".to_owned())
+            (var == "FLANNELD_KUBE_SUBNET_MGR").then(|| "true".to_owned())
         });
         let Ok(Invocation::Run(flags)) = parsed else {
             panic!("{parsed:?}")
         };
-        let message = check(&flags).expect_err("iface from env");
-        assert!(message.contains("interface selection"), "{message}");
-        assert!(message.contains("FLANNELD_IFACE"), "{message}");
+        let message = check(&flags).expect_err("kube-subnet-mgr from env");
+        assert!(message.contains("Kubernetes lease store"), "{message}");
+        assert!(message.contains("FLANNELD_KUBE_SUBNET_MGR"), "{message}");
     }
 
     #[test]
     fn every_used_row_is_reported() {
-        let message = check(&flags(&["--kube-subnet-mgr", "--iface=eth0"])).expect_err("two rows");
+        let message =
+            check(&flags(&["--kube-subnet-mgr", "--kubeconfig-file=/k"])).expect_err("two rows");
         assert_eq!(message.lines().count(), 2, "{message}");
     }
 

@@ -6,7 +6,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
+use netlink_packet_route::address::{
+    AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
+};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::route::Scope;
@@ -71,12 +73,14 @@ fn address_message(index: u32, addr: IpNet, with_broadcast: bool) -> AddressMess
             m.attributes.push(AddressAttribute::Local(ip));
             m.attributes.push(AddressAttribute::Address(ip));
             if with_broadcast && net.prefix_len() < 31 {
-                m.attributes.push(AddressAttribute::Broadcast(net.broadcast()));
+                m.attributes
+                    .push(AddressAttribute::Broadcast(net.broadcast()));
             }
         }
         IpNet::V6(net) => {
             m.header.family = AddressFamily::Inet6;
-            m.attributes.push(AddressAttribute::Address(IpAddr::V6(net.addr())));
+            m.attributes
+                .push(AddressAttribute::Address(IpAddr::V6(net.addr())));
         }
     }
     m

@@ -13,8 +13,8 @@
 use std::sync::Arc;
 
 use netlink_packet_core::{
-    DecodeError, NLA_F_NESTED, NLA_TYPE_MASK, NetlinkDeserializable, NetlinkHeader, NetlinkSerializable,
-    NlasIterator,
+    DecodeError, NLA_F_NESTED, NLA_TYPE_MASK, NetlinkDeserializable, NetlinkHeader,
+    NetlinkSerializable, NlasIterator,
 };
 use netlink_proto::ConnectionHandle;
 use netlink_sys::protocols::NETLINK_GENERIC;
@@ -157,7 +157,10 @@ impl EthtoolClient {
     }
 
     async fn family(&self) -> Result<u16, NetlinkError> {
-        self.family.get_or_try_init(|| self.resolve_family()).await.copied()
+        self.family
+            .get_or_try_init(|| self.resolve_family())
+            .await
+            .copied()
     }
 
     async fn resolve_family(&self) -> Result<u16, NetlinkError> {
@@ -170,13 +173,17 @@ impl EthtoolClient {
             version: 1,
             attrs,
         };
-        let reply = conn::get(&self.handle, request, 0, op).await.map_err(|e| match e {
-            NetlinkError::NotFound { op, message } => NetlinkError::NotSupported {
-                op,
-                message: format!("{message}; the kernel lacks ethtool netlink (CONFIG_ETHTOOL_NETLINK)"),
-            },
-            other => other,
-        })?;
+        let reply = conn::get(&self.handle, request, 0, op)
+            .await
+            .map_err(|e| match e {
+                NetlinkError::NotFound { op, message } => NetlinkError::NotSupported {
+                    op,
+                    message: format!(
+                        "{message}; the kernel lacks ethtool netlink (CONFIG_ETHTOOL_NETLINK)"
+                    ),
+                },
+                other => other,
+            })?;
         children(&reply.attrs, CTRL_ATTR_FAMILY_ID)
             .find_map(|v| Some(u16::from_ne_bytes([*v.first()?, *v.get(1)?])))
             .ok_or_else(|| NetlinkError::Protocol {
@@ -197,7 +204,11 @@ impl EthtoolClient {
     async fn feature(&self, device: &str, feature: &str) -> Result<Option<bool>, NetlinkError> {
         let op = || format!("reading ethtool feature {feature} of {device}");
         let mut attrs = Vec::new();
-        put_nested(&mut attrs, ETHTOOL_A_FEATURES_HEADER, &Self::header(device, 0));
+        put_nested(
+            &mut attrs,
+            ETHTOOL_A_FEATURES_HEADER,
+            &Self::header(device, 0),
+        );
         let request = GenlRaw {
             family: self.family().await?,
             cmd: ETHTOOL_MSG_FEATURES_GET,
@@ -253,24 +264,39 @@ impl Netlink {
     /// off, as `ethtool -K <name> tx-checksum-ip-generic on|off` does. weft
     /// turns it off on vxlan devices by default (flannel #1279).
     pub async fn set_tx_checksum(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
-        self.ethtool.set_feature(name, TX_CHECKSUM_FEATURE, on).await
+        self.ethtool
+            .set_feature(name, TX_CHECKSUM_FEATURE, on)
+            .await
     }
 
     /// Whether a device's TX checksum offload is active (`ethtool -k`);
     /// false for a device that has no such feature.
     pub async fn tx_checksum(&self, name: &str) -> Result<bool, NetlinkError> {
-        Ok(self.ethtool.feature(name, TX_CHECKSUM_FEATURE).await?.unwrap_or(false))
+        Ok(self
+            .ethtool
+            .feature(name, TX_CHECKSUM_FEATURE)
+            .await?
+            .unwrap_or(false))
     }
 
     /// Whether the ethtool feature named `feature` (as `ethtool -k` names
     /// it) is active on device `name`; `None` if the kernel did not say.
-    pub async fn ethtool_feature(&self, name: &str, feature: &str) -> Result<Option<bool>, NetlinkError> {
+    pub async fn ethtool_feature(
+        &self,
+        name: &str,
+        feature: &str,
+    ) -> Result<Option<bool>, NetlinkError> {
         self.ethtool.feature(name, feature).await
     }
 
     /// Sets the ethtool feature named `feature` on device `name`, and checks
     /// that the kernel applied it (`NotSupported` for a fixed feature).
-    pub async fn set_ethtool_feature(&self, name: &str, feature: &str, on: bool) -> Result<(), NetlinkError> {
+    pub async fn set_ethtool_feature(
+        &self,
+        name: &str,
+        feature: &str,
+        on: bool,
+    ) -> Result<(), NetlinkError> {
         self.ethtool.set_feature(name, feature, on).await
     }
 }

@@ -23,14 +23,14 @@ pub enum LinkEvent {
     New { index: u32, name: String },
     /// RTM_DELLINK: a link was deleted (or moved to another namespace).
     Deleted { index: u32, name: String },
+    /// The kernel dropped events because they were not read fast enough
+    /// (the socket overran): the caller must resync from a full listing.
+    Lost,
 }
 
 /// The stream returned by [`Netlink::link_events`]. Dropping it closes its
-/// socket.
-///
-/// The stream ends if the kernel dropped events because they were not read
-/// fast enough (the socket overran): events were lost, so the caller must
-/// resync from a full listing and subscribe again.
+/// socket. It ends only if its driver task stops (the runtime shuts down);
+/// lost events are reported as [`LinkEvent::Lost`].
 #[derive(Debug)]
 pub struct LinkEvents {
     messages: UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>,
@@ -73,12 +73,14 @@ impl Netlink {
         if self.netns_inode.is_some() && current_netns_inode() != self.netns_inode {
             return Err(NetlinkError::InvalidInput {
                 op: op(),
-                reason: "called from a thread in another network namespace than Netlink::connect".into(),
+                reason: "called from a thread in another network namespace than Netlink::connect"
+                    .into(),
             });
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
         let (conn, _handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link]).map_err(NetlinkError::Socket)?;
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
+                .map_err(NetlinkError::Socket)?;
         let driver = runtime.spawn(conn).abort_handle();
         Ok(LinkEvents { messages, driver })
     }
@@ -87,7 +89,9 @@ impl Netlink {
 /// The inode of the calling thread's network namespace, which identifies the
 /// namespace; `None` without /proc.
 pub(crate) fn current_netns_inode() -> Option<u64> {
-    std::fs::metadata("/proc/thread-self/ns/net").ok().map(|m| m.ino())
+    std::fs::metadata("/proc/thread-self/ns/net")
+        .ok()
+        .map(|m| m.ino())
 }
 
 fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
@@ -104,6 +108,7 @@ fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
                 name: l.name,
             })
         }
+        NetlinkPayload::Overrun(_) => Some(LinkEvent::Lost),
         _ => None,
     }
 }

@@ -6,7 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::neighbour::{
-    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourHeader, NeighbourMessage, NeighbourState,
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourHeader, NeighbourMessage,
+    NeighbourState,
 };
 use netlink_packet_route::route::RouteType;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
@@ -33,7 +34,8 @@ impl Netlink {
         let mut message = NeighbourMessage::default();
         message.header.family = AddressFamily::Bridge;
         let op = || format!("listing fdb entries of link {index}");
-        let answers = conn::dump(&self.handle, RouteNetlinkMessage::GetNeighbour(message), op).await?;
+        let answers =
+            conn::dump(&self.handle, RouteNetlinkMessage::GetNeighbour(message), op).await?;
         Ok(answers
             .into_iter()
             .filter_map(|m| match m {
@@ -60,7 +62,11 @@ impl Netlink {
 
     /// [`Netlink::replace_fdb`] for many `(mac, dst)` on one link, sent in
     /// batches; one result per entry, in order.
-    pub async fn replace_fdbs(&self, index: u32, entries: &[(Mac, IpAddr)]) -> Vec<Result<(), NetlinkError>> {
+    pub async fn replace_fdbs(
+        &self,
+        index: u32,
+        entries: &[(Mac, IpAddr)],
+    ) -> Vec<Result<(), NetlinkError>> {
         let messages = entries
             .iter()
             .map(|(mac, dst)| RouteNetlinkMessage::NewNeighbour(fdb_message(index, *mac, *dst)))
@@ -73,7 +79,11 @@ impl Netlink {
     }
 
     /// [`Netlink::delete_fdb`] for many entries on one link.
-    pub async fn delete_fdbs(&self, index: u32, entries: &[(Mac, IpAddr)]) -> Vec<Result<(), NetlinkError>> {
+    pub async fn delete_fdbs(
+        &self,
+        index: u32,
+        entries: &[(Mac, IpAddr)],
+    ) -> Vec<Result<(), NetlinkError>> {
         let messages = entries
             .iter()
             .map(|(mac, dst)| RouteNetlinkMessage::DelNeighbour(fdb_message(index, *mac, *dst)))
@@ -95,8 +105,10 @@ fn fdb_message(index: u32, mac: Mac, dst: IpAddr) -> NeighbourMessage {
         flags: NeighbourFlags::Own,
         kind: RouteType::Unspec,
     };
-    m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
-    m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::from(dst)));
+    m.attributes
+        .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::from(dst)));
     m
 }
 
@@ -108,7 +120,9 @@ fn fdb_of(message: NeighbourMessage) -> Option<FdbInfo> {
     let mut dst = None;
     for attr in message.attributes {
         match attr {
-            NeighbourAttribute::LinkLayerAddress(l) => mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac),
+            NeighbourAttribute::LinkLayerAddress(l) => {
+                mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac)
+            }
             NeighbourAttribute::Destination(a) => dst = ip_of(a),
             _ => {}
         }
@@ -128,8 +142,12 @@ fn ip_of(a: NeighbourAddress) -> Option<IpAddr> {
         NeighbourAddress::Inet(v4) => Some(IpAddr::V4(v4)),
         NeighbourAddress::Inet6(v6) => Some(IpAddr::V6(v6)),
         NeighbourAddress::Other(bytes) => match bytes.len() {
-            4 => <[u8; 4]>::try_from(bytes.as_slice()).ok().map(|b| IpAddr::V4(Ipv4Addr::from(b))),
-            16 => <[u8; 16]>::try_from(bytes.as_slice()).ok().map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+            4 => <[u8; 4]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+            16 => <[u8; 16]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
             _ => None,
         },
         _ => None,

@@ -159,13 +159,15 @@ impl Netlink {
     /// The link called `name`, or `None`.
     pub async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
         let message = LinkUnspec::new_with_name(name).build();
-        self.get_link(message, || format!("looking up link {name}")).await
+        self.get_link(message, || format!("looking up link {name}"))
+            .await
     }
 
     /// The link with index `index`, or `None`.
     pub async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
         let message = LinkUnspec::new_with_index(index).build();
-        self.get_link(message, || format!("looking up link {index}")).await
+        self.get_link(message, || format!("looking up link {index}"))
+            .await
     }
 
     async fn get_link(
@@ -188,7 +190,9 @@ impl Netlink {
     /// index. The device is left down: addresses first, then
     /// [`Netlink::set_link_up`], as flannel orders it.
     pub async fn create_vxlan(&self, spec: &VxlanLinkSpec) -> Result<u32, NetlinkError> {
-        let mut b = LinkVxlan::new(&spec.name, spec.vni).learning(spec.learning).mtu(spec.mtu);
+        let mut b = LinkVxlan::new(&spec.name, spec.vni)
+            .learning(spec.learning)
+            .mtu(spec.mtu);
         b = match spec.local {
             IpAddr::V4(a) => b.local(a),
             IpAddr::V6(a) => b.local6(a),
@@ -216,8 +220,15 @@ impl Netlink {
 
     /// Creates an ipip device with `local` as source and any remote, as
     /// flannel's ipip backend does (§3.3), and returns its index.
-    pub async fn create_ipip(&self, name: &str, local: Ipv4Addr, mtu: u32) -> Result<u32, NetlinkError> {
-        let b = LinkMessageBuilder::<rtnetlink::LinkIpIp>::new(name).local(local).mtu(mtu);
+    pub async fn create_ipip(
+        &self,
+        name: &str,
+        local: Ipv4Addr,
+        mtu: u32,
+    ) -> Result<u32, NetlinkError> {
+        let b = LinkMessageBuilder::<rtnetlink::LinkIpIp>::new(name)
+            .local(local)
+            .mtu(mtu);
         let op = || format!("creating ipip link {name} (local {local}, mtu {mtu})");
         self.create_link(b.build(), name, "ipip", op).await
     }
@@ -225,7 +236,11 @@ impl Netlink {
     /// Creates a kernel WireGuard device and returns its index.
     /// `NotSupported` when the kernel has no WireGuard, the cue to fall back
     /// to the userspace implementation.
-    pub async fn create_wireguard(&self, name: &str, mtu: Option<u32>) -> Result<u32, NetlinkError> {
+    pub async fn create_wireguard(
+        &self,
+        name: &str,
+        mtu: Option<u32>,
+    ) -> Result<u32, NetlinkError> {
         let mut b = LinkWireguard::new(name);
         if let Some(mtu) = mtu {
             b = b.mtu(mtu);
@@ -248,7 +263,9 @@ impl Netlink {
     pub async fn create_veth(&self, name: &str, peer: &str) -> Result<(), NetlinkError> {
         let message = LinkVeth::new(name, peer).build();
         let op = || format!("creating veth pair {name} <-> {peer}");
-        self.create_link(message, name, "veth", op).await.map(|_| ())
+        self.create_link(message, name, "veth", op)
+            .await
+            .map(|_| ())
     }
 
     async fn create_link(
@@ -278,62 +295,90 @@ impl Netlink {
 
     /// Moves a link into another network namespace (the lab hands veth ends
     /// to node and pod namespaces).
-    pub async fn move_link_to_netns(&self, index: u32, netns_fd: BorrowedFd<'_>) -> Result<(), NetlinkError> {
-        let message = LinkUnspec::new_with_index(index).setns_by_fd(netns_fd.as_raw_fd()).build();
-        self.set_link(message, || format!("moving link {index} to another network namespace"))
-            .await
+    pub async fn move_link_to_netns(
+        &self,
+        index: u32,
+        netns_fd: BorrowedFd<'_>,
+    ) -> Result<(), NetlinkError> {
+        let message = LinkUnspec::new_with_index(index)
+            .setns_by_fd(netns_fd.as_raw_fd())
+            .build();
+        self.set_link(message, || {
+            format!("moving link {index} to another network namespace")
+        })
+        .await
     }
 
     /// Renames a link (the kernel refuses while it is up).
     pub async fn rename_link(&self, index: u32, name: &str) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).name(name).build();
-        self.set_link(message, || format!("renaming link {index} to {name}")).await
+        self.set_link(message, || format!("renaming link {index} to {name}"))
+            .await
     }
 
     /// Deletes a link; `NotFound` if it is already gone.
     pub async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
         let request = RouteNetlinkMessage::DelLink(LinkUnspec::new_with_index(index).build());
-        conn::ack(&self.handle, request, 0, || format!("deleting link {index}")).await
+        conn::ack(&self.handle, request, 0, || {
+            format!("deleting link {index}")
+        })
+        .await
     }
 
     /// Sets a link administratively up.
     pub async fn set_link_up(&self, index: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).up().build();
-        self.set_link(message, || format!("setting link {index} up")).await
+        self.set_link(message, || format!("setting link {index} up"))
+            .await
     }
 
     /// Sets a link administratively down.
     pub async fn set_link_down(&self, index: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).down().build();
-        self.set_link(message, || format!("setting link {index} down")).await
+        self.set_link(message, || format!("setting link {index} down"))
+            .await
     }
 
     /// Changes a link's MTU in place: weft applies MTU changes to an existing
     /// device instead of ignoring them (flannel #1775).
     pub async fn set_link_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
         let message = LinkUnspec::new_with_index(index).mtu(mtu).build();
-        self.set_link(message, || format!("setting mtu {mtu} on link {index}")).await
+        self.set_link(message, || format!("setting mtu {mtu} on link {index}"))
+            .await
     }
 
     /// Changes a link's MAC: the VTEP MAC must equal the one published in
     /// the lease, or peers send to a MAC nobody answers (flannel #1795).
     pub async fn set_link_mac(&self, index: u32, mac: Mac) -> Result<(), NetlinkError> {
-        let message = LinkUnspec::new_with_index(index).address(mac.octets().to_vec()).build();
-        self.set_link(message, || format!("setting mac {mac} on link {index}")).await
+        let message = LinkUnspec::new_with_index(index)
+            .address(mac.octets().to_vec())
+            .build();
+        self.set_link(message, || format!("setting mac {mac} on link {index}"))
+            .await
     }
 
     /// Makes a link a port of `controller` (a bridge), or of none.
-    pub async fn set_link_controller(&self, index: u32, controller: Option<u32>) -> Result<(), NetlinkError> {
+    pub async fn set_link_controller(
+        &self,
+        index: u32,
+        controller: Option<u32>,
+    ) -> Result<(), NetlinkError> {
         let b = LinkUnspec::new_with_index(index);
         let message = match controller {
             Some(c) => b.controller(c).build(),
             None => b.nocontroller().build(),
         };
-        self.set_link(message, || format!("attaching link {index} to controller {controller:?}"))
-            .await
+        self.set_link(message, || {
+            format!("attaching link {index} to controller {controller:?}")
+        })
+        .await
     }
 
-    async fn set_link(&self, message: LinkMessage, op: impl Fn() -> String + Sync) -> Result<(), NetlinkError> {
+    async fn set_link(
+        &self,
+        message: LinkMessage,
+        op: impl Fn() -> String + Sync,
+    ) -> Result<(), NetlinkError> {
         conn::ack(&self.handle, RouteNetlinkMessage::SetLink(message), 0, op).await
     }
 }

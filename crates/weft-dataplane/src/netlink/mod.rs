@@ -11,8 +11,9 @@
 //! Every request is idempotent where the kernel allows it (replace, not add),
 //! every error names the operation and sorts the errno into the cases a
 //! caller acts on ([`NetlinkError`]), and the batch methods put many requests
-//! into one datagram so that ten thousand peers program in well under a
-//! second.
+//! into one datagram: neighbour and FDB entries for ten thousand peers take
+//! well under a tenth of a second. Routes are bound by the kernel, not by
+//! this layer (see [`RouteSpec::metric`]).
 //!
 //! A [`Netlink`] is bound to the network namespace of the thread that called
 //! [`Netlink::connect`], for its whole life.
@@ -33,11 +34,11 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 
 pub use addr::AddrInfo;
 pub use error::NetlinkError;
+pub use ethtool::TX_CHECKSUM_FEATURE;
 pub use events::{LinkEvent, LinkEvents};
 pub use fdb::FdbInfo;
 pub use link::{IpipInfo, LinkInfo, LinkKind, OperState, VxlanInfo, VxlanLinkSpec};
 pub use neigh::{NeighInfo, NeighState};
-pub use ethtool::TX_CHECKSUM_FEATURE;
 pub use route::{RouteInfo, RouteKind, RouteSpec, Scope};
 pub use weft_core::Family;
 
@@ -52,7 +53,7 @@ pub use weft_core::Family;
 /// `include/uapi/linux/rtnetlink.h` (which names 0–4, 8–18, 42, 99, 186–192)
 /// and in iproute2's `/etc/iproute2/rt_protos` here. Values at or above
 /// `RTPROT_STATIC` (4) are not interpreted by the kernel, only carried. Known
-/// users of nearby numbers avoided: Calico (80), FRR's `rt_protos.d`
+/// numbers seen in the wild avoided: 80 (Calico), FRR's `rt_protos.d`
 /// (186–198). Install `87 weft` into `/etc/iproute2/rt_protos.d/weft.conf` to
 /// make `ip route show proto weft` work; `proto 87` works everywhere.
 pub const WEFT_ROUTE_PROTOCOL: u8 = 87;
@@ -90,5 +91,27 @@ impl Netlink {
             ethtool,
             netns_inode: events::current_netns_inode(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The reconciler spawns these on a multi-thread runtime: they must be
+    /// `Send`. Type-checked, never run.
+    #[allow(dead_code)]
+    fn futures_are_send(nl: &Netlink, routes: &[RouteSpec], spec: &VxlanLinkSpec) {
+        assert_send(&nl.replace_routes(routes));
+        assert_send(&nl.replace_route(&routes[0]));
+        assert_send(&nl.create_vxlan(spec));
+        assert_send(&nl.links());
+        assert_send(&nl.replace_fdbs(1, &[]));
+        assert_send(&nl.replace_neighbours(1, &[]));
+        assert_send(&nl.set_tx_checksum("flannel.1", false));
+        assert_send(&nl.route_get(std::net::IpAddr::from([192, 0, 2, 1])));
+        assert_send(nl);
     }
 }

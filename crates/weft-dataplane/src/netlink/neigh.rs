@@ -70,7 +70,12 @@ impl Netlink {
 
     /// Pins `ip` to `mac` on link `index` (NUD_PERMANENT, create or replace),
     /// like `ip neigh replace <ip> dev <link> lladdr <mac> nud permanent`.
-    pub async fn replace_neighbour(&self, index: u32, ip: IpAddr, mac: Mac) -> Result<(), NetlinkError> {
+    pub async fn replace_neighbour(
+        &self,
+        index: u32,
+        ip: IpAddr,
+        mac: Mac,
+    ) -> Result<(), NetlinkError> {
         let request = RouteNetlinkMessage::NewNeighbour(neighbour_message(index, ip, Some(mac)));
         let op = || format!("replacing neighbour {ip} lladdr {mac} on link {index}");
         conn::ack(&self.handle, request, NLM_F_CREATE | NLM_F_REPLACE, op).await
@@ -85,10 +90,16 @@ impl Netlink {
 
     /// [`Netlink::replace_neighbour`] for many `(ip, mac)` on one link, sent
     /// in batches; one result per entry, in order.
-    pub async fn replace_neighbours(&self, index: u32, entries: &[(IpAddr, Mac)]) -> Vec<Result<(), NetlinkError>> {
+    pub async fn replace_neighbours(
+        &self,
+        index: u32,
+        entries: &[(IpAddr, Mac)],
+    ) -> Vec<Result<(), NetlinkError>> {
         let messages = entries
             .iter()
-            .map(|(ip, mac)| RouteNetlinkMessage::NewNeighbour(neighbour_message(index, *ip, Some(*mac))))
+            .map(|(ip, mac)| {
+                RouteNetlinkMessage::NewNeighbour(neighbour_message(index, *ip, Some(*mac)))
+            })
             .collect();
         let op = |i: usize| {
             let (ip, mac) = entries[i];
@@ -98,7 +109,11 @@ impl Netlink {
     }
 
     /// [`Netlink::delete_neighbour`] for many addresses on one link.
-    pub async fn delete_neighbours(&self, index: u32, ips: &[IpAddr]) -> Vec<Result<(), NetlinkError>> {
+    pub async fn delete_neighbours(
+        &self,
+        index: u32,
+        ips: &[IpAddr],
+    ) -> Vec<Result<(), NetlinkError>> {
         let messages = ips
             .iter()
             .map(|ip| RouteNetlinkMessage::DelNeighbour(neighbour_message(index, *ip, None)))
@@ -117,15 +132,20 @@ fn neighbour_message(index: u32, ip: IpAddr, mac: Option<Mac>) -> NeighbourMessa
         kind: RouteType::Unicast,
         ..NeighbourHeader::default()
     };
-    m.attributes.push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
+    m.attributes
+        .push(NeighbourAttribute::Destination(NeighbourAddress::from(ip)));
     if let Some(mac) = mac {
-        m.attributes.push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
+        m.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(mac.octets().to_vec()));
     }
     m
 }
 
 fn neigh_of(message: NeighbourMessage) -> Option<NeighInfo> {
-    if !matches!(message.header.family, AddressFamily::Inet | AddressFamily::Inet6) {
+    if !matches!(
+        message.header.family,
+        AddressFamily::Inet | AddressFamily::Inet6
+    ) {
         return None;
     }
     let mut ip = None;
@@ -134,7 +154,9 @@ fn neigh_of(message: NeighbourMessage) -> Option<NeighInfo> {
         match attr {
             NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => ip = Some(IpAddr::V4(a)),
             NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => ip = Some(IpAddr::V6(a)),
-            NeighbourAttribute::LinkLayerAddress(l) => mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac),
+            NeighbourAttribute::LinkLayerAddress(l) => {
+                mac = <[u8; 6]>::try_from(l.as_slice()).ok().map(Mac)
+            }
             _ => {}
         }
     }

@@ -36,7 +36,9 @@ where
     }
     let thread = std::thread::spawn(move || -> anyhow::Result<()> {
         unshare(CloneFlags::CLONE_NEWNET)?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         runtime.block_on(f())
     });
     match thread.join() {
@@ -75,8 +77,14 @@ pub fn ip_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
 /// 192.0.2.1/24 on `eth0`, as on a lab node. Returns `eth0`'s index.
 pub async fn underlay(nl: &Netlink) -> anyhow::Result<u32> {
     nl.create_veth("eth0", "eth0p").await?;
-    let eth0 = nl.link_by_name("eth0").await?.ok_or_else(|| anyhow::anyhow!("eth0 missing"))?;
-    let peer = nl.link_by_name("eth0p").await?.ok_or_else(|| anyhow::anyhow!("eth0p missing"))?;
+    let eth0 = nl
+        .link_by_name("eth0")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("eth0 missing"))?;
+    let peer = nl
+        .link_by_name("eth0p")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("eth0p missing"))?;
     nl.add_address(eth0.index, "192.0.2.1/24".parse()?).await?;
     nl.set_link_up(peer.index).await?;
     nl.set_link_up(eth0.index).await?;

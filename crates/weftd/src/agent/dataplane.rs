@@ -391,6 +391,10 @@ impl Dataplane {
                     Some(LinkEvent::New { index, .. }) if index == self.underlay.index => {
                         dirty = self.refresh_underlay().await;
                     }
+                    Some(LinkEvent::Lost) => {
+                        tracing::warn!("link events were dropped by the kernel; resyncing");
+                        dirty = true;
+                    }
                     Some(_) => {}
                     None => {
                         tracing::warn!("link events were lost; resubscribing and resyncing");

@@ -2,7 +2,7 @@
 //! to stop. It works on any [`LeaseStore`] without knowing which.
 
 mod dataplane;
-mod external;
+pub mod external;
 mod lease_loop;
 mod metrics;
 mod renewal;

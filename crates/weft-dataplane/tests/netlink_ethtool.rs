@@ -1,0 +1,67 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! TX checksum offload through ethtool netlink (flannel #1279), cross-checked
+//! with `ethtool -k` when the Debian `ethtool` package is installed.
+
+mod common;
+
+use common::netns::{in_new_netns, run, vxlan_node};
+use weft_dataplane::netlink::Netlink;
+
+/// `ethtool -k <dev>`'s line for tx-checksum-ip-generic, or `None` without
+/// the ethtool binary.
+fn ethtool_says(dev: &str) -> Option<String> {
+    let out = run("ethtool", &["-k", dev]).ok()?;
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("tx-checksum-ip-generic:"))
+        .map(str::to_string)
+}
+
+#[test]
+fn tx_checksum_off_and_on_again() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        vxlan_node(&nl).await?;
+        assert!(
+            nl.tx_checksum("flannel.1").await?,
+            "a new vxlan device offloads tx checksums"
+        );
+
+        nl.set_tx_checksum("flannel.1", false).await?;
+        assert!(!nl.tx_checksum("flannel.1").await?);
+        match ethtool_says("flannel.1") {
+            Some(line) => assert_eq!(line, "tx-checksum-ip-generic: off"),
+            None => eprintln!("skipping the ethtool cross-check: no ethtool binary"),
+        }
+        nl.set_tx_checksum("flannel.1", false).await?; // idempotent
+
+        nl.set_tx_checksum("flannel.1", true).await?;
+        assert!(nl.tx_checksum("flannel.1").await?);
+        if let Some(line) = ethtool_says("flannel.1") {
+            assert_eq!(line, "tx-checksum-ip-generic: on");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn ethtool_errors() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        vxlan_node(&nl).await?;
+        let missing = nl.set_tx_checksum("nosuchdev", false).await.unwrap_err();
+        assert!(missing.is_not_found(), "{missing}");
+        // A fixed feature cannot change: the kernel accepts the wish, we
+        // notice it was not granted.
+        let fixed = nl
+            .set_ethtool_feature("flannel.1", "tx-checksum-ipv4", true)
+            .await
+            .unwrap_err();
+        assert!(fixed.is_not_supported(), "{fixed}");
+        assert_eq!(
+            nl.ethtool_feature("flannel.1", "tx-checksum-ipv4").await?,
+            Some(false)
+        );
+        Ok(())
+    });
+}
