@@ -15,6 +15,7 @@ pub mod netconf;
 pub mod peer;
 pub mod plan;
 pub mod prefix;
+pub mod status;
 pub mod subnet_env;
 pub mod wg_key;
 

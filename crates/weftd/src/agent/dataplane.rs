@@ -283,6 +283,7 @@ impl Dataplane {
         self.status
             .metrics()
             .observe_pass(started.elapsed(), Some(&report));
+        self.status.set_desired(&desired, &self.underlay.name);
         if report.changes() > 0 || !report.errors.is_empty() {
             tracing::info!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
         }

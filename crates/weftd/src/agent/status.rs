@@ -4,8 +4,12 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use weft_core::lease::Lease;
+use weft_core::plan::{Desired, DeviceSpec, Dev, RouteTarget};
+use weft_core::status::{
+    DesiredView, DeviceView, FdbView, LeaseView, NeighView, PeerView, RouteView, SkippedView,
+    StatusView,
+};
 use weft_store::PeerSnapshot;
 
 use super::metrics::Metrics;
@@ -21,6 +25,8 @@ struct State {
     ready: bool,
     lease: Option<Lease>,
     snapshot: Option<Arc<PeerSnapshot>>,
+    desired: Option<DesiredView>,
+    backend_detail: Option<String>,
 }
 
 impl StatusHandle {
@@ -65,13 +71,19 @@ impl StatusHandle {
         self.lock().ready
     }
 
+    /// Records what the last pass wanted, for `weft status` to compare with
+    /// the kernel. `underlay` names the external interface.
+    pub fn set_desired(&self, desired: &Desired, underlay: &str) {
+        self.lock().desired = Some(desired_view(desired, underlay));
+    }
+
     /// The JSON view served to `weft status`.
     pub fn view(&self) -> StatusView {
         let s = self.lock();
         let now = SystemTime::now();
         StatusView {
-            version: env!("CARGO_PKG_VERSION"),
-            store: s.store,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: s.store.to_owned(),
             backend: s.backend.clone(),
             ready: s.ready,
             lease: s.lease.as_ref().map(|l| LeaseView {
@@ -102,47 +114,89 @@ impl StatusHandle {
                 .flat_map(|x| x.peers.rejected.iter())
                 .map(|r| SkippedView {
                     id: r.id.clone(),
-                    reason: r.reason.kind(),
+                    reason: r.reason.kind().to_owned(),
                     detail: r.reason.to_string(),
                 })
                 .collect(),
+            desired: s.desired.clone(),
+            backend_detail: s.backend_detail.clone(),
         }
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct StatusView {
-    pub version: &'static str,
-    pub store: &'static str,
-    pub backend: String,
-    pub ready: bool,
-    pub lease: Option<LeaseView>,
-    pub snapshot_revision: Option<i64>,
-    pub peers: Vec<PeerView>,
-    pub skipped: Vec<SkippedView>,
+fn desired_view(d: &Desired, underlay: &str) -> DesiredView {
+    DesiredView {
+        mtu: d.mtu,
+        devices: d
+            .devices
+            .iter()
+            .map(|dev| match dev {
+                DeviceSpec::Vxlan(v) => DeviceView {
+                    name: v.name.clone(),
+                    kind: "vxlan".into(),
+                    mtu: v.mtu,
+                    address: v.address.to_string(),
+                },
+                DeviceSpec::Ipip(i) => DeviceView {
+                    name: i.name.clone(),
+                    kind: "ipip".into(),
+                    mtu: i.mtu,
+                    address: i.address.to_string(),
+                },
+            })
+            .collect(),
+        routes: d
+            .routes
+            .iter()
+            .map(|r| match &r.target {
+                RouteTarget::Blackhole => RouteView {
+                    dst: r.dst.to_string(),
+                    via: None,
+                    dev: None,
+                    onlink: false,
+                },
+                RouteTarget::Via {
+                    gateway,
+                    dev,
+                    onlink,
+                } => RouteView {
+                    dst: r.dst.to_string(),
+                    via: Some(gateway.to_string()),
+                    dev: Some(match dev {
+                        Dev::Underlay => underlay.to_owned(),
+                        Dev::Named(n) => n.clone(),
+                    }),
+                    onlink: *onlink,
+                },
+            })
+            .collect(),
+        neighbours: d
+            .neighbours
+            .iter()
+            .map(|n| NeighView {
+                dev: n.dev.clone(),
+                ip: n.ip.to_string(),
+                mac: n.mac.to_string(),
+            })
+            .collect(),
+        fdb: d
+            .fdb
+            .iter()
+            .map(|f| FdbView {
+                dev: f.dev.clone(),
+                mac: f.mac.to_string(),
+                dst: f.dst.to_string(),
+            })
+            .collect(),
+        unprogrammed: d
+            .skipped
+            .iter()
+            .map(|(id, why)| SkippedView {
+                id: id.clone(),
+                reason: "not_programmed".into(),
+                detail: why.clone(),
+            })
+            .collect(),
+    }
 }
 
-#[derive(Debug, Serialize)]
-pub struct LeaseView {
-    pub subnets: Vec<String>,
-    pub public_ip: Option<String>,
-    pub public_ipv6: Option<String>,
-    pub expires_in_secs: Option<u64>,
-    pub reservation: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct PeerView {
-    pub id: String,
-    pub subnets: Vec<String>,
-    pub public_ip: Option<String>,
-    pub public_ipv6: Option<String>,
-    pub backend_type: String,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SkippedView {
-    pub id: String,
-    pub reason: &'static str,
-    pub detail: String,
-}

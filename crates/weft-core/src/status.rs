@@ -1,0 +1,95 @@
+//! The agent's local API (`GET /v1/status` on its root-only socket): what
+//! `weftd` holds, shared by the agent that serves it and `weft status`,
+//! which reads it and compares it with the kernel.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the agent believes, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub version: String,
+    /// `etcd`, `local` or `kube`.
+    pub store: String,
+    /// The backend's config name (`vxlan`, `host-gw`, …).
+    pub backend: String,
+    pub ready: bool,
+    pub lease: Option<LeaseView>,
+    pub snapshot_revision: Option<i64>,
+    pub peers: Vec<PeerView>,
+    pub skipped: Vec<SkippedView>,
+    /// What the last reconcile pass wanted in the kernel.
+    pub desired: Option<DesiredView>,
+    /// Backend-specific facts (for WireGuard: which implementation runs).
+    #[serde(default)]
+    pub backend_detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseView {
+    pub subnets: Vec<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv6: Option<String>,
+    pub expires_in_secs: Option<u64>,
+    pub reservation: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// The store's name for it: etcd key or node name.
+    pub id: String,
+    pub subnets: Vec<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv6: Option<String>,
+    pub backend_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedView {
+    pub id: String,
+    pub reason: String,
+    pub detail: String,
+}
+
+/// The desired kernel state, in names an operator reads.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DesiredView {
+    pub mtu: u32,
+    pub devices: Vec<DeviceView>,
+    pub routes: Vec<RouteView>,
+    pub neighbours: Vec<NeighView>,
+    pub fdb: Vec<FdbView>,
+    /// Peers deliberately not programmed, with why.
+    pub unprogrammed: Vec<SkippedView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceView {
+    pub name: String,
+    pub kind: String,
+    pub mtu: u32,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    pub dst: String,
+    /// `None` for a blackhole route.
+    pub via: Option<String>,
+    /// Device name (the external interface's name for routes out of it).
+    pub dev: Option<String>,
+    pub onlink: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighView {
+    pub dev: String,
+    pub ip: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbView {
+    pub dev: String,
+    pub mac: String,
+    pub dst: String,
+}
