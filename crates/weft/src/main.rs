@@ -5,7 +5,9 @@
 //! exactly the parser and validation the agent uses, so a config can be
 //! checked on a laptop or in CI before it reaches a cluster's ConfigMap.
 
+mod check;
 mod config;
+mod out;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +34,32 @@ enum Command {
     /// they change nothing on the node or in the cluster.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Preflight a node: kernel features, sysctls, the external interface
+    /// and its MTU, the backend's UDP ports and firewall rules, the store.
+    ///
+    /// Every finding is ok, warn or fail, with what was seen and the exact
+    /// fix. Run it on a node before installing weft and whenever the overlay
+    /// misbehaves. It changes nothing: kernel features are probed inside a
+    /// throwaway network namespace. Exit status 1 when a check fails.
+    Check {
+        /// The net-conf.json weftd uses (checks then match its backend,
+        /// families and MTU).
+        #[arg(long, value_name = "FILE")]
+        net_config: Option<PathBuf>,
+        /// etcd endpoints to test (comma-separated), as weftd's flag.
+        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        etcd_endpoints: Vec<String>,
+        /// etcd key prefix, as weftd's flag.
+        #[arg(long, default_value = "/coreos.com/network")]
+        etcd_prefix: String,
+        /// The external interface weftd is told to use (--iface).
+        #[arg(long)]
+        iface: Option<String>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,5 +86,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config(ConfigCommand::Validate { file }) => config::validate(&file),
+        Command::Check {
+            net_config,
+            etcd_endpoints,
+            etcd_prefix,
+            iface,
+            json,
+        } => check::run(
+            &check::CheckInput {
+                net_config,
+                etcd_endpoints,
+                etcd_prefix,
+                iface,
+            },
+            json,
+        ),
     }
 }

@@ -39,16 +39,20 @@ fn filter_for(v: u32, rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
 }
 
 /// Installs the global subscriber: stderr, colours only on a terminal (log
-/// collectors would store the escape codes), level from `-v` or `RUST_LOG`.
-pub fn init(v: u32) -> anyhow::Result<()> {
+/// collectors would store the escape codes), level from `-v` or `RUST_LOG`;
+/// `json` gives one JSON object per line (`--log-format json`).
+pub fn init(v: u32, json: bool) -> anyhow::Result<()> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let (filter, warning) = filter_for(v, rust_log.as_deref());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
-        .try_init()
-        .map_err(|e| anyhow!("cannot install the logger: {e}"))?;
+        .with_env_filter(filter);
+    let installed = if json {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
+    installed.map_err(|e| anyhow!("cannot install the logger: {e}"))?;
     if let Some(warning) = warning {
         tracing::warn!("{warning}");
     }

@@ -44,7 +44,7 @@ fn main() -> ExitCode {
         eprintln!("weftd: {message}");
         return ExitCode::from(1);
     }
-    if let Err(e) = logging::init(flags.v) {
+    if let Err(e) = logging::init(flags.v, flags.log_format == "json") {
         eprintln!("weftd: {e:#}");
         return ExitCode::from(1);
     }

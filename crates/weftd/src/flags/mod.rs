@@ -23,6 +23,7 @@
 //!   stdout (flanneld: stderr).
 //! - Integers are decimal only (Go also accepts `0x1f`, `0o17`, `1_000`).
 
+mod config_file;
 mod help;
 mod table;
 #[cfg(test)]
@@ -113,6 +114,10 @@ pub struct Flags {
     pub subnet_lease_ttl_secs: u64,
     /// `--status-socket` (weft): the local API for `weft status`; `None` disables it.
     pub status_socket: Option<PathBuf>,
+    /// `--config` (weft): a YAML file of flags, lowest precedence.
+    pub config: Option<PathBuf>,
+    /// `--log-format` (weft): `text` (default) or `json`.
+    pub log_format: String,
 }
 
 impl Default for Flags {
@@ -156,6 +161,8 @@ impl Default for Flags {
             local_store: None,
             subnet_lease_ttl_secs: 24 * 60 * 60,
             status_socket: Some(PathBuf::from("/run/flannel/weftd.sock")),
+            config: None,
+            log_format: "text".to_owned(),
         }
     }
 }
@@ -236,6 +243,9 @@ pub enum FlagError {
     /// each naming the variable.
     #[error("{}", .0.join("\n"))]
     Env(Vec<String>),
+    /// The `--config` file cannot be read, or has unknown keys or bad values.
+    #[error("{}", .0.join("\n"))]
+    Config(Vec<String>),
 }
 
 impl FlagError {
@@ -244,7 +254,7 @@ impl FlagError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
-            Self::Env(_) => 1,
+            Self::Env(_) | Self::Config(_) => 1,
         }
     }
 }
@@ -258,6 +268,20 @@ impl FlagError {
 pub fn parse_from<I, S>(
     args: I,
     env: impl Fn(&str) -> Option<String>,
+) -> Result<Invocation, FlagError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    parse_with_files(args, env, |path| std::fs::read_to_string(path))
+}
+
+/// [`parse_from`] with the `--config` file reader injected (for tests).
+/// Precedence: command line, then `FLANNELD_*`, then the `--config` file.
+pub fn parse_with_files<I, S>(
+    args: I,
+    env: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&std::path::Path) -> std::io::Result<String>,
 ) -> Result<Invocation, FlagError>
 where
     I: IntoIterator<Item = S>,
@@ -341,9 +365,17 @@ where
                 spec.name
             ));
         }
+        set_on_command_line.insert(spec.name);
     }
     if !problems.is_empty() {
         return Err(FlagError::Env(problems));
+    }
+    if let Some(path) = flags.config.clone() {
+        let shown = path.display().to_string();
+        let text = read(&path)
+            .map_err(|e| FlagError::Config(vec![format!("cannot read --config {shown}: {e}")]))?;
+        config_file::apply(&text, &shown, &mut flags, &set_on_command_line)
+            .map_err(FlagError::Config)?;
     }
     Ok(Invocation::Run(Box::new(flags)))
 }

@@ -421,4 +421,23 @@ pub(super) static FLAGS: &[FlagSpec] = &[
          its lease and every peer. Empty disables it.",
         status_socket = value::opt_path
     ),
+    flag!(
+        "config",
+        Value("FILE"),
+        Weft,
+        "",
+        "Read flags from this YAML file, as K3s reads config.yaml: keys are flag names \
+         without dashes (`etcd-endpoints: http://10.0.0.5:2379`, `iface: [eth1]`). The \
+         command line wins over FLANNELD_* variables, which win over the file. Unknown keys \
+         and bad values are errors.",
+        config = value::opt_path
+    ),
+    flag!(
+        "log-format",
+        Value("text|json"),
+        Weft,
+        "text",
+        "Log line format: `text` for people, `json` (one object per line) for collectors.",
+        log_format = value::log_format
+    ),
 ];

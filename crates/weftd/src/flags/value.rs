@@ -140,3 +140,11 @@ pub(super) fn backtrace_at(s: &str) -> Result<Option<String>, String> {
     }
     Ok(Some(s.to_owned()))
 }
+
+/// `--log-format`: `text` or `json`.
+pub(super) fn log_format(s: &str) -> Result<String, String> {
+    match s {
+        "text" | "json" => Ok(s.to_owned()),
+        _ => Err("expected text or json".to_owned()),
+    }
+}

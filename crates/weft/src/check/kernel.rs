@@ -1,0 +1,93 @@
+//! Kernel features, probed in a throwaway network namespace so the host is
+//! never touched: can this kernel make a vxlan device, a WireGuard device,
+//! a TUN device (for userspace WireGuard)?
+
+use std::path::Path;
+
+use nix::sched::{CloneFlags, unshare};
+use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
+
+use super::Finding;
+
+enum Probe {
+    Works,
+    Missing(String),
+    Error(String),
+}
+
+/// Creates the devices inside a fresh namespace on a dedicated thread; the
+/// namespace disappears with the thread.
+fn probe_links() -> Result<(Probe, Probe), String> {
+    let thread = std::thread::spawn(|| -> Result<(Probe, Probe), String> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("cannot create a probe namespace: {e}"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let nl = Netlink::connect().map_err(|e| e.to_string())?;
+            let vxlan = nl
+                .create_vxlan(&VxlanLinkSpec {
+                    name: "probe.1".into(),
+                    vni: 1,
+                    port: 8472,
+                    local: "192.0.2.1".parse().map_err(|_| "bad probe address".to_owned())?,
+                    underlay_index: None,
+                    learning: false,
+                    gbp: false,
+                    mtu: 1450,
+                    mac: None,
+                })
+                .await;
+            let wg = nl.create_wireguard("probe-wg", None).await;
+            let judge = |r: Result<u32, weft_dataplane::netlink::NetlinkError>| match r {
+                Ok(_) => Probe::Works,
+                Err(e) if e.is_not_supported() => Probe::Missing(e.to_string()),
+                Err(e) => Probe::Error(e.to_string()),
+            };
+            Ok((judge(vxlan), judge(wg)))
+        })
+    });
+    thread.join().map_err(|_| "the probe thread panicked".to_owned())?
+}
+
+pub fn features() -> Vec<Finding> {
+    let mut out = Vec::new();
+    match probe_links() {
+        Ok((vxlan, wg)) => {
+            out.push(match vxlan {
+                Probe::Works => Finding::ok("kernel vxlan", "vxlan devices can be created"),
+                Probe::Missing(e) => Finding::fail(
+                    "kernel vxlan",
+                    format!("no vxlan support: {e}"),
+                    "load the vxlan module (modprobe vxlan) or use the host-gw backend",
+                ),
+                Probe::Error(e) => Finding::warn("kernel vxlan", format!("probe failed: {e}"), "run weft check as root"),
+            });
+            out.push(match wg {
+                Probe::Works => Finding::ok("kernel wireguard", "the WireGuard module is present: the kernel path will be used"),
+                Probe::Missing(_) => Finding::warn(
+                    "kernel wireguard",
+                    "no WireGuard module: the wireguard backend falls back to weft's userspace implementation",
+                    "load the wireguard module (modprobe wireguard) for kernel-speed encryption; nothing to do if userspace is acceptable",
+                ),
+                Probe::Error(e) => Finding::warn("kernel wireguard", format!("probe failed: {e}"), "run weft check as root"),
+            });
+        }
+        Err(e) => out.push(Finding::warn(
+            "kernel features",
+            format!("could not probe: {e}"),
+            "run weft check as root",
+        )),
+    }
+    out.push(if Path::new("/dev/net/tun").exists() {
+        Finding::ok("tun device", "/dev/net/tun exists (userspace WireGuard can run)")
+    } else {
+        Finding::warn(
+            "tun device",
+            "/dev/net/tun is missing: userspace WireGuard cannot run",
+            "load the tun module (modprobe tun) or create the device node (mknod /dev/net/tun c 10 200)",
+        )
+    });
+    out
+}

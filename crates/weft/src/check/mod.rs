@@ -1,0 +1,86 @@
+//! `weft check`: a preflight for a node, before or after installing weft.
+//!
+//! Operators of flannel verify a node by hand (probe the kernel for vxlan
+//! and WireGuard, read sysctls, look for firewall rules on 8472/51820, check
+//! the interface MTU). This does it for them; every finding says what was
+//! seen and the exact fix. It changes nothing on the host: kernel features
+//! are probed inside a throwaway network namespace.
+
+mod findings;
+mod firewall;
+mod kernel;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::out;
+
+pub use findings::{Finding, Level};
+
+/// What `weft check` is asked to look at.
+#[derive(Debug, Clone, Default)]
+pub struct CheckInput {
+    /// net-conf.json to check the node against (backend, families, MTU).
+    pub net_config: Option<PathBuf>,
+    /// etcd endpoints to test reachability of.
+    pub etcd_endpoints: Vec<String>,
+    pub etcd_prefix: String,
+    /// `--iface`-style choice of the external interface (default: the
+    /// default route's).
+    pub iface: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub findings: Vec<Finding>,
+}
+
+/// Runs every check.
+pub fn run_checks(input: &CheckInput) -> CheckReport {
+    let mut findings = Vec::new();
+    let cfg = node::load_config(input, &mut findings);
+    findings.extend(kernel::features());
+    findings.extend(node::sysctls(cfg.as_ref()));
+    findings.extend(node::interface(input, cfg.as_ref()));
+    findings.extend(firewall::ports(cfg.as_ref()));
+    findings.extend(node::store(input));
+    CheckReport {
+        ok: findings.iter().all(|f| f.level != Level::Fail),
+        findings,
+    }
+}
+
+/// `weft check [--json]`: exit 0 unless a finding fails.
+pub fn run(input: &CheckInput, json: bool) -> ExitCode {
+    let report = run_checks(input);
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => {
+                out::line(&text);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        for f in &report.findings {
+            out::line(&format!("{:<5} {:<22} {}", f.level.label(), f.name, f.seen));
+            if let Some(fix) = &f.fix {
+                out::line(&format!("      {:<22} fix: {fix}", ""));
+            }
+        }
+        let fails = report.findings.iter().filter(|f| f.level == Level::Fail).count();
+        let warns = report.findings.iter().filter(|f| f.level == Level::Warn).count();
+        out::line(&format!("{} checks: {fails} failed, {warns} warnings", report.findings.len()));
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,326 @@
+//! `weft status`: what the agent believes next to what the kernel holds.
+//!
+//! It reads the agent's local API (`GET /v1/status` on its root-only
+//! socket) and, through netlink, the routes, neighbours, FDB entries and
+//! devices of this network namespace, then compares them entry by entry.
+//! It changes nothing.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use weft_core::Family;
+use weft_core::status::{DesiredView, PeerView, StatusView};
+use weft_dataplane::netlink::{NeighState, Netlink, RouteKind, WEFT_ROUTE_PROTOCOL};
+
+/// One difference between desired and kernel state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub kind: &'static str,
+    pub what: String,
+    pub problem: String,
+}
+
+/// One peer's row.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerRow {
+    pub id: String,
+    pub subnets: Vec<String>,
+    pub public_ip: Option<String>,
+    pub public_ipv6: Option<String>,
+    /// `programmed`, `drift` or `not programmed: <why>`.
+    pub state: String,
+    pub route: Option<bool>,
+    pub neighbour: Option<bool>,
+    pub fdb: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub agent: StatusView,
+    pub peers: Vec<PeerRow>,
+    pub drift: Vec<Drift>,
+}
+
+/// What the kernel holds of the things weft manages.
+#[derive(Default)]
+struct Kernel {
+    routes: HashSet<(String, Option<String>, Option<String>, bool, bool)>,
+    neighbours: HashSet<(String, String, String)>,
+    fdb: HashSet<(String, String, String)>,
+    devices: Vec<(String, u32, Vec<String>)>,
+}
+
+async fn read_kernel(desired: &DesiredView) -> Result<Kernel> {
+    let nl = Netlink::connect().context("cannot open netlink")?;
+    let links = nl.links().await?;
+    let name_of = |index: Option<u32>| {
+        index.and_then(|i| links.iter().find(|l| l.index == i).map(|l| l.name.clone()))
+    };
+    let mut k = Kernel::default();
+    for family in Family::ALL {
+        for r in nl.routes(family).await? {
+            if r.protocol != WEFT_ROUTE_PROTOCOL {
+                continue;
+            }
+            let blackhole = r.kind == RouteKind::Blackhole;
+            k.routes.insert((
+                r.dst.to_string(),
+                r.gateway.map(|g| g.to_string()),
+                if blackhole { None } else { name_of(r.oif) },
+                r.onlink,
+                blackhole,
+            ));
+        }
+    }
+    let names: HashSet<&str> = desired.devices.iter().map(|d| d.name.as_str()).collect();
+    for link in links.iter().filter(|l| names.contains(l.name.as_str())) {
+        let addrs = nl.addresses(link.index).await?;
+        k.devices.push((
+            link.name.clone(),
+            link.mtu,
+            addrs.iter().map(|a| a.prefix.to_string()).collect(),
+        ));
+        for n in nl.neighbours(link.index).await? {
+            if n.state == NeighState::Permanent
+                && let Some(mac) = n.mac
+            {
+                k.neighbours.insert((link.name.clone(), n.ip.to_string(), mac.to_string()));
+            }
+        }
+        for f in nl.fdb(link.index).await? {
+            if let Some(dst) = f.dst {
+                k.fdb.insert((link.name.clone(), f.mac.to_string(), dst.to_string()));
+            }
+        }
+    }
+    Ok(k)
+}
+
+fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
+    let mut drift = Vec::new();
+    for d in &desired.devices {
+        match k.devices.iter().find(|(n, _, _)| *n == d.name) {
+            None => drift.push(Drift {
+                kind: "device",
+                what: d.name.clone(),
+                problem: "missing".into(),
+            }),
+            Some((_, mtu, addrs)) => {
+                if *mtu != d.mtu {
+                    drift.push(Drift {
+                        kind: "device",
+                        what: d.name.clone(),
+                        problem: format!("MTU {mtu}, want {}", d.mtu),
+                    });
+                }
+                if !addrs.contains(&d.address) {
+                    drift.push(Drift {
+                        kind: "device",
+                        what: d.name.clone(),
+                        problem: format!("address {} missing", d.address),
+                    });
+                }
+            }
+        }
+    }
+    for r in &desired.routes {
+        let key = (r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, r.via.is_none());
+        if !k.routes.contains(&key) {
+            drift.push(Drift {
+                kind: "route",
+                what: route_text(r),
+                problem: "missing from the kernel".into(),
+            });
+        }
+    }
+    for n in &desired.neighbours {
+        if !k.neighbours.contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone())) {
+            drift.push(Drift {
+                kind: "neighbour",
+                what: format!("{} lladdr {} dev {}", n.ip, n.mac, n.dev),
+                problem: "missing from the kernel".into(),
+            });
+        }
+    }
+    for f in &desired.fdb {
+        if !k.fdb.contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone())) {
+            drift.push(Drift {
+                kind: "fdb",
+                what: format!("{} dst {} dev {}", f.mac, f.dst, f.dev),
+                problem: "missing from the kernel".into(),
+            });
+        }
+    }
+    drift
+}
+
+fn route_text(r: &weft_core::status::RouteView) -> String {
+    match (&r.via, &r.dev) {
+        (Some(via), Some(dev)) => {
+            format!("{} via {via} dev {dev}{}", r.dst, if r.onlink { " onlink" } else { "" })
+        }
+        _ => format!("blackhole {}", r.dst),
+    }
+}
+
+fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
+    let why_not = desired
+        .unprogrammed
+        .iter()
+        .find(|u| u.id == p.id)
+        .map(|u| u.detail.clone());
+    let routes: Vec<_> = desired
+        .routes
+        .iter()
+        .filter(|r| p.subnets.contains(&r.dst))
+        .collect();
+    let route_ok = (!routes.is_empty()).then(|| {
+        routes
+            .iter()
+            .all(|r| k.routes.contains(&(r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, false)))
+    });
+    let gateways: Vec<String> = p
+        .subnets
+        .iter()
+        .filter_map(|s| s.split('/').next().map(str::to_owned))
+        .collect();
+    let neighs: Vec<_> = desired.neighbours.iter().filter(|n| gateways.contains(&n.ip)).collect();
+    let neigh_ok = (!neighs.is_empty()).then(|| {
+        neighs
+            .iter()
+            .all(|n| k.neighbours.contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone())))
+    });
+    let publics: Vec<&String> = p.public_ip.iter().chain(p.public_ipv6.iter()).collect();
+    let fdbs: Vec<_> = desired.fdb.iter().filter(|f| publics.contains(&&f.dst)).collect();
+    let fdb_ok = (!fdbs.is_empty()).then(|| {
+        fdbs.iter()
+            .all(|f| k.fdb.contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone())))
+    });
+    let state = match (&why_not, [route_ok, neigh_ok, fdb_ok].iter().flatten().all(|ok| *ok)) {
+        (Some(why), _) => format!("not programmed: {why}"),
+        (None, true) => "programmed".to_owned(),
+        (None, false) => "drift".to_owned(),
+    };
+    PeerRow {
+        id: p.id.clone(),
+        subnets: p.subnets.clone(),
+        public_ip: p.public_ip.clone(),
+        public_ipv6: p.public_ipv6.clone(),
+        state,
+        route: route_ok,
+        neighbour: neigh_ok,
+        fdb: fdb_ok,
+    }
+}
+
+/// Builds the report: agent view, per-peer rows and every drift.
+pub fn report(socket: &Path) -> Result<Report> {
+    let resp = weft_lab::http::get(socket, "/v1/status", Duration::from_secs(5)).map_err(|e| {
+        anyhow::anyhow!("{e}: is weftd running on this node (and are you root)? see --status-socket")
+    })?;
+    anyhow::ensure!(resp.status == 200, "the agent answered HTTP {}", resp.status);
+    let agent: StatusView =
+        serde_json::from_slice(&resp.body).context("the agent's answer is not a status document")?;
+    let desired = agent.desired.clone().unwrap_or_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start a runtime")?;
+    let kernel = runtime.block_on(read_kernel(&desired))?;
+    let drift = compare(&desired, &kernel);
+    let peers = agent.peers.iter().map(|p| peer_row(p, &desired, &kernel)).collect();
+    Ok(Report {
+        ok: agent.ready && drift.is_empty() && agent.desired.is_some(),
+        agent,
+        peers,
+        drift,
+    })
+}
+
+fn print_human(r: &Report) {
+    let a = &r.agent;
+    println!(
+        "agent:   weftd {}, store {}, backend {}{}, {}",
+        a.version,
+        a.store,
+        a.backend,
+        a.backend_detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        if a.ready { "ready" } else { "NOT READY" }
+    );
+    match &a.lease {
+        Some(l) => println!(
+            "lease:   {} public {}{}",
+            l.subnets.join(", "),
+            [l.public_ip.clone(), l.public_ipv6.clone()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+            match (l.reservation, l.expires_in_secs) {
+                (true, _) => ", reservation (never expires)".to_owned(),
+                (false, Some(s)) => format!(", expires in {}h{:02}m", s / 3600, (s % 3600) / 60),
+                _ => String::new(),
+            }
+        ),
+        None => println!("lease:   none yet"),
+    }
+    println!("peers:   {} programmed, {} skipped", r.peers.len(), a.skipped.len());
+    for p in &r.peers {
+        let mark = |v: Option<bool>| match v {
+            Some(true) => "ok",
+            Some(false) => "MISSING",
+            None => "-",
+        };
+        println!(
+            "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}  {}",
+            p.id,
+            p.subnets.join(","),
+            p.public_ip.clone().or(p.public_ipv6.clone()).unwrap_or_default(),
+            mark(p.route),
+            mark(p.neighbour),
+            mark(p.fdb),
+            p.state
+        );
+    }
+    for s in &a.skipped {
+        println!("  skipped {}: {}", s.id, s.detail);
+    }
+    if r.drift.is_empty() {
+        println!("kernel:  matches what the agent wants");
+    } else {
+        println!("kernel:  {} difference(s) from what the agent wants (the next resync repairs them):", r.drift.len());
+        for d in &r.drift {
+            println!("  {} {}: {}", d.kind, d.what, d.problem);
+        }
+    }
+}
+
+/// `weft status [--json]`. Exit 0 when the agent is ready and the kernel
+/// matches; 1 otherwise.
+pub fn run(socket: &Path, json: bool) -> ExitCode {
+    match report(socket) {
+        Ok(r) => {
+            if json {
+                match serde_json::to_string_pretty(&r) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            } else {
+                print_human(&r);
+            }
+            if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
