@@ -6,6 +6,7 @@
 //! checked on a laptop or in CI before it reaches a cluster's ConfigMap.
 
 mod config;
+mod lab;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,15 @@ enum Command {
     /// they change nothing on the node or in the cluster.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Run a multi-node weft cluster on this machine (needs root).
+    ///
+    /// Nodes, pods and an underlay switch are network namespaces; every
+    /// node runs a real weftd and pods are made through weft's CNI plugin.
+    /// Try weft, look at what each backend programs, or test a change:
+    /// `weft lab up`, `weft lab check`, `weft lab down`.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,5 +68,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Config(ConfigCommand::Validate { file }) => config::validate(&file),
+        Command::Lab(command) => lab::run(command),
     }
 }
