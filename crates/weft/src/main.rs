@@ -8,6 +8,8 @@
 mod check;
 mod config;
 mod out;
+mod lab;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +62,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the agent on this node holds next to what the kernel holds.
+    ///
+    /// Reads weftd's status socket (its lease, every peer, what it wants in
+    /// the kernel) and the routes, neighbours, FDB entries and devices of
+    /// this network namespace, and flags every difference. Run it on the
+    /// node (in a lab: `weft lab exec node1 -- weft status`). Never prints a
+    /// key. Exit status 1 when the agent is not ready or the kernel differs.
+    Status {
+        /// weftd's --status-socket.
+        #[arg(long, default_value = "/run/flannel/weftd.sock")]
+        socket: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a multi-node weft cluster on this machine (needs root).
+    ///
+    /// Nodes, pods and an underlay switch are network namespaces; every
+    /// node runs a real weftd and pods are made through weft's CNI plugin.
+    /// Try weft, look at what each backend programs, or test a change:
+    /// `weft lab up`, `weft lab check`, `weft lab down`.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,5 +126,7 @@ fn main() -> ExitCode {
             },
             json,
         ),
+        Command::Status { socket, json } => status::run(&socket, json),
+        Command::Lab(command) => lab::run(command),
     }
 }

@@ -16,6 +16,13 @@ use weft_core::Family;
 use weft_core::status::{DesiredView, PeerView, StatusView};
 use weft_dataplane::netlink::{NeighState, Netlink, RouteKind, WEFT_ROUTE_PROTOCOL};
 
+/// `println!` that ends quietly on a closed pipe.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        crate::out::line(&format!($($t)*));
+    }};
+}
+
 /// One difference between desired and kernel state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {
@@ -244,7 +251,7 @@ pub fn report(socket: &Path) -> Result<Report> {
 
 fn print_human(r: &Report) {
     let a = &r.agent;
-    println!(
+    say!(
         "agent:   weftd {}, store {}, backend {}{}, {}",
         a.version,
         a.store,
@@ -253,7 +260,7 @@ fn print_human(r: &Report) {
         if a.ready { "ready" } else { "NOT READY" }
     );
     match &a.lease {
-        Some(l) => println!(
+        Some(l) => say!(
             "lease:   {} public {}{}",
             l.subnets.join(", "),
             [l.public_ip.clone(), l.public_ipv6.clone()]
@@ -267,16 +274,16 @@ fn print_human(r: &Report) {
                 _ => String::new(),
             }
         ),
-        None => println!("lease:   none yet"),
+        None => say!("lease:   none yet"),
     }
-    println!("peers:   {} programmed, {} skipped", r.peers.len(), a.skipped.len());
+    say!("peers:   {} programmed, {} skipped", r.peers.len(), a.skipped.len());
     for p in &r.peers {
         let mark = |v: Option<bool>| match v {
             Some(true) => "ok",
             Some(false) => "MISSING",
             None => "-",
         };
-        println!(
+        say!(
             "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}  {}",
             p.id,
             p.subnets.join(","),
@@ -288,14 +295,14 @@ fn print_human(r: &Report) {
         );
     }
     for s in &a.skipped {
-        println!("  skipped {}: {}", s.id, s.detail);
+        say!("  skipped {}: {}", s.id, s.detail);
     }
     if r.drift.is_empty() {
-        println!("kernel:  matches what the agent wants");
+        say!("kernel:  matches what the agent wants");
     } else {
-        println!("kernel:  {} difference(s) from what the agent wants (the next resync repairs them):", r.drift.len());
+        say!("kernel:  {} difference(s) from what the agent wants (the next resync repairs them):", r.drift.len());
         for d in &r.drift {
-            println!("  {} {}: {}", d.kind, d.what, d.problem);
+            say!("  {} {}: {}", d.kind, d.what, d.problem);
         }
     }
 }
@@ -307,7 +314,9 @@ pub fn run(socket: &Path, json: bool) -> ExitCode {
         Ok(r) => {
             if json {
                 match serde_json::to_string_pretty(&r) {
-                    Ok(text) => println!("{text}"),
+                    Ok(text) => {
+                        crate::out::line(&text);
+                    }
                     Err(e) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(1);

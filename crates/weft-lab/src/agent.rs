@@ -1,0 +1,249 @@
+//! One `weftd` per node: its command line, starting it inside the node's
+//! namespace, waiting until it is ready, and reading its status.
+//!
+//! An agent runs in its node's network namespace and in a mount namespace
+//! of its own where `/run` is the node's (see `runfs`), so that fixed
+//! paths such as `/run/flannel/wgkey` are per node.
+//!
+//! An agent is started in a process group of its own so that it outlives
+//! the `weft lab up` that started it and ignores the terminal's Ctrl-C; its
+//! output goes to the node's `weftd.log`, which is appended to (a restart
+//! keeps the earlier run's lines) and quoted when it fails.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use weft_core::status::StatusView;
+
+use crate::LabError;
+use crate::error::IoContext as _;
+use crate::http;
+use crate::names::NodePaths;
+use crate::netns::in_netns;
+use crate::process::{self, Expected};
+use crate::runfs;
+use crate::state::{LabState, NodeRecord, StoreState};
+
+/// The agent's program name.
+pub const WEFTD: &str = "weftd";
+/// Leases lapse a minute after their agent dies: a lab should notice a
+/// vanished node quickly (flanneld's 24 h suits clusters, not labs).
+const LEASE_TTL_SECS: u32 = 60;
+const LOG_TAIL_LINES: usize = 25;
+
+/// What an agent's `/v1/status` says: the agent's own view (weft-core's
+/// shared type, so the lab reads exactly what weftd serves), with the
+/// node's subnets parsed for convenience.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatus {
+    pub ready: bool,
+    /// The node's own leased subnets.
+    pub subnets: Vec<IpNet>,
+    /// Everything the agent reported: peers, skipped peers, desired kernel
+    /// state.
+    pub view: StatusView,
+}
+
+impl AgentStatus {
+    /// Whether the agent accepted a peer holding `subnet`.
+    pub fn has_peer_with(&self, subnet: IpNet) -> bool {
+        let wanted = subnet.to_string();
+        self.view.peers.iter().any(|p| p.subnets.contains(&wanted))
+    }
+}
+
+/// Asks the agent behind `paths.status_socket` for its status.
+pub fn status(paths: &NodePaths) -> Result<AgentStatus, String> {
+    let response = http::get(&paths.status_socket, "/v1/status", Duration::from_secs(2))?;
+    if response.status != 200 {
+        return Err(format!(
+            "the status socket answered HTTP {}",
+            response.status
+        ));
+    }
+    parse_status(&response.body)
+}
+
+fn parse_status(body: &[u8]) -> Result<AgentStatus, String> {
+    let view: StatusView = serde_json::from_slice(body)
+        .map_err(|e| format!("the status is not the expected JSON: {e}"))?;
+    let subnets = match &view.lease {
+        Some(lease) => lease
+            .subnets
+            .iter()
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| format!("the agent reports a bad subnet {s:?}"))
+            })
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    Ok(AgentStatus {
+        ready: view.ready,
+        subnets,
+        view,
+    })
+}
+
+/// How to recognise this node's agent in `/proc`: `weftd` with an argument
+/// under this node's directory.
+pub fn expected(node_dir_marker: &str) -> Expected<'_> {
+    Expected {
+        program: WEFTD,
+        marker: node_dir_marker,
+    }
+}
+
+/// `<node dir>/`, the marker of [`expected`].
+pub fn node_marker(node: &NodeRecord) -> String {
+    format!("{}/", node.dir.display())
+}
+
+/// The agent's command line, as `weft lab` documents it.
+pub fn command(state: &LabState, paths: &NodePaths) -> Command {
+    let mut cmd = Command::new(state.bin_dir.join(WEFTD));
+    cmd.arg(format!("--subnet-file={}", paths.subnet_env.display()))
+        .arg(format!("--status-socket={}", paths.status_socket.display()));
+    match &state.store {
+        StoreState::Local {
+            path,
+            net_conf_path,
+        } => {
+            cmd.arg(format!("--local-store={}", path.display()))
+                .arg(format!("--net-config-path={}", net_conf_path.display()));
+        }
+        StoreState::Etcd { endpoint, .. } => {
+            cmd.arg(format!("--etcd-endpoints={endpoint}"));
+        }
+    }
+    cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
+        .arg("--healthz-port=0")
+        .args(&state.agent_args)
+        .current_dir(&paths.dir);
+    // A FLANNELD_* variable in the caller's environment would silently
+    // change every agent (weftd reads them as flags).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLANNELD_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Starts the agent of `node` in its namespace and writes its pid file.
+pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<Child, LabError> {
+    let weftd = state.bin_dir.join(WEFTD);
+    if !weftd.is_file() {
+        return Err(LabError::Missing(format!(
+            "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
+            weftd.display()
+        )));
+    }
+    std::fs::create_dir_all(&paths.dir).ctx(|| format!("cannot create {}", paths.dir.display()))?;
+    // A leftover socket from a killed agent would answer nothing; the
+    // agent replaces it, but readiness must not see the stale one first.
+    let _ = std::fs::remove_file(&paths.status_socket);
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&paths.log)
+        .ctx(|| format!("cannot open {}", paths.log.display()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    writeln!(
+        log,
+        "=== weft lab: starting weftd on {} (unix time {now}) ===",
+        node.name
+    )
+    .ctx(|| format!("cannot write {}", paths.log.display()))?;
+    let err_log = log
+        .try_clone()
+        .ctx(|| format!("cannot reopen {}", paths.log.display()))?;
+    let mut cmd = command(state, paths);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(err_log))
+        .process_group(0);
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let child = in_netns(&node.netns, || {
+        runfs::enter_private_run(&paths.run)?;
+        cmd.spawn()
+            .ctx(|| format!("cannot start {program} in network namespace {}", node.netns))
+    })?;
+    process::write_pid_file(&paths.pid, child.id())?;
+    Ok(child)
+}
+
+/// Waits until the agent of `node` is ready: its subnet.env exists and its
+/// status socket answers `ready: true`. Fails early, with the tail of its
+/// log, when the agent exits.
+pub fn wait_ready(
+    node: &NodeRecord,
+    paths: &NodePaths,
+    child: Option<&mut Child>,
+    deadline: Instant,
+) -> Result<AgentStatus, LabError> {
+    let marker = node_marker(node);
+    let who = format!("the agent on {} (weftd in netns {})", node.name, node.netns);
+    let not_ready = |problem: String| LabError::NotReady {
+        who: who.clone(),
+        problem,
+        log: paths.log.clone(),
+        tail: process::tail(&paths.log, LOG_TAIL_LINES),
+    };
+    let mut child = child;
+    loop {
+        if let Some(c) = child.as_deref_mut() {
+            if let Ok(Some(exit)) = c.try_wait() {
+                return Err(not_ready(format!("exited ({exit}) before becoming ready")));
+            }
+        } else if let Some(pid) = node.pid.and_then(|p| i32::try_from(p).ok())
+            && !expected(&marker).matches(pid)
+        {
+            return Err(not_ready(format!(
+                "(pid {pid}) exited before becoming ready"
+            )));
+        }
+        let last = if !paths.subnet_env.exists() {
+            format!("{} does not exist yet", paths.subnet_env.display())
+        } else {
+            match status(paths) {
+                Ok(s) if s.ready => return Ok(s),
+                Ok(_) => "its status socket says it is not ready".to_owned(),
+                Err(e) => e,
+            }
+        };
+        if Instant::now() >= deadline {
+            return Err(not_ready(format!("did not become ready in time: {last}")));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_json_of_weftd() {
+        let body = br#"{"version":"0.1.0","store":"local","backend":"none","ready":true,
+            "lease":{"subnets":["10.244.3.0/24"],"public_ip":"192.0.2.1","public_ipv6":null,
+                     "expires_in_secs":59,"reservation":false},
+            "snapshot_revision":7,
+            "peers":[{"id":"10.244.4.0-24","subnets":["10.244.4.0/24"],"public_ip":"192.0.2.2",
+                      "public_ipv6":null,"backend_type":"none"}],
+            "skipped":[],"desired":null}"#;
+        let s = parse_status(body).unwrap();
+        assert!(s.ready);
+        assert_eq!(s.subnets, vec!["10.244.3.0/24".parse::<IpNet>().unwrap()]);
+        assert!(s.has_peer_with("10.244.4.0/24".parse().unwrap()));
+        assert!(!s.has_peer_with("10.244.5.0/24".parse().unwrap()));
+        assert_eq!(s.view.peers[0].public_ip.as_deref(), Some("192.0.2.2"));
+        assert!(parse_status(b"nope").is_err());
+    }
+}

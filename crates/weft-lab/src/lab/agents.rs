@@ -1,0 +1,109 @@
+//! The agents of a running lab: status, start, stop, restart, and the
+//! fault injection end-to-end tests need (`kill_agent` with SIGKILL).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::Lab;
+use crate::LabError;
+use crate::agent::{self, AgentStatus};
+use crate::process;
+use crate::state::NodeRecord;
+
+/// How long a stopping agent gets before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How long a restarted agent gets to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Lab {
+    /// What the agent of `node` reports on its status socket.
+    pub fn agent_status(&self, node: &str) -> Result<AgentStatus, LabError> {
+        let record = self.node(node)?;
+        agent::status(&self.state.name.node_paths(&record.name)).map_err(|e| {
+            LabError::Invalid(format!(
+                "cannot read the status of the agent on {node}: {e}"
+            ))
+        })
+    }
+
+    /// Whether the agent of `node` runs.
+    pub fn agent_running(&self, node: &str) -> Result<bool, LabError> {
+        Ok(self.agent_pid(self.node(node)?).is_some())
+    }
+
+    /// Restarts the agent of `node`: SIGTERM, wait, start, wait ready.
+    /// A stopped agent is simply started.
+    pub fn restart(&mut self, node: &str) -> Result<AgentStatus, LabError> {
+        self.stop_agent(node, Signal::SIGTERM)?;
+        self.start_agent(node)
+    }
+
+    /// Sends `signal` to the agent of `node` and waits until it is gone
+    /// (SIGKILL after a grace period if `signal` does not end it). Fault
+    /// tests use `SIGKILL`. Fails if no agent runs there.
+    pub fn kill_agent(&mut self, node: &str, signal: Signal) -> Result<(), LabError> {
+        if self.stop_agent(node, signal)? {
+            Ok(())
+        } else {
+            Err(LabError::Invalid(format!("no agent is running on {node}")))
+        }
+    }
+
+    /// Starts the agent of `node` and waits until it is ready; records its
+    /// pid and leased subnets. Fails if one already runs there.
+    pub fn start_agent(&mut self, node: &str) -> Result<AgentStatus, LabError> {
+        let record = self.node(node)?.clone();
+        if let Some(pid) = self.agent_pid(&record) {
+            return Err(LabError::Invalid(format!(
+                "the agent on {node} already runs (pid {pid})"
+            )));
+        }
+        let paths = self.state.name.node_paths(&record.name);
+        let child = agent::start(&self.state, &record, &paths)?;
+        self.set_node(node, |n| n.pid = Some(child.id()))?;
+        self.children.insert(record.name.clone(), child);
+        let status = agent::wait_ready(
+            &record,
+            &paths,
+            self.children.get_mut(&record.name),
+            Instant::now() + READY_TIMEOUT,
+        )?;
+        self.set_node(node, |n| n.subnets = status.subnets.clone())?;
+        Ok(status)
+    }
+
+    /// Stops the agent of `node` with `signal` (SIGKILL after the grace
+    /// period). Returns whether one was running.
+    fn stop_agent(&mut self, node: &str, signal: Signal) -> Result<bool, LabError> {
+        let record = self.node(node)?.clone();
+        let Some(pid) = self.agent_pid(&record) else {
+            self.set_node(node, |n| n.pid = None)?;
+            return Ok(false);
+        };
+        if !process::terminate(pid, signal, STOP_GRACE)? {
+            return Err(LabError::Invalid(format!(
+                "the agent on {node} (pid {pid}) does not exit even after SIGKILL"
+            )));
+        }
+        if let Some(mut child) = self.children.remove(&record.name) {
+            let _ = child.wait();
+        }
+        self.set_node(node, |n| n.pid = None)?;
+        Ok(true)
+    }
+
+    /// The pid of the agent of `node` if it runs: the recorded pid if it
+    /// is really this node's weftd, else one found in `/proc`.
+    fn agent_pid(&self, node: &NodeRecord) -> Option<i32> {
+        let marker = agent::node_marker(node);
+        let expected = agent::expected(&marker);
+        let paths = self.state.name.node_paths(&node.name);
+        node.pid
+            .and_then(|p| i32::try_from(p).ok())
+            .into_iter()
+            .chain(process::read_pid_file(&paths.pid))
+            .find(|p| expected.matches(*p))
+            .or_else(|| expected.find_all().into_iter().next())
+    }
+}

@@ -1,0 +1,177 @@
+//! Bringing a lab up: underlay, store, nodes, agents, pods, in that order,
+//! recording each stage in lab.json as it completes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Lab, require_root};
+use crate::agent;
+use crate::cni;
+use crate::names::{self, BRIDGE, CLUSTER_NETWORK, OUTSIDE_IP, UNDERLAY_GATEWAY};
+use crate::spec::LabSpec;
+use crate::state::{LabState, NodeRecord, STATE_FORMAT, Underlay};
+use crate::topology::{self, Host};
+use crate::{LabError, store};
+
+impl Lab {
+    /// Brings a lab up as `spec` describes; see [`Lab::up_with_progress`].
+    pub fn up(spec: &LabSpec) -> Result<Lab, LabError> {
+        Lab::up_with_progress(spec, &mut |_| {})
+    }
+
+    /// Brings a lab up: removes leftovers of a lab of the same name, builds
+    /// the underlay, the store and the nodes, starts one agent per node,
+    /// waits until every agent is ready, then adds the pods through the
+    /// CNI plugin. `progress` hears one line per stage.
+    ///
+    /// On failure the lab is left as it is, for inspection (logs under
+    /// `/run/weft-lab/<name>/`); [`Lab::down_by_name`] removes it, and the
+    /// next `up` of the same name does too.
+    pub fn up_with_progress(
+        spec: &LabSpec,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Lab, LabError> {
+        spec.validate()?;
+        require_root()?;
+        let weftd = spec.bin_dir.join(agent::WEFTD);
+        if !weftd.is_file() {
+            return Err(LabError::Missing(format!(
+                "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
+                weftd.display()
+            )));
+        }
+        if spec.pods_per_node > 0 {
+            cni::check_installed(&spec.bin_dir)?;
+        }
+
+        let name = &spec.name;
+        let leftovers = Lab::down_by_name(name.as_str())?;
+        if !leftovers.is_empty() {
+            progress(&format!(
+                "removed the previous lab {:?} ({} objects)",
+                name.as_str(),
+                leftovers.count()
+            ));
+        }
+        let dir = name.state_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LabError::io(format!("cannot create {}", dir.display()), e))?;
+
+        progress(&format!(
+            "underlay: netns {} with bridge {BRIDGE}",
+            name.underlay_netns()
+        ));
+        topology::build_underlay(&name.underlay_netns())?;
+
+        let net_conf = spec.net_conf();
+        let mut children = HashMap::new();
+        let store = match spec.store {
+            crate::StoreKind::Local => store::prepare_local(name, &net_conf)?,
+            crate::StoreKind::Etcd => {
+                progress(&format!("store: etcd in netns {}", name.store_netns()));
+                let (state, child) = store::start_etcd(name, &net_conf, spec.ready_timeout)?;
+                children.insert(store::ETCD.to_owned(), child);
+                state
+            }
+        };
+        let network = CLUSTER_NETWORK
+            .parse()
+            .map_err(|e| LabError::Invalid(format!("{CLUSTER_NETWORK}: {e}")))?;
+        let mut lab = Lab {
+            state: LabState {
+                format: STATE_FORMAT,
+                name: name.clone(),
+                backend: spec.backend,
+                network,
+                net_conf,
+                store,
+                bin_dir: spec.bin_dir.clone(),
+                agent_args: spec.agent_args.clone(),
+                underlay: Underlay {
+                    netns: name.underlay_netns(),
+                    bridge: BRIDGE.to_owned(),
+                    gateway: UNDERLAY_GATEWAY,
+                    outside: OUTSIDE_IP,
+                },
+                nodes: Vec::new(),
+                pods: Vec::new(),
+            },
+            children,
+        };
+        lab.state.save()?;
+
+        for i in 1..=spec.nodes {
+            lab.build_node(i)?;
+        }
+        progress(&format!(
+            "nodes: {} built; starting their agents",
+            spec.nodes
+        ));
+        lab.start_all_agents(spec.ready_timeout)?;
+
+        if spec.pods_per_node > 0 {
+            progress(&format!(
+                "pods: {} per node, through the CNI plugin",
+                spec.pods_per_node
+            ));
+        }
+        for node in 1..=spec.nodes {
+            for _ in 0..spec.pods_per_node {
+                lab.add_pod(&names::node_name(node))?;
+            }
+        }
+        Ok(lab)
+    }
+
+    fn build_node(&mut self, i: u32) -> Result<(), LabError> {
+        let name = names::node_name(i);
+        let netns = self.state.name.netns_of(&name);
+        let address = names::node_underlay_ip(i)
+            .ok_or_else(|| LabError::Invalid(format!("node index {i} is out of range")))?;
+        topology::create_host_netns(&netns)?;
+        topology::plug(
+            &self.state.underlay.netns,
+            &Host {
+                netns: &netns,
+                port: &format!("n{i}"),
+                address,
+                default_route: true,
+            },
+        )?;
+        topology::enable_forwarding(&netns)?;
+        let paths = self.state.name.node_paths(&name);
+        std::fs::create_dir_all(&paths.dir)
+            .map_err(|e| LabError::io(format!("cannot create {}", paths.dir.display()), e))?;
+        self.state.nodes.push(NodeRecord {
+            name,
+            index: i,
+            netns,
+            underlay_ip: address,
+            subnets: Vec::new(),
+            pid: None,
+            dir: paths.dir,
+        });
+        self.state.save()
+    }
+
+    /// Starts the agents one after the other, each once the previous one
+    /// is ready. Why not all at once: agents that open a fresh local lease
+    /// file at the same instant can fail with "database is locked" (seen
+    /// here; SQLite's switch to WAL mode does not wait for the busy
+    /// timeout), and an agent takes well under a second to become ready.
+    fn start_all_agents(&mut self, timeout: Duration) -> Result<(), LabError> {
+        let nodes = self.state.nodes.clone();
+        for node in &nodes {
+            let paths = self.state.name.node_paths(&node.name);
+            let child = agent::start(&self.state, node, &paths)?;
+            self.set_node(&node.name, |n| n.pid = Some(child.id()))?;
+            self.children.insert(node.name.clone(), child);
+            let record = self.node(&node.name)?.clone();
+            let deadline = Instant::now() + timeout;
+            let status =
+                agent::wait_ready(&record, &paths, self.children.get_mut(&node.name), deadline)?;
+            self.set_node(&node.name, |n| n.subnets = status.subnets.clone())?;
+        }
+        Ok(())
+    }
+}

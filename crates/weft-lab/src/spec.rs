@@ -1,0 +1,265 @@
+//! What a lab should look like: [`LabSpec`] and its parts.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::LabError;
+use crate::names::{CLUSTER_NETWORK, DEFAULT_NAME, LabName, MAX_NODES, MAX_PODS_PER_NODE};
+
+/// The dataplane backend every agent of the lab runs (net-conf.json's
+/// `Backend.Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Backend {
+    #[serde(rename = "vxlan")]
+    Vxlan,
+    #[serde(rename = "host-gw")]
+    HostGw,
+    #[serde(rename = "ipip")]
+    Ipip,
+    #[serde(rename = "wireguard")]
+    Wireguard,
+    /// Leases only, no dataplane: pods on different nodes cannot reach
+    /// each other.
+    #[serde(rename = "none")]
+    None,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 5] = [
+        Backend::Vxlan,
+        Backend::HostGw,
+        Backend::Ipip,
+        Backend::Wireguard,
+        Backend::None,
+    ];
+
+    /// The `Backend.Type` string of net-conf.json.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Vxlan => "vxlan",
+            Backend::HostGw => "host-gw",
+            Backend::Ipip => "ipip",
+            Backend::Wireguard => "wireguard",
+            Backend::None => "none",
+        }
+    }
+}
+
+impl FromStr for Backend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Backend, String> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown backend {s:?}: use one of vxlan, host-gw, ipip, wireguard, none")
+            })
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where the agents keep their leases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One SQLite file shared by every agent (`--local-store`).
+    Local,
+    /// A real etcd in its own namespace on the underlay.
+    Etcd,
+}
+
+impl StoreKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::Local => "local",
+            StoreKind::Etcd => "etcd",
+        }
+    }
+}
+
+impl FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StoreKind, String> {
+        match s {
+            "local" => Ok(StoreKind::Local),
+            "etcd" => Ok(StoreKind::Etcd),
+            _ => Err(format!("unknown store {s:?}: use local or etcd")),
+        }
+    }
+}
+
+impl std::fmt::Display for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything [`crate::Lab::up`] needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabSpec {
+    pub name: LabName,
+    /// Nodes `node1` … `nodeN`.
+    pub nodes: u32,
+    /// Pods `node<i>-pod1` … per node; 0 makes none.
+    pub pods_per_node: u32,
+    pub backend: Backend,
+    pub store: StoreKind,
+    /// Where `weftd` and `flannel` (the CNI plugin) are.
+    pub bin_dir: PathBuf,
+    /// Extra keys for net-conf.json's `Backend` object (`VNI`,
+    /// `DirectRouting`, `MTU` …), for tests of backend options.
+    pub backend_options: Map<String, Value>,
+    /// Extra top-level keys for net-conf.json (`EnableNFTables` …).
+    pub net_conf_options: Map<String, Value>,
+    /// Extra arguments for every agent (`--ip-masq` once it is built).
+    pub agent_args: Vec<String>,
+    /// How long each agent (and etcd) gets to become ready.
+    pub ready_timeout: Duration,
+}
+
+impl LabSpec {
+    /// The defaults of `weft lab up`: 3 nodes, vxlan, local store, 1 pod per
+    /// node, binaries next to the running executable.
+    pub fn new(name: &str) -> Result<LabSpec, LabError> {
+        Ok(LabSpec {
+            name: LabName::new(name)?,
+            nodes: 3,
+            pods_per_node: 1,
+            backend: Backend::Vxlan,
+            store: StoreKind::Local,
+            bin_dir: default_bin_dir()?,
+            backend_options: Map::new(),
+            net_conf_options: Map::new(),
+            agent_args: Vec::new(),
+            ready_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// [`LabSpec::new`] with the default name `weft`.
+    pub fn default_named() -> Result<LabSpec, LabError> {
+        LabSpec::new(DEFAULT_NAME)
+    }
+
+    pub fn validate(&self) -> Result<(), LabError> {
+        if !(1..=MAX_NODES).contains(&self.nodes) {
+            return Err(LabError::Invalid(format!(
+                "a lab has 1 to {MAX_NODES} nodes, not {}",
+                self.nodes
+            )));
+        }
+        if self.pods_per_node > MAX_PODS_PER_NODE {
+            return Err(LabError::Invalid(format!(
+                "a lab has at most {MAX_PODS_PER_NODE} pods per node, not {}",
+                self.pods_per_node
+            )));
+        }
+        if self
+            .backend_options
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("type"))
+        {
+            return Err(LabError::Invalid(
+                "backend options must not set Type: choose the backend itself instead".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The net-conf.json every agent reads (from a file or from etcd), in
+    /// the key order people write it: `Network`, then `Backend` with `Type`
+    /// first (a JSON map would sort the keys).
+    pub fn net_conf(&self) -> String {
+        let mut backend = format!("{{\"Type\":{}", Value::from(self.backend.as_str()));
+        for (key, value) in &self.backend_options {
+            backend.push_str(&format!(",{}:{value}", Value::from(key.as_str())));
+        }
+        backend.push('}');
+        let mut extra = String::new();
+        for (key, value) in &self.net_conf_options {
+            extra.push_str(&format!(",{}:{value}", Value::from(key.as_str())));
+        }
+        format!(
+            "{{\"Network\":{}{extra},\"Backend\":{backend}}}",
+            Value::from(CLUSTER_NETWORK)
+        )
+    }
+}
+
+/// The directory of the running executable, where cargo puts `weft`,
+/// `weftd` and `flannel` side by side. A test binary lives one level
+/// deeper, in `deps/`, so that level is skipped.
+pub fn default_bin_dir() -> Result<PathBuf, LabError> {
+    let exe = std::env::current_exe()
+        .map_err(|e| LabError::io("cannot find the running executable", e))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| LabError::Invalid(format!("{} has no parent directory", exe.display())))?;
+    if dir.file_name().is_some_and(|n| n == "deps")
+        && let Some(up) = dir.parent()
+    {
+        return Ok(up.to_path_buf());
+    }
+    Ok(dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_round_trip() {
+        for b in Backend::ALL {
+            assert_eq!(b.as_str().parse::<Backend>().unwrap(), b);
+            assert_eq!(
+                serde_json::to_string(&b).unwrap(),
+                format!("\"{}\"", b.as_str())
+            );
+        }
+        assert!("udp".parse::<Backend>().is_err());
+        assert_eq!("etcd".parse::<StoreKind>().unwrap(), StoreKind::Etcd);
+    }
+
+    #[test]
+    fn net_conf_is_exact() {
+        let mut spec = LabSpec::new("t").unwrap();
+        spec.backend = Backend::None;
+        assert_eq!(
+            spec.net_conf(),
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"none"}}"#
+        );
+        spec.backend = Backend::Vxlan;
+        spec.backend_options.insert("VNI".into(), Value::from(4096));
+        spec.backend_options
+            .insert("DirectRouting".into(), Value::from(true));
+        assert_eq!(
+            spec.net_conf(),
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true,"VNI":4096}}"#
+        );
+        let parsed: Value = serde_json::from_str(&spec.net_conf()).unwrap();
+        assert_eq!(parsed["Backend"]["VNI"], 4096);
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let mut spec = LabSpec::new("t").unwrap();
+        assert!(spec.validate().is_ok());
+        spec.nodes = 0;
+        assert!(spec.validate().is_err());
+        spec.nodes = 2;
+        spec.pods_per_node = 1000;
+        assert!(spec.validate().is_err());
+        spec.pods_per_node = 1;
+        spec.backend_options
+            .insert("type".into(), Value::from("udp"));
+        assert!(spec.validate().is_err());
+    }
+}

@@ -1,0 +1,165 @@
+//! The lease store the lab's agents share.
+//!
+//! `local` (the default) is one SQLite file on the shared filesystem: no
+//! extra process, nothing to install. `etcd` is a real etcd (Debian's
+//! `etcd-server`) in its own namespace on the underlay, reached by the
+//! agents over the lab's network exactly as a cluster's agents reach theirs.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::LabError;
+use crate::error::IoContext as _;
+use crate::names::{LabName, STORE_IP};
+use crate::netns::{in_netns, spawn_in};
+use crate::process;
+use crate::state::StoreState;
+use crate::topology::{self, Host};
+
+/// etcd's program name.
+pub const ETCD: &str = "etcd";
+/// flannel's network config key (`<etcd-prefix>/config`, default prefix).
+const CONFIG_KEY: &str = "/coreos.com/network/config";
+
+/// Writes net-conf.json for the local store and names the SQLite file.
+pub fn prepare_local(lab: &LabName, net_conf: &str) -> Result<StoreState, LabError> {
+    let dir = lab.state_dir();
+    let net_conf_path = dir.join("net-conf.json");
+    std::fs::write(&net_conf_path, format!("{net_conf}\n"))
+        .ctx(|| format!("cannot write {}", net_conf_path.display()))?;
+    Ok(StoreState::Local {
+        path: dir.join("leases.db"),
+        net_conf_path,
+    })
+}
+
+/// Starts etcd in `<lab>-store`, plugged into the underlay at
+/// 192.0.2.250, and stores net-conf.json under flannel's config key.
+/// Returns the store and etcd's process, which the caller reaps when it
+/// stops etcd. Its pid file lets a later `down` find it.
+pub fn start_etcd(
+    lab: &LabName,
+    net_conf: &str,
+    timeout: Duration,
+) -> Result<(StoreState, Child), LabError> {
+    let etcd = find_tool(ETCD).ok_or_else(|| {
+        LabError::Missing(
+            "etcd is not installed: install Debian's etcd-server and etcd-client (scripts/install-deps.sh) \
+             or use --store local"
+                .to_owned(),
+        )
+    })?;
+    let etcdctl = find_tool("etcdctl").ok_or_else(|| {
+        LabError::Missing(
+            "etcdctl is not installed: install Debian's etcd-client (scripts/install-deps.sh)"
+                .to_owned(),
+        )
+    })?;
+    let netns = lab.store_netns();
+    topology::create_host_netns(&netns)?;
+    topology::plug(
+        &lab.underlay_netns(),
+        &Host {
+            netns: &netns,
+            port: "st",
+            address: STORE_IP,
+            default_route: false,
+        },
+    )?;
+    let dir = lab.state_dir();
+    let data_dir = dir.join("etcd");
+    let log = dir.join("etcd.log");
+    let endpoint = format!("http://{STORE_IP}:2379");
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .ctx(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    let mut cmd = Command::new(&etcd);
+    cmd.arg("--name=weft-lab")
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!(
+            "--listen-client-urls={endpoint},http://127.0.0.1:2379"
+        ))
+        .arg(format!("--advertise-client-urls={endpoint}"))
+        .arg("--listen-peer-urls=http://127.0.0.1:2380")
+        .arg("--initial-advertise-peer-urls=http://127.0.0.1:2380")
+        .arg("--initial-cluster=weft-lab=http://127.0.0.1:2380")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
+    let mut child = spawn_in(&netns, &mut cmd)?;
+    process::write_pid_file(&dir.join("etcd.pid"), child.id())?;
+    let state = StoreState::Etcd {
+        endpoint: endpoint.clone(),
+        netns: netns.clone(),
+        address: STORE_IP,
+        pid: Some(child.id()),
+        log: log.clone(),
+        data_dir,
+    };
+
+    // etcd takes a moment to serve; retry the put until it lands.
+    let deadline = Instant::now() + timeout;
+    let not_ready = |problem: String| LabError::NotReady {
+        who: format!("etcd (netns {netns})"),
+        problem,
+        log: log.clone(),
+        tail: process::tail(&log, 25),
+    };
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(not_ready(format!("exited ({exit}) before serving")));
+        }
+        match put_config(&netns, &etcdctl, &endpoint, net_conf) {
+            Ok(()) => return Ok((state, child)),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(not_ready(format!(
+                    "did not accept the network config in time: {e}"
+                )));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// `etcdctl put <config key> <net-conf>` from inside the store namespace.
+fn put_config(netns: &str, etcdctl: &Path, endpoint: &str, net_conf: &str) -> Result<(), String> {
+    let output = in_netns(netns, || {
+        Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoint}"))
+            .arg("--dial-timeout=1s")
+            .arg("--command-timeout=2s")
+            .arg("put")
+            .arg(CONFIG_KEY)
+            .arg(net_conf)
+            .stdin(Stdio::null())
+            .output()
+            .ctx(|| format!("cannot run {}", etcdctl.display()))
+    })
+    .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// Finds a program on `PATH`, then in the usual system directories (root's
+/// `PATH` under sudo may lack `/usr/sbin`).
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,291 @@
+//! `weft lab …`: a multi-node weft cluster on this machine, made of network
+//! namespaces, for trying weft and for its end-to-end tests.
+//!
+//! The commands are thin: everything is done by the `weft-lab` library,
+//! and this module parses arguments, prints, and maps results to exit
+//! statuses.
+
+mod print;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand, ValueEnum};
+use weft_lab::{Backend, Lab, LabError, LabSpec, StoreKind, names};
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Bring a lab up: nodes with agents, a lease store, and pods.
+    ///
+    /// Builds an underlay switch (netns `<name>-ul`, bridge br0,
+    /// 192.0.2.254/24), N nodes (`<name>-node1` … with eth0 192.0.2.<i>/24)
+    /// each running weftd, a lease store (a shared SQLite file, or a real
+    /// etcd at 192.0.2.250 with --store etcd), waits until every agent is
+    /// ready, then creates the pods (`node1-pod1` …) through weft's CNI
+    /// plugin as a kubelet does. A lab of the same name is removed first.
+    /// Needs root; never changes the root network namespace.
+    ///
+    /// weftd and flannel (the CNI plugin) are taken from --bin-dir, by
+    /// default the directory of this weft binary (`cargo build --workspace`
+    /// puts them side by side). Files go to /run/weft-lab/<name>/.
+    Up(UpArgs),
+
+    /// Check that every pod reaches every other pod (ICMP and TCP).
+    ///
+    /// Each pod pings every other pod and opens a TCP connection to it,
+    /// same-node pairs included, and a matrix is printed. Exit status 0
+    /// only when every pair passes. With --json, exactly one JSON object is
+    /// printed: {"ok": bool, "pairs": [{"from", "to", "family", "icmp",
+    /// "tcp"}]}.
+    Check(CheckArgs),
+
+    /// Run a command inside a node's or a pod's network namespace.
+    ///
+    /// The target is a node (`node1`), a pod (`node1-pod1`), `underlay`
+    /// (the switch's namespace) or, with --store etcd, `store`. Standard
+    /// input and output are passed through, and weft exits with the
+    /// command's status (128 + the signal if it was killed). Example:
+    /// `weft lab exec node1 -- ip route`.
+    Exec(ExecArgs),
+
+    /// Restart one node's agent (SIGTERM, wait, start, wait until ready).
+    ///
+    /// The agent keeps its lease and the dataplane it programmed, so pods
+    /// keep their addresses and, on a real backend, their traffic.
+    Restart(RestartArgs),
+
+    /// Remove everything a lab made: agents, etcd, namespaces, files.
+    ///
+    /// Works without the lab's state file (after a crash) and when there
+    /// is nothing left to remove, so it is always safe to run.
+    Down(NameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// The lab's name; several labs with different names can coexist.
+    #[arg(long, default_value = names::DEFAULT_NAME)]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// How many nodes (1 to 200).
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+    /// The backend every agent runs (net-conf.json's Backend.Type).
+    #[arg(long, value_enum, default_value_t = BackendArg::Vxlan)]
+    backend: BackendArg,
+    /// Where leases are kept.
+    #[arg(long, value_enum, default_value_t = StoreArg::Local)]
+    store: StoreArg,
+    /// How many pods on each node (0 to 50).
+    #[arg(long, default_value_t = 1)]
+    pods_per_node: u32,
+    /// Where weftd and flannel are (default: next to this weft binary).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Masquerade pod traffic leaving the cluster network (weftd
+    /// --ip-masq), as kube-flannel.yml does.
+    #[arg(long)]
+    ip_masq: bool,
+    /// Keep the masquerade and forward rules in nftables tables instead of
+    /// iptables chains (net-conf.json's "EnableNFTables": true).
+    #[arg(long)]
+    nftables: bool,
+    /// An extra weftd flag for every agent (repeatable), e.g.
+    /// --agent-arg=-v=2.
+    #[arg(long = "agent-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    agent_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    Vxlan,
+    HostGw,
+    Ipip,
+    Wireguard,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StoreArg {
+    /// One SQLite file shared by all agents.
+    Local,
+    /// A real etcd in its own namespace on the underlay.
+    Etcd,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// Print one JSON object instead of the matrix.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// A node (node1), a pod (node1-pod1), `underlay`, or `store`.
+    target: String,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    name: NameArg,
+    /// The node whose agent restarts (node1 …).
+    node: String,
+}
+
+pub fn run(command: LabCommand) -> ExitCode {
+    let result = weft_lab::require_root().and_then(|()| match command {
+        LabCommand::Up(args) => up(args),
+        LabCommand::Check(args) => check(&args),
+        LabCommand::Exec(args) => exec(&args),
+        LabCommand::Restart(args) => restart(&args),
+        LabCommand::Down(args) => down(&args),
+    });
+    result.unwrap_or_else(|e| {
+        say_err(&format!("error: {e}"));
+        ExitCode::FAILURE
+    })
+}
+
+fn up(args: UpArgs) -> Result<ExitCode, LabError> {
+    let mut spec = LabSpec::new(&args.name.name)?;
+    spec.nodes = args.nodes;
+    spec.pods_per_node = args.pods_per_node;
+    spec.agent_args = args.agent_args.clone();
+    if args.ip_masq {
+        spec.agent_args.push("--ip-masq".to_owned());
+    }
+    if args.nftables {
+        spec.net_conf_options
+            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
+    }
+    spec.backend = match args.backend {
+        BackendArg::Vxlan => Backend::Vxlan,
+        BackendArg::HostGw => Backend::HostGw,
+        BackendArg::Ipip => Backend::Ipip,
+        BackendArg::Wireguard => Backend::Wireguard,
+        BackendArg::None => Backend::None,
+    };
+    spec.store = match args.store {
+        StoreArg::Local => StoreKind::Local,
+        StoreArg::Etcd => StoreKind::Etcd,
+    };
+    if let Some(dir) = args.bin_dir {
+        spec.bin_dir = dir;
+    }
+    let result = Lab::up_with_progress(&spec, &mut |line| say_err(&format!("weft lab: {line}")));
+    match result {
+        Ok(lab) => {
+            say(&print::up_summary(&lab));
+            Ok(ExitCode::SUCCESS)
+        }
+        // Something was built: say where to look and how to clean up.
+        Err(e) if spec.name.state_dir().exists() => {
+            let name = &spec.name;
+            Err(LabError::Invalid(format!(
+                "{e}\n\nthe lab is left as it is for inspection (files in {}); \
+                 `weft lab down{}` removes it",
+                name.state_dir().display(),
+                name.flag()
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode, LabError> {
+    let lab = Lab::open(&args.name.name)?;
+    let report = lab.check()?;
+    if args.json {
+        let json = serde_json::to_string(&report)
+            .map_err(|e| LabError::Invalid(format!("cannot encode the report: {e}")))?;
+        say(&format!("{json}\n"));
+    } else {
+        say(&print::check_matrix(&lab, &report));
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn exec(args: &ExecArgs) -> Result<ExitCode, LabError> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let lab = Lab::open(&args.name.name)?;
+    let status = lab.exec(&args.target, &args.command)?;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn restart(args: &RestartArgs) -> Result<ExitCode, LabError> {
+    let mut lab = Lab::open(&args.name.name)?;
+    let status = lab.restart(&args.node)?;
+    let node = lab.node(&args.node)?;
+    let subnets: Vec<String> = status.subnets.iter().map(ToString::to_string).collect();
+    say(&format!(
+        "restarted the agent on {} (pid {}): ready, subnet {}\n",
+        node.name,
+        node.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
+        subnets.join(", ")
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn down(args: &NameArg) -> Result<ExitCode, LabError> {
+    let report = Lab::down_by_name(&args.name)?;
+    for warning in &report.warnings {
+        say_err(&format!("warning: {warning}"));
+    }
+    if report.is_empty() {
+        say(&format!(
+            "no lab named {:?} here: nothing to remove\n",
+            args.name
+        ));
+    } else {
+        say(&format!(
+            "removed lab {:?}: {} processes, {} namespaces, {}\n",
+            args.name,
+            report.processes.len(),
+            report.namespaces.len(),
+            if report.files.is_empty() {
+                "no files"
+            } else {
+                "its files"
+            },
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`weft lab up | head`) is not worth a
+/// panic, least of all after the work is done.
+fn say(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// Writes one line to stderr, ignoring a closed pipe (progress lines must
+/// never abort a half-built lab).
+fn say_err(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

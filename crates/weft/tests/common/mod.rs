@@ -1,0 +1,114 @@
+//! Shared fixtures for the end-to-end tests: a lab that is always torn
+//! down, commands inside its namespaces, and waiting for conditions.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use weft_lab::{Backend, Lab, LabSpec};
+
+/// True when the tests can run; prints why not otherwise.
+pub fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        true
+    } else {
+        eprintln!("skipping: needs root (network namespaces)");
+        false
+    }
+}
+
+/// A lab removed when the test ends, pass or fail.
+pub struct TestLab(Option<Lab>);
+
+impl TestLab {
+    pub fn up(name: &str, backend: Backend, agent_args: &[&str]) -> TestLab {
+        Self::up_with(name, backend, |spec| {
+            spec.agent_args = agent_args.iter().map(|s| (*s).to_owned()).collect();
+        })
+    }
+
+    pub fn up_with(name: &str, backend: Backend, tweak: impl FnOnce(&mut LabSpec)) -> TestLab {
+        let _ = Lab::down_by_name(name);
+        let mut spec = LabSpec::new(name).unwrap();
+        spec.backend = backend;
+        tweak(&mut spec);
+        match Lab::up(&spec) {
+            Ok(lab) => TestLab(Some(lab)),
+            Err(e) => panic!("lab {name} did not come up: {e}"),
+        }
+    }
+
+    pub fn adopt(lab: Lab) -> TestLab {
+        TestLab(Some(lab))
+    }
+
+    pub fn lab(&self) -> &Lab {
+        self.0.as_ref().unwrap()
+    }
+
+    pub fn lab_mut(&mut self) -> &mut Lab {
+        self.0.as_mut().unwrap()
+    }
+
+    /// Runs `argv` in `target`'s namespace, capturing its output.
+    pub fn run(&self, target: &str, argv: &[&str]) -> Output {
+        let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+        self.lab()
+            .in_netns(target, move || {
+                Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .output()
+                    .map_err(|e| weft_lab::LabError::io(format!("running {}", argv[0]), e))
+            })
+            .unwrap()
+    }
+
+    /// Stdout of a command that must succeed.
+    pub fn ok(&self, target: &str, argv: &[&str]) -> String {
+        let out = self.run(target, argv);
+        assert!(
+            out.status.success(),
+            "{argv:?} in {target} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn pod_ip(&self, pod: &str) -> String {
+        self.lab().pod(pod).unwrap().addresses[0].addr().to_string()
+    }
+
+    pub fn subnet(&self, node: &str) -> String {
+        self.lab().node(node).unwrap().subnets[0].to_string()
+    }
+
+    /// The matrix must pass, with a readable report if it does not.
+    pub fn assert_matrix(&self) {
+        let report = self.lab().check().unwrap();
+        let failed: Vec<String> = report
+            .pairs
+            .iter()
+            .filter(|p| !(p.icmp && p.tcp))
+            .map(|p| format!("{} -> {} ({}): icmp={} tcp={}", p.from, p.to, p.family, p.icmp, p.tcp))
+            .collect();
+        assert!(report.ok && failed.is_empty(), "pairs failed: {failed:#?}");
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        if let Some(lab) = self.0.take() {
+            let _ = lab.down();
+        }
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,303 @@
+//! End to end, per backend, in a lab of real agents and CNI-made pods:
+//! the pod matrix, a departed node cleaned up, an agent killed under load
+//! without a lost packet, tampering repaired, the pod MTU honest, and
+//! masquerade to the outside.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use common::{TestLab, root, wait_until};
+use weft_core::etcd_key;
+use weft_core::lease::LeaseSubnets;
+use weft_lab::{Backend, Signal};
+use weft_store::kv::Kv;
+use weft_store::local::LocalKv;
+
+fn mtu_of(lab: &TestLab, node: &str) -> u32 {
+    let env = std::fs::read_to_string(lab.lab().node(node).unwrap().dir.join("subnet.env")).unwrap();
+    env.lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn routes(lab: &TestLab, node: &str) -> String {
+    lab.ok(node, &["ip", "route"])
+}
+
+fn pod_matrix(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up(name, backend, &[]);
+    lab.assert_matrix();
+}
+
+/// A node that is gone (agent dead, lease removed as an operator or the
+/// TTL would) leaves every other node's kernel.
+fn departed_node_is_cleaned_up(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let mut lab = TestLab::up(name, backend, &[]);
+    let gone = lab.subnet("node3");
+    assert!(routes(&lab, "node1").contains(&gone));
+    lab.lab_mut().kill_agent("node3", Signal::SIGKILL).unwrap();
+
+    let db = lab.lab().name().state_dir().join("leases.db");
+    let node3 = lab.lab().node("node3").unwrap().subnets[0];
+    let key = etcd_key::lease_key(
+        etcd_key::DEFAULT_PREFIX,
+        &LeaseSubnets {
+            v4: weft_core::prefix::as_v4(node3),
+            v6: None,
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let kv = LocalKv::open(&db).unwrap();
+        let entry = kv.get(&key).await.unwrap().expect("node3's lease");
+        assert!(kv.delete(&key, entry.mod_rev).await.unwrap());
+    });
+
+    wait_until(Duration::from_secs(10), "node3's route to leave node1", || {
+        !routes(&lab, "node1").contains(&gone)
+    });
+    if backend == Backend::Vxlan {
+        let gw = gone.split('/').next().unwrap().to_owned();
+        assert!(!lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"]).contains(&gw));
+        assert!(!lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"]).contains("192.0.2.3"));
+    }
+    assert!(!routes(&lab, "node2").contains(&gone));
+}
+
+/// SIGKILL and restart an agent while a 10 ms ping and a TCP stream cross
+/// its node: the kernel keeps forwarding, nothing is lost.
+fn agent_killed_under_load_loses_nothing(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let mut lab = TestLab::up(name, backend, &[]);
+    let target = lab.pod_ip("node2-pod1");
+    let server = lab
+        .lab()
+        .in_netns("node2-pod1", || {
+            std::process::Command::new("iperf3")
+                .args(["-s", "-1"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
+        })
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (ping, stream) = std::thread::scope(|s| {
+        let ping = s.spawn(|| lab.run("node1-pod1", &["ping", "-i", "0.01", "-c", "400", "-W", "1", &target]));
+        let stream = s.spawn(|| lab.run("node1-pod1", &["iperf3", "-c", &target, "-t", "4", "-b", "200M"]));
+        std::thread::sleep(Duration::from_millis(800));
+        lab.lab_mut_unchecked_kill("node2");
+        (ping.join().unwrap(), stream.join().unwrap())
+    });
+    drop(server);
+    let ping_out = String::from_utf8_lossy(&ping.stdout);
+    assert!(ping_out.contains(" 0% packet loss"), "pings were lost:\n{ping_out}");
+    assert!(
+        stream.status.success(),
+        "the TCP stream broke: {}{}",
+        String::from_utf8_lossy(&stream.stdout),
+        String::from_utf8_lossy(&stream.stderr)
+    );
+    lab.lab_mut().start_agent("node2").unwrap();
+    lab.assert_matrix();
+}
+
+/// The route to a peer deleted by hand comes back by itself; for vxlan the
+/// whole device too, with every peer entry.
+fn tampering_is_repaired(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up(name, backend, &[]);
+    let peer = lab.subnet("node2");
+    lab.ok("node1", &["ip", "route", "del", &peer]);
+    wait_until(Duration::from_secs(15), "the deleted route to come back", || {
+        routes(&lab, "node1").contains(&peer)
+    });
+    if backend == Backend::Vxlan {
+        lab.ok("node1", &["ip", "link", "del", "flannel.1"]);
+        wait_until(Duration::from_secs(15), "flannel.1 and its peers to come back", || {
+            let r = routes(&lab, "node1");
+            r.contains(&peer) && r.contains(&lab.subnet("node3"))
+        });
+        let addr = lab.ok("node1", &["ip", "addr", "show", "flannel.1"]);
+        let own = lab.subnet("node1").replace("/24", "/32");
+        assert!(addr.contains(&own), "{addr}");
+    }
+    lab.assert_matrix();
+}
+
+/// A packet of exactly the pod MTU with DF set crosses; one byte more is
+/// refused at once with "message too long", not silently dropped.
+fn pod_mtu_is_honest(name: &str, backend: Backend, expected_mtu: u32) {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up(name, backend, &[]);
+    let mtu = mtu_of(&lab, "node1");
+    assert_eq!(mtu, expected_mtu);
+    let target = lab.pod_ip("node2-pod1");
+    let fits = (mtu - 28).to_string();
+    lab.ok("node1-pod1", &["ping", "-M", "do", "-c", "1", "-W", "2", "-s", &fits, &target]);
+    let over = (mtu - 27).to_string();
+    let out = lab.run("node1-pod1", &["ping", "-M", "do", "-c", "1", "-W", "2", "-s", &over, &target]);
+    assert!(!out.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("message too long"), "{text}");
+}
+
+/// With --ip-masq a pod reaching the outside arrives with its node's
+/// address; the rules read back are flannel's layout.
+fn masquerade_to_outside(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up(name, backend, &["--ip-masq"]);
+    let listener = lab
+        .lab()
+        .in_netns("underlay", || {
+            TcpListener::bind("198.51.100.1:0").map_err(|e| weft_lab::LabError::io("bind", e))
+        })
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(false).unwrap();
+    let accept = std::thread::spawn(move || -> SocketAddr {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        let _ = conn.read(&mut buf);
+        peer
+    });
+    let script = format!("exec 3<>/dev/tcp/198.51.100.1/{port}; printf hello >&3");
+    lab.ok("node1-pod1", &["bash", "-c", &script]);
+    let peer = accept.join().unwrap();
+    assert_eq!(peer.ip().to_string(), "192.0.2.1", "the pod's traffic was not masqueraded");
+
+    let nat = lab.ok("node1", &["iptables-save", "-t", "nat"]);
+    let subnet = lab.subnet("node1");
+    let expected = [
+        "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG".to_owned(),
+        "-A FLANNEL-POSTRTG -m mark --mark 0x4000/0x4000 -m comment --comment \"flanneld masq\" -j RETURN".to_owned(),
+        format!("-A FLANNEL-POSTRTG -s {subnet} -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN"),
+        format!("-A FLANNEL-POSTRTG -s 10.244.0.0/16 -d {subnet} -m comment --comment \"flanneld masq\" -j RETURN"),
+        format!("-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d {subnet} -m comment --comment \"flanneld masq\" -j RETURN"),
+        "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
+        "-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
+    ];
+    let got: Vec<&str> = nat.lines().filter(|l| l.contains("flanneld masq")).collect();
+    assert_eq!(got, expected.iter().map(String::as_str).collect::<Vec<_>>(), "{nat}");
+    let filter = lab.ok("node1", &["iptables-save", "-t", "filter"]);
+    for line in [
+        "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD",
+        "-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT",
+        "-A FLANNEL-FWD -d 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT",
+    ] {
+        assert!(filter.contains(line), "{line} missing:\n{filter}");
+    }
+    lab.assert_matrix();
+}
+
+trait KillUnchecked {
+    fn lab_mut_unchecked_kill(&self, node: &str);
+}
+
+impl KillUnchecked for TestLab {
+    /// SIGKILL by pid from the lab's state, usable while other threads hold
+    /// `&TestLab` (the scoped threads of the load test).
+    fn lab_mut_unchecked_kill(&self, node: &str) {
+        let pid = self.lab().node(node).unwrap().pid.expect("agent running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    }
+}
+
+macro_rules! suite {
+    ($module:ident, $backend:expr, $tag:literal, $mtu:expr) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn pod_matrix_passes() {
+                pod_matrix(concat!("e2m", $tag), $backend);
+            }
+
+            #[test]
+            fn departed_node_leaves_every_other_node() {
+                departed_node_is_cleaned_up(concat!("e2d", $tag), $backend);
+            }
+
+            #[test]
+            fn agent_killed_under_load_loses_nothing() {
+                super::agent_killed_under_load_loses_nothing(concat!("e2k", $tag), $backend);
+            }
+
+            #[test]
+            fn tampering_is_repaired() {
+                super::tampering_is_repaired(concat!("e2t", $tag), $backend);
+            }
+
+            #[test]
+            fn pod_mtu_is_honest() {
+                super::pod_mtu_is_honest(concat!("e2u", $tag), $backend, $mtu);
+            }
+
+            #[test]
+            fn masquerade_reaches_the_outside_as_the_node() {
+                masquerade_to_outside(concat!("e2q", $tag), $backend);
+            }
+        }
+    };
+}
+
+suite!(vxlan, Backend::Vxlan, "vx", 1450);
+suite!(host_gw, Backend::HostGw, "hg", 1500);
+
+#[test]
+fn nftables_rules_have_flannels_tables() {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("e2nft", Backend::Vxlan, |spec| {
+        spec.agent_args = vec!["--ip-masq".into()];
+        spec.net_conf_options
+            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
+    });
+    let ruleset = lab.ok("node1", &["nft", "list", "ruleset"]);
+    for want in ["table ip flannel-ipv4", "chain postrtg", "chain forward", "masquerade fully-random", "meta mark 0x00004000 return"] {
+        assert!(ruleset.contains(want), "{want} missing:\n{ruleset}");
+    }
+    assert!(!lab.ok("node1", &["iptables-save", "-t", "nat"]).contains("FLANNEL-POSTRTG"));
+    lab.assert_matrix();
+}
+
+#[test]
+fn ipip_on_a_kernel_without_ipip_fails_clearly() {
+    if !root() {
+        return;
+    }
+    let mut spec = weft_lab::LabSpec::new("e2ip").unwrap();
+    spec.backend = Backend::Ipip;
+    spec.nodes = 1;
+    spec.pods_per_node = 0;
+    let _ = weft_lab::Lab::down_by_name("e2ip");
+    match weft_lab::Lab::up(&spec) {
+        // This kernel has ipip after all: then it must carry traffic.
+        Ok(lab) => TestLab::adopt(lab).assert_matrix(),
+        Err(e) => {
+            let text = e.to_string();
+            let _ = weft_lab::Lab::down_by_name("e2ip");
+            assert!(text.contains("ipip"), "{text}");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `weft lab`, run as the real binary with the real `weftd` and `flannel`
+//! next to it (`cargo build --workspace` puts them there).
+//!
+//! Backend `none` leases subnets but moves no packets between nodes, so
+//! these tests check what it can show: distinct subnets, pod addresses
+//! inside them, same-node reachability, exec, restart, and a teardown
+//! that leaves nothing behind. The cross-node matrix per backend belongs
+//! to the dataplane's end-to-end tests.
+//!
+//! Needs root (network namespaces); says "skipping" otherwise. Every lab
+//! gets a name unique to this run, so the tests run in parallel with each
+//! other and with anybody's `weft` lab.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `weft args…` and asserts success, showing its output otherwise.
+fn weft_ok(args: &[&str]) -> Output {
+    let out = weft(args);
+    assert!(
+        out.status.success(),
+        "weft {args:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    out
+}
+
+/// `None` (after printing why) when these tests cannot run here; panics
+/// when the workspace binaries are missing, which is a build problem to
+/// fix, not a reason to skip.
+fn prerequisites() -> Option<()> {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipping: weft lab needs root (network namespaces)");
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_BIN_EXE_weft")).parent().unwrap();
+    for bin in ["weftd", "flannel"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the workspace first (`cargo build --workspace`), then rerun",
+            dir.join(bin).display()
+        );
+    }
+    Some(())
+}
+
+/// A lab name unique to this test run; removes the lab when dropped, so a
+/// failed assertion leaves nothing behind.
+struct LabName(String);
+
+impl LabName {
+    fn new(test: &str) -> LabName {
+        LabName(format!("t{}-{test}", std::process::id()))
+    }
+
+    fn state(&self) -> Value {
+        let path = format!("/run/weft-lab/{}/lab.json", self.0);
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+}
+
+impl Drop for LabName {
+    fn drop(&mut self) {
+        let _ = weft(&["lab", "down", "--name", &self.0]);
+    }
+}
+
+fn netns_of(lab: &str) -> Vec<String> {
+    let prefix = format!("{lab}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Live (non-zombie) weftd processes of `lab`.
+fn agents_of(lab: &str) -> Vec<u32> {
+    let marker = format!("/run/weft-lab/{lab}/");
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = text(&std::fs::read(entry.path().join("cmdline")).unwrap_or_default());
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if cmdline.contains("weftd") && cmdline.contains(&marker) && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn node<'a>(state: &'a Value, name: &str) -> &'a Value {
+    state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+fn subnet_of(node: &Value) -> IpNet {
+    node["subnets"][0].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn lab_lifecycle_with_backend_none() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let lab = LabName::new("life");
+    let name = lab.0.as_str();
+    weft_ok(&[
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--backend",
+        "none",
+        "--nodes",
+        "2",
+        "--pods-per-node",
+        "2",
+    ]);
+
+    // Nodes exist, each with its own subnet, as the agents leased them.
+    let state = lab.state();
+    assert_eq!(state["backend"], "none");
+    let (n1, n2) = (node(&state, "node1"), node(&state, "node2"));
+    assert_eq!(n1["underlay_ip"], "192.0.2.1");
+    assert_ne!(subnet_of(n1), subnet_of(n2), "{state:#}");
+    for n in [n1, n2] {
+        assert!(
+            Path::new("/run/netns")
+                .join(n["netns"].as_str().unwrap())
+                .exists()
+        );
+        let env = PathBuf::from(n["dir"].as_str().unwrap()).join("subnet.env");
+        let env = std::fs::read_to_string(env).unwrap();
+        let first_host = subnet_of(n).hosts().next().unwrap();
+        assert!(
+            env.contains(&format!("FLANNEL_SUBNET={first_host}/")),
+            "{env}"
+        );
+    }
+    // Pods got addresses from their node's subnet through the CNI plugin.
+    let pods = state["pods"].as_array().unwrap();
+    let names: Vec<&str> = pods.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["node1-pod1", "node1-pod2", "node2-pod1", "node2-pod2"]
+    );
+    for pod in pods {
+        let address: IpNet = pod["addresses"][0].as_str().unwrap().parse().unwrap();
+        let subnet = subnet_of(node(&state, pod["node"].as_str().unwrap()));
+        assert!(subnet.contains(&address.addr()), "{pod} outside {subnet}");
+    }
+
+    // The matrix: same-node pairs pass; with backend none nothing routes
+    // between nodes, so cross-node pairs fail and the exit status says so.
+    let out = weft(&["lab", "check", "--name", name, "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    let pairs = report["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 12, "{report:#}");
+    for pair in pairs {
+        let node_of = |pod: &Value| pod.as_str().unwrap().split('-').next().unwrap().to_owned();
+        assert_eq!(pair["family"], "ipv4");
+        let same_node = node_of(&pair["from"]) == node_of(&pair["to"]);
+        assert_eq!(pair["icmp"], same_node, "{pair}");
+        assert_eq!(pair["tcp"], same_node, "{pair}");
+    }
+    assert_eq!(report["ok"], false);
+    assert!(!out.status.success());
+
+    // exec runs inside the namespace and forwards the exit status.
+    let out = weft_ok(&[
+        "lab", "exec", "--name", name, "node1", "--", "ip", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(
+        text(&out.stdout).contains("inet 192.0.2.1/24"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = weft(&[
+        "lab",
+        "exec",
+        "--name",
+        name,
+        "node2-pod1",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+
+    // restart keeps the node's subnet.
+    let old_pid = n1["pid"].as_u64().unwrap();
+    weft_ok(&["lab", "restart", "--name", name, "node1"]);
+    let after = lab.state();
+    let n1_after = node(&after, "node1");
+    assert_eq!(subnet_of(n1_after), subnet_of(n1));
+    assert_ne!(n1_after["pid"].as_u64().unwrap(), old_pid);
+    assert_eq!(agents_of(name).len(), 2);
+
+    // down removes everything, and again is fine.
+    weft_ok(&["lab", "down", "--name", name]);
+    assert_eq!(netns_of(name), Vec::<String>::new());
+    assert!(!Path::new("/run/weft-lab").join(name).exists());
+    assert_eq!(agents_of(name), Vec::<u32>::new());
+    let again = weft_ok(&["lab", "down", "--name", name]);
+    assert!(
+        text(&again.stdout).contains("nothing to remove"),
+        "{}",
+        text(&again.stdout)
+    );
+}
+
+#[test]
+fn up_replaces_a_lab_of_the_same_name() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let lab = LabName::new("twice");
+    let name = lab.0.as_str();
+    let up = [
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--backend",
+        "none",
+        "--nodes",
+        "1",
+        "--pods-per-node",
+        "1",
+    ];
+    weft_ok(&up);
+    let first: Vec<u32> = agents_of(name);
+    assert_eq!(first.len(), 1);
+
+    weft_ok(&up);
+    let second = agents_of(name);
+    assert_eq!(second.len(), 1, "the first lab's agent must be gone");
+    assert_ne!(first, second);
+    let state = lab.state();
+    assert_eq!(state["pods"].as_array().unwrap().len(), 1);
+    let addr: IpAddr = state["pods"][0]["addresses"][0]
+        .as_str()
+        .unwrap()
+        .parse::<IpNet>()
+        .unwrap()
+        .addr();
+    // The pod answers from its node: the second lab is wired, not a husk.
+    let out = weft_ok(&[
+        "lab",
+        "exec",
+        "--name",
+        name,
+        "node1",
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &addr.to_string(),
+    ]);
+    assert!(
+        text(&out.stdout).contains("1 received"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn errors_name_the_problem() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let out = weft(&["lab", "up", "--name", "Bad_Name"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("lab name \"Bad_Name\" is not usable"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let lab = LabName::new("bins");
+    let out = weft(&["lab", "up", "--name", &lab.0, "--bin-dir", "/nonexistent"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("cargo build --workspace"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = weft(&["lab", "check", "--name", &lab.0]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no lab named"),
+        "{}",
+        text(&out.stderr)
+    );
+}
