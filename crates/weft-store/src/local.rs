@@ -68,6 +68,13 @@ fn sql_err(e: rusqlite::Error) -> KvError {
     }
 }
 
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -161,11 +168,26 @@ impl LocalKv {
         }
         let conn = Connection::open(&path).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(sql_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err)?;
-        conn.execute_batch(SCHEMA).map_err(sql_err)?;
+        // Switching a new file to WAL needs an exclusive lock, and SQLite
+        // reports SQLITE_BUSY for it at once, without waiting out the busy
+        // timeout: several agents opening a fresh file together (the lab)
+        // would fail. Retry for a while instead.
+        let mut delay = Duration::from_millis(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let setup = conn
+                .pragma_update(None, "journal_mode", "WAL")
+                .and_then(|()| conn.pragma_update(None, "synchronous", "NORMAL"))
+                .and_then(|()| conn.execute_batch(SCHEMA));
+            match setup {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_millis(200));
+                }
+                Err(e) => return Err(sql_err(e)),
+            }
+        }
         Ok(LocalKv {
             path,
             conn: Arc::new(Mutex::new(conn)),
