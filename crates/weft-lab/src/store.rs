@@ -73,31 +73,7 @@ pub fn start_etcd(
     let data_dir = dir.join("etcd");
     let log = dir.join("etcd.log");
     let endpoint = format!("http://{STORE_IP}:2379");
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .ctx(|| format!("cannot open {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .ctx(|| format!("cannot reopen {}", log.display()))?;
-    let mut cmd = Command::new(&etcd);
-    cmd.arg("--name=weft-lab")
-        .arg(format!("--data-dir={}", data_dir.display()))
-        .arg(format!(
-            "--listen-client-urls={endpoint},http://127.0.0.1:2379"
-        ))
-        .arg(format!("--advertise-client-urls={endpoint}"))
-        .arg("--listen-peer-urls=http://127.0.0.1:2380")
-        .arg("--initial-advertise-peer-urls=http://127.0.0.1:2380")
-        .arg("--initial-cluster=weft-lab=http://127.0.0.1:2380")
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(out))
-        .stderr(Stdio::from(err))
-        .process_group(0);
-    let mut child = spawn_in(&netns, &mut cmd)?;
-    process::write_pid_file(&dir.join("etcd.pid"), child.id())?;
+    let mut child = spawn_etcd(&etcd, &netns, &endpoint, &dir)?;
     let state = StoreState::Etcd {
         endpoint: endpoint.clone(),
         netns: netns.clone(),
@@ -128,6 +104,90 @@ pub fn start_etcd(
             }
             Err(_) => std::thread::sleep(Duration::from_millis(200)),
         }
+    }
+}
+
+/// Starts the etcd process of a lab (its namespace and data exist).
+fn spawn_etcd(etcd: &Path, netns: &str, endpoint: &str, dir: &Path) -> Result<Child, LabError> {
+    let data_dir = dir.join("etcd");
+    let log = dir.join("etcd.log");
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .ctx(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    let mut cmd = Command::new(etcd);
+    cmd.arg("--name=weft-lab")
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!(
+            "--listen-client-urls={endpoint},http://127.0.0.1:2379"
+        ))
+        .arg(format!("--advertise-client-urls={endpoint}"))
+        .arg("--listen-peer-urls=http://127.0.0.1:2380")
+        .arg("--initial-advertise-peer-urls=http://127.0.0.1:2380")
+        .arg("--initial-cluster=weft-lab=http://127.0.0.1:2380")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
+    let child = spawn_in(netns, &mut cmd)?;
+    process::write_pid_file(&dir.join("etcd.pid"), child.id())?;
+    Ok(child)
+}
+
+/// Starts a lab's etcd again after [`crate::Lab::stop_store`], on the same
+/// data, and waits until it serves. For fault tests.
+pub fn restart_etcd(lab: &LabName, timeout: Duration) -> Result<Child, LabError> {
+    let etcd =
+        find_tool(ETCD).ok_or_else(|| LabError::Missing("etcd is not installed".to_owned()))?;
+    let etcdctl = find_tool("etcdctl")
+        .ok_or_else(|| LabError::Missing("etcdctl is not installed".to_owned()))?;
+    let netns = lab.store_netns();
+    let endpoint = format!("http://{STORE_IP}:2379");
+    let dir = lab.state_dir();
+    let mut child = spawn_etcd(&etcd, &netns, &endpoint, &dir)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(LabError::NotReady {
+                who: format!("etcd (netns {netns})"),
+                problem: format!("exited ({exit}) after a restart"),
+                log: dir.join("etcd.log"),
+                tail: process::tail(&dir.join("etcd.log"), 25),
+            });
+        }
+        let healthy = in_netns(&netns, || {
+            Command::new(&etcdctl)
+                .env("ETCDCTL_API", "3")
+                .arg(format!("--endpoints={endpoint}"))
+                .args([
+                    "--dial-timeout=1s",
+                    "--command-timeout=2s",
+                    "endpoint",
+                    "health",
+                ])
+                .stdin(Stdio::null())
+                .output()
+                .ctx(|| "cannot run etcdctl".to_owned())
+        })
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+        if healthy {
+            return Ok(child);
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::NotReady {
+                who: format!("etcd (netns {netns})"),
+                problem: "did not serve again in time".to_owned(),
+                log: dir.join("etcd.log"),
+                tail: process::tail(&dir.join("etcd.log"), 25),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -112,7 +112,67 @@ fn many_agents_opening_a_new_file_at_once_all_succeed() {
             })
             .collect();
         for t in threads {
-            t.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            t.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
         }
     }
+}
+
+/// The file locked by another process for longer than the TTL: nobody can
+/// renew meanwhile, and when it is released the leases get a full TTL
+/// again instead of being swept (as etcd refreshes leases when it comes
+/// back); the peer never leaves the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_survive_the_file_being_locked_longer_than_their_ttl() {
+    use std::sync::Arc;
+    use weft_store::LeaseStore;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leases.db");
+    let cfg = contract::none_config();
+    let ttl = Duration::from_secs(3);
+    let own_store = Arc::new(contract::store(open(&dir), ttl));
+    let own = own_store
+        .acquire(&cfg, &contract::request(1))
+        .await
+        .unwrap();
+    let peer_store = contract::store(open(&dir), ttl);
+    let peer = peer_store
+        .acquire(&cfg, &contract::request(2))
+        .await
+        .unwrap();
+    let (mut rx, _task) = contract::start_watch(own_store.clone(), cfg.clone(), own.subnets);
+    contract::wait_for(&mut rx, Duration::from_secs(5), "the peer", |s| {
+        contract::has_peer(s, &peer.subnets)
+    })
+    .await;
+
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        std::thread::sleep(Duration::from_secs(6));
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    // While locked, renewals fail (the agent retries); the peer stays.
+    let mut watcher = rx.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(12);
+    let (mut own_lease, mut peer_lease) = (own.clone(), peer.clone());
+    while tokio::time::Instant::now() < deadline {
+        // Both "agents" keep trying to renew, as weftd does.
+        if let Ok(renewed) = own_store.renew(&own_lease).await {
+            own_lease = renewed;
+        }
+        if let Ok(renewed) = peer_store.renew(&peer_lease).await {
+            peer_lease = renewed;
+        }
+        let snap = watcher.borrow_and_update().clone().unwrap();
+        assert!(
+            contract::has_peer(&snap, &peer.subnets),
+            "the peer left during or after the lock"
+        );
+        assert!(snap.own_present, "our lease was swept after the lock");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    locker.join().unwrap();
 }

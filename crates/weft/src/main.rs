@@ -7,8 +7,8 @@
 
 mod check;
 mod config;
-mod out;
 mod lab;
+mod out;
 mod status;
 
 use std::path::PathBuf;

@@ -96,12 +96,14 @@ async fn read_kernel(desired: &DesiredView) -> Result<Kernel> {
             if n.state == NeighState::Permanent
                 && let Some(mac) = n.mac
             {
-                k.neighbours.insert((link.name.clone(), n.ip.to_string(), mac.to_string()));
+                k.neighbours
+                    .insert((link.name.clone(), n.ip.to_string(), mac.to_string()));
             }
         }
         for f in nl.fdb(link.index).await? {
             if let Some(dst) = f.dst {
-                k.fdb.insert((link.name.clone(), f.mac.to_string(), dst.to_string()));
+                k.fdb
+                    .insert((link.name.clone(), f.mac.to_string(), dst.to_string()));
             }
         }
     }
@@ -136,7 +138,13 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
         }
     }
     for r in &desired.routes {
-        let key = (r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, r.via.is_none());
+        let key = (
+            r.dst.clone(),
+            r.via.clone(),
+            r.dev.clone(),
+            r.onlink,
+            r.via.is_none(),
+        );
         if !k.routes.contains(&key) {
             drift.push(Drift {
                 kind: "route",
@@ -146,7 +154,10 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
         }
     }
     for n in &desired.neighbours {
-        if !k.neighbours.contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone())) {
+        if !k
+            .neighbours
+            .contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone()))
+        {
             drift.push(Drift {
                 kind: "neighbour",
                 what: format!("{} lladdr {} dev {}", n.ip, n.mac, n.dev),
@@ -155,7 +166,10 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
         }
     }
     for f in &desired.fdb {
-        if !k.fdb.contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone())) {
+        if !k
+            .fdb
+            .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
+        {
             drift.push(Drift {
                 kind: "fdb",
                 what: format!("{} dst {} dev {}", f.mac, f.dst, f.dev),
@@ -169,7 +183,11 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
 fn route_text(r: &weft_core::status::RouteView) -> String {
     match (&r.via, &r.dev) {
         (Some(via), Some(dev)) => {
-            format!("{} via {via} dev {dev}{}", r.dst, if r.onlink { " onlink" } else { "" })
+            format!(
+                "{} via {via} dev {dev}{}",
+                r.dst,
+                if r.onlink { " onlink" } else { "" }
+            )
         }
         _ => format!("blackhole {}", r.dst),
     }
@@ -187,28 +205,43 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
         .filter(|r| p.subnets.contains(&r.dst))
         .collect();
     let route_ok = (!routes.is_empty()).then(|| {
-        routes
-            .iter()
-            .all(|r| k.routes.contains(&(r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, false)))
+        routes.iter().all(|r| {
+            k.routes
+                .contains(&(r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, false))
+        })
     });
     let gateways: Vec<String> = p
         .subnets
         .iter()
         .filter_map(|s| s.split('/').next().map(str::to_owned))
         .collect();
-    let neighs: Vec<_> = desired.neighbours.iter().filter(|n| gateways.contains(&n.ip)).collect();
+    let neighs: Vec<_> = desired
+        .neighbours
+        .iter()
+        .filter(|n| gateways.contains(&n.ip))
+        .collect();
     let neigh_ok = (!neighs.is_empty()).then(|| {
-        neighs
-            .iter()
-            .all(|n| k.neighbours.contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone())))
+        neighs.iter().all(|n| {
+            k.neighbours
+                .contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone()))
+        })
     });
     let publics: Vec<&String> = p.public_ip.iter().chain(p.public_ipv6.iter()).collect();
-    let fdbs: Vec<_> = desired.fdb.iter().filter(|f| publics.contains(&&f.dst)).collect();
+    let fdbs: Vec<_> = desired
+        .fdb
+        .iter()
+        .filter(|f| publics.contains(&&f.dst))
+        .collect();
     let fdb_ok = (!fdbs.is_empty()).then(|| {
-        fdbs.iter()
-            .all(|f| k.fdb.contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone())))
+        fdbs.iter().all(|f| {
+            k.fdb
+                .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
+        })
     });
-    let state = match (&why_not, [route_ok, neigh_ok, fdb_ok].iter().flatten().all(|ok| *ok)) {
+    let state = match (
+        &why_not,
+        [route_ok, neigh_ok, fdb_ok].iter().flatten().all(|ok| *ok),
+    ) {
         (Some(why), _) => format!("not programmed: {why}"),
         (None, true) => "programmed".to_owned(),
         (None, false) => "drift".to_owned(),
@@ -228,11 +261,17 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
 /// Builds the report: agent view, per-peer rows and every drift.
 pub fn report(socket: &Path) -> Result<Report> {
     let resp = weft_lab::http::get(socket, "/v1/status", Duration::from_secs(5)).map_err(|e| {
-        anyhow::anyhow!("{e}: is weftd running on this node (and are you root)? see --status-socket")
+        anyhow::anyhow!(
+            "{e}: is weftd running on this node (and are you root)? see --status-socket"
+        )
     })?;
-    anyhow::ensure!(resp.status == 200, "the agent answered HTTP {}", resp.status);
-    let agent: StatusView =
-        serde_json::from_slice(&resp.body).context("the agent's answer is not a status document")?;
+    anyhow::ensure!(
+        resp.status == 200,
+        "the agent answered HTTP {}",
+        resp.status
+    );
+    let agent: StatusView = serde_json::from_slice(&resp.body)
+        .context("the agent's answer is not a status document")?;
     let desired = agent.desired.clone().unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -240,7 +279,11 @@ pub fn report(socket: &Path) -> Result<Report> {
         .context("cannot start a runtime")?;
     let kernel = runtime.block_on(read_kernel(&desired))?;
     let drift = compare(&desired, &kernel);
-    let peers = agent.peers.iter().map(|p| peer_row(p, &desired, &kernel)).collect();
+    let peers = agent
+        .peers
+        .iter()
+        .map(|p| peer_row(p, &desired, &kernel))
+        .collect();
     Ok(Report {
         ok: agent.ready && drift.is_empty() && agent.desired.is_some(),
         agent,
@@ -256,7 +299,10 @@ fn print_human(r: &Report) {
         a.version,
         a.store,
         a.backend,
-        a.backend_detail.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+        a.backend_detail
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default(),
         if a.ready { "ready" } else { "NOT READY" }
     );
     match &a.lease {
@@ -276,7 +322,11 @@ fn print_human(r: &Report) {
         ),
         None => say!("lease:   none yet"),
     }
-    say!("peers:   {} programmed, {} skipped", r.peers.len(), a.skipped.len());
+    say!(
+        "peers:   {} programmed, {} skipped",
+        r.peers.len(),
+        a.skipped.len()
+    );
     for p in &r.peers {
         let mark = |v: Option<bool>| match v {
             Some(true) => "ok",
@@ -287,7 +337,10 @@ fn print_human(r: &Report) {
             "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}  {}",
             p.id,
             p.subnets.join(","),
-            p.public_ip.clone().or(p.public_ipv6.clone()).unwrap_or_default(),
+            p.public_ip
+                .clone()
+                .or(p.public_ipv6.clone())
+                .unwrap_or_default(),
             mark(p.route),
             mark(p.neighbour),
             mark(p.fdb),
@@ -300,7 +353,10 @@ fn print_human(r: &Report) {
     if r.drift.is_empty() {
         say!("kernel:  matches what the agent wants");
     } else {
-        say!("kernel:  {} difference(s) from what the agent wants (the next resync repairs them):", r.drift.len());
+        say!(
+            "kernel:  {} difference(s) from what the agent wants (the next resync repairs them):",
+            r.drift.len()
+        );
         for d in &r.drift {
             say!("  {} {}: {}", d.kind, d.what, d.problem);
         }
@@ -325,7 +381,11 @@ pub fn run(socket: &Path, json: bool) -> ExitCode {
             } else {
                 print_human(&r);
             }
-            if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("error: {e:#}");

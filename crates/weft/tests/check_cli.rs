@@ -44,12 +44,22 @@ impl Drop for Netns {
 
 fn run(argv: &[&str]) {
     let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(out.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn check(ns: &Netns, conf: &std::path::Path) -> serde_json::Value {
     let weft = env!("CARGO_BIN_EXE_weft");
-    let out = ns.exec(&[weft, "check", "--json", "--net-config", conf.to_str().unwrap()]);
+    let out = ns.exec(&[
+        weft,
+        "check",
+        "--json",
+        "--net-config",
+        conf.to_str().unwrap(),
+    ]);
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
@@ -71,26 +81,52 @@ fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("net-conf.json");
-    std::fs::write(&conf, r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#).unwrap();
+    std::fs::write(
+        &conf,
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
+    )
+    .unwrap();
     let ns = Netns::new("a");
 
     let report = check(&ns, &conf);
     assert_eq!(finding(&report, "kernel vxlan")["level"], "ok");
     assert_eq!(finding(&report, "external interface")["level"], "ok");
-    assert!(finding(&report, "external interface")["seen"].as_str().unwrap().starts_with("eth0 (192.0.2.1)"));
-    assert_eq!(finding(&report, "pod MTU")["seen"], "1500 − 50 (vxlan) = 1450");
+    assert!(
+        finding(&report, "external interface")["seen"]
+            .as_str()
+            .unwrap()
+            .starts_with("eth0 (192.0.2.1)")
+    );
+    assert_eq!(
+        finding(&report, "pod MTU")["seen"],
+        "1500 − 50 (vxlan) = 1450"
+    );
     // A fresh namespace forwards nothing: the check must say so.
     assert_eq!(finding(&report, "ip_forward")["level"], "fail");
     assert_eq!(finding(&report, "firewall 8472/udp")["level"], "ok");
 
     ns.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-    ns.exec(&["iptables", "-A", "INPUT", "-p", "udp", "--dport", "8472", "-j", "DROP"]);
+    ns.exec(&[
+        "iptables", "-A", "INPUT", "-p", "udp", "--dport", "8472", "-j", "DROP",
+    ]);
     let report = check(&ns, &conf);
     assert_eq!(finding(&report, "ip_forward")["level"], "ok");
     let fw = finding(&report, "firewall 8472/udp");
     assert_eq!(fw["level"], "fail", "{fw}");
-    assert!(fw["seen"].as_str().unwrap().contains("--dport 8472 -j DROP"), "{fw}");
-    assert!(fw["fix"].as_str().unwrap().contains("iptables -I INPUT -p udp --dport 8472 -j ACCEPT"), "{fw}");
+    assert!(
+        fw["seen"]
+            .as_str()
+            .unwrap()
+            .contains("--dport 8472 -j DROP"),
+        "{fw}"
+    );
+    assert!(
+        fw["fix"]
+            .as_str()
+            .unwrap()
+            .contains("iptables -I INPUT -p udp --dport 8472 -j ACCEPT"),
+        "{fw}"
+    );
     assert_eq!(report["ok"], false);
 }
 
@@ -110,5 +146,8 @@ fn mtu_too_small_for_the_backend_fails() {
     let report = check(&ns, &conf);
     let mtu = finding(&report, "pod MTU");
     assert_eq!(mtu["level"], "fail", "{mtu}");
-    assert!(mtu["seen"].as_str().unwrap().contains("1250, below 1280"), "{mtu}");
+    assert!(
+        mtu["seen"].as_str().unwrap().contains("1250, below 1280"),
+        "{mtu}"
+    );
 }

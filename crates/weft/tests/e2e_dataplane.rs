@@ -18,7 +18,8 @@ use weft_store::kv::Kv;
 use weft_store::local::LocalKv;
 
 fn mtu_of(lab: &TestLab, node: &str) -> u32 {
-    let env = std::fs::read_to_string(lab.lab().node(node).unwrap().dir.join("subnet.env")).unwrap();
+    let env =
+        std::fs::read_to_string(lab.lab().node(node).unwrap().dir.join("subnet.env")).unwrap();
     env.lines()
         .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
         .unwrap()
@@ -58,20 +59,31 @@ fn departed_node_is_cleaned_up(name: &str, backend: Backend) {
             v6: None,
         },
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let kv = LocalKv::open(&db).unwrap();
         let entry = kv.get(&key).await.unwrap().expect("node3's lease");
         assert!(kv.delete(&key, entry.mod_rev).await.unwrap());
     });
 
-    wait_until(Duration::from_secs(10), "node3's route to leave node1", || {
-        !routes(&lab, "node1").contains(&gone)
-    });
+    wait_until(
+        Duration::from_secs(10),
+        "node3's route to leave node1",
+        || !routes(&lab, "node1").contains(&gone),
+    );
     if backend == Backend::Vxlan {
         let gw = gone.split('/').next().unwrap().to_owned();
-        assert!(!lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"]).contains(&gw));
-        assert!(!lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"]).contains("192.0.2.3"));
+        assert!(
+            !lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"])
+                .contains(&gw)
+        );
+        assert!(
+            !lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"])
+                .contains("192.0.2.3")
+        );
     }
     assert!(!routes(&lab, "node2").contains(&gone));
 }
@@ -96,15 +108,28 @@ fn agent_killed_under_load_loses_nothing(name: &str, backend: Backend) {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let (ping, stream) = std::thread::scope(|s| {
-        let ping = s.spawn(|| lab.run("node1-pod1", &["ping", "-i", "0.01", "-c", "400", "-W", "1", &target]));
-        let stream = s.spawn(|| lab.run("node1-pod1", &["iperf3", "-c", &target, "-t", "4", "-b", "200M"]));
+        let ping = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["ping", "-i", "0.01", "-c", "400", "-W", "1", &target],
+            )
+        });
+        let stream = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["iperf3", "-c", &target, "-t", "4", "-b", "200M"],
+            )
+        });
         std::thread::sleep(Duration::from_millis(800));
         lab.lab_mut_unchecked_kill("node2");
         (ping.join().unwrap(), stream.join().unwrap())
     });
     drop(server);
     let ping_out = String::from_utf8_lossy(&ping.stdout);
-    assert!(ping_out.contains(" 0% packet loss"), "pings were lost:\n{ping_out}");
+    assert!(
+        ping_out.contains(" 0% packet loss"),
+        "pings were lost:\n{ping_out}"
+    );
     assert!(
         stream.status.success(),
         "the TCP stream broke: {}{}",
@@ -124,15 +149,21 @@ fn tampering_is_repaired(name: &str, backend: Backend) {
     let lab = TestLab::up(name, backend, &[]);
     let peer = lab.subnet("node2");
     lab.ok("node1", &["ip", "route", "del", &peer]);
-    wait_until(Duration::from_secs(15), "the deleted route to come back", || {
-        routes(&lab, "node1").contains(&peer)
-    });
+    wait_until(
+        Duration::from_secs(15),
+        "the deleted route to come back",
+        || routes(&lab, "node1").contains(&peer),
+    );
     if backend == Backend::Vxlan {
         lab.ok("node1", &["ip", "link", "del", "flannel.1"]);
-        wait_until(Duration::from_secs(15), "flannel.1 and its peers to come back", || {
-            let r = routes(&lab, "node1");
-            r.contains(&peer) && r.contains(&lab.subnet("node3"))
-        });
+        wait_until(
+            Duration::from_secs(15),
+            "flannel.1 and its peers to come back",
+            || {
+                let r = routes(&lab, "node1");
+                r.contains(&peer) && r.contains(&lab.subnet("node3"))
+            },
+        );
         let addr = lab.ok("node1", &["ip", "addr", "show", "flannel.1"]);
         let own = lab.subnet("node1").replace("/24", "/32");
         assert!(addr.contains(&own), "{addr}");
@@ -151,11 +182,25 @@ fn pod_mtu_is_honest(name: &str, backend: Backend, expected_mtu: u32) {
     assert_eq!(mtu, expected_mtu);
     let target = lab.pod_ip("node2-pod1");
     let fits = (mtu - 28).to_string();
-    lab.ok("node1-pod1", &["ping", "-M", "do", "-c", "1", "-W", "2", "-s", &fits, &target]);
+    lab.ok(
+        "node1-pod1",
+        &[
+            "ping", "-M", "do", "-c", "1", "-W", "2", "-s", &fits, &target,
+        ],
+    );
     let over = (mtu - 27).to_string();
-    let out = lab.run("node1-pod1", &["ping", "-M", "do", "-c", "1", "-W", "2", "-s", &over, &target]);
+    let out = lab.run(
+        "node1-pod1",
+        &[
+            "ping", "-M", "do", "-c", "1", "-W", "2", "-s", &over, &target,
+        ],
+    );
     assert!(!out.status.success());
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("message too long"), "{text}");
 }
 
@@ -183,7 +228,11 @@ fn masquerade_to_outside(name: &str, backend: Backend) {
     let script = format!("exec 3<>/dev/tcp/198.51.100.1/{port}; printf hello >&3");
     lab.ok("node1-pod1", &["bash", "-c", &script]);
     let peer = accept.join().unwrap();
-    assert_eq!(peer.ip().to_string(), "192.0.2.1", "the pod's traffic was not masqueraded");
+    assert_eq!(
+        peer.ip().to_string(),
+        "192.0.2.1",
+        "the pod's traffic was not masqueraded"
+    );
 
     let nat = lab.ok("node1", &["iptables-save", "-t", "nat"]);
     let subnet = lab.subnet("node1");
@@ -196,8 +245,15 @@ fn masquerade_to_outside(name: &str, backend: Backend) {
         "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
         "-A FLANNEL-POSTRTG ! -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
     ];
-    let got: Vec<&str> = nat.lines().filter(|l| l.contains("flanneld masq")).collect();
-    assert_eq!(got, expected.iter().map(String::as_str).collect::<Vec<_>>(), "{nat}");
+    let got: Vec<&str> = nat
+        .lines()
+        .filter(|l| l.contains("flanneld masq"))
+        .collect();
+    assert_eq!(
+        got,
+        expected.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{nat}"
+    );
     let filter = lab.ok("node1", &["iptables-save", "-t", "filter"]);
     for line in [
         "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD",
@@ -274,10 +330,19 @@ fn nftables_rules_have_flannels_tables() {
             .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
     });
     let ruleset = lab.ok("node1", &["nft", "list", "ruleset"]);
-    for want in ["table ip flannel-ipv4", "chain postrtg", "chain forward", "masquerade fully-random", "meta mark 0x00004000 return"] {
+    for want in [
+        "table ip flannel-ipv4",
+        "chain postrtg",
+        "chain forward",
+        "masquerade fully-random",
+        "meta mark 0x00004000 return",
+    ] {
         assert!(ruleset.contains(want), "{want} missing:\n{ruleset}");
     }
-    assert!(!lab.ok("node1", &["iptables-save", "-t", "nat"]).contains("FLANNEL-POSTRTG"));
+    assert!(
+        !lab.ok("node1", &["iptables-save", "-t", "nat"])
+            .contains("FLANNEL-POSTRTG")
+    );
     lab.assert_matrix();
 }
 

@@ -13,9 +13,23 @@ use weft_lab::Backend;
 fn status(lab: &TestLab, node: &str) -> serde_json::Value {
     let socket = lab.lab().node(node).unwrap().dir.join("weftd.sock");
     let weft = env!("CARGO_BIN_EXE_weft");
-    let out = lab.run(node, &[weft, "status", "--json", "--socket", socket.to_str().unwrap()]);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = lab.run(
+        node,
+        &[
+            weft,
+            "status",
+            "--json",
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }
 
 fn http_get(lab: &TestLab, node: &str, path: &str) -> (u16, String) {
@@ -24,11 +38,19 @@ fn http_get(lab: &TestLab, node: &str, path: &str) -> (u16, String) {
         .in_netns(node, move || {
             let mut s = std::net::TcpStream::connect("127.0.0.1:8081")
                 .map_err(|e| weft_lab::LabError::io("connect to the health port", e))?;
-            write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .map_err(|e| weft_lab::LabError::io("send", e))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .map_err(|e| weft_lab::LabError::io("send", e))?;
             let mut raw = String::new();
-            s.read_to_string(&mut raw).map_err(|e| weft_lab::LabError::io("read", e))?;
-            let code = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            s.read_to_string(&mut raw)
+                .map_err(|e| weft_lab::LabError::io("read", e))?;
+            let code = raw
+                .split(' ')
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
             let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
             Ok((code, body))
         })
@@ -47,7 +69,10 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
     assert_eq!(peers.len(), 2, "{s:#}");
     for p in peers {
         assert_eq!(p["state"], "programmed", "{p}");
-        assert_eq!((p["route"].clone(), p["neighbour"].clone(), p["fdb"].clone()), (true.into(), true.into(), true.into()));
+        assert_eq!(
+            (p["route"].clone(), p["neighbour"].clone(), p["fdb"].clone()),
+            (true.into(), true.into(), true.into())
+        );
     }
     assert!(!serde_json::to_string(&s).unwrap().contains("PrivateKey"));
 
@@ -59,9 +84,18 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
         lab.ok("node1", &["ip", "route", "del", &peer]);
         let s = status(&lab, "node1");
         let drift = s["drift"].as_array().unwrap();
-        if drift.iter().any(|d| d["kind"] == "route" && d["what"].as_str().unwrap().starts_with(&peer)) {
+        if drift
+            .iter()
+            .any(|d| d["kind"] == "route" && d["what"].as_str().unwrap().starts_with(&peer))
+        {
             assert_eq!(s["ok"], false);
-            let row = s["peers"].as_array().unwrap().iter().find(|p| p["subnets"][0] == peer.as_str()).unwrap().clone();
+            let row = s["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["subnets"][0] == peer.as_str())
+                .unwrap()
+                .clone();
             assert_eq!(row["state"], "drift", "{row}");
             assert_eq!(row["route"], false, "{row}");
             seen_drift = true;
@@ -69,9 +103,11 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
         }
     }
     assert!(seen_drift, "weft status never reported the deleted route");
-    wait_until(Duration::from_secs(15), "the resync to repair the route", || {
-        status(&lab, "node1")["ok"] == true
-    });
+    wait_until(
+        Duration::from_secs(15),
+        "the resync to repair the route",
+        || status(&lab, "node1")["ok"] == true,
+    );
 }
 
 #[test]
@@ -80,12 +116,25 @@ fn readyz_and_metrics_answer_and_count() {
         return;
     }
     let lab = TestLab::up("e2mt", Backend::HostGw, &["--healthz-port=8081"]);
-    assert_eq!(http_get(&lab, "node1", "/healthz"), (200, "flanneld is running".into()));
-    assert_eq!(http_get(&lab, "node1", "/readyz"), (200, "flanneld is ready".into()));
+    assert_eq!(
+        http_get(&lab, "node1", "/healthz"),
+        (200, "flanneld is running".into())
+    );
+    assert_eq!(
+        http_get(&lab, "node1", "/readyz"),
+        (200, "flanneld is ready".into())
+    );
     let (code, text) = http_get(&lab, "node1", "/metrics");
     assert_eq!(code, 200);
-    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics text ends with # EOF");
-    let lines: Vec<String> = text.lines().filter(|l| *l != "# EOF").map(str::to_owned).collect();
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "OpenMetrics text ends with # EOF"
+    );
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| *l != "# EOF")
+        .map(str::to_owned)
+        .collect();
     let parsed = prometheus_parse::Scrape::parse(lines.into_iter().map(Ok)).unwrap();
     let value = |name: &str| -> f64 {
         parsed
@@ -93,7 +142,9 @@ fn readyz_and_metrics_answer_and_count() {
             .iter()
             .filter(|s| s.metric == name)
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
                 _ => 0.0,
             })
             .sum()
@@ -103,12 +154,16 @@ fn readyz_and_metrics_answer_and_count() {
     assert!(value("weft_lease_expiry_timestamp_seconds") > 1.7e9);
     let passes = value("weft_reconcile_passes_total");
     assert!(passes >= 1.0);
-    assert!(value("weft_kernel_changes_total") >= 2.0, "two peer routes were set");
+    assert!(
+        value("weft_kernel_changes_total") >= 2.0,
+        "two peer routes were set"
+    );
     // Tampering moves the counters.
     let peer = lab.subnet("node2");
     lab.ok("node1", &["ip", "route", "del", &peer]);
     wait_until(Duration::from_secs(15), "the repair to be counted", || {
         let (_, t) = http_get(&lab, "node1", "/metrics");
-        t.lines().any(|l| l.starts_with("weft_kernel_changes_total{kind=\"route_set\"} 3"))
+        t.lines()
+            .any(|l| l.starts_with("weft_kernel_changes_total{kind=\"route_set\"} 3"))
     });
 }

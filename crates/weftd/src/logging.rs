@@ -50,7 +50,9 @@ pub fn init(v: u32, json: bool) -> anyhow::Result<()> {
     let installed = if json {
         builder.json().with_current_span(false).try_init()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).try_init()
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
     installed.map_err(|e| anyhow!("cannot install the logger: {e}"))?;
     if let Some(warning) = warning {

@@ -107,3 +107,26 @@ impl Lab {
             .or_else(|| expected.find_all().into_iter().next())
     }
 }
+
+impl Lab {
+    /// Kills the lab's etcd with SIGKILL, as a crash would (fault tests).
+    /// Its data stays; [`Lab::start_store`] brings it back.
+    pub fn stop_store(&mut self) -> Result<(), LabError> {
+        let Some(mut child) = self.children.remove(crate::store::ETCD) else {
+            return Err(LabError::Invalid(
+                "this lab's store is not an etcd this process started".to_owned(),
+            ));
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Starts the lab's etcd again after [`Lab::stop_store`] and waits until
+    /// it serves.
+    pub fn start_store(&mut self) -> Result<(), LabError> {
+        let child = crate::store::restart_etcd(&self.state.name, READY_TIMEOUT)?;
+        self.children.insert(crate::store::ETCD.to_owned(), child);
+        Ok(())
+    }
+}

@@ -32,7 +32,10 @@ pub fn backend_ports(cfg: Option<&NetConfig>) -> Vec<(u16, &'static str)> {
 /// The vxlan devices of this namespace with their ports, for telling our
 /// own listener from a stranger's.
 fn vxlan_devices() -> Vec<(String, u16)> {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
         return Vec::new();
     };
     rt.block_on(async {
@@ -57,7 +60,11 @@ pub fn dropping_rules(port: u16, iptables_save: &str, nft_ruleset: &str) -> Vec<
         let is_input = line.starts_with("-A INPUT ");
         let udp = words.windows(2).any(|w| w == ["-p", "udp"]);
         let drops = line.contains("-j DROP") || line.contains("-j REJECT");
-        if is_input && udp && drops && (line.contains(&format!("{dport} ")) || line.ends_with(&dport)) {
+        if is_input
+            && udp
+            && drops
+            && (line.contains(&format!("{dport} ")) || line.ends_with(&dport))
+        {
             found.push(format!("iptables: {line}"));
         }
     }
@@ -70,7 +77,8 @@ pub fn dropping_rules(port: u16, iptables_save: &str, nft_ruleset: &str) -> Vec<
         if t.contains("hook input") {
             in_input_chain = true;
         }
-        let hits_port = t.contains(&format!("udp dport {port} ")) || t.ends_with(&format!("udp dport {port}"));
+        let hits_port =
+            t.contains(&format!("udp dport {port} ")) || t.ends_with(&format!("udp dport {port}"));
         if in_input_chain && hits_port && (t.contains("drop") || t.contains("reject")) {
             found.push(format!("nftables: {t}"));
         }
@@ -112,10 +120,18 @@ pub fn ports(cfg: Option<&NetConfig>) -> Vec<Finding> {
                     )),
                 }
             }
-            Err(e) => out.push(Finding::warn(&name, format!("cannot test: {e}"), "run weft check as root")),
+            Err(e) => out.push(Finding::warn(
+                &name,
+                format!("cannot test: {e}"),
+                "run weft check as root",
+            )),
         }
         let mut rules = dropping_rules(port, &ipt, &nft);
-        rules.extend(dropping_rules(port, &ip6t, "").into_iter().map(|r| r.replacen("iptables", "ip6tables", 1)));
+        rules.extend(
+            dropping_rules(port, &ip6t, "")
+                .into_iter()
+                .map(|r| r.replacen("iptables", "ip6tables", 1)),
+        );
         if !rules.is_empty() {
             out.push(Finding::fail(
                 &format!("firewall {port}/udp"),
@@ -125,7 +141,10 @@ pub fn ports(cfg: Option<&NetConfig>) -> Vec<Finding> {
                 ),
             ));
         } else {
-            out.push(Finding::ok(&format!("firewall {port}/udp"), "no host rule drops it"));
+            out.push(Finding::ok(
+                &format!("firewall {port}/udp"),
+                "no host rule drops it",
+            ));
         }
     }
     out
@@ -144,6 +163,9 @@ mod tests {
         assert!(found[0].contains("-A INPUT -p udp"));
         assert!(found[1].starts_with("nftables: udp dport 8472 drop"));
         assert!(dropping_rules(51820, ipt, nft).is_empty());
-        assert!(dropping_rules(84, ipt, nft).is_empty(), "8472 must not match port 84");
+        assert!(
+            dropping_rules(84, ipt, nft).is_empty(),
+            "8472 must not match port 84"
+        );
     }
 }

@@ -19,7 +19,8 @@ enum Probe {
 /// namespace disappears with the thread.
 fn probe_links() -> Result<(Probe, Probe), String> {
     let thread = std::thread::spawn(|| -> Result<(Probe, Probe), String> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| format!("cannot create a probe namespace: {e}"))?;
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("cannot create a probe namespace: {e}"))?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -31,7 +32,9 @@ fn probe_links() -> Result<(Probe, Probe), String> {
                     name: "probe.1".into(),
                     vni: 1,
                     port: 8472,
-                    local: "192.0.2.1".parse().map_err(|_| "bad probe address".to_owned())?,
+                    local: "192.0.2.1"
+                        .parse()
+                        .map_err(|_| "bad probe address".to_owned())?,
                     underlay_index: None,
                     learning: false,
                     gbp: false,
@@ -48,7 +51,9 @@ fn probe_links() -> Result<(Probe, Probe), String> {
             Ok((judge(vxlan), judge(wg)))
         })
     });
-    thread.join().map_err(|_| "the probe thread panicked".to_owned())?
+    thread
+        .join()
+        .map_err(|_| "the probe thread panicked".to_owned())?
 }
 
 pub fn features() -> Vec<Finding> {
@@ -62,7 +67,11 @@ pub fn features() -> Vec<Finding> {
                     format!("no vxlan support: {e}"),
                     "load the vxlan module (modprobe vxlan) or use the host-gw backend",
                 ),
-                Probe::Error(e) => Finding::warn("kernel vxlan", format!("probe failed: {e}"), "run weft check as root"),
+                Probe::Error(e) => Finding::warn(
+                    "kernel vxlan",
+                    format!("probe failed: {e}"),
+                    "run weft check as root",
+                ),
             });
             out.push(match wg {
                 Probe::Works => Finding::ok("kernel wireguard", "the WireGuard module is present: the kernel path will be used"),

@@ -74,9 +74,20 @@ pub fn run(input: &CheckInput, json: bool) -> ExitCode {
                 out::line(&format!("      {:<22} fix: {fix}", ""));
             }
         }
-        let fails = report.findings.iter().filter(|f| f.level == Level::Fail).count();
-        let warns = report.findings.iter().filter(|f| f.level == Level::Warn).count();
-        out::line(&format!("{} checks: {fails} failed, {warns} warnings", report.findings.len()));
+        let fails = report
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Fail)
+            .count();
+        let warns = report
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Warn)
+            .count();
+        out::line(&format!(
+            "{} checks: {fails} failed, {warns} warnings",
+            report.findings.len()
+        ));
     }
     if report.ok {
         ExitCode::SUCCESS

@@ -10,7 +10,9 @@ use weft_store::kv::Kv;
 use super::{CheckInput, Finding};
 
 fn read_sysctl(path: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_owned())
 }
 
 pub fn load_config(input: &CheckInput, out: &mut Vec<Finding>) -> Option<NetConfig> {
@@ -37,7 +39,11 @@ pub fn load_config(input: &CheckInput, out: &mut Vec<Finding>) -> Option<NetConf
         Ok(cfg) => {
             out.push(Finding::ok(
                 "net-conf.json",
-                format!("{} is valid: backend {}", path.display(), cfg.backend.config_type()),
+                format!(
+                    "{} is valid: backend {}",
+                    path.display(),
+                    cfg.backend.config_type()
+                ),
             ));
             Some(cfg)
         }
@@ -45,8 +51,9 @@ pub fn load_config(input: &CheckInput, out: &mut Vec<Finding>) -> Option<NetConf
             out.push(Finding::fail(
                 "net-conf.json",
                 format!("{}: {e}", path.display()),
-                e.hint()
-                    .unwrap_or_else(|| "fix the file (weft config validate shows every default)".to_owned()),
+                e.hint().unwrap_or_else(|| {
+                    "fix the file (weft config validate shows every default)".to_owned()
+                }),
             ));
             None
         }
@@ -68,14 +75,19 @@ pub fn sysctls(cfg: Option<&NetConfig>) -> Vec<Finding> {
         });
     }
     if v6 {
-        out.push(match read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding").as_deref() {
-            Some("1") => Finding::ok("ipv6 forwarding", "net.ipv6.conf.all.forwarding = 1"),
-            other => Finding::fail(
-                "ipv6 forwarding",
-                format!("net.ipv6.conf.all.forwarding = {}", other.unwrap_or("unreadable")),
-                "sysctl -w net.ipv6.conf.all.forwarding=1",
-            ),
-        });
+        out.push(
+            match read_sysctl("/proc/sys/net/ipv6/conf/all/forwarding").as_deref() {
+                Some("1") => Finding::ok("ipv6 forwarding", "net.ipv6.conf.all.forwarding = 1"),
+                other => Finding::fail(
+                    "ipv6 forwarding",
+                    format!(
+                        "net.ipv6.conf.all.forwarding = {}",
+                        other.unwrap_or("unreadable")
+                    ),
+                    "sysctl -w net.ipv6.conf.all.forwarding=1",
+                ),
+            },
+        );
     }
     if cfg.is_none_or(|c| !c.enable_nftables) {
         let path = if v4 {
@@ -136,11 +148,14 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
             )];
         }
     };
-    let addrs = [ext.ext_addr.map(|a| a.to_string()), ext.ext_addr_v6.map(|a| a.to_string())]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(", ");
+    let addrs = [
+        ext.ext_addr.map(|a| a.to_string()),
+        ext.ext_addr_v6.map(|a| a.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(", ");
     let mut out = vec![Finding::ok(
         "external interface",
         format!("{} ({addrs}), MTU {}", ext.name, ext.mtu),
@@ -169,7 +184,10 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
     if configured.is_some_and(|m| m > ext.mtu) {
         out.push(Finding::warn(
             "backend MTU",
-            format!("Backend.MTU {base} is larger than {}'s MTU {}", ext.name, ext.mtu),
+            format!(
+                "Backend.MTU {base} is larger than {}'s MTU {}",
+                ext.name, ext.mtu
+            ),
             "set Backend.MTU to at most the interface's MTU, or leave it out",
         ));
     }
@@ -199,11 +217,16 @@ pub fn store(input: &CheckInput) -> Vec<Finding> {
             })
         });
     vec![match result {
-        Ok(Some(_)) => Finding::ok("etcd", format!("{} reachable; {key} exists", input.etcd_endpoints.join(","))),
+        Ok(Some(_)) => Finding::ok(
+            "etcd",
+            format!("{} reachable; {key} exists", input.etcd_endpoints.join(",")),
+        ),
         Ok(None) => Finding::fail(
             "etcd",
             format!("reachable, but {key} does not exist: weftd waits until it does"),
-            format!("etcdctl put {key} '{{\"Network\":\"10.244.0.0/16\",\"Backend\":{{\"Type\":\"vxlan\"}}}}'"),
+            format!(
+                "etcdctl put {key} '{{\"Network\":\"10.244.0.0/16\",\"Backend\":{{\"Type\":\"vxlan\"}}}}'"
+            ),
         ),
         Err(e) => Finding::fail(
             "etcd",

@@ -90,7 +90,12 @@ impl TestLab {
             .pairs
             .iter()
             .filter(|p| !(p.icmp && p.tcp))
-            .map(|p| format!("{} -> {} ({}): icmp={} tcp={}", p.from, p.to, p.family, p.icmp, p.tcp))
+            .map(|p| {
+                format!(
+                    "{} -> {} ({}): icmp={} tcp={}",
+                    p.from, p.to, p.family, p.icmp, p.tcp
+                )
+            })
             .collect();
         assert!(report.ok && failed.is_empty(), "pairs failed: {failed:#?}");
     }
@@ -108,7 +113,10 @@ impl Drop for TestLab {
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -16,11 +16,17 @@ pub fn renew_delay(
 }
 
 /// Delay before retrying a failed renewal: flanneld's minute, shortened so
-/// that a short lease gets several attempts before it lapses.
+/// that a short lease gets several attempts before it lapses; once it has
+/// lapsed by our clock (the store may still hold it: etcd refreshes leases
+/// when it restarts), every 5 s until the store answers.
 pub fn retry_delay(now: SystemTime, expiration: Option<SystemTime>) -> Duration {
-    let remaining = expiration
-        .and_then(|e| e.duration_since(now).ok())
-        .unwrap_or(Duration::from_secs(240));
+    let remaining = match expiration {
+        None => Duration::from_secs(240),
+        Some(e) => match e.duration_since(now) {
+            Ok(r) if !r.is_zero() => r,
+            _ => return Duration::from_secs(5),
+        },
+    };
     (remaining / 4).clamp(Duration::from_millis(500), Duration::from_secs(60))
 }
 
@@ -64,6 +70,14 @@ mod tests {
             retry_delay(now, Some(now + Duration::from_secs(8))),
             Duration::from_secs(2)
         );
-        assert_eq!(retry_delay(now, Some(now)), Duration::from_millis(500));
+        assert_eq!(
+            retry_delay(now, Some(now + Duration::from_secs(1))),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            retry_delay(now, Some(now)),
+            Duration::from_secs(5),
+            "lapsed: steady retries"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use weft_core::lease::Lease;
-use weft_core::plan::{Desired, DeviceSpec, Dev, RouteTarget};
+use weft_core::plan::{Desired, Dev, DeviceSpec, RouteTarget};
 use weft_core::status::{
     DesiredView, DeviceView, FdbView, LeaseView, NeighView, PeerView, RouteView, SkippedView,
     StatusView,
@@ -199,4 +199,3 @@ fn desired_view(d: &Desired, underlay: &str) -> DesiredView {
             .collect(),
     }
 }
-

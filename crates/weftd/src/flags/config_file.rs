@@ -18,16 +18,21 @@ pub fn apply(
     flags: &mut Flags,
     already_set: &HashSet<&'static str>,
 ) -> Result<(), Vec<String>> {
-    let doc: Value = serde_saphyr::from_str(text)
-        .map_err(|e| vec![format!("{path}: not valid YAML: {e}")])?;
+    let doc: Value =
+        serde_saphyr::from_str(text).map_err(|e| vec![format!("{path}: not valid YAML: {e}")])?;
     let map = match doc {
         Value::Object(map) => map,
         Value::Null => return Ok(()),
-        _ => return Err(vec![format!("{path}: expected a mapping of flag names to values")]),
+        _ => {
+            return Err(vec![format!(
+                "{path}: expected a mapping of flag names to values"
+            )]);
+        }
     };
     let mut problems = Vec::new();
     for (key, value) in map {
-        let Some(spec) = table::lookup(&key).filter(|s| s.name != "config" && s.name != "version") else {
+        let Some(spec) = table::lookup(&key).filter(|s| s.name != "config" && s.name != "version")
+        else {
             problems.push(format!("{path}: unknown key {key:?} (keys are weftd flag names without dashes, e.g. etcd-endpoints)"));
             continue;
         };
@@ -51,7 +56,11 @@ pub fn apply(
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 fn scalar(v: &Value) -> String {

@@ -494,7 +494,10 @@ fn help_lists_every_flag_with_default_and_env() {
 }
 
 fn with_file(args: &[&str], env: &[(&str, &str)], file: &str) -> Result<Invocation, FlagError> {
-    let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     let file = file.to_owned();
     parse_with_files(
         args.iter().copied(),
@@ -513,33 +516,55 @@ fn run_flags(r: Result<Invocation, FlagError>) -> Flags {
 #[test]
 fn config_file_has_the_lowest_precedence() {
     let file = "etcd-prefix: /from/file\nip-masq: true\nhealthz-port: 8081\niface: [eth1, eth2]\netcd-endpoints: [http://a:2379, http://b:2379]\n";
-    let f = run_flags(with_file(&["--config=/c.yaml", "--etcd-prefix=/from/cli"], &[("FLANNELD_HEALTHZ_PORT", "9090")], file));
+    let f = run_flags(with_file(
+        &["--config=/c.yaml", "--etcd-prefix=/from/cli"],
+        &[("FLANNELD_HEALTHZ_PORT", "9090")],
+        file,
+    ));
     assert_eq!(f.etcd_prefix, "/from/cli", "command line beats the file");
     assert_eq!(f.healthz_port, 9090, "FLANNELD_* beats the file");
     assert!(f.ip_masq, "the file fills what nothing else set");
     assert_eq!(f.iface, vec!["eth1".to_owned(), "eth2".to_owned()]);
-    assert_eq!(f.etcd_endpoints, vec!["http://a:2379".to_owned(), "http://b:2379".to_owned()]);
+    assert_eq!(
+        f.etcd_endpoints,
+        vec!["http://a:2379".to_owned(), "http://b:2379".to_owned()]
+    );
 }
 
 #[test]
 fn config_file_unknown_keys_and_bad_values_are_errors() {
-    let err = with_file(&["--config", "/c.yaml"], &[], "ip-masqq: true\nhealthz-port: lots\n").unwrap_err();
+    let err = with_file(
+        &["--config", "/c.yaml"],
+        &[],
+        "ip-masqq: true\nhealthz-port: lots\n",
+    )
+    .unwrap_err();
     assert_eq!(err.exit_code(), 1);
     let text = err.to_string();
     assert!(text.contains("unknown key \"ip-masqq\""), "{text}");
-    assert!(text.contains("invalid value \"lots\" for healthz-port"), "{text}");
+    assert!(
+        text.contains("invalid value \"lots\" for healthz-port"),
+        "{text}"
+    );
     let err = with_file(&["--config", "/c.yaml"], &[], "- a\n- b\n").unwrap_err();
     assert!(err.to_string().contains("expected a mapping"), "{err}");
 }
 
 #[test]
 fn config_file_can_come_from_the_environment() {
-    let f = run_flags(with_file(&[], &[("FLANNELD_CONFIG", "/etc/weft.yaml")], "subnet-file: /x/subnet.env\n"));
+    let f = run_flags(with_file(
+        &[],
+        &[("FLANNELD_CONFIG", "/etc/weft.yaml")],
+        "subnet-file: /x/subnet.env\n",
+    ));
     assert_eq!(f.subnet_file, PathBuf::from("/x/subnet.env"));
 }
 
 #[test]
 fn log_format_is_text_or_json() {
-    assert_eq!(run_flags(parse_from(["--log-format=json"], |_| None)).log_format, "json");
+    assert_eq!(
+        run_flags(parse_from(["--log-format=json"], |_| None)).log_format,
+        "json"
+    );
     assert!(parse_from(["--log-format=xml"], |_| None).is_err());
 }

@@ -13,16 +13,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch, Listing, Ttl};
+use crate::kv::{Kv, KvEntry, KvError, KvWatch, Listing, Ttl};
+
+mod expiry;
+mod watch;
+
+use expiry::{Outage, sweep};
+use watch::LocalWatch;
 
 /// Events kept for watchers; older history is compacted, and a watcher that
 /// fell that far behind lists again.
 const EVENTS_KEPT: i64 = 10_000;
-
-/// How often a watch looks for new events. Cheap: one indexed query.
-const POLL: Duration = Duration::from_millis(50);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -36,7 +39,8 @@ CREATE TABLE IF NOT EXISTS kv (
     value BLOB NOT NULL,
     create_rev INTEGER NOT NULL,
     mod_rev INTEGER NOT NULL,
-    expires_at_ms INTEGER
+    expires_at_ms INTEGER,
+    ttl_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at_ms) WHERE expires_at_ms IS NOT NULL;
 CREATE TABLE IF NOT EXISTS events (
@@ -53,9 +57,10 @@ CREATE TABLE IF NOT EXISTS events (
 pub struct LocalKv {
     path: PathBuf,
     conn: Arc<Mutex<Connection>>,
+    outage: Outage,
 }
 
-fn sql_err(e: rusqlite::Error) -> KvError {
+pub(super) fn sql_err(e: rusqlite::Error) -> KvError {
     use rusqlite::ErrorCode;
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
@@ -75,21 +80,33 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn expiry(ttl: Ttl) -> Option<i64> {
+    ttl_ms(ttl).map(|t| now_ms() + t)
+}
+
+fn ttl_ms(ttl: Ttl) -> Option<i64> {
     match ttl {
-        Ttl::For(d) => Some(now_ms() + d.as_millis() as i64),
+        Ttl::For(d) => Some(d.as_millis() as i64),
         Ttl::Forever => None,
     }
 }
 
+/// Files made before the TTL column existed get it.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    if conn.prepare("SELECT ttl_ms FROM kv LIMIT 0").is_err() {
+        conn.execute_batch("ALTER TABLE kv ADD COLUMN ttl_ms INTEGER")?;
+    }
+    Ok(())
+}
+
 /// Starts a revision: bumps the counter and returns the new value.
-fn bump(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+pub(super) fn bump(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
     tx.query_row(
         "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
         [],
@@ -97,7 +114,7 @@ fn bump(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
     )
 }
 
-fn log_event(
+pub(super) fn log_event(
     tx: &rusqlite::Transaction<'_>,
     rev: i64,
     key: &str,
@@ -118,31 +135,6 @@ fn log_event(
         )?;
     }
     Ok(())
-}
-
-/// Deletes expired keys, one delete event each.
-fn sweep(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
-    let expired: Vec<(String, i64)> = {
-        let mut stmt = tx.prepare(
-            "SELECT key, create_rev FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1",
-        )?;
-        let rows = stmt.query_map(params![now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect::<rusqlite::Result<_>>()?
-    };
-    for (key, create_rev) in expired {
-        let rev = bump(tx)?;
-        tx.execute("DELETE FROM kv WHERE key = ?1", params![key])?;
-        log_event(tx, rev, &key, None, create_rev, true)?;
-    }
-    Ok(())
-}
-
-fn has_expired(conn: &Connection) -> rusqlite::Result<bool> {
-    conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM kv WHERE expires_at_ms IS NOT NULL AND expires_at_ms <= ?1)",
-        params![now_ms()],
-        |r| r.get(0),
-    )
 }
 
 fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvEntry> {
@@ -188,9 +180,11 @@ impl LocalKv {
                 Err(e) => return Err(sql_err(e)),
             }
         }
+        migrate(&conn).map_err(sql_err)?;
         Ok(LocalKv {
             path,
             conn: Arc::new(Mutex::new(conn)),
+            outage: Outage::default(),
         })
     }
 
@@ -205,11 +199,18 @@ impl LocalKv {
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
+        let outage = self.outage.clone();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut guard = conn
                 .lock()
                 .map_err(|_| KvError::Unavailable("lease file handle poisoned".into()))?;
-            f(&mut guard).map_err(sql_err)
+            f(&mut guard).map_err(|e| {
+                if is_busy(&e) {
+                    outage.failed(started);
+                }
+                sql_err(e)
+            })
         })
         .await
         .map_err(|e| KvError::Unavailable(format!("lease file worker failed: {e}")))?
@@ -221,9 +222,10 @@ impl LocalKv {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
+        let outage = self.outage.clone();
         self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            sweep(&tx)?;
+            let tx = outage.begin(conn)?;
+            sweep(&tx, &outage)?;
             let out = f(&tx)?;
             tx.commit()?;
             Ok(out)
@@ -243,8 +245,8 @@ impl LocalKv {
                 .unwrap_or(rev);
             let exp = expiry(ttl);
             tx.execute(
-                "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, expires_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key, value, create_rev, rev, exp],
+                "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, expires_at_ms, ttl_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key, value, create_rev, rev, exp, ttl_ms(ttl)],
             )?;
             log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())
         })
@@ -316,8 +318,8 @@ impl Kv for LocalKv {
             let rev = bump(tx)?;
             let exp = expiry(ttl);
             tx.execute(
-                "INSERT INTO kv (key, value, create_rev, mod_rev, expires_at_ms) VALUES (?1, ?2, ?3, ?3, ?4)",
-                params![key, value, rev, exp],
+                "INSERT INTO kv (key, value, create_rev, mod_rev, expires_at_ms, ttl_ms) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                params![key, value, rev, exp, ttl_ms(ttl)],
             )?;
             log_event(tx, rev, &key, Some(&value), rev, exp.is_some())?;
             Ok(true)
@@ -347,8 +349,8 @@ impl Kv for LocalKv {
             let rev = bump(tx)?;
             let exp = expiry(ttl);
             tx.execute(
-                "UPDATE kv SET value = ?2, mod_rev = ?3, expires_at_ms = ?4 WHERE key = ?1",
-                params![key, value, rev, exp],
+                "UPDATE kv SET value = ?2, mod_rev = ?3, expires_at_ms = ?4, ttl_ms = ?5 WHERE key = ?1",
+                params![key, value, rev, exp, ttl_ms(ttl)],
             )?;
             log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())?;
             Ok(true)
@@ -383,86 +385,5 @@ impl Kv for LocalKv {
             prefix: prefix.to_owned(),
             from_rev,
         })
-    }
-}
-
-struct LocalWatch {
-    kv: LocalKv,
-    prefix: String,
-    from_rev: i64,
-}
-
-/// What one poll of the event log found.
-enum Poll {
-    Compacted(i64),
-    Events(i64, Vec<KvEvent>),
-}
-
-impl KvWatch for LocalWatch {
-    async fn next(&mut self) -> Result<(i64, Vec<KvEvent>), KvError> {
-        loop {
-            let (prefix, from_rev) = (self.prefix.clone(), self.from_rev);
-            let poll = self
-                .kv
-                .with(move |conn| {
-                    if has_expired(conn)? {
-                        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                        sweep(&tx)?;
-                        tx.commit()?;
-                    }
-                    // One read transaction: the revision and the events
-                    // come from the same snapshot of the file.
-                    let tx = conn.transaction()?;
-                    let (revision, compacted): (i64, i64) = tx.query_row(
-                        "SELECT revision, compacted FROM meta WHERE id = 1",
-                        [],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
-                    if from_rev <= compacted {
-                        return Ok(Poll::Compacted(compacted));
-                    }
-                    let events = {
-                        let mut stmt = tx.prepare(
-                            "SELECT rev, key, value, create_rev, expires FROM events \
-                             WHERE rev >= ?1 AND substr(key, 1, length(?2)) = ?2 ORDER BY rev",
-                        )?;
-                        let rows = stmt.query_map(params![from_rev, prefix], |r| {
-                            let rev: i64 = r.get(0)?;
-                            let key: String = r.get(1)?;
-                            let value: Option<Vec<u8>> = r.get(2)?;
-                            Ok(match value {
-                                Some(value) => KvEvent::Put(KvEntry {
-                                    key,
-                                    value,
-                                    create_rev: r.get(3)?,
-                                    mod_rev: rev,
-                                    expires: r.get(4)?,
-                                }),
-                                None => KvEvent::Delete { key, mod_rev: rev },
-                            })
-                        })?;
-                        rows.collect::<rusqlite::Result<Vec<_>>>()?
-                    };
-                    tx.commit()?;
-                    Ok(Poll::Events(revision, events))
-                })
-                .await?;
-            match poll {
-                Poll::Compacted(compacted) => {
-                    return Err(KvError::Compacted {
-                        requested: self.from_rev,
-                        compacted,
-                    });
-                }
-                Poll::Events(revision, events) => {
-                    // Revisions outside the prefix still advance the cursor.
-                    self.from_rev = revision + 1;
-                    if !events.is_empty() {
-                        return Ok((revision, events));
-                    }
-                }
-            }
-            tokio::time::sleep(POLL).await;
-        }
     }
 }
