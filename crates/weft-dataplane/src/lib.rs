@@ -8,3 +8,4 @@
 pub mod netlink;
 pub mod reconcile;
 pub mod rules;
+pub mod wireguard;

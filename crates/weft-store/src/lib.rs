@@ -9,6 +9,7 @@ mod acquire;
 mod backoff;
 mod error;
 pub mod etcd;
+pub mod kube;
 pub mod kv;
 mod kv_store;
 pub mod local;
