@@ -22,6 +22,23 @@ pub struct StatusView {
     /// Backend-specific facts (for WireGuard: which implementation runs).
     #[serde(default)]
     pub backend_detail: Option<String>,
+    /// WireGuard peers as the devices report them (never keys of ours).
+    #[serde(default)]
+    pub wireguard_peers: Vec<WgPeerView>,
+}
+
+/// One WireGuard peer as a device holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WgPeerView {
+    pub device: String,
+    /// The peer's public key (base64).
+    pub public_key: String,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Vec<String>,
+    /// Seconds since the epoch of the last handshake; `None`: never.
+    pub last_handshake_unix: Option<u64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +77,19 @@ pub struct DesiredView {
     pub fdb: Vec<FdbView>,
     /// Peers deliberately not programmed, with why.
     pub unprogrammed: Vec<SkippedView>,
+    /// WireGuard peers the devices should have.
+    #[serde(default)]
+    pub wireguard: Vec<WgPeerWant>,
+}
+
+/// A WireGuard peer a device should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WgPeerWant {
+    pub device: String,
+    pub peer: String,
+    pub public_key: String,
+    pub endpoint: String,
+    pub allowed_ips: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +108,8 @@ pub struct RouteView {
     /// Device name (the external interface's name for routes out of it).
     pub dev: Option<String>,
     pub onlink: bool,
+    #[serde(default)]
+    pub blackhole: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -123,6 +123,14 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
     cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
         .arg("--healthz-port=0")
         .args(&state.agent_args)
+        .args(
+            state
+                .nodes
+                .iter()
+                .find(|n| n.dir == paths.dir)
+                .map(|n| n.extra_args.as_slice())
+                .unwrap_or_default(),
+        )
         .current_dir(&paths.dir);
     // A FLANNELD_* variable in the caller's environment would silently
     // change every agent (weftd reads them as flags).

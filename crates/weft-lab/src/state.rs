@@ -96,6 +96,10 @@ pub struct NodeRecord {
     pub pid: Option<u32>,
     /// The node's files (`/run/weft-lab/<lab>/<node>/`).
     pub dir: PathBuf,
+    /// Flags for this node's agent only, after the lab's (the last of a
+    /// repeated flag wins): tests give one node a different config.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl NodeRecord {

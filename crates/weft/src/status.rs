@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use serde::Serialize;
 use weft_core::Family;
-use weft_core::status::{DesiredView, PeerView, StatusView};
+use weft_core::status::{DesiredView, PeerView, StatusView, WgPeerView};
 use weft_dataplane::netlink::{NeighState, Netlink, RouteKind, WEFT_ROUTE_PROTOCOL};
 
 /// `println!` that ends quietly on a closed pipe.
@@ -43,7 +43,15 @@ pub struct PeerRow {
     pub route: Option<bool>,
     pub neighbour: Option<bool>,
     pub fdb: Option<bool>,
+    /// WireGuard: the device holds the peer as wanted.
+    pub wireguard: Option<bool>,
+    /// WireGuard: seconds since the last handshake (`None`: never).
+    pub handshake_age_secs: Option<u64>,
 }
+
+/// A WireGuard handshake older than this means the tunnel is not working
+/// (WireGuard rekeys every 2 minutes while traffic flows).
+const STALE_HANDSHAKE_SECS: u64 = 180;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -110,7 +118,7 @@ async fn read_kernel(desired: &DesiredView) -> Result<Kernel> {
     Ok(k)
 }
 
-fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
+fn compare(desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerView]) -> Vec<Drift> {
     let mut drift = Vec::new();
     for d in &desired.devices {
         match k.devices.iter().find(|(n, _, _)| *n == d.name) {
@@ -143,7 +151,7 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
             r.via.clone(),
             r.dev.clone(),
             r.onlink,
-            r.via.is_none(),
+            r.blackhole,
         );
         if !k.routes.contains(&key) {
             drift.push(Drift {
@@ -165,6 +173,34 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
             });
         }
     }
+    for w in &desired.wireguard {
+        match wg_views.iter().find(|v| v.device == w.device && v.public_key == w.public_key) {
+            None => drift.push(Drift {
+                kind: "wireguard",
+                what: format!("peer {} on {}", w.public_key, w.device),
+                problem: "missing from the device".into(),
+            }),
+            Some(v) => {
+                let mut have: Vec<&String> = v.allowed_ips.iter().collect();
+                let mut want: Vec<&String> = w.allowed_ips.iter().collect();
+                have.sort();
+                want.sort();
+                if v.endpoint.as_deref() != Some(w.endpoint.as_str()) || have != want {
+                    drift.push(Drift {
+                        kind: "wireguard",
+                        what: format!("peer {} on {}", w.public_key, w.device),
+                        problem: format!(
+                            "endpoint {} allowed {:?}, want {} {:?}",
+                            v.endpoint.as_deref().unwrap_or("none"),
+                            v.allowed_ips,
+                            w.endpoint,
+                            w.allowed_ips
+                        ),
+                    });
+                }
+            }
+        }
+    }
     for f in &desired.fdb {
         if !k
             .fdb
@@ -182,18 +218,17 @@ fn compare(desired: &DesiredView, k: &Kernel) -> Vec<Drift> {
 
 fn route_text(r: &weft_core::status::RouteView) -> String {
     match (&r.via, &r.dev) {
+        _ if r.blackhole => format!("blackhole {}", r.dst),
         (Some(via), Some(dev)) => {
-            format!(
-                "{} via {via} dev {dev}{}",
-                r.dst,
-                if r.onlink { " onlink" } else { "" }
-            )
+            let onlink = if r.onlink { " onlink" } else { "" };
+            format!("{} via {via} dev {dev}{onlink}", r.dst)
         }
-        _ => format!("blackhole {}", r.dst),
+        (None, Some(dev)) => format!("{} dev {dev} scope link", r.dst),
+        _ => r.dst.clone(),
     }
 }
 
-fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
+fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerView]) -> PeerRow {
     let why_not = desired
         .unprogrammed
         .iter()
@@ -238,13 +273,34 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
                 .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
         })
     });
-    let state = match (
-        &why_not,
-        [route_ok, neigh_ok, fdb_ok].iter().flatten().all(|ok| *ok),
-    ) {
+    let wants: Vec<_> = desired.wireguard.iter().filter(|w| w.peer == p.id).collect();
+    let held: Vec<&WgPeerView> = wants
+        .iter()
+        .filter_map(|w| {
+            wg_views
+                .iter()
+                .find(|v| v.device == w.device && v.public_key == w.public_key)
+        })
+        .collect();
+    let wg_ok = (!wants.is_empty()).then(|| held.len() == wants.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let handshake_age_secs = held
+        .iter()
+        .filter_map(|v| v.last_handshake_unix)
+        .max()
+        .map(|t| now.saturating_sub(t));
+    let stale = !wants.is_empty() && handshake_age_secs.is_none_or(|a| a > STALE_HANDSHAKE_SECS);
+    let all_ok = [route_ok, neigh_ok, fdb_ok, wg_ok].iter().flatten().all(|ok| *ok);
+    let state = match (&why_not, all_ok) {
         (Some(why), _) => format!("not programmed: {why}"),
-        (None, true) => "programmed".to_owned(),
         (None, false) => "drift".to_owned(),
+        (None, true) if stale => match handshake_age_secs {
+            Some(a) => format!("handshake {a}s ago (stale)"),
+            None => "no handshake yet".to_owned(),
+        },
+        (None, true) => "programmed".to_owned(),
     };
     PeerRow {
         id: p.id.clone(),
@@ -255,6 +311,8 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel) -> PeerRow {
         route: route_ok,
         neighbour: neigh_ok,
         fdb: fdb_ok,
+        wireguard: wg_ok,
+        handshake_age_secs,
     }
 }
 
@@ -278,11 +336,11 @@ pub fn report(socket: &Path) -> Result<Report> {
         .build()
         .context("cannot start a runtime")?;
     let kernel = runtime.block_on(read_kernel(&desired))?;
-    let drift = compare(&desired, &kernel);
+    let drift = compare(&desired, &kernel, &agent.wireguard_peers);
     let peers = agent
         .peers
         .iter()
-        .map(|p| peer_row(p, &desired, &kernel))
+        .map(|p| peer_row(p, &desired, &kernel, &agent.wireguard_peers))
         .collect();
     Ok(Report {
         ok: agent.ready && drift.is_empty() && agent.desired.is_some(),
@@ -333,8 +391,13 @@ fn print_human(r: &Report) {
             Some(false) => "MISSING",
             None => "-",
         };
+        let wg = match (p.wireguard, p.handshake_age_secs) {
+            (None, _) => String::new(),
+            (Some(ok), Some(age)) => format!(" wg={} handshake={age}s", mark(Some(ok))),
+            (Some(ok), None) => format!(" wg={} handshake=never", mark(Some(ok))),
+        };
         say!(
-            "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}  {}",
+            "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}{wg}  {}",
             p.id,
             p.subnets.join(","),
             p.public_ip

@@ -8,8 +8,10 @@
 
 mod routed;
 mod vxlan;
+mod wireguard;
 
 pub use vxlan::device_name as vxlan_device_name;
+pub use wireguard::{WG_DEVICE, WG_DEVICE_V6, WgDevicePlan, WgPeerPlan};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -83,6 +85,9 @@ pub struct PlanInput<'a> {
 pub enum DeviceSpec {
     Vxlan(VxlanDevice),
     Ipip(IpipDevice),
+    /// Created by the WireGuard layer (kernel link or userspace TUN); the
+    /// reconciler keeps its MTU, addresses and routes.
+    Wireguard(WgDevicePlan),
 }
 
 impl DeviceSpec {
@@ -90,6 +95,24 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Vxlan(d) => &d.name,
             DeviceSpec::Ipip(d) => &d.name,
+            DeviceSpec::Wireguard(d) => &d.name,
+        }
+    }
+
+    pub fn mtu(&self) -> u32 {
+        match self {
+            DeviceSpec::Vxlan(d) => d.mtu,
+            DeviceSpec::Ipip(d) => d.mtu,
+            DeviceSpec::Wireguard(d) => d.mtu,
+        }
+    }
+
+    /// The addresses the device must hold, and no other.
+    pub fn addresses(&self) -> Vec<IpNet> {
+        match self {
+            DeviceSpec::Vxlan(d) => vec![d.address],
+            DeviceSpec::Ipip(d) => vec![d.address],
+            DeviceSpec::Wireguard(d) => d.addresses.clone(),
         }
     }
 }
@@ -129,6 +152,9 @@ pub enum RouteTarget {
         dev: Dev,
         onlink: bool,
     },
+    /// Straight out of a device, no gateway (`scope link`): WireGuard's
+    /// route for the whole cluster network.
+    Link { dev: Dev },
     /// `--ip-blackhole-route`: drop traffic for our subnet that no pod took.
     Blackhole,
 }
@@ -231,7 +257,10 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Desired, PlanError> {
             mtu: pod_mtu(input, None)?,
             ..Desired::default()
         },
-        BackendConfig::Wireguard(_) => return Err(PlanError::Unsupported("wireguard")),
+        BackendConfig::Wireguard(opts) => {
+            let mtu = pod_mtu(input, opts.mtu)?;
+            wireguard::plan(input, opts, mtu)
+        }
         BackendConfig::Ipsec(_) => return Err(PlanError::Unsupported("ipsec")),
     };
     if input.blackhole {

@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use weft_core::plan::{DeviceSpec, IpipDevice, VxlanDevice};
 
 use super::ApplyReport;
-use crate::netlink::{LinkInfo, Netlink, NetlinkError, Scope, VxlanLinkSpec};
+use crate::netlink::{LinkInfo, LinkKind, Netlink, NetlinkError, Scope, VxlanLinkSpec};
 
 /// True for names weft (and flannel) give their devices; such a device that
 /// is no longer desired (VNI or backend changed) is removed.
@@ -19,7 +19,11 @@ pub fn is_weft_device_name(name: &str) -> bool {
         name.strip_prefix(prefix)
             .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     };
-    name == "flannel.ipip" || numbered("flannel.") || numbered("flannel-v6.")
+    name == "flannel.ipip"
+        || name == "flannel-wg"
+        || name == "flannel-wg-v6"
+        || numbered("flannel.")
+        || numbered("flannel-v6.")
 }
 
 fn vxlan_compatible(link: &LinkInfo, spec: &VxlanDevice) -> bool {
@@ -55,7 +59,18 @@ async fn create(nl: &Netlink, spec: &DeviceSpec) -> Result<u32, NetlinkError> {
             .await
         }
         DeviceSpec::Ipip(i) => nl.create_ipip(&i.name, i.local, i.mtu).await,
+        // The WireGuard layer creates these (a kernel link or a TUN with a
+        // userspace implementation behind it); a missing one is an error
+        // the agent answers by reopening the device.
+        DeviceSpec::Wireguard(w) => Err(NetlinkError::NotFound {
+            op: format!("looking for WireGuard device {}", w.name),
+            message: "it is not open; the WireGuard layer recreates it".to_owned(),
+        }),
     }
+}
+
+fn wireguard_compatible(link: &LinkInfo) -> bool {
+    matches!(link.kind, LinkKind::Wireguard | LinkKind::Tun)
 }
 
 /// Makes one device match its spec; returns its index.
@@ -68,6 +83,7 @@ pub async fn ensure(
     let compatible = existing.as_ref().is_some_and(|l| match spec {
         DeviceSpec::Vxlan(v) => vxlan_compatible(l, v),
         DeviceSpec::Ipip(i) => ipip_compatible(l, i),
+        DeviceSpec::Wireguard(_) => wireguard_compatible(l),
     });
     let link = match existing {
         Some(link) if compatible => link,
@@ -85,9 +101,10 @@ pub async fn ensure(
             nl.link_by_index(index).await?.ok_or_else(|| gone(spec))?
         }
     };
-    let (mtu, mac, address) = match spec {
-        DeviceSpec::Vxlan(v) => (v.mtu, Some(v.mac), v.address),
-        DeviceSpec::Ipip(i) => (i.mtu, None, i.address),
+    let mtu = spec.mtu();
+    let mac = match spec {
+        DeviceSpec::Vxlan(v) => Some(v.mac),
+        _ => None,
     };
     if link.mtu != mtu {
         info!(device = %link.name, from = link.mtu, to = mtu, "changing device MTU");
@@ -120,7 +137,7 @@ pub async fn ensure(
             Err(e) => warn!(device = %v.name, error = %e, "cannot read TX checksum offload"),
         }
     }
-    ensure_address(nl, link.index, address, report).await?;
+    ensure_addresses(nl, link.index, &spec.addresses(), report).await?;
     Ok(link.index)
 }
 
@@ -131,18 +148,19 @@ fn gone(spec: &DeviceSpec) -> NetlinkError {
     }
 }
 
-/// Exactly one global address on the device: the desired host prefix.
-async fn ensure_address(
+/// Exactly the desired global addresses on the device (its subnet's
+/// network address per family, as host prefixes).
+async fn ensure_addresses(
     nl: &Netlink,
     index: u32,
-    want: IpNet,
+    want: &[IpNet],
     report: &mut ApplyReport,
 ) -> Result<(), NetlinkError> {
     let addrs = nl.addresses(index).await?;
-    let mut present = false;
+    let mut present: Vec<IpNet> = Vec::new();
     for a in addrs.iter().filter(|a| a.scope != Scope::Link) {
-        if a.prefix == want {
-            present = true;
+        if want.contains(&a.prefix) {
+            present.push(a.prefix);
         } else {
             info!(index, address = %a.prefix, "removing a stray address from our device");
             match nl.del_address(index, a.prefix).await {
@@ -152,8 +170,8 @@ async fn ensure_address(
             }
         }
     }
-    if !present {
-        nl.add_address(index, want).await?;
+    for w in want.iter().filter(|w| !present.contains(w)) {
+        nl.add_address(index, *w).await?;
         report.addresses_changed += 1;
     }
     Ok(())
@@ -184,7 +202,7 @@ mod tests {
 
     #[test]
     fn recognises_only_weft_device_names() {
-        for n in ["flannel.1", "flannel.4096", "flannel-v6.1", "flannel.ipip"] {
+        for n in ["flannel.1", "flannel.4096", "flannel-v6.1", "flannel.ipip", "flannel-wg", "flannel-wg-v6"] {
             assert!(is_weft_device_name(n), "{n}");
         }
         for n in [

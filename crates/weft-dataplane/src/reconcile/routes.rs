@@ -12,7 +12,7 @@ use weft_core::plan::{Dev, RoutePlan, RouteTarget};
 
 use super::ApplyReport;
 use crate::netlink::{
-    MAIN_TABLE, Netlink, NetlinkError, RouteInfo, RouteKind, RouteSpec, Scope, WEFT_ROUTE_PROTOCOL,
+    MAIN_TABLE, Netlink, NetlinkError, RouteInfo, RouteKind, RouteSpec, WEFT_ROUTE_PROTOCOL,
 };
 
 /// `proto boot`: what flannel's routes carry.
@@ -46,17 +46,21 @@ fn owned(r: &RouteInfo, ctx: &RouteContext<'_>) -> bool {
 /// The kernel form of a planned route; `None` when its device is missing
 /// (the device step failed and reported it).
 pub fn spec_of(plan: &RoutePlan, ctx: &RouteContext<'_>) -> Option<RouteSpec> {
+    let index_of = |dev: &Dev| match dev {
+        Dev::Underlay => Some(ctx.underlay_index),
+        Dev::Named(name) => ctx.device_indexes.get(name).copied(),
+    };
     let spec = match &plan.target {
         RouteTarget::Blackhole => RouteSpec::blackhole(plan.dst),
+        RouteTarget::Link { dev } => RouteSpec::unicast(plan.dst)
+            .dev(index_of(dev)?)
+            .scope(crate::netlink::Scope::Link),
         RouteTarget::Via {
             gateway,
             dev,
             onlink,
         } => {
-            let oif = match dev {
-                Dev::Underlay => ctx.underlay_index,
-                Dev::Named(name) => *ctx.device_indexes.get(name)?,
-            };
+            let oif = index_of(dev)?;
             let s = RouteSpec::unicast(plan.dst).via(*gateway).dev(oif);
             if *onlink { s.onlink() } else { s }
         }
@@ -71,7 +75,7 @@ fn matches(have: &RouteInfo, want: &RouteSpec) -> bool {
         && have.protocol == want.protocol
         && have.onlink == want.onlink
         && (want.kind == RouteKind::Blackhole || have.oif == want.oif)
-        && have.scope == Scope::Universe
+        && have.scope == want.scope
 }
 
 /// Routes to set and to delete.

@@ -50,6 +50,12 @@ impl Lab {
         }
     }
 
+    /// Sets flags for `node`'s agent alone, used from its next start.
+    pub fn set_agent_args(&mut self, node: &str, args: &[&str]) -> Result<(), LabError> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        self.set_node(node, |n| n.extra_args = args.clone())
+    }
+
     /// Starts the agent of `node` and waits until it is ready; records its
     /// pid and leased subnets. Fails if one already runs there.
     pub fn start_agent(&mut self, node: &str) -> Result<AgentStatus, LabError> {

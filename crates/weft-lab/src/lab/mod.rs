@@ -102,13 +102,28 @@ impl Lab {
     }
 
     /// Runs `argv` inside the namespace of `target` with this process's
-    /// stdin, stdout and stderr, and returns its exit status.
+    /// stdin, stdout and stderr, and returns its exit status. On a node the
+    /// command also sees the node's own `/run`, as the agent does.
     pub fn exec(&self, target: &str, argv: &[String]) -> Result<ExitStatus, LabError> {
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| LabError::Invalid("no command given to run".to_owned()))?;
         let netns = self.netns_of(target)?;
-        let mut child = spawn_in(&netns, Command::new(program).args(args))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        // On a node, see the node's own /run (its subnet.env, WireGuard key
+        // and sockets) as its agent does, so `wg show` and friends work.
+        let mut child = match self.state.node(target) {
+            Some(node) => {
+                let run = self.state.name.node_paths(&node.name).run;
+                crate::netns::in_netns(&netns, || {
+                    crate::runfs::enter_private_run(&run)?;
+                    cmd.spawn()
+                        .map_err(|e| LabError::io(format!("cannot start {program} on {target}"), e))
+                })?
+            }
+            None => spawn_in(&netns, &mut cmd)?,
+        };
         child
             .wait()
             .map_err(|e| LabError::io(format!("cannot wait for {program}"), e))

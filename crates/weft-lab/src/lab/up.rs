@@ -150,6 +150,7 @@ impl Lab {
             subnets: Vec::new(),
             pid: None,
             dir: paths.dir,
+            extra_args: Vec::new(),
         });
         self.state.save()
     }

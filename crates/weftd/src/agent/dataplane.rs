@@ -28,6 +28,7 @@ use super::external::ExternalInterface;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
 use super::subnet_file;
+use super::wireguard::WireguardState;
 use crate::flags::Flags;
 
 /// How often the kernel state is re-read and repaired without a trigger
@@ -49,6 +50,7 @@ pub struct Dataplane {
     ip_masq: bool,
     status: StatusHandle,
     written: Option<SubnetEnv>,
+    wireguard: Option<WireguardState>,
 }
 
 async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> {
@@ -109,6 +111,7 @@ impl Dataplane {
             ..Default::default()
         };
         let mut local = LocalIdentity::default();
+        let mut wireguard = None;
         match &cfg.backend {
             BackendConfig::Vxlan(opts) => {
                 for family in Family::ALL {
@@ -144,6 +147,15 @@ impl Dataplane {
                     );
                 }
             }
+            BackendConfig::Wireguard(opts) => {
+                let policy = flags
+                    .wireguard_path
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!(e))?;
+                let state = WireguardState::prepare(cfg, opts, policy, &mut attrs)?;
+                status.set_wireguard(None, state.views());
+                wireguard = Some(state);
+            }
             BackendConfig::Ipip(_) | BackendConfig::None => {}
             other => {
                 return Err(super::NotBuilt(format!("the {} backend", other.config_type())).into());
@@ -172,6 +184,7 @@ impl Dataplane {
                 ip_masq: flags.ip_masq,
                 status,
                 written: None,
+                wireguard,
             },
             attrs,
         ))
@@ -244,6 +257,10 @@ impl Dataplane {
     /// rules, subnet.env; then the node is ready.
     async fn start(&mut self, lease: &Lease) -> Result<()> {
         let desired = self.plan(lease, &[])?;
+        if let Some(wg) = &mut self.wireguard {
+            wg.ensure(self.reconciler.netlink(), &desired, false).await?;
+            self.status.set_wireguard(wg.path(), wg.views());
+        }
         let devices_only = Desired {
             devices: desired.devices.clone(),
             ..Desired::default()
@@ -273,6 +290,9 @@ impl Dataplane {
             tracing::debug!(peer = %id, "not programmed: {why}");
         }
         let started = std::time::Instant::now();
+        if let Some(wg) = &mut self.wireguard {
+            wg.ensure(self.reconciler.netlink(), &desired, true).await?;
+        }
         let report = match self.reconciler.apply(&desired, &self.node()).await {
             Ok(r) => r,
             Err(e) => {
@@ -284,6 +304,9 @@ impl Dataplane {
             .metrics()
             .observe_pass(started.elapsed(), Some(&report));
         self.status.set_desired(&desired, &self.underlay.name);
+        if let Some(wg) = &mut self.wireguard {
+            wg.greet_fresh(&desired);
+        }
         if report.changes() > 0 || !report.errors.is_empty() {
             tracing::info!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
         }
@@ -362,6 +385,9 @@ impl Dataplane {
         let mut events = self.reconciler.netlink().link_events().ok();
         let mut resync = tokio::time::interval(RESYNC);
         let mut rules_tick = tokio::time::interval(self.rules_resync);
+        // WireGuard handshakes and counters move on their own: read them
+        // often enough for `weft status` and the metrics to be current.
+        let mut wg_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             let mut check_rules = false;
             let mut dirty = false;
@@ -384,6 +410,12 @@ impl Dataplane {
                     dirty = true;
                 }
                 _ = rules_tick.tick() => check_rules = true,
+                _ = wg_tick.tick(), if self.wireguard.is_some() => {
+                    if let Some(wg) = &self.wireguard {
+                        wg.refresh_views(self.status.metrics()).await;
+                        self.status.set_wireguard(wg.path(), wg.views());
+                    }
+                }
                 ev = next_event(&mut events) => match ev {
                     Some(LinkEvent::Deleted { name, .. }) if is_weft_device_name(&name) => {
                         tracing::warn!(device = %name, "our device was deleted; recreating it and every peer entry");
@@ -415,6 +447,9 @@ impl Dataplane {
             if let Err(e) = self.pass(&lease, &snapshot).await {
                 tracing::error!("reconcile pass failed: {e:#}; retrying at the next resync");
             }
+        }
+        if let Some(wg) = self.wireguard.take() {
+            wg.close().await;
         }
         Ok(())
     }

@@ -23,6 +23,17 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabel {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WgPeerLabel {
+    pub device: String,
+    pub public_key: String,
+}
+
 /// Every metric weftd exports. Cheap to clone (all fields are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -37,6 +48,8 @@ pub struct Metrics {
     pass_seconds: Histogram,
     changes: Family<KindLabel, Counter>,
     rules_repairs: Counter,
+    wireguard_path: Family<PathLabel, Gauge>,
+    handshake_age: Family<WgPeerLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -104,8 +117,22 @@ impl Metrics {
             "Times the masquerade/forward rules were found changed and restored",
             rules_repairs.clone(),
         );
+        let wireguard_path = Family::<PathLabel, Gauge>::default();
+        registry.register(
+            "wireguard_path",
+            "1 for the WireGuard implementation in use (kernel or userspace)",
+            wireguard_path.clone(),
+        );
+        let handshake_age = Family::<WgPeerLabel, Gauge>::default();
+        registry.register(
+            "wireguard_peer_handshake_age_seconds",
+            "Seconds since each WireGuard peer's last handshake (-1: never); over 180 means the tunnel is down",
+            handshake_age.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            wireguard_path,
+            handshake_age,
             lease_expiry,
             ready,
             peers,
@@ -172,6 +199,31 @@ impl Metrics {
             None => {
                 self.pass_errors.inc();
             }
+        }
+    }
+
+    /// The WireGuard path and every peer's handshake age.
+    pub fn observe_wireguard(&self, path: Option<&str>, peers: &[weft_core::status::WgPeerView]) {
+        self.wireguard_path.clear();
+        if let Some(p) = path {
+            self.wireguard_path
+                .get_or_create(&PathLabel { path: p.to_owned() })
+                .set(1);
+        }
+        self.handshake_age.clear();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for p in peers {
+            let age = p
+                .last_handshake_unix
+                .map_or(-1, |t| now.saturating_sub(t) as i64);
+            self.handshake_age
+                .get_or_create(&WgPeerLabel {
+                    device: p.device.clone(),
+                    public_key: p.public_key.clone(),
+                })
+                .set(age);
         }
     }
 

@@ -10,6 +10,7 @@ mod servers;
 mod shutdown;
 mod status;
 mod subnet_file;
+mod wireguard;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use weft_core::lease::Lease;
 use weft_core::plan::{Desired, Dev, DeviceSpec, RouteTarget};
 use weft_core::status::{
     DesiredView, DeviceView, FdbView, LeaseView, NeighView, PeerView, RouteView, SkippedView,
-    StatusView,
+    StatusView, WgPeerWant,
 };
 use weft_store::PeerSnapshot;
 
@@ -27,6 +27,7 @@ struct State {
     snapshot: Option<Arc<PeerSnapshot>>,
     desired: Option<DesiredView>,
     backend_detail: Option<String>,
+    wireguard: Option<super::wireguard::PeerViews>,
 }
 
 impl StatusHandle {
@@ -77,6 +78,13 @@ impl StatusHandle {
         self.lock().desired = Some(desired_view(desired, underlay));
     }
 
+    /// What the WireGuard devices run on, and where their peers are read.
+    pub fn set_wireguard(&self, path: Option<String>, views: super::wireguard::PeerViews) {
+        let mut s = self.lock();
+        s.backend_detail = path.map(|p| format!("{p} WireGuard"));
+        s.wireguard = Some(views);
+    }
+
     /// The JSON view served to `weft status`.
     pub fn view(&self) -> StatusView {
         let s = self.lock();
@@ -120,6 +128,11 @@ impl StatusHandle {
                 .collect(),
             desired: s.desired.clone(),
             backend_detail: s.backend_detail.clone(),
+            wireguard_peers: s
+                .wireguard
+                .as_ref()
+                .and_then(|v| v.lock().ok().map(|v| v.clone()))
+                .unwrap_or_default(),
         }
     }
 }
@@ -143,17 +156,39 @@ fn desired_view(d: &Desired, underlay: &str) -> DesiredView {
                     mtu: i.mtu,
                     address: i.address.to_string(),
                 },
+                DeviceSpec::Wireguard(w) => DeviceView {
+                    name: w.name.clone(),
+                    kind: "wireguard".into(),
+                    mtu: w.mtu,
+                    address: w
+                        .addresses
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                },
             })
             .collect(),
         routes: d
             .routes
             .iter()
             .map(|r| match &r.target {
+                RouteTarget::Link { dev } => RouteView {
+                    dst: r.dst.to_string(),
+                    via: None,
+                    dev: Some(match dev {
+                        Dev::Underlay => underlay.to_owned(),
+                        Dev::Named(n) => n.clone(),
+                    }),
+                    onlink: false,
+                    blackhole: false,
+                },
                 RouteTarget::Blackhole => RouteView {
                     dst: r.dst.to_string(),
                     via: None,
                     dev: None,
                     onlink: false,
+                    blackhole: true,
                 },
                 RouteTarget::Via {
                     gateway,
@@ -167,6 +202,7 @@ fn desired_view(d: &Desired, underlay: &str) -> DesiredView {
                         Dev::Named(n) => n.clone(),
                     }),
                     onlink: *onlink,
+                    blackhole: false,
                 },
             })
             .collect(),
@@ -186,6 +222,23 @@ fn desired_view(d: &Desired, underlay: &str) -> DesiredView {
                 dev: f.dev.clone(),
                 mac: f.mac.to_string(),
                 dst: f.dst.to_string(),
+            })
+            .collect(),
+        wireguard: d
+            .devices
+            .iter()
+            .filter_map(|dev| match dev {
+                DeviceSpec::Wireguard(w) => Some(w),
+                _ => None,
+            })
+            .flat_map(|w| {
+                w.peers.iter().map(|p| WgPeerWant {
+                    device: w.name.clone(),
+                    peer: p.peer.clone(),
+                    public_key: p.public_key.to_string(),
+                    endpoint: p.endpoint.to_string(),
+                    allowed_ips: p.allowed_ips.iter().map(|n| n.to_string()).collect(),
+                })
             })
             .collect(),
         unprogrammed: d

@@ -118,6 +118,8 @@ pub struct Flags {
     pub config: Option<PathBuf>,
     /// `--log-format` (weft): `text` (default) or `json`.
     pub log_format: String,
+    /// `--wireguard-path` (weft): `auto`, `kernel` or `userspace`.
+    pub wireguard_path: String,
 }
 
 impl Default for Flags {
@@ -163,6 +165,7 @@ impl Default for Flags {
             status_socket: Some(PathBuf::from("/run/flannel/weftd.sock")),
             config: None,
             log_format: "text".to_owned(),
+            wireguard_path: "auto".to_owned(),
         }
     }
 }

@@ -440,4 +440,15 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         "Log line format: `text` for people, `json` (one object per line) for collectors.",
         log_format = value::log_format
     ),
+    flag!(
+        "wireguard-path",
+        Value("auto|kernel|userspace"),
+        Weft,
+        "auto",
+        "Which WireGuard implementation the wireguard backend runs: the kernel module when \
+         present and weft's in-process userspace one otherwise (auto), or only one of them. \
+         `kernel` refuses to start where the module is missing (for users who must not run \
+         userspace crypto); `userspace` never uses the module.",
+        wireguard_path = value::wireguard_path
+    ),
 ];

@@ -97,6 +97,7 @@ const WEFT_FLAGS: &[&str] = &[
     "status-socket",
     "config",
     "log-format",
+    "wireguard-path",
 ];
 
 #[test]

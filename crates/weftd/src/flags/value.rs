@@ -148,3 +148,11 @@ pub(super) fn log_format(s: &str) -> Result<String, String> {
         _ => Err("expected text or json".to_owned()),
     }
 }
+
+/// `--wireguard-path`: `auto`, `kernel` or `userspace`.
+pub(super) fn wireguard_path(s: &str) -> Result<String, String> {
+    match s {
+        "auto" | "kernel" | "userspace" => Ok(s.to_owned()),
+        _ => Err("expected auto, kernel or userspace".to_owned()),
+    }
+}
