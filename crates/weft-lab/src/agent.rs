@@ -119,6 +119,17 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
         StoreState::Etcd { endpoint, .. } => {
             cmd.arg(format!("--etcd-endpoints={endpoint}"));
         }
+        StoreState::Kube(k) => {
+            let node = paths
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            cmd.arg("--kube-subnet-mgr")
+                .arg(format!("--kubeconfig-file={}", k.kubeconfig.display()))
+                .arg(format!("--net-config-path={}", k.net_conf_path.display()))
+                .env("NODE_NAME", node);
+        }
     }
     cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
         .arg("--healthz-port=0")

@@ -75,6 +75,9 @@ pub enum StoreKind {
     Local,
     /// A real etcd in its own namespace on the underlay.
     Etcd,
+    /// weft's Kubernetes API test server in its own namespace on the
+    /// underlay; agents run with `--kube-subnet-mgr`.
+    Kube,
 }
 
 impl StoreKind {
@@ -82,6 +85,7 @@ impl StoreKind {
         match self {
             StoreKind::Local => "local",
             StoreKind::Etcd => "etcd",
+            StoreKind::Kube => "kube",
         }
     }
 }
@@ -92,7 +96,8 @@ impl FromStr for StoreKind {
         match s {
             "local" => Ok(StoreKind::Local),
             "etcd" => Ok(StoreKind::Etcd),
-            _ => Err(format!("unknown store {s:?}: use local or etcd")),
+            "kube" => Ok(StoreKind::Kube),
+            _ => Err(format!("unknown store {s:?}: use local, etcd or kube")),
         }
     }
 }

@@ -67,6 +67,18 @@ pub enum StoreState {
         log: PathBuf,
         data_dir: PathBuf,
     },
+    Kube(KubeStore),
+}
+
+/// The Kubernetes API test server of a `--store kube` lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeStore {
+    pub endpoint: String,
+    pub netns: String,
+    pub kubeconfig: PathBuf,
+    pub net_conf_path: PathBuf,
+    pub pid: Option<u32>,
+    pub log: PathBuf,
 }
 
 impl StoreState {
@@ -77,6 +89,10 @@ impl StoreState {
             StoreState::Etcd {
                 endpoint, netns, ..
             } => format!("etcd ({endpoint}, netns {netns})"),
+            StoreState::Kube(k) => format!(
+                "Kubernetes API test server ({}, netns {})",
+                k.endpoint, k.netns
+            ),
         }
     }
 }

@@ -21,6 +21,8 @@ use crate::topology::{self, Host};
 
 /// etcd's program name.
 pub const ETCD: &str = "etcd";
+/// The Kubernetes API test server's binary (crate weft-kube-testserver).
+pub const KUBE_SERVER: &str = "weft-kube-testserver";
 /// flannel's network config key (`<etcd-prefix>/config`, default prefix).
 const CONFIG_KEY: &str = "/coreos.com/network/config";
 
@@ -222,4 +224,94 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
         .chain(["/usr/local/bin", "/usr/bin", "/usr/sbin", "/bin", "/sbin"].map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// Starts weft's Kubernetes API test server in its own namespace on the
+/// underlay at 192.0.2.250:6443, with a Node per lab node (podCIDRs
+/// allocated as kube-controller-manager does), and writes net-conf.json
+/// where the agents' `--net-config-path` points (the ConfigMap's file).
+pub fn start_kube(
+    lab: &LabName,
+    bin_dir: &Path,
+    net_conf: &str,
+    nodes: u32,
+    timeout: Duration,
+) -> Result<(StoreState, Child), LabError> {
+    let server = bin_dir.join(KUBE_SERVER);
+    if !server.exists() {
+        return Err(LabError::Missing(format!(
+            "{} is missing: build the workspace (cargo build --workspace)",
+            server.display()
+        )));
+    }
+    let netns = lab.store_netns();
+    topology::create_host_netns(&netns)?;
+    topology::plug(
+        &lab.underlay_netns(),
+        &Host {
+            netns: &netns,
+            port: "st",
+            address: STORE_IP,
+            default_route: false,
+        },
+    )?;
+    let dir = lab.state_dir();
+    let net_conf_path = dir.join("net-conf.json");
+    std::fs::write(&net_conf_path, net_conf)
+        .ctx(|| format!("cannot write {}", net_conf_path.display()))?;
+    let kubeconfig = dir.join("kubeconfig");
+    let _ = std::fs::remove_file(&kubeconfig);
+    let log = dir.join("kube-server.log");
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .ctx(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    let listen = format!("{STORE_IP}:6443");
+    let mut cmd = Command::new(&server);
+    cmd.arg(format!("--listen={listen}"))
+        .arg("--cluster-cidr=10.244.0.0/16")
+        .arg(format!("--kubeconfig-out={}", kubeconfig.display()));
+    for i in 1..=nodes {
+        cmd.arg(format!("--node=node{i}=192.0.2.{i}"));
+    }
+    cmd.current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .process_group(0);
+    let mut child = spawn_in(&netns, &mut cmd)?;
+    process::write_pid_file(&dir.join(format!("{KUBE_SERVER}.pid")), child.id())?;
+    let deadline = Instant::now() + timeout;
+    while !kubeconfig.exists() {
+        if let Ok(Some(exit)) = child.try_wait() {
+            return Err(LabError::NotReady {
+                who: format!("the Kubernetes API test server (netns {netns})"),
+                problem: format!("exited ({exit}) before serving"),
+                log: log.clone(),
+                tail: process::tail(&log, 25),
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(LabError::NotReady {
+                who: format!("the Kubernetes API test server (netns {netns})"),
+                problem: "did not write its kubeconfig in time".to_owned(),
+                log: log.clone(),
+                tail: process::tail(&log, 25),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let state = StoreState::Kube(crate::state::KubeStore {
+        endpoint: format!("http://{listen}"),
+        netns,
+        kubeconfig,
+        net_conf_path,
+        pid: Some(child.id()),
+        log,
+    });
+    Ok((state, child))
 }

@@ -129,7 +129,7 @@ fn delete_pods(
 fn stop_processes(name: &LabName, report: &mut DownReport) -> Result<(), LabError> {
     let marker = name.process_marker();
     let mut targets: Vec<(i32, &str)> = Vec::new();
-    for program in [WEFTD, ETCD] {
+    for program in [WEFTD, ETCD, crate::store::KUBE_SERVER] {
         let expected = Expected {
             program,
             marker: &marker,
@@ -161,8 +161,8 @@ fn stop_processes(name: &LabName, report: &mut DownReport) -> Result<(), LabErro
 /// The pids in this lab's pid files of `program`.
 fn pid_files(name: &LabName, program: &str) -> Vec<i32> {
     let dir = name.state_dir();
-    if program == ETCD {
-        return process::read_pid_file(&dir.join("etcd.pid"))
+    if program == ETCD || program == crate::store::KUBE_SERVER {
+        return process::read_pid_file(&dir.join(format!("{program}.pid")))
             .into_iter()
             .collect();
     }

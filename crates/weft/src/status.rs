@@ -174,7 +174,10 @@ fn compare(desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerView]) -> Vec<Dr
         }
     }
     for w in &desired.wireguard {
-        match wg_views.iter().find(|v| v.device == w.device && v.public_key == w.public_key) {
+        match wg_views
+            .iter()
+            .find(|v| v.device == w.device && v.public_key == w.public_key)
+        {
             None => drift.push(Drift {
                 kind: "wireguard",
                 what: format!("peer {} on {}", w.public_key, w.device),
@@ -273,7 +276,11 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
                 .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
         })
     });
-    let wants: Vec<_> = desired.wireguard.iter().filter(|w| w.peer == p.id).collect();
+    let wants: Vec<_> = desired
+        .wireguard
+        .iter()
+        .filter(|w| w.peer == p.id)
+        .collect();
     let held: Vec<&WgPeerView> = wants
         .iter()
         .filter_map(|w| {
@@ -292,7 +299,10 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
         .max()
         .map(|t| now.saturating_sub(t));
     let stale = !wants.is_empty() && handshake_age_secs.is_none_or(|a| a > STALE_HANDSHAKE_SECS);
-    let all_ok = [route_ok, neigh_ok, fdb_ok, wg_ok].iter().flatten().all(|ok| *ok);
+    let all_ok = [route_ok, neigh_ok, fdb_ok, wg_ok]
+        .iter()
+        .flatten()
+        .all(|ok| *ok);
     let state = match (&why_not, all_ok) {
         (Some(why), _) => format!("not programmed: {why}"),
         (None, false) => "drift".to_owned(),

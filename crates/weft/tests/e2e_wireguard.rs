@@ -17,14 +17,25 @@ fn wg_show(lab: &TestLab, node: &str, what: &[&str]) -> String {
     let mut argv = vec!["wg", "show"];
     argv.extend_from_slice(what);
     let out = lab_exec(lab, node, &argv);
-    assert!(out.status.success(), "wg show on {node}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "wg show on {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn lab_exec(lab: &TestLab, node: &str, argv: &[&str]) -> std::process::Output {
     let weft = env!("CARGO_BIN_EXE_weft");
     Command::new(weft)
-        .args(["lab", "exec", "--name", lab.lab().name().as_str(), node, "--"])
+        .args([
+            "lab",
+            "exec",
+            "--name",
+            lab.lab().name().as_str(),
+            node,
+            "--",
+        ])
         .args(argv)
         .output()
         .unwrap()
@@ -47,7 +58,10 @@ fn matrix_and_wg_show_list_every_peer_with_a_handshake() {
             .as_secs();
         for p in peers {
             let handshake: u64 = p.split('\t').nth(4).unwrap().parse().unwrap();
-            assert!(handshake > 0 && now - handshake < 180, "{node}: stale or no handshake: {p}");
+            assert!(
+                handshake > 0 && now - handshake < 180,
+                "{node}: stale or no handshake: {p}"
+            );
         }
     }
     // The key file is flannel's: /run/flannel/wgkey, mode 0400.
@@ -67,7 +81,15 @@ fn no_plaintext_on_the_wire() {
         .lab()
         .in_netns("underlay", || {
             Command::new("tcpdump")
-                .args(["-i", "br0", "-U", "-n", "-w", &pcap_arg, "ip and not igmp and not host 192.0.2.254"])
+                .args([
+                    "-i",
+                    "br0",
+                    "-U",
+                    "-n",
+                    "-w",
+                    &pcap_arg,
+                    "ip and not igmp and not host 192.0.2.254",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -78,7 +100,11 @@ fn no_plaintext_on_the_wire() {
     let target = lab.pod_ip("node2-pod1");
     let secret = "WEFT-SECRET-PAYLOAD-4c6f6f6b";
     // A known payload, by ICMP (-p pattern) and by TCP.
-    let hex: String = secret.bytes().take(16).map(|b| format!("{b:02x}")).collect();
+    let hex: String = secret
+        .bytes()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     lab.ok("node1-pod1", &["ping", "-c", "3", "-p", &hex, &target]);
     let script = format!(
         "exec 3<>/dev/tcp/{target}/9 2>/dev/null || true; printf '{secret}' | timeout 2 bash -c 'cat > /dev/udp/{target}/9999' || true"
@@ -90,16 +116,34 @@ fn no_plaintext_on_the_wire() {
 
     let raw = std::fs::read(&pcap).unwrap();
     let text = String::from_utf8_lossy(&raw);
-    assert!(!text.contains(secret), "the payload crossed the underlay in clear");
-    assert!(!raw.windows(16).any(|w| w == &secret.as_bytes()[..16]), "the ping pattern crossed in clear");
+    assert!(
+        !text.contains(secret),
+        "the payload crossed the underlay in clear"
+    );
+    assert!(
+        !raw.windows(16).any(|w| w == &secret.as_bytes()[..16]),
+        "the ping pattern crossed in clear"
+    );
     // Every packet between nodes is UDP to a WireGuard port; no pod address
     // appears in any header.
-    let read = Command::new("tcpdump").args(["-n", "-r", &pcap.to_string_lossy()]).output().unwrap();
+    let read = Command::new("tcpdump")
+        .args(["-n", "-r", &pcap.to_string_lossy()])
+        .output()
+        .unwrap();
     let decoded = String::from_utf8_lossy(&read.stdout);
-    assert!(decoded.lines().count() > 3, "nothing was captured: {decoded}");
+    assert!(
+        decoded.lines().count() > 3,
+        "nothing was captured: {decoded}"
+    );
     for line in decoded.lines() {
-        assert!(!line.contains("10.244."), "a pod address on the wire: {line}");
-        assert!(line.contains(".51820") && line.contains("UDP"), "not WireGuard traffic: {line}");
+        assert!(
+            !line.contains("10.244."),
+            "a pod address on the wire: {line}"
+        );
+        assert!(
+            line.contains(".51820") && line.contains("UDP"),
+            "not WireGuard traffic: {line}"
+        );
     }
 }
 
@@ -114,14 +158,18 @@ fn interop_with_wireguard_go() {
     let peers: Vec<(String, String)> = ["node1", "node2"]
         .iter()
         .map(|n| {
-            let public = wg_show(&lab, n, &["flannel-wg", "public-key"]).trim().to_owned();
+            let public = wg_show(&lab, n, &["flannel-wg", "public-key"])
+                .trim()
+                .to_owned();
             (public, lab.subnet(n))
         })
         .collect();
     lab.lab_mut().kill_agent("node3", Signal::SIGKILL).unwrap();
-    wait_until(Duration::from_secs(5), "node3's in-process device to go", || {
-        !lab.ok("node3", &["ip", "link"]).contains("flannel-wg")
-    });
+    wait_until(
+        Duration::from_secs(5),
+        "node3's in-process device to go",
+        || !lab.ok("node3", &["ip", "link"]).contains("flannel-wg"),
+    );
     let own = lab.subnet("node3").replace("/24", "/32");
     let mut set = vec![
         "wg".to_owned(),
@@ -151,12 +199,28 @@ fn interop_with_wireguard_go() {
         set.join(" ")
     );
     let out = lab_exec(&lab, "node3", &["bash", "-c", &script]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let target = lab.pod_ip("node3-pod1");
-    wait_until(Duration::from_secs(20), "traffic between weft and wireguard-go", || {
-        lab.run("node1-pod1", &["ping", "-c", "1", "-W", "1", &target]).status.success()
-            && lab.run("node3-pod1", &["ping", "-c", "1", "-W", "1", &lab.pod_ip("node2-pod1")]).status.success()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "traffic between weft and wireguard-go",
+        || {
+            lab.run("node1-pod1", &["ping", "-c", "1", "-W", "1", &target])
+                .status
+                .success()
+                && lab
+                    .run(
+                        "node3-pod1",
+                        &["ping", "-c", "1", "-W", "1", &lab.pod_ip("node2-pod1")],
+                    )
+                    .status
+                    .success()
+        },
+    );
     let _ = lab_exec(&lab, "node3", &["pkill", "-f", "wireguard-go flannel-wg"]);
 }
 
@@ -174,10 +238,17 @@ fn a_new_key_is_published_and_picked_up() {
     let after = wg_show(&lab, "node2", &["flannel-wg", "public-key"]);
     assert_ne!(before, after, "a removed key file must give a new key");
     let target = lab.pod_ip("node2-pod1");
-    wait_until(Duration::from_secs(20), "peers to use node2's new key", || {
-        wg_show(&lab, "node1", &["flannel-wg", "peers"]).contains(after.trim())
-            && lab.run("node1-pod1", &["ping", "-c", "1", "-W", "1", &target]).status.success()
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "peers to use node2's new key",
+        || {
+            wg_show(&lab, "node1", &["flannel-wg", "peers"]).contains(after.trim())
+                && lab
+                    .run("node1-pod1", &["ping", "-c", "1", "-W", "1", &target])
+                    .status
+                    .success()
+        },
+    );
 }
 
 #[test]
@@ -188,14 +259,17 @@ fn psk_must_match() {
     let psk_a = "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=";
     let psk_b = "YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=";
     let mut lab = TestLab::up_with("w-psk", Backend::Wireguard, |spec| {
-        spec.backend_options.insert("PSK".into(), serde_json::Value::String(psk_a.into()));
+        spec.backend_options
+            .insert("PSK".into(), serde_json::Value::String(psk_a.into()));
     });
     lab.assert_matrix();
     // node3 restarts with another PSK: it can reach nobody.
     let conf = lab.lab().name().state_dir().join("net-conf-other-psk.json");
     std::fs::write(
         &conf,
-        format!(r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"wireguard","PSK":"{psk_b}"}}}}"#),
+        format!(
+            r#"{{"Network":"10.244.0.0/16","Backend":{{"Type":"wireguard","PSK":"{psk_b}"}}}}"#
+        ),
     )
     .unwrap();
     lab.lab_mut().kill_agent("node3", Signal::SIGTERM).unwrap();
@@ -205,9 +279,18 @@ fn psk_must_match() {
     let to3 = lab.pod_ip("node3-pod1");
     let to2 = lab.pod_ip("node2-pod1");
     for _ in 0..3 {
-        assert!(!lab.run("node1-pod1", &["ping", "-c", "1", "-W", "1", &to3]).status.success(), "a mismatched PSK let traffic through");
+        assert!(
+            !lab.run("node1-pod1", &["ping", "-c", "1", "-W", "1", &to3])
+                .status
+                .success(),
+            "a mismatched PSK let traffic through"
+        );
     }
-    assert!(lab.run("node1-pod1", &["ping", "-c", "2", "-W", "1", &to2]).status.success());
+    assert!(
+        lab.run("node1-pod1", &["ping", "-c", "2", "-W", "1", &to2])
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -219,7 +302,12 @@ fn userspace_restart_gap_is_under_a_second() {
     let target = lab.pod_ip("node2-pod1");
     lab.ok("node1-pod1", &["ping", "-c", "2", &target]);
     let (out, restarted_in) = std::thread::scope(|s| {
-        let ping = s.spawn(|| lab.run("node1-pod1", &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "600", &target]));
+        let ping = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "600", &target],
+            )
+        });
         std::thread::sleep(Duration::from_millis(1000));
         let pid = lab.lab().node("node2").unwrap().pid.unwrap();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
@@ -227,15 +315,28 @@ fn userspace_restart_gap_is_under_a_second() {
         // What a supervisor (kubelet, systemd) does: start it again at once.
         let weft = env!("CARGO_BIN_EXE_weft");
         let restart = Command::new(weft)
-            .args(["lab", "restart", "--name", lab.lab().name().as_str(), "node2"])
+            .args([
+                "lab",
+                "restart",
+                "--name",
+                lab.lab().name().as_str(),
+                "node2",
+            ])
             .output()
             .unwrap();
-        assert!(restart.status.success(), "{}", String::from_utf8_lossy(&restart.stderr));
+        assert!(
+            restart.status.success(),
+            "{}",
+            String::from_utf8_lossy(&restart.stderr)
+        );
         let took = start.elapsed();
         (ping.join().unwrap(), took)
     });
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| l.contains("packets transmitted")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap();
     let nums: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter(|w| !w.is_empty())
@@ -244,6 +345,8 @@ fn userspace_restart_gap_is_under_a_second() {
         .collect();
     let lost = nums[0] - nums[1];
     let gap_ms = lost * 10;
-    println!("userspace WireGuard: agent back in {restarted_in:?}; {lost} pings lost = {gap_ms} ms gap");
+    println!(
+        "userspace WireGuard: agent back in {restarted_in:?}; {lost} pings lost = {gap_ms} ms gap"
+    );
     assert!(gap_ms < 1000, "the restart gap was {gap_ms} ms");
 }

@@ -23,29 +23,8 @@ pub struct Unbuilt {
     pub example: &'static [&'static str],
 }
 
-const KUBE: &str = "the Kubernetes lease store (issue 7)";
-
 /// The rows, one per flag. Edit freely: each row is tested through its `example`.
-pub const UNBUILT: &[Unbuilt] = &[
-    Unbuilt {
-        flag: "--kube-subnet-mgr",
-        feature: KUBE,
-        used: |f| f.kube_subnet_mgr,
-        example: &["--kube-subnet-mgr"],
-    },
-    Unbuilt {
-        flag: "--kube-api-url",
-        feature: KUBE,
-        used: |f| f.kube_api_url.is_some(),
-        example: &["--kube-api-url=https://10.0.0.1:6443"],
-    },
-    Unbuilt {
-        flag: "--kubeconfig-file",
-        feature: KUBE,
-        used: |f| f.kubeconfig_file.is_some(),
-        example: &["--kubeconfig-file", "/etc/kubeconfig"],
-    },
-];
+pub const UNBUILT: &[Unbuilt] = &[];
 
 /// `Err` with one line per used row when `flags` asks for anything missing.
 pub fn check(flags: &Flags) -> Result<(), String> {
@@ -120,26 +99,6 @@ mod tests {
             assert!(message.contains(row.flag), "{message}");
             assert!(message.contains(&env_var(row.flag)), "{message}");
         }
-    }
-
-    #[test]
-    fn rows_fire_from_the_environment_too() {
-        let parsed = parse_from(Vec::<String>::new(), |var| {
-            (var == "FLANNELD_KUBE_SUBNET_MGR").then(|| "true".to_owned())
-        });
-        let Ok(Invocation::Run(flags)) = parsed else {
-            panic!("{parsed:?}")
-        };
-        let message = check(&flags).expect_err("kube-subnet-mgr from env");
-        assert!(message.contains("Kubernetes lease store"), "{message}");
-        assert!(message.contains("FLANNELD_KUBE_SUBNET_MGR"), "{message}");
-    }
-
-    #[test]
-    fn every_used_row_is_reported() {
-        let message =
-            check(&flags(&["--kube-subnet-mgr", "--kubeconfig-file=/k"])).expect_err("two rows");
-        assert_eq!(message.lines().count(), 2, "{message}");
     }
 
     #[test]

@@ -72,7 +72,6 @@ fn help_lists_every_flanneld_flag_and_exits_0() {
             );
         }
         assert!(help.contains("FLANNELD_"), "{help}");
-        assert!(help.contains("Not built yet"), "{help}");
     }
 }
 
@@ -121,16 +120,6 @@ fn renew_margin_out_of_range_exits_1() {
 }
 
 #[test]
-fn unbuilt_flag_exits_2_naming_the_feature() {
-    // When the Kubernetes store lands, pick another row of src/unbuilt.rs.
-    let output = weftd(&["--kube-subnet-mgr"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    let err = stderr(&output);
-    assert!(err.contains("Kubernetes lease store"), "{err}");
-    assert!(err.contains("--kube-subnet-mgr"), "{err}");
-}
-
-#[test]
 fn flanneld_env_applies_when_the_flag_is_absent() {
     let output = weftd(&[], &[("FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "0")]);
     assert_eq!(output.status.code(), Some(1));
@@ -167,9 +156,18 @@ fn invalid_flanneld_env_exits_1_naming_the_variable() {
 
 #[test]
 fn password_is_not_logged() {
-    // An unbuilt flag stops weftd right after "CLI flags config" is logged.
+    // Without NODE_NAME the Kubernetes store stops weftd right after "CLI
+    // flags config" is logged.
     let output = weftd(&["--etcd-password=hunter2", "--kube-subnet-mgr"], &[]);
     let err = stderr(&output);
     assert!(err.contains("CLI flags config"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn kube_mode_without_node_name_says_how_to_name_the_node() {
+    let output = weftd(&["--kube-subnet-mgr"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("NODE_NAME"), "{err}");
 }

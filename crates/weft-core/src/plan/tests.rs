@@ -360,15 +360,22 @@ fn wg_peer(subnet: &str, ip: &str, key: u8, port: u16) -> (String, Lease) {
 
 #[test]
 fn wireguard_device_route_and_peers_as_flannel() {
-    let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard","PersistentKeepaliveInterval":25}}"#);
+    let c = cfg(
+        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard","PersistentKeepaliveInterval":25}}"#,
+    );
     let peers = [
         wg_peer("10.244.1.0/24", "192.0.2.2", 7, 51820),
         wg_peer("10.244.2.0/24", "198.51.100.9", 8, 0),
     ];
     let d = run(&c, &peers, &underlay()).unwrap();
     assert_eq!(d.mtu, 1420, "underlay MTU − 80");
-    let DeviceSpec::Wireguard(w) = &d.devices[0] else { panic!("{d:?}") };
-    assert_eq!((w.name.as_str(), w.listen_port, w.mtu), ("flannel-wg", 51820, 1420));
+    let DeviceSpec::Wireguard(w) = &d.devices[0] else {
+        panic!("{d:?}")
+    };
+    assert_eq!(
+        (w.name.as_str(), w.listen_port, w.mtu),
+        ("flannel-wg", 51820, 1420)
+    );
     assert_eq!(w.addresses, vec!["10.244.6.0/32".parse::<IpNet>().unwrap()]);
     assert_eq!(
         d.routes,
@@ -381,7 +388,10 @@ fn wireguard_device_route_and_peers_as_flannel() {
     );
     assert_eq!(w.peers.len(), 2);
     assert_eq!(w.peers[0].endpoint.to_string(), "192.0.2.2:51820");
-    assert_eq!(w.peers[0].allowed_ips, vec!["10.244.1.0/24".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        w.peers[0].allowed_ips,
+        vec!["10.244.1.0/24".parse::<IpNet>().unwrap()]
+    );
     assert_eq!(w.peers[0].keepalive, Some(25));
     // A peer from flannel < 0.14 publishes no port: ours is used.
     assert_eq!(w.peers[1].endpoint.to_string(), "198.51.100.9:51820");
@@ -417,10 +427,15 @@ fn wireguard_separate_mode_has_a_device_per_family() {
     .unwrap();
     let names: Vec<&str> = d.devices.iter().map(|x| x.name()).collect();
     assert_eq!(names, ["flannel-wg", "flannel-wg-v6"]);
-    let DeviceSpec::Wireguard(v6) = &d.devices[1] else { panic!() };
+    let DeviceSpec::Wireguard(v6) = &d.devices[1] else {
+        panic!()
+    };
     assert_eq!(v6.listen_port, 51821);
     assert_eq!(v6.peers[0].endpoint.to_string(), "[2001:db8::2]:51821");
-    assert_eq!(v6.peers[0].allowed_ips, vec!["fd00:10:244:1::/64".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        v6.peers[0].allowed_ips,
+        vec!["fd00:10:244:1::/64".parse::<IpNet>().unwrap()]
+    );
 }
 
 #[test]
@@ -447,10 +462,16 @@ fn wireguard_auto_mode_prefers_public_ipv4_then_global_ipv6() {
         blackhole: false,
     })
     .unwrap();
-    let DeviceSpec::Wireguard(w) = &d.devices[0] else { panic!() };
+    let DeviceSpec::Wireguard(w) = &d.devices[0] else {
+        panic!()
+    };
     assert_eq!(d.devices.len(), 1, "one device for both families");
     assert_eq!(w.addresses.len(), 2);
-    assert_eq!(w.peers[0].endpoint.ip().to_string(), "198.51.100.2", "public IPv4 wins");
+    assert_eq!(
+        w.peers[0].endpoint.ip().to_string(),
+        "198.51.100.2",
+        "public IPv4 wins"
+    );
     assert_eq!(w.peers[0].allowed_ips.len(), 2);
     let d = plan(&PlanInput {
         cfg: &c,
@@ -461,8 +482,14 @@ fn wireguard_auto_mode_prefers_public_ipv4_then_global_ipv6() {
         blackhole: false,
     })
     .unwrap();
-    let DeviceSpec::Wireguard(w) = &d.devices[0] else { panic!() };
-    assert_eq!(w.peers[0].endpoint.ip().to_string(), "2001:db8::2", "private IPv4, global IPv6");
+    let DeviceSpec::Wireguard(w) = &d.devices[0] else {
+        panic!()
+    };
+    assert_eq!(
+        w.peers[0].endpoint.ip().to_string(),
+        "2001:db8::2",
+        "private IPv4, global IPv6"
+    );
 }
 
 #[test]
@@ -470,7 +497,9 @@ fn wireguard_peer_without_key_is_skipped() {
     let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"wireguard"}}"#);
     let (id, lease) = routed_peer("10.244.1.0/24", "192.0.2.2", "wireguard");
     let d = run(&c, &[(id, lease)], &underlay()).unwrap();
-    let DeviceSpec::Wireguard(w) = &d.devices[0] else { panic!() };
+    let DeviceSpec::Wireguard(w) = &d.devices[0] else {
+        panic!()
+    };
     assert!(w.peers.is_empty());
     assert_eq!(d.skipped.len(), 1);
 }

@@ -77,8 +77,16 @@ fn endpoint_family(mode: WireguardMode, input: &PlanInput<'_>, peer: &Lease) -> 
         WireguardMode::Ipv4 | WireguardMode::Separate => Family::V4,
         WireguardMode::Auto => match (v4, v6) {
             (_, None) => Family::V4,
-            (Some(a), Some(_)) if !is_private_v4(a) && input.underlay.addr_v4.is_some() => Family::V4,
-            (_, Some(b)) if !is_ula(b) && input.underlay.addr_v6.is_some_and(|l| !is_ula(IpAddr::V6(l))) => {
+            (Some(a), Some(_)) if !is_private_v4(a) && input.underlay.addr_v4.is_some() => {
+                Family::V4
+            }
+            (_, Some(b))
+                if !is_ula(b)
+                    && input
+                        .underlay
+                        .addr_v6
+                        .is_some_and(|l| !is_ula(IpAddr::V6(l))) =>
+            {
                 Family::V6
             }
             (Some(_), Some(_)) => Family::V4,
@@ -95,7 +103,10 @@ fn peer_plan(
     opts: &WireguardOptions,
     own_port: u16,
 ) -> Result<WgPeerPlan, String> {
-    let allowed: Vec<IpNet> = carried.iter().filter_map(|f| peer.subnets.get(*f)).collect();
+    let allowed: Vec<IpNet> = carried
+        .iter()
+        .filter_map(|f| peer.subnets.get(*f))
+        .collect();
     if allowed.is_empty() {
         return Err("no subnet of a family this device carries".to_owned());
     }

@@ -202,7 +202,14 @@ mod tests {
 
     #[test]
     fn recognises_only_weft_device_names() {
-        for n in ["flannel.1", "flannel.4096", "flannel-v6.1", "flannel.ipip", "flannel-wg", "flannel-wg-v6"] {
+        for n in [
+            "flannel.1",
+            "flannel.4096",
+            "flannel-v6.1",
+            "flannel.ipip",
+            "flannel-wg",
+            "flannel-wg-v6",
+        ] {
             assert!(is_weft_device_name(n), "{n}");
         }
         for n in [

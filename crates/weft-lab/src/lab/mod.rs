@@ -88,6 +88,7 @@ impl Lab {
         match (target, &self.state.store) {
             ("underlay", _) => Ok(self.state.underlay.netns.clone()),
             ("store", StoreState::Etcd { netns, .. }) => Ok(netns.clone()),
+            ("store", StoreState::Kube(k)) => Ok(k.netns.clone()),
             _ => Err(self.unknown("node, pod, `underlay` or `store`", target)),
         }
     }

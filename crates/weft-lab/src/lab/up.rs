@@ -73,6 +73,21 @@ impl Lab {
                 children.insert(store::ETCD.to_owned(), child);
                 state
             }
+            crate::StoreKind::Kube => {
+                progress(&format!(
+                    "store: Kubernetes API test server in netns {}",
+                    name.store_netns()
+                ));
+                let (state, child) = store::start_kube(
+                    name,
+                    &spec.bin_dir,
+                    &net_conf,
+                    spec.nodes,
+                    spec.ready_timeout,
+                )?;
+                children.insert(store::KUBE_SERVER.to_owned(), child);
+                state
+            }
         };
         let network = CLUSTER_NETWORK
             .parse()

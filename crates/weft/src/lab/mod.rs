@@ -117,6 +117,8 @@ enum StoreArg {
     Local,
     /// A real etcd in its own namespace on the underlay.
     Etcd,
+    /// weft's Kubernetes API test server; agents run --kube-subnet-mgr.
+    Kube,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +185,7 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
     spec.store = match args.store {
         StoreArg::Local => StoreKind::Local,
         StoreArg::Etcd => StoreKind::Etcd,
+        StoreArg::Kube => StoreKind::Kube,
     };
     if let Some(dir) = args.bin_dir {
         spec.bin_dir = dir;

@@ -120,3 +120,59 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A plain HTTP/1.1 request from inside `target`'s namespace.
+pub fn http(
+    lab: &TestLab,
+    target: &str,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let (addr, method, path, body) = (
+        addr.to_owned(),
+        method.to_owned(),
+        path.to_owned(),
+        body.to_owned(),
+    );
+    lab.lab()
+        .in_netns(target, move || {
+            let io = |e| weft_lab::LabError::io("http", e);
+            let mut s = std::net::TcpStream::connect(&addr).map_err(io)?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .map_err(io)?;
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).map_err(io)?;
+            let raw = String::from_utf8_lossy(&raw).into_owned();
+            let code = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+            let mut body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+            if raw.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+                body = dechunk(&body);
+            }
+            Ok((code, body))
+        })
+        .unwrap()
+}
+
+fn dechunk(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}

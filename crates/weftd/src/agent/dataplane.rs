@@ -258,7 +258,8 @@ impl Dataplane {
     async fn start(&mut self, lease: &Lease) -> Result<()> {
         let desired = self.plan(lease, &[])?;
         if let Some(wg) = &mut self.wireguard {
-            wg.ensure(self.reconciler.netlink(), &desired, false).await?;
+            wg.ensure(self.reconciler.netlink(), &desired, false)
+                .await?;
             self.status.set_wireguard(wg.path(), wg.views());
         }
         let devices_only = Desired {

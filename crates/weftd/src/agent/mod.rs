@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use weft_core::netconf::NetConfig;
 use weft_store::etcd::{EtcdKv, EtcdOptions};
+use weft_store::kube::{KubeLeaseStore, KubeOptions, NodeIdentity};
 use weft_store::local::LocalKv;
 use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
 
@@ -36,7 +37,20 @@ pub struct NotBuilt(pub String);
 pub async fn run(flags: Flags) -> Result<()> {
     let shutdown = Shutdown::install()?;
     let ttl = Duration::from_secs(flags.subnet_lease_ttl_secs);
-    if let Some(path) = &flags.local_store {
+    if flags.kube_subnet_mgr {
+        let node = NodeIdentity::from_env().context("cannot tell which node this is")?;
+        let mut options = KubeOptions::new(node);
+        options.api_url = flags.kube_api_url.clone();
+        options.kubeconfig = flags.kubeconfig_file.clone();
+        options.annotation_prefix = flags.kube_annotation_prefix.clone();
+        options.net_config_path = flags.net_config_path.clone();
+        options.set_node_network_unavailable = flags.set_node_network_unavailable;
+        let store = KubeLeaseStore::connect(options)
+            .await
+            .context("cannot set up the Kubernetes client")?;
+        tracing::info!("using the Kubernetes lease store (node annotations)");
+        run_with(store, flags, shutdown).await
+    } else if let Some(path) = &flags.local_store {
         let kv = LocalKv::open(path)
             .with_context(|| format!("cannot open the local store {}", path.display()))?;
         tracing::info!(path = %path.display(), "using the local lease store");
@@ -85,7 +99,10 @@ async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown)
     log_config(&cfg);
     status.set_identity(store.kind(), cfg.backend.config_type());
 
-    let (stored_ip, stored_ipv6) = store.stored_public_ips().await?;
+    let (stored_ip, stored_ipv6) = tokio::select! {
+        r = store.stored_public_ips() => r?,
+        _ = shutdown.requested() => return Ok(()),
+    };
     if stored_ip.is_some() || stored_ipv6.is_some() {
         tracing::info!(public_ip = ?stored_ip, public_ipv6 = ?stored_ipv6, "the store assigns this node's public addresses");
         flags.public_ip = stored_ip.or(flags.public_ip);
@@ -99,7 +116,11 @@ async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown)
         mtu = ext.mtu,
         "using the external interface"
     );
-    let previous = match store.previous_attrs(ext.ext_addr, ext.ext_addr_v6).await {
+    let previous = tokio::select! {
+        r = store.previous_attrs(ext.ext_addr, ext.ext_addr_v6) => r,
+        _ = shutdown.requested() => return Ok(()),
+    };
+    let previous = match previous {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!("cannot read what this node published before: {e}");

@@ -131,7 +131,12 @@ impl WireguardState {
     /// when `with_peers`, makes their peers equal to the plan. Before the
     /// first peer snapshot `with_peers` is false: an empty list must not
     /// wipe the peers a kernel device kept across a restart.
-    pub async fn ensure(&mut self, nl: &Netlink, desired: &Desired, with_peers: bool) -> Result<()> {
+    pub async fn ensure(
+        &mut self,
+        nl: &Netlink,
+        desired: &Desired,
+        with_peers: bool,
+    ) -> Result<()> {
         let plans: Vec<&WgDevicePlan> = desired
             .devices
             .iter()

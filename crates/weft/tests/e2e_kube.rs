@@ -1,0 +1,135 @@
+//! The Kubernetes lease store end to end (issue 7): agents on
+//! `--kube-subnet-mgr` against weft's API test server (a real-contract
+//! stand-in for kube-apiserver, which cannot run here), with nodes whose
+//! podCIDRs the server allocates as kube-controller-manager does.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestLab, http, root, wait_until};
+use weft_lab::{Backend, Signal, StoreKind};
+
+const API: &str = "192.0.2.250:6443";
+
+fn node(lab: &TestLab, name: &str) -> serde_json::Value {
+    let (code, body) = http(
+        lab,
+        "store",
+        API,
+        "GET",
+        &format!("/api/v1/nodes/{name}"),
+        "",
+    );
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn kube_lab(name: &str) -> TestLab {
+    TestLab::up_with(name, Backend::Vxlan, |spec| spec.store = StoreKind::Kube)
+}
+
+#[test]
+fn pods_reach_each_other_and_nodes_carry_flannels_annotations() {
+    if !root() {
+        return;
+    }
+    let lab = kube_lab("k-mx");
+    lab.assert_matrix();
+    let n = node(&lab, "node1");
+    let a = &n["metadata"]["annotations"];
+    assert_eq!(a["flannel.alpha.coreos.com/kube-subnet-manager"], "true");
+    assert_eq!(a["flannel.alpha.coreos.com/backend-type"], "vxlan");
+    assert_eq!(a["flannel.alpha.coreos.com/public-ip"], "192.0.2.1");
+    let data: serde_json::Value =
+        serde_json::from_str(a["flannel.alpha.coreos.com/backend-data"].as_str().unwrap()).unwrap();
+    assert_eq!(data["VNI"], 1);
+    let mac = data["VtepMAC"].as_str().unwrap().to_owned();
+    let link = lab.ok("node1", &["ip", "link", "show", "flannel.1"]);
+    assert!(
+        link.contains(&mac),
+        "the annotation's VtepMAC is flannel.1's: {link}"
+    );
+    // The node's subnet is its podCIDR.
+    assert_eq!(n["spec"]["podCIDR"].as_str().unwrap(), lab.subnet("node1"));
+    let cond = n["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "NetworkUnavailable")
+        .unwrap()
+        .clone();
+    assert_eq!(cond["status"], "False");
+    assert_eq!(cond["reason"], "FlannelIsUp");
+}
+
+#[test]
+fn a_rebooted_node_keeps_its_vtep_mac_from_its_annotation() {
+    if !root() {
+        return;
+    }
+    let mut lab = kube_lab("k-mac");
+    let before =
+        node(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+            .clone();
+    // A reboot: the agent stops and the device is gone.
+    lab.lab_mut().kill_agent("node2", Signal::SIGTERM).unwrap();
+    lab.ok("node2", &["ip", "link", "del", "flannel.1"]);
+    lab.lab_mut().start_agent("node2").unwrap();
+    let after =
+        node(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+            .clone();
+    assert_eq!(
+        before, after,
+        "the VtepMAC changed across a reboot (flannel #1795)"
+    );
+    lab.assert_matrix();
+}
+
+#[test]
+fn api_down_for_a_while_loses_nothing_and_new_nodes_arrive_after() {
+    if !root() {
+        return;
+    }
+    let lab = kube_lab("k-down");
+    let target = lab.pod_ip("node2-pod1");
+    let (code, body) = http(
+        &lab,
+        "store",
+        API,
+        "POST",
+        "/weft-test/v1/outage?seconds=20",
+        "",
+    );
+    assert!(code == 200 || code == 204, "{code} {body}");
+    let out = lab.run(
+        "node1-pod1",
+        &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "1500", &target],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(" 0% packet loss"),
+        "pings lost while the API was down:\n{text}"
+    );
+    // Back: a node registered after the outage shows up in node1's routes.
+    wait_until(Duration::from_secs(30), "the API to serve again", || {
+        http(&lab, "store", API, "GET", "/healthz", "").0 == 200
+    });
+    let (code, body) = http(
+        &lab,
+        "store",
+        API,
+        "POST",
+        "/weft-test/v1/nodes",
+        r#"{"name":"node9","internalIP":"192.0.2.9","annotations":{"flannel.alpha.coreos.com/kube-subnet-manager":"true","flannel.alpha.coreos.com/backend-type":"vxlan","flannel.alpha.coreos.com/public-ip":"192.0.2.9","flannel.alpha.coreos.com/backend-data":"{\"VNI\":1,\"VtepMAC\":\"02:42:00:00:00:09\"}"}}"#,
+    );
+    assert!(code < 300, "{code} {body}");
+    let cidr = node(&lab, "node9")["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_until(Duration::from_secs(30), "node9's route on node1", || {
+        lab.ok("node1", &["ip", "route"]).contains(&cidr)
+    });
+}
