@@ -61,10 +61,13 @@ pub struct Report {
     pub drift: Vec<Drift>,
 }
 
+/// A route as compared: destination, gateway, device, onlink, blackhole.
+type RouteKey = (String, Option<String>, Option<String>, bool, bool);
+
 /// What the kernel holds of the things weft manages.
 #[derive(Default)]
 struct Kernel {
-    routes: HashSet<(String, Option<String>, Option<String>, bool, bool)>,
+    routes: HashSet<RouteKey>,
     neighbours: HashSet<(String, String, String)>,
     fdb: HashSet<(String, String, String)>,
     devices: Vec<(String, u32, Vec<String>)>,
@@ -289,7 +292,7 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
                 .find(|v| v.device == w.device && v.public_key == w.public_key)
         })
         .collect();
-    let wg_ok = (!wants.is_empty()).then(|| held.len() == wants.len());
+    let wg_ok = (!wants.is_empty()).then_some(held.len() == wants.len());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -215,7 +215,7 @@ mod tests {
         for n in [
             "flannel.",
             "flannel.x",
-            "flannel-wg",
+            "flannel-wgx",
             "eth0",
             "cni0",
             "flannel.1a",

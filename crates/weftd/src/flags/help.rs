@@ -107,3 +107,61 @@ pub(crate) fn wrap_into(out: &mut String, text: &str, indent: &str) {
         out.push('\n');
     }
 }
+
+/// The configuration reference in Markdown (docs/configuration.md), made
+/// from the same table as `--help`; a test fails when the file drifts.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# weftd configuration reference\n\n\
+         Generated from weftd's flag table (`crates/weftd/src/flags/table.rs`); a test \
+         fails when this file and the flags drift. Regenerate it with \
+         `WEFT_BLESS=1 cargo test -p weftd --test config_reference`.\n\n",
+    );
+    out.push_str(&format!("{INTRO}\n\n{SPELLING}\n\n"));
+    out.push_str("## Flags, environment and `--config` file\n\n");
+    out.push_str(
+        "Each flag can also come from its `FLANNELD_*` variable and from the YAML file \
+         given with `--config` (keys are flag names without dashes). Precedence: command \
+         line, then environment, then file.\n",
+    );
+    for group in Group::ALL {
+        let _ = write!(
+            out,
+            "\n### {}\n\n| flag | default | environment | meaning |\n| --- | --- | --- | --- |\n",
+            group.title()
+        );
+        for spec in FLAGS.iter().filter(|spec| spec.group == group) {
+            let flag = match spec.kind {
+                Kind::Bool => format!("`--{}`", spec.name),
+                Kind::Value(m) => format!("`--{} {m}`", spec.name),
+                Kind::Repeated(m) => format!("`--{} {m}` (repeatable)", spec.name),
+            };
+            let default = match spec.default {
+                "" => "—".to_owned(),
+                d => format!("`{d}`"),
+            };
+            let env = spec
+                .env_var()
+                .map_or_else(|| "—".to_owned(), |e| format!("`{e}`"));
+            let help = spec
+                .help
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace('|', "\\|");
+            let _ = writeln!(out, "| {flag} | {default} | {env} | {help} |");
+        }
+    }
+    out.push_str("\n## Environment\n\n");
+    for paragraph in ENVIRONMENT {
+        let text = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        let _ = writeln!(out, "{text}\n");
+    }
+    out.push_str(
+        "Other variables, as flanneld reads them: `NODE_NAME` (or `POD_NAME` and \
+`POD_NAMESPACE`) names the node in Kubernetes mode; `WIREGUARD_KEY_FILE` overrides the \
+WireGuard key file `/run/flannel/wgkey`.\n\n",
+    );
+    let _ = writeln!(out, "## Exit status\n\n{EXIT_STATUS}");
+    out
+}

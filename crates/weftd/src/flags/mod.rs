@@ -35,6 +35,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+pub use help::reference_markdown;
 pub use help::render as help_text;
 pub(crate) use help::wrap_into;
 

@@ -164,8 +164,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         Value("FILE"),
         Etcd,
         "",
-        "TLS client key for etcd. TLS is used only when both --etcd-keyfile and --etcd-certfile \
-         are set.",
+        "TLS client key for etcd, given with --etcd-certfile. TLS is on when --etcd-cafile \
+         is set (weft, unlike flanneld, does not need a client certificate for TLS).",
         etcd_keyfile = value::opt_path
     ),
     flag!(
@@ -181,7 +181,8 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         Value("FILE"),
         Etcd,
         "",
-        "CA certificates that verify the etcd server; read only when TLS is on.",
+        "CA certificates that verify the etcd server. Required for TLS: weft does not trust \
+         the system's roots for etcd, and never skips verification.",
         etcd_cafile = value::opt_path
     ),
     flag!(
