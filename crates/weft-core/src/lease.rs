@@ -279,6 +279,17 @@ mod tests {
         assert_eq!(attrs.to_json(), VXLAN);
     }
 
+    /// flannel's dual-stack value: Go's field order, the IPv6 address as a
+    /// string, the v6 device's data last.
+    #[test]
+    fn dual_stack_value_round_trips_byte_for_byte() {
+        const DUAL: &str = r#"{"PublicIP":"192.0.2.2","PublicIPv6":"2001:db8::2","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"},"BackendV6Data":{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f1"}}"#;
+        let attrs = LeaseAttrs::from_json(DUAL.as_bytes()).unwrap();
+        assert_eq!(attrs.public_ipv6, Some("2001:db8::2".parse().unwrap()));
+        assert!(attrs.backend_v6_data.is_some());
+        assert_eq!(attrs.to_json(), DUAL);
+    }
+
     #[test]
     fn host_gw_has_no_backend_data() {
         let attrs = LeaseAttrs {

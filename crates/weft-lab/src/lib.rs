@@ -53,7 +53,7 @@ pub use lab::{Lab, require_root};
 pub use names::LabName;
 pub use netns::{in_netns, netns_path, with_netlink};
 pub use nix::sys::signal::Signal;
-pub use spec::{Backend, LabSpec, StoreKind, default_bin_dir};
+pub use spec::{Backend, IpFamily, LabSpec, StoreKind, default_bin_dir};
 pub use state::{LabState, NodeRecord, PodRecord, StoreState, Underlay};
 pub use teardown::DownReport;
 pub use weft_core::Family;

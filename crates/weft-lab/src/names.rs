@@ -12,7 +12,7 @@
 //! lab (the veths are created inside the underlay namespace, never in the
 //! root namespace), so two labs' `br0` or `eth0` cannot collide.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use crate::LabError;
@@ -37,6 +37,14 @@ pub const OUTSIDE_IP: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
 pub const BRIDGE: &str = "br0";
 /// The cluster network every lab's net-conf.json uses.
 pub const CLUSTER_NETWORK: &str = "10.244.0.0/16";
+/// The IPv6 cluster network (a ULA, as K3s and kind use).
+pub const CLUSTER_NETWORK_V6: &str = "fd00:10:244::/56";
+/// The IPv6 underlay (2001:db8::/64, the documentation prefix).
+pub const UNDERLAY_V6_PREFIX_LEN: u8 = 64;
+pub const UNDERLAY_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfe);
+pub const STORE_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfa);
+/// An IPv6 address "outside the cluster", held by the underlay namespace.
+pub const OUTSIDE_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 
 /// Node addresses are `192.0.2.<i>`; .250 and .254 are taken, so stay well below.
 pub const MAX_NODES: u32 = 200;
@@ -226,6 +234,13 @@ fn canonical_number(s: &str) -> Option<u32> {
 }
 
 /// Node `i`'s underlay address, `192.0.2.<i>`.
+/// Node `i`'s IPv6 underlay address, `2001:db8::<i in hex>`.
+pub fn node_underlay_ipv6(i: u32) -> Option<Ipv6Addr> {
+    (1..=MAX_NODES)
+        .contains(&i)
+        .then(|| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16))
+}
+
 pub fn node_underlay_ip(i: u32) -> Option<Ipv4Addr> {
     if (1..=MAX_NODES).contains(&i) {
         Some(Ipv4Addr::new(192, 0, 2, u8::try_from(i).ok()?))

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::LabError;
-use crate::names::{CLUSTER_NETWORK, DEFAULT_NAME, LabName, MAX_NODES, MAX_PODS_PER_NODE};
+use crate::names::{
+    CLUSTER_NETWORK, CLUSTER_NETWORK_V6, DEFAULT_NAME, LabName, MAX_NODES, MAX_PODS_PER_NODE,
+};
 
 /// The dataplane backend every agent of the lab runs (net-conf.json's
 /// `Backend.Type`).
@@ -67,6 +69,47 @@ impl std::fmt::Display for Backend {
     }
 }
 
+/// Which address families the lab runs: the underlay, net-conf.json and
+/// the pods all follow it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpFamily {
+    #[default]
+    Ipv4,
+    Ipv6,
+    Dual,
+}
+
+impl IpFamily {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::Ipv4 => "ipv4",
+            IpFamily::Ipv6 => "ipv6",
+            IpFamily::Dual => "dual",
+        }
+    }
+
+    pub fn has_v4(self) -> bool {
+        self != IpFamily::Ipv6
+    }
+
+    pub fn has_v6(self) -> bool {
+        self != IpFamily::Ipv4
+    }
+}
+
+impl FromStr for IpFamily {
+    type Err = String;
+    fn from_str(s: &str) -> Result<IpFamily, String> {
+        match s {
+            "ipv4" => Ok(IpFamily::Ipv4),
+            "ipv6" => Ok(IpFamily::Ipv6),
+            "dual" => Ok(IpFamily::Dual),
+            _ => Err(format!("unknown IP family {s:?}: use ipv4, ipv6 or dual")),
+        }
+    }
+}
+
 /// Where the agents keep their leases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -118,6 +161,8 @@ pub struct LabSpec {
     pub pods_per_node: u32,
     pub backend: Backend,
     pub store: StoreKind,
+    /// IPv4 (the default), IPv6 only, or dual-stack.
+    pub ip_family: IpFamily,
     /// Where `weftd` and `flannel` (the CNI plugin) are.
     pub bin_dir: PathBuf,
     /// Extra keys for net-conf.json's `Backend` object (`VNI`,
@@ -141,6 +186,7 @@ impl LabSpec {
             pods_per_node: 1,
             backend: Backend::Vxlan,
             store: StoreKind::Local,
+            ip_family: IpFamily::Ipv4,
             bin_dir: default_bin_dir()?,
             backend_options: Map::new(),
             net_conf_options: Map::new(),
@@ -192,10 +238,19 @@ impl LabSpec {
         for (key, value) in &self.net_conf_options {
             extra.push_str(&format!(",{}:{value}", Value::from(key.as_str())));
         }
-        format!(
-            "{{\"Network\":{}{extra},\"Backend\":{backend}}}",
-            Value::from(CLUSTER_NETWORK)
-        )
+        let networks = match self.ip_family {
+            IpFamily::Ipv4 => format!("\"Network\":{}", Value::from(CLUSTER_NETWORK)),
+            IpFamily::Dual => format!(
+                "\"Network\":{},\"EnableIPv6\":true,\"IPv6Network\":{}",
+                Value::from(CLUSTER_NETWORK),
+                Value::from(CLUSTER_NETWORK_V6)
+            ),
+            IpFamily::Ipv6 => format!(
+                "\"EnableIPv4\":false,\"EnableIPv6\":true,\"IPv6Network\":{}",
+                Value::from(CLUSTER_NETWORK_V6)
+            ),
+        };
+        format!("{{{networks}{extra},\"Backend\":{backend}}}")
     }
 }
 

@@ -35,6 +35,8 @@ pub struct LabState {
     /// Extra agent arguments given at `up`, reused by `restart`.
     pub agent_args: Vec<String>,
     pub underlay: Underlay,
+    #[serde(default)]
+    pub ip_family: crate::IpFamily,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
 }
@@ -105,6 +107,9 @@ pub struct NodeRecord {
     pub index: u32,
     pub netns: String,
     pub underlay_ip: Ipv4Addr,
+    /// Its IPv6 underlay address in IPv6 and dual-stack labs.
+    #[serde(default)]
+    pub underlay_ipv6: Option<std::net::Ipv6Addr>,
     /// The subnets the agent leased (one per family), as its status
     /// socket reported them when it became ready.
     pub subnets: Vec<IpNet>,

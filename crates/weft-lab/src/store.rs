@@ -68,6 +68,7 @@ pub fn start_etcd(
             netns: &netns,
             port: "st",
             address: STORE_IP,
+            address_v6: Some(crate::names::STORE_IP_V6),
             default_route: false,
         },
     )?;
@@ -235,6 +236,7 @@ pub fn start_kube(
     bin_dir: &Path,
     net_conf: &str,
     nodes: u32,
+    family: crate::IpFamily,
     timeout: Duration,
 ) -> Result<(StoreState, Child), LabError> {
     let server = bin_dir.join(KUBE_SERVER);
@@ -252,6 +254,7 @@ pub fn start_kube(
             netns: &netns,
             port: "st",
             address: STORE_IP,
+            address_v6: Some(crate::names::STORE_IP_V6),
             default_route: false,
         },
     )?;
@@ -273,7 +276,18 @@ pub fn start_kube(
     let listen = format!("{STORE_IP}:6443");
     let mut cmd = Command::new(&server);
     cmd.arg(format!("--listen={listen}"))
-        .arg("--cluster-cidr=10.244.0.0/16")
+        .arg(format!(
+            "--cluster-cidr={}",
+            match family {
+                crate::IpFamily::Ipv4 => crate::names::CLUSTER_NETWORK.to_owned(),
+                crate::IpFamily::Ipv6 => crate::names::CLUSTER_NETWORK_V6.to_owned(),
+                crate::IpFamily::Dual => format!(
+                    "{},{}",
+                    crate::names::CLUSTER_NETWORK,
+                    crate::names::CLUSTER_NETWORK_V6
+                ),
+            }
+        ))
         .arg(format!("--kubeconfig-out={}", kubeconfig.display()));
     for i in 1..=nodes {
         cmd.arg(format!("--node=node{i}=192.0.2.{i}"));

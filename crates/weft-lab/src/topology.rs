@@ -12,15 +12,18 @@
 //! created inside the underlay namespace and one end is moved out, so not
 //! even a transient device appears in the root namespace.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsFd as _;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use weft_dataplane::netlink::{Netlink, RouteSpec};
 
 use crate::LabError;
 use crate::error::IoContext as _;
-use crate::names::{BRIDGE, OUTSIDE_IP, UNDERLAY_GATEWAY, UNDERLAY_PREFIX_LEN};
+use crate::names::{
+    BRIDGE, OUTSIDE_IP, OUTSIDE_IP_V6, UNDERLAY_GATEWAY, UNDERLAY_GATEWAY_V6, UNDERLAY_PREFIX_LEN,
+    UNDERLAY_V6_PREFIX_LEN,
+};
 use crate::netns::{create_netns, in_netns, open_netns, with_netlink};
 
 /// `RTPROT_STATIC`: the lab's default routes are an administrator's routes.
@@ -32,18 +35,24 @@ const RTPROT_STATIC: u8 = 4;
 pub const NODE_IFNAME: &str = "eth0";
 
 /// Creates `<lab>-ul` with the bridge and its two addresses.
-pub fn build_underlay(netns: &str) -> Result<(), LabError> {
+pub fn build_underlay(netns: &str, v6: bool) -> Result<(), LabError> {
     create_netns(netns)?;
+    no_dad(netns)?;
     with_netlink(netns, |nl| async move {
         loopback_up(&nl).await?;
         let br = nl
             .create_bridge(BRIDGE, None)
             .await
             .ctx(|| format!("cannot create bridge {BRIDGE} in {netns}"))?;
-        for addr in [
+        let mut addrs = vec![
             IpNet::V4(v4net(UNDERLAY_GATEWAY, UNDERLAY_PREFIX_LEN)?),
             IpNet::V4(v4net(OUTSIDE_IP, 32)?),
-        ] {
+        ];
+        if v6 {
+            addrs.push(v6net(UNDERLAY_GATEWAY_V6, UNDERLAY_V6_PREFIX_LEN)?);
+            addrs.push(v6net(OUTSIDE_IP_V6, 128)?);
+        }
+        for addr in addrs {
             nl.add_address(br, addr)
                 .await
                 .ctx(|| format!("cannot add {addr} to {BRIDGE} in {netns}"))?;
@@ -61,6 +70,8 @@ pub struct Host<'a> {
     /// The bridge port's name inside the underlay namespace (`n3`, `st`).
     pub port: &'a str,
     pub address: Ipv4Addr,
+    /// Its IPv6 address, in IPv6 and dual-stack labs.
+    pub address_v6: Option<Ipv6Addr>,
     /// Whether to route everything via the underlay gateway (nodes do; the
     /// store needs no default route).
     pub default_route: bool,
@@ -91,6 +102,7 @@ pub fn plug(underlay: &str, host: &Host<'_>) -> Result<(), LabError> {
             .ctx(|| format!("cannot set {port} up in {underlay}"))
     })?;
     let peer = format!("{}p", host.port);
+    no_dad(host.netns)?;
     with_netlink(host.netns, |nl| async move {
         let ns = host.netns;
         loopback_up(&nl).await?;
@@ -102,6 +114,12 @@ pub fn plug(underlay: &str, host: &Host<'_>) -> Result<(), LabError> {
         nl.add_address(index, addr)
             .await
             .ctx(|| format!("cannot add {addr} to {NODE_IFNAME} in {ns}"))?;
+        if let Some(v6) = host.address_v6 {
+            let addr = v6net(v6, UNDERLAY_V6_PREFIX_LEN)?;
+            nl.add_address(index, addr)
+                .await
+                .ctx(|| format!("cannot add {addr} to {NODE_IFNAME} in {ns}"))?;
+        }
         nl.set_link_up(index)
             .await
             .ctx(|| format!("cannot set {NODE_IFNAME} up in {ns}"))?;
@@ -113,6 +131,15 @@ pub fn plug(underlay: &str, host: &Host<'_>) -> Result<(), LabError> {
             nl.replace_route(&route)
                 .await
                 .ctx(|| format!("cannot add the default route via {UNDERLAY_GATEWAY} in {ns}"))?;
+            if host.address_v6.is_some() {
+                let route = RouteSpec::unicast(IpNet::V6(Ipv6Net::default()))
+                    .via(IpAddr::V6(UNDERLAY_GATEWAY_V6))
+                    .dev(index)
+                    .protocol(RTPROT_STATIC);
+                nl.replace_route(&route).await.ctx(|| {
+                    format!("cannot add the IPv6 default route via {UNDERLAY_GATEWAY_V6} in {ns}")
+                })?;
+            }
         }
         Ok(())
     })
@@ -121,11 +148,32 @@ pub fn plug(underlay: &str, host: &Host<'_>) -> Result<(), LabError> {
 /// Turns IPv4 forwarding on *inside* `netns` (the sysctl is per
 /// namespace; the root namespace is never touched). A node forwards
 /// between its pods' bridge and the underlay, as a real node does.
-pub fn enable_forwarding(netns: &str) -> Result<(), LabError> {
+pub fn enable_forwarding(netns: &str, v6: bool) -> Result<(), LabError> {
     in_netns(netns, || {
         // /proc/sys/net resolves to the namespace of the opening thread.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .ctx(|| format!("cannot enable net.ipv4.ip_forward in {netns}"))
+            .ctx(|| format!("cannot enable net.ipv4.ip_forward in {netns}"))?;
+        if v6 {
+            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+                .ctx(|| format!("cannot enable IPv6 forwarding in {netns}"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Turns IPv6 duplicate address detection off *inside* `netns`: a lab's
+/// addresses are unique by construction, and DAD would hold each new one
+/// "tentative" for a second or more (unusable as a source meanwhile).
+fn no_dad(netns: &str) -> Result<(), LabError> {
+    in_netns(netns, || {
+        for conf in ["all", "default"] {
+            let path = format!("/proc/sys/net/ipv6/conf/{conf}/accept_dad");
+            // A kernel without IPv6 has no such file; nothing to turn off.
+            if std::path::Path::new(&path).exists() {
+                std::fs::write(&path, "0").ctx(|| format!("cannot turn DAD off in {netns}"))?;
+            }
+        }
+        Ok(())
     })
 }
 
@@ -133,6 +181,7 @@ pub fn enable_forwarding(netns: &str) -> Result<(), LabError> {
 /// the CNI plugin wires it (the kubelet's `loopback` plugin does the same).
 pub fn create_host_netns(netns: &str) -> Result<(), LabError> {
     create_netns(netns)?;
+    no_dad(netns)?;
     with_netlink(netns, |nl| async move { loopback_up(&nl).await })
 }
 
@@ -154,6 +203,12 @@ async fn index_of(nl: &Netlink, name: &str, netns: &str) -> Result<u32, LabError
             e,
         )),
     }
+}
+
+fn v6net(addr: Ipv6Addr, len: u8) -> Result<IpNet, LabError> {
+    Ipv6Net::new(addr, len)
+        .map(IpNet::V6)
+        .map_err(|e| LabError::Invalid(format!("{addr}/{len}: {e}")))
 }
 
 fn v4net(addr: Ipv4Addr, len: u8) -> Result<Ipv4Net, LabError> {

@@ -133,3 +133,36 @@ fn api_down_for_a_while_loses_nothing_and_new_nodes_arrive_after() {
         lab.ok("node1", &["ip", "route"]).contains(&cidr)
     });
 }
+
+/// A dual-stack node publishes both families as flannel does: podCIDRs
+/// with one CIDR per family, `public-ipv6` and `backend-v6-data` holding
+/// flannel-v6.1's MAC; and pods reach each other over both.
+#[test]
+fn dual_stack_nodes_carry_both_families() {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("k-ds", Backend::Vxlan, |spec| {
+        spec.store = StoreKind::Kube;
+        spec.ip_family = weft_lab::IpFamily::Dual;
+    });
+    lab.assert_matrix();
+    let n = node(&lab, "node2");
+    let cidrs = n["spec"]["podCIDRs"].as_array().unwrap();
+    assert_eq!(cidrs.len(), 2, "{cidrs:?}");
+    assert!(cidrs[1].as_str().unwrap().starts_with("fd00:10:244:"));
+    let a = &n["metadata"]["annotations"];
+    assert_eq!(a["flannel.alpha.coreos.com/public-ipv6"], "2001:db8::2");
+    let data: serde_json::Value = serde_json::from_str(
+        a["flannel.alpha.coreos.com/backend-v6-data"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let mac = data["VtepMAC"].as_str().unwrap().to_owned();
+    let link = lab.ok("node2", &["ip", "link", "show", "flannel-v6.1"]);
+    assert!(
+        link.contains(&mac),
+        "backend-v6-data is flannel-v6.1's: {link}"
+    );
+}

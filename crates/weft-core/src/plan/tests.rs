@@ -233,6 +233,11 @@ fn vxlan_dual_stack_has_a_device_per_family() {
     };
     assert_eq!(v6.address.to_string(), "fd00:10:244:6::/128");
     assert_eq!(v6.local, "2001:db8::1".parse::<IpAddr>().unwrap());
+    assert_eq!(
+        v6.mtu, 1430,
+        "the kernel's cap for vxlan over IPv6: underlay − 70"
+    );
+    assert_eq!(d.mtu, 1430, "pods get the smaller tunnel's MTU");
     assert!(d.fdb.contains(&FdbPlan {
         dev: "flannel-v6.1".into(),
         mac: mac("2e:1d:8b:97:dc:f6"),

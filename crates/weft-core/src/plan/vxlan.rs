@@ -22,6 +22,16 @@ pub fn device_name(family: Family, vni: u32) -> String {
     }
 }
 
+/// An IPv6 outer header is 20 bytes longer than an IPv4 one, and the kernel
+/// refuses a vxlan-over-IPv6 device an MTU above the underlay's minus 70.
+/// So a v6-underlay device is 20 bytes smaller, and the pod MTU written to
+/// subnet.env is the smallest device's, so no pod sends what a tunnel
+/// cannot carry. (flannel leaves the v6 device at the kernel default and
+/// advertises the v4 device's MTU, which then overfills the v6 tunnel.)
+fn v6_extra_header(local: std::net::IpAddr) -> u32 {
+    if local.is_ipv6() { 20 } else { 0 }
+}
+
 pub(super) fn plan(
     input: &PlanInput<'_>,
     opts: &VxlanOptions,
@@ -51,13 +61,15 @@ pub(super) fn plan(
             .vtep_mac(family)
             .ok_or(PlanError::MissingVtepMac(family))?;
         let name = device_name(family, opts.vni);
+        let device_mtu = mtu.saturating_sub(v6_extra_header(local));
+        desired.mtu = desired.mtu.min(device_mtu);
         desired.devices.push(DeviceSpec::Vxlan(VxlanDevice {
             name: name.clone(),
             vni: opts.vni,
             port: opts.port,
             local,
             underlay_index: input.underlay.index,
-            mtu,
+            mtu: device_mtu,
             mac,
             gbp: opts.gbp,
             learning: opts.learning,

@@ -137,8 +137,31 @@ pub async fn ensure(
             Err(e) => warn!(device = %v.name, error = %e, "cannot read TX checksum offload"),
         }
     }
+    if spec.addresses().iter().any(|a| matches!(a, IpNet::V6(_))) {
+        ipv6_quiet(&link.name);
+    }
     ensure_addresses(nl, link.index, &spec.addresses(), report).await?;
     Ok(link.index)
+}
+
+/// No router advertisements and no duplicate address detection on an
+/// IPv6-carrying device of ours, as flannel sets `accept_ra=0`: its address
+/// is unique by lease, and DAD would hold it "tentative" (unusable as a
+/// source) for a second after every (re)creation. Per-namespace sysctls,
+/// written only when they differ.
+fn ipv6_quiet(device: &str) {
+    for key in ["accept_ra", "accept_dad"] {
+        let path = format!("/proc/sys/net/ipv6/conf/{device}/{key}");
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "0" => {}
+            Ok(_) => {
+                if let Err(e) = std::fs::write(&path, "0") {
+                    warn!(device, key, error = %e, "cannot set an IPv6 sysctl of our device");
+                }
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn gone(spec: &DeviceSpec) -> NetlinkError {

@@ -61,7 +61,7 @@ impl Lab {
             "underlay: netns {} with bridge {BRIDGE}",
             name.underlay_netns()
         ));
-        topology::build_underlay(&name.underlay_netns())?;
+        topology::build_underlay(&name.underlay_netns(), spec.ip_family.has_v6())?;
 
         let net_conf = spec.net_conf();
         let mut children = HashMap::new();
@@ -83,6 +83,7 @@ impl Lab {
                     &spec.bin_dir,
                     &net_conf,
                     spec.nodes,
+                    spec.ip_family,
                     spec.ready_timeout,
                 )?;
                 children.insert(store::KUBE_SERVER.to_owned(), child);
@@ -102,6 +103,7 @@ impl Lab {
                 store,
                 bin_dir: spec.bin_dir.clone(),
                 agent_args: spec.agent_args.clone(),
+                ip_family: spec.ip_family,
                 underlay: Underlay {
                     netns: name.underlay_netns(),
                     bridge: BRIDGE.to_owned(),
@@ -143,6 +145,12 @@ impl Lab {
         let netns = self.state.name.netns_of(&name);
         let address = names::node_underlay_ip(i)
             .ok_or_else(|| LabError::Invalid(format!("node index {i} is out of range")))?;
+        let v6 = self.state.ip_family.has_v6();
+        let address_v6 = if v6 {
+            names::node_underlay_ipv6(i)
+        } else {
+            None
+        };
         topology::create_host_netns(&netns)?;
         topology::plug(
             &self.state.underlay.netns,
@@ -150,10 +158,11 @@ impl Lab {
                 netns: &netns,
                 port: &format!("n{i}"),
                 address,
+                address_v6,
                 default_route: true,
             },
         )?;
-        topology::enable_forwarding(&netns)?;
+        topology::enable_forwarding(&netns, v6)?;
         let paths = self.state.name.node_paths(&name);
         std::fs::create_dir_all(&paths.dir)
             .map_err(|e| LabError::io(format!("cannot create {}", paths.dir.display()), e))?;
@@ -162,6 +171,7 @@ impl Lab {
             index: i,
             netns,
             underlay_ip: address,
+            underlay_ipv6: address_v6,
             subnets: Vec::new(),
             pid: None,
             dir: paths.dir,

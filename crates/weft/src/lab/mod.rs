@@ -88,6 +88,10 @@ pub struct UpArgs {
     /// Where weftd and flannel are (default: next to this weft binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
+    /// Address families: the underlay, net-conf.json and pods follow it
+    /// (ipv6 keeps an IPv4 underlay beside the IPv6 one).
+    #[arg(long, value_enum, default_value_t = FamilyArg::Ipv4)]
+    ip_family: FamilyArg,
     /// Masquerade pod traffic leaving the cluster network (weftd
     /// --ip-masq), as kube-flannel.yml does.
     #[arg(long)]
@@ -100,6 +104,13 @@ pub struct UpArgs {
     /// --agent-arg=-v=2.
     #[arg(long = "agent-arg", value_name = "FLAG", allow_hyphen_values = true)]
     agent_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FamilyArg {
+    Ipv4,
+    Ipv6,
+    Dual,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -168,6 +179,11 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
     spec.nodes = args.nodes;
     spec.pods_per_node = args.pods_per_node;
     spec.agent_args = args.agent_args.clone();
+    spec.ip_family = match args.ip_family {
+        FamilyArg::Ipv4 => weft_lab::IpFamily::Ipv4,
+        FamilyArg::Ipv6 => weft_lab::IpFamily::Ipv6,
+        FamilyArg::Dual => weft_lab::IpFamily::Dual,
+    };
     if args.ip_masq {
         spec.agent_args.push("--ip-masq".to_owned());
     }

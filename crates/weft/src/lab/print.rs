@@ -17,11 +17,12 @@ pub fn up_summary(lab: &Lab) -> String {
     let flag = name.flag();
     let _ = writeln!(
         o,
-        "lab {:?} is up: {} nodes, backend {}, store {}",
+        "lab {:?} is up: {} nodes, backend {}, store {}, pod network {}",
         name.as_str(),
         state.nodes.len(),
         state.backend,
-        state.store.describe()
+        state.store.describe(),
+        state.ip_family.as_str()
     );
     o.push('\n');
     let mut rows = vec![row(["node", "netns", "underlay", "subnet", "agent"])];
@@ -55,6 +56,15 @@ pub fn up_summary(lab: &Lab) -> String {
         "underlay: netns {}, bridge {} {}/24, outside address {}",
         state.underlay.netns, state.underlay.bridge, state.underlay.gateway, state.underlay.outside
     );
+    if state.ip_family.has_v6() {
+        let _ = writeln!(
+            o,
+            "          IPv6: bridge {}/{}, outside address {}, node i at 2001:db8::i",
+            weft_lab::names::UNDERLAY_GATEWAY_V6,
+            weft_lab::names::UNDERLAY_V6_PREFIX_LEN,
+            weft_lab::names::OUTSIDE_IP_V6
+        );
+    }
     let _ = writeln!(
         o,
         "files:    {}/ (lab.json; per node: subnet.env, weftd.log)",
@@ -73,7 +83,7 @@ pub fn up_summary(lab: &Lab) -> String {
         "ping and TCP between every pair of pods",
     )];
     if let (Some(a), Some(b)) = (first_pod, other_pod)
-        && let Some(ip) = b.address(Family::V4)
+        && let Some(ip) = b.address(Family::V4).or_else(|| b.address(Family::V6))
     {
         hints.push((
             format!("weft lab exec{flag} {} -- ping -c 3 {ip}", a.name),
