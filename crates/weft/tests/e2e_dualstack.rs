@@ -297,3 +297,68 @@ fn restarted_agent_keeps_both_subnets() {
         lab.lab().check().is_ok_and(|r| r.ok)
     });
 }
+
+/// With nftables, IPv6 masquerade lives in flannel's `ip6 flannel-ipv6`
+/// table, and pods' IPv6 egress is rewritten to the node's address.
+#[test]
+fn nftables_masquerades_ipv6_in_its_own_table() {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("e6nft", Backend::Vxlan, |spec| {
+        spec.ip_family = IpFamily::Dual;
+        spec.agent_args = vec!["--ip-masq".into()];
+        spec.net_conf_options
+            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
+    });
+    let ruleset = lab.ok("node1", &["nft", "list", "table", "ip6", "flannel-ipv6"]);
+    for want in [
+        "chain postrtg",
+        "ip6 saddr fd00:10:244::/56 ip6 daddr != ff00::/8",
+        "masquerade fully-random",
+    ] {
+        assert!(ruleset.contains(want), "{want} missing:\n{ruleset}");
+    }
+    let listener = lab
+        .lab()
+        .in_netns("underlay", || {
+            TcpListener::bind("[2001:db8:ffff::1]:0").map_err(|e| weft_lab::LabError::io("bind", e))
+        })
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer.ip()));
+    let script = format!("exec 3<>/dev/tcp/2001:db8:ffff::1/{port}; printf hello >&3");
+    lab.ok("node1-pod1", &["bash", "-c", &script]);
+    assert_eq!(accept.join().unwrap().unwrap().to_string(), "2001:db8::1");
+}
+
+/// WireGuard's single-device modes carry both families through one
+/// `flannel-wg` whose peers hold both subnets.
+#[test]
+fn wireguard_single_device_mode_carries_both_families() {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("e6wga", Backend::Wireguard, |spec| {
+        spec.ip_family = IpFamily::Dual;
+        spec.backend_options
+            .insert("Mode".into(), serde_json::Value::from("ipv6"));
+    });
+    matrix_covers(&lab, &[Family::V4, Family::V6]);
+    let links = lab.ok("node1", &["ip", "-o", "link", "show"]);
+    assert!(!links.contains("flannel-wg-v6"), "{links}");
+    let dump = common::lab_exec_ok(&lab, "node1", &["wg", "show", "flannel-wg", "dump"]);
+    let peer_subnets = [
+        node_subnet(&lab, "node2", Family::V4),
+        node_subnet(&lab, "node2", Family::V6),
+    ];
+    let line = dump
+        .lines()
+        .find(|l| l.contains(&peer_subnets[0]))
+        .unwrap_or_else(|| panic!("no peer for node2:\n{dump}"));
+    assert!(line.contains(&peer_subnets[1]), "{line}");
+    assert!(
+        line.contains("[2001:db8::2]:51820"),
+        "endpoint over IPv6: {line}"
+    );
+}

@@ -109,6 +109,29 @@ impl Drop for TestLab {
     }
 }
 
+/// `weft lab exec`: the command sees the node's private /run (where a
+/// userspace WireGuard device's control socket lives), as its agent does.
+pub fn lab_exec_ok(lab: &TestLab, node: &str, argv: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "lab",
+            "exec",
+            "--name",
+            lab.lab().name().as_str(),
+            node,
+            "--",
+        ])
+        .args(argv)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{argv:?} on {node}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Polls `cond` every 50 ms until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
