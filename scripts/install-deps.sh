@@ -13,6 +13,7 @@ packages=(
   wireguard-tools wireguard-go # wg and an independent WireGuard peer
   nftables iptables            # read rules back in tests
   iperf3 tcpdump               # throughput and wire checks
+  python3-venv                 # scripts/validate-manifests.sh's pinned validator
 )
 
 missing=()

@@ -14,6 +14,9 @@ cargo fmt --all --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+echo "== deploy/ manifests"
+scripts/validate-manifests.sh
+
 echo "== tests"
 if cargo nextest --version >/dev/null 2>&1; then
   # One process per test: netns tests cannot leak namespace state into others.
