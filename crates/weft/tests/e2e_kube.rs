@@ -88,29 +88,70 @@ fn a_rebooted_node_keeps_its_vtep_mac_from_its_annotation() {
 }
 
 #[test]
-fn api_down_for_a_while_loses_nothing_and_new_nodes_arrive_after() {
+fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     if !root() {
         return;
     }
     let lab = kube_lab("k-down");
     let target = lab.pod_ip("node2-pod1");
+    let routes_before = lab.ok("node1", &["ip", "route", "show", "proto", "87"]);
+    let server = lab
+        .lab()
+        .in_netns("node2-pod1", || {
+            std::process::Command::new("iperf3")
+                .args(["-s", "-1"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
+        })
+        .unwrap();
+    wait_until(Duration::from_secs(10), "iperf3 to listen", || {
+        lab.ok("node2-pod1", &["ss", "-ltnH", "sport", "= :5201"])
+            .contains("5201")
+    });
     let (code, body) = http(
         &lab,
         "store",
         API,
         "POST",
-        "/weft-test/v1/outage?seconds=20",
+        "/weft-test/v1/outage?seconds=60",
         "",
     );
     assert!(code == 200 || code == 204, "{code} {body}");
-    let out = lab.run(
-        "node1-pod1",
-        &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "1500", &target],
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    // A ping every 10 ms and a TCP stream, both for the whole outage. The
+    // ping runs to a deadline, not a count: iputils' 10 ms interval is
+    // ~17 ms on some kernels, and a deadline still ends on an answered probe.
+    let (ping, stream) = std::thread::scope(|s| {
+        let ping = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["ping", "-q", "-i", "0.01", "-W", "1", "-w", "60", &target],
+            )
+        });
+        let stream = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["iperf3", "-c", &target, "-t", "60", "-b", "20M"],
+            )
+        });
+        (ping.join().unwrap(), stream.join().unwrap())
+    });
+    drop(server);
+    let text = String::from_utf8_lossy(&ping.stdout);
     assert!(
         text.contains(" 0% packet loss"),
         "pings lost while the API was down:\n{text}"
+    );
+    assert!(
+        stream.status.success(),
+        "the TCP stream broke while the API was down: {}{}",
+        String::from_utf8_lossy(&stream.stdout),
+        String::from_utf8_lossy(&stream.stderr)
+    );
+    assert_eq!(
+        lab.ok("node1", &["ip", "route", "show", "proto", "87"]),
+        routes_before,
+        "routes changed while the API was down"
     );
     // Back: a node registered after the outage shows up in node1's routes.
     wait_until(Duration::from_secs(30), "the API to serve again", || {
