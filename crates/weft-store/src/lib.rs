@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod kube;
 pub mod kv;
 mod kv_store;
+mod outage;
 pub mod local;
 mod peer_watch;
 mod random;

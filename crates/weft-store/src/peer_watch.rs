@@ -18,6 +18,7 @@ use weft_core::peer::{self, PeerRejection};
 
 use crate::backoff::Backoff;
 use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch};
+use crate::outage::OutageLog;
 use crate::{PeerSnapshot, SnapshotSender};
 
 /// One key of the subnet directory, parsed once when it changes.
@@ -138,6 +139,7 @@ pub(crate) async fn watch_peers<K: Kv>(
         skipped_total: BTreeMap::new(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut outage = OutageLog::new("lease watch");
     let mut mirror: Option<Mirror> = None;
     while !tx.is_closed() {
         let mut current = match mirror.take() {
@@ -145,6 +147,7 @@ pub(crate) async fn watch_peers<K: Kv>(
             None => match kv.list(&dir).await {
                 Ok(listing) => {
                     backoff.reset();
+                    outage.recovered(kv.name());
                     let m = Mirror {
                         revision: listing.revision,
                         entries: listing
@@ -157,7 +160,12 @@ pub(crate) async fn watch_peers<K: Kv>(
                     m
                 }
                 Err(e) => {
-                    warn!(store = kv.name(), error = %e, "cannot list leases; keeping the last snapshot and retrying");
+                    outage.failed(
+                        kv.name(),
+                        &format!(
+                            "cannot list leases ({e}); keeping the last snapshot and retrying"
+                        ),
+                    );
                     if !pause(&mut backoff, &tx).await {
                         return;
                     }
@@ -166,13 +174,22 @@ pub(crate) async fn watch_peers<K: Kv>(
             },
         };
         let mut watch = match kv.watch(&dir, current.revision + 1).await {
-            Ok(w) => w,
+            Ok(w) => {
+                outage.recovered(kv.name());
+                w
+            }
             Err(KvError::Compacted { .. }) => {
                 info!(store = kv.name(), "watch history compacted; listing again");
                 continue;
             }
             Err(e) => {
-                warn!(store = kv.name(), error = %e, revision = current.revision, "cannot watch leases; will resume from the last revision seen");
+                outage.failed(
+                    kv.name(),
+                    &format!(
+                        "cannot watch leases ({e}); will resume from revision {}",
+                        current.revision
+                    ),
+                );
                 mirror = Some(current);
                 if !pause(&mut backoff, &tx).await {
                     return;
@@ -208,7 +225,13 @@ pub(crate) async fn watch_peers<K: Kv>(
                     break;
                 }
                 Err(e) => {
-                    warn!(store = kv.name(), error = %e, revision = current.revision, "lease watch lost; resuming from the last revision seen");
+                    outage.failed(
+                        kv.name(),
+                        &format!(
+                            "watch lost ({e}); resuming from revision {}",
+                            current.revision
+                        ),
+                    );
                     mirror = Some(current);
                     if !pause(&mut backoff, &tx).await {
                         return;

@@ -25,7 +25,15 @@ pub fn level_for_v(v: u32) -> LevelFilter {
 /// The filter to use, and a warning to log once logging works (a bad
 /// `RUST_LOG` must not stop the agent, nor be ignored silently).
 fn filter_for(v: u32, rust_log: Option<&str>) -> (EnvFilter, Option<String>) {
-    let from_v = || EnvFilter::default().add_directive(level_for_v(v).into());
+    let from_v = || {
+        let filter = EnvFilter::default().add_directive(level_for_v(v).into());
+        // kube-client logs every failed request at ERROR; the store already
+        // reports an outage once, with what it keeps doing meanwhile.
+        match "kube_client::client::builder=off".parse() {
+            Ok(quiet) if v == 0 => filter.add_directive(quiet),
+            _ => filter,
+        }
+    };
     match rust_log.filter(|value| !value.trim().is_empty()) {
         None => (from_v(), None),
         Some(value) => match EnvFilter::try_new(value) {
@@ -97,7 +105,9 @@ mod tests {
         assert_eq!(filter.to_string(), "debug");
         assert_eq!(warning, None);
         let (filter, _) = filter_for(0, Some("  "));
-        assert_eq!(filter.to_string(), "info");
+        let text = filter.to_string();
+        assert!(text.contains("info"), "{text}");
+        assert!(text.contains("kube_client::client::builder=off"), "{text}");
     }
 
     #[test]

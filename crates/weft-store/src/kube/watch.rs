@@ -28,6 +28,10 @@ use super::client::{self, Failure};
 use super::keys::AnnotationKeys;
 use super::node;
 use crate::backoff::Backoff;
+use crate::outage::OutageLog;
+
+/// How the store is named in log lines.
+const STORE: &str = "kubernetes";
 use crate::{PeerSnapshot, SnapshotSender};
 
 /// What the server is asked to keep a watch open for (kube-rs' default).
@@ -211,37 +215,44 @@ pub(crate) async fn watch_peers(
         skipped_total: BTreeMap::new(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut outage = OutageLog::new("node watch");
     let mut view: Option<View> = None;
     let mut listed_at = Instant::now();
     while !tx.is_closed() {
         let mut current = match view.take() {
             Some(v) => v,
-            None => match client::call(nodes.list(&ListParams::default())).await {
-                Ok(list) => {
-                    listed_at = Instant::now();
-                    let mut v = View {
-                        resource_version: list.metadata.resource_version.unwrap_or_default(),
-                        nodes: BTreeMap::new(),
-                        own_present: false,
-                    };
-                    for n in &list.items {
-                        ctx.apply(&mut v, n, false);
+            None => {
+                match client::call(nodes.list(&ListParams::default())).await {
+                    Ok(list) => {
+                        listed_at = Instant::now();
+                        outage.recovered(STORE);
+                        let mut v = View {
+                            resource_version: list.metadata.resource_version.unwrap_or_default(),
+                            nodes: BTreeMap::new(),
+                            own_present: false,
+                        };
+                        for n in &list.items {
+                            ctx.apply(&mut v, n, false);
+                        }
+                        ctx.publish(&v, &tx);
+                        backoff.reset();
+                        v
                     }
-                    ctx.publish(&v, &tx);
-                    backoff.reset();
-                    v
-                }
-                Err(f) => {
-                    warn!(error = ?f, "cannot list nodes; keeping the last peer snapshot and retrying");
-                    if !pause(&mut backoff, &tx).await {
-                        return;
+                    Err(f) => {
+                        outage.failed(
+                        STORE,
+                        &format!("cannot list nodes ({f:?}); keeping the last peer snapshot and retrying"),
+                    );
+                        if !pause(&mut backoff, &tx).await {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
                 }
-            },
+            }
         };
         let ended = tokio::select! {
-            e = watch_once(nodes, &mut ctx, &mut current, &tx, &mut backoff) => e,
+            e = watch_once(nodes, &mut ctx, &mut current, &tx, &mut backoff, &mut outage) => e,
             _ = tx.closed() => return,
         };
         match ended {
@@ -260,7 +271,13 @@ pub(crate) async fn watch_peers(
                 }
             }
             Ended::Failed(detail) => {
-                warn!(resource_version = %current.resource_version, "node watch failed: {detail}; keeping the last peer snapshot, resuming from the last version seen");
+                outage.failed(
+                    STORE,
+                    &format!(
+                        "{detail}; keeping the last peer snapshot, resuming from resourceVersion {}",
+                        current.resource_version
+                    ),
+                );
                 view = Some(current);
                 if !pause(&mut backoff, &tx).await {
                     return;
@@ -277,11 +294,15 @@ async fn watch_once(
     view: &mut View,
     tx: &SnapshotSender,
     backoff: &mut Backoff,
+    outage: &mut OutageLog,
 ) -> Ended {
     let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
     let started = Instant::now();
     let stream = match client::call(nodes.watch(&params, &view.resource_version)).await {
-        Ok(s) => s,
+        Ok(s) => {
+            outage.recovered(STORE);
+            s
+        }
         Err(Failure::Gone) => return Ended::Relist,
         Err(f) => return Ended::Failed(format!("{f:?}")),
     };
