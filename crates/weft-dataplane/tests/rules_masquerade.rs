@@ -10,7 +10,7 @@
 mod common_rules;
 
 use std::net::{SocketAddr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common_rules::{Netns, rules, skip_unless_root, spec_v4};
 use weft_dataplane::rules::RulesBackend;
@@ -46,26 +46,36 @@ fn topology() -> Topology {
     Topology { pod, node, outside }
 }
 
-/// Sends one datagram from the pod (from a fresh port, so a new conntrack
-/// entry decides NAT) and returns the source the outside host saw.
+/// Sends datagrams from the pod (from a fresh port, so a new conntrack
+/// entry decides NAT) until one arrives, and returns the source the outside
+/// host saw.
 fn source_seen_outside(t: &Topology) -> SocketAddr {
+    // Sockets keep the namespace they were made in, whichever thread uses
+    // them afterwards.
     let listener = t.outside.run(|| {
         let s = UdpSocket::bind("192.0.2.2:9999").unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         s
     });
-    t.pod.run(|| {
-        let s = UdpSocket::bind("10.244.6.2:0").unwrap();
-        // Neighbour resolution can drop the very first datagram; send a few.
-        for _ in 0..3 {
-            s.send_to(b"hello", "192.0.2.2:9999").unwrap();
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
+    let sender = t.pod.run(|| UdpSocket::bind("10.244.6.2:0").unwrap());
+    // Neighbour resolution can drop the very first datagram: send again
+    // until one is received.
+    let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = [0u8; 16];
-    let (n, from) = listener.recv_from(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"hello");
-    from
+    loop {
+        sender.send_to(b"hello", "192.0.2.2:9999").unwrap();
+        match listener.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                assert_eq!(&buf[..n], b"hello");
+                return from;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "no datagram from the pod reached the outside: {e}"
+            ),
+        }
+    }
 }
 
 fn pod_egress_is_masqueraded(backend: RulesBackend) {
@@ -134,6 +144,8 @@ fn rewrites_leave_no_gap(backend: RulesBackend) {
             for _ in 0..SENT {
                 let s = UdpSocket::bind("10.244.6.2:0").unwrap();
                 s.send_to(b"x", "192.0.2.2:9999").unwrap();
+                // Pacing: spreads the sends over the 20 rewrites and lets the
+                // reader keep up with its ~256-datagram buffer.
                 std::thread::sleep(Duration::from_millis(1));
             }
         });

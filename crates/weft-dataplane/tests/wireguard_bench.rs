@@ -115,7 +115,10 @@ fn wireguard_go(
         )
         .unwrap();
     let socket = Path::new(DEFAULT_UAPI_DIR).join(format!("{name}.sock"));
+    let deadline = Instant::now() + Duration::from_secs(5);
     while !socket.exists() {
+        assert!(Instant::now() < deadline, "wireguard-go did not start");
+        // Poll interval: the socket's appearance has no notification.
         std::thread::sleep(Duration::from_millis(20));
     }
     let endpoint = format!("192.0.2.{peer_n}:51820");
@@ -157,7 +160,23 @@ fn iperf(a: &Node, b: &Node, secs: u32) -> f64 {
     let _server =
         b.ns.spawn("iperf3", &["-s", "-1", "-B", "10.244.2.0"], &[])
             .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Waits for the listening socket without connecting: `-1` would take a
+    // probe connection for its one client.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while b
+        .ns
+        .exec("ss", &["-tnH", "state", "listening", "sport = :5201"])
+        .unwrap()
+        .trim()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "iperf3 -s did not listen on 5201"
+        );
+        // Poll interval of the wait for the listener.
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = a
         .exec(
             "iperf3",

@@ -82,6 +82,7 @@ fn interop(psk: Option<WgKey>) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !socket.exists() {
         assert!(Instant::now() < deadline, "wireguard-go did not start");
+        // Poll interval: the socket's appearance has no notification.
         std::thread::sleep(Duration::from_millis(20));
     }
     let psk_file = keys.path().join("psk");

@@ -79,6 +79,19 @@ async fn http(
     Reply { code, body }
 }
 
+/// Polls `cond` every 10 ms until it holds; panics naming `what` after 10 s.
+async fn poll_until<F: Future<Output = bool>>(what: &str, cond: impl Fn() -> F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        // Poll interval: a listener's state has no notification.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn get(addr: SocketAddr, path: &str) -> Reply {
     http(addr, "GET", path, &[], "").await
 }
@@ -401,8 +414,20 @@ async fn stopping_refuses_connections_and_starting_serves_again() {
     // An outage through the control API ends by itself.
     let r = http(addr, "POST", "/weft-test/v1/outage?seconds=1", &[], "").await;
     assert_eq!(r.code, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(TcpStream::connect(addr).await.is_err());
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let asked = tokio::time::Instant::now();
+    // The outage starts on a task of its own, soon after the reply.
+    poll_until("the outage to refuse connections", || async {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    poll_until("the port to serve again after the outage", || async {
+        TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    assert!(
+        asked.elapsed() >= Duration::from_millis(900),
+        "a 1 s outage ended after {:?}",
+        asked.elapsed()
+    );
     assert_eq!(get(addr, "/healthz").await.code, 200);
 }

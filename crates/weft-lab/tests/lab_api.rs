@@ -70,6 +70,7 @@ fn agents_and_pods_through_the_library() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !lab.agent_status("node1").unwrap().has_peer_with(subnet2[0]) {
         assert!(Instant::now() < deadline, "{:?}", lab.agent_status("node1"));
+        // Poll interval of the wait for node1's status to list the peer.
         std::thread::sleep(Duration::from_millis(100));
     }
 

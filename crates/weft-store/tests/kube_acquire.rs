@@ -134,6 +134,8 @@ async fn waits_for_a_pod_cidr_then_proceeds() {
     let cfg = store.network_config().await.unwrap();
     let acquiring =
         tokio::spawn(async move { store.acquire(&cfg, &request("192.0.2.1", MAC)).await });
+    // Negative window: with no podCIDR, acquire must still be waiting (and
+    // polling, every 100 ms) after half a second.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !acquiring.is_finished(),
@@ -160,6 +162,8 @@ async fn waits_for_the_node_to_register() {
     let cfg = store.network_config().await.unwrap();
     let acquiring =
         tokio::spawn(async move { store.acquire(&cfg, &request("192.0.2.5", MAC)).await });
+    // Negative window: acquire must still be waiting while the node is not
+    // registered.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!acquiring.is_finished());
     c.add_node("late", "192.0.2.5");

@@ -29,6 +29,28 @@ async fn node1(c: &Cluster) -> (Arc<KubeLeaseStore>, Lease, common_kube::Snapsho
     (store, lease, rx)
 }
 
+fn watch_requests(c: &Cluster) -> usize {
+    c.server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.uri.contains("watch=true"))
+        .count()
+}
+
+/// Waits (up to 20 s) until `cond` holds, for conditions on the server's
+/// request log, which has no change notification.
+async fn poll_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        // Poll interval: nothing to wait on but the log itself.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn lists(c: &Cluster) -> usize {
     c.server
         .requests()
@@ -235,6 +257,8 @@ async fn an_outage_keeps_the_last_snapshot_and_updates_resume() {
     c.server.stop_serving().await;
     // Changes while the API is away are seen once it is back.
     c.add_flannel_node("node3", "192.0.2.3", "ee:a4:86:c3:7f:03");
+    // Negative window: for 2 s of outage (the store retrying meanwhile) the
+    // snapshot must not change.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let during = rx.borrow().clone().unwrap();
     assert_eq!(
@@ -270,7 +294,11 @@ async fn watches_closed_by_the_server_are_resumed_from_the_last_version() {
     .await;
     let (_store, _lease, mut rx) = node1(&c).await;
     wait_for(&mut rx, "first snapshot", |s| s.peers.accepted.is_empty()).await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    poll_until(
+        "the server to close two watches and the store to resume each",
+        || watch_requests(&c) >= 3,
+    )
+    .await;
     c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
     wait_for(&mut rx, "node2", |s| peer_names(s) == ["node2"]).await;
     assert!(

@@ -151,6 +151,7 @@ async fn leases_survive_the_file_being_locked_longer_than_their_ttl() {
     let locker = std::thread::spawn(move || {
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // The fault itself: locked for 6 s, twice the 3 s TTL.
         std::thread::sleep(Duration::from_secs(6));
         conn.execute_batch("COMMIT").unwrap();
     });
@@ -172,6 +173,8 @@ async fn leases_survive_the_file_being_locked_longer_than_their_ttl() {
             "the peer left during or after the lock"
         );
         assert!(snap.own_present, "our lease was swept after the lock");
+        // Paces the renewals and samples, over the 12 s window, as an agent's
+        // renew loop would.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     locker.join().unwrap();

@@ -10,7 +10,9 @@ use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use common::{TestLab, root, wait_until};
+use common::{
+    TestLab, icmp_echos_received, root, tcp_sockets, wait_for_listener, wait_for_pings, wait_until,
+};
 use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal};
@@ -106,7 +108,8 @@ fn agent_killed_under_load_loses_nothing(name: &str, backend: Backend) {
                 .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_listener(&lab, "node2-pod1", 5201);
+    let echos = icmp_echos_received(&lab, "node2-pod1");
     let (ping, stream) = std::thread::scope(|s| {
         let ping = s.spawn(|| {
             lab.run(
@@ -120,7 +123,14 @@ fn agent_killed_under_load_loses_nothing(name: &str, backend: Backend) {
                 &["iperf3", "-c", &target, "-t", "4", "-b", "200M"],
             )
         });
-        std::thread::sleep(Duration::from_millis(800));
+        // Under load means both flows cross node2 when its agent dies: pings
+        // arriving and iperf3's control and data connections established.
+        wait_for_pings(&lab, "node2-pod1", echos);
+        wait_until(
+            Duration::from_secs(10),
+            "iperf3's control and data connections to node2-pod1",
+            || tcp_sockets(&lab, "node2-pod1", "established", 5201) >= 2,
+        );
         lab.lab_mut_unchecked_kill("node2");
         (ping.join().unwrap(), stream.join().unwrap())
     });

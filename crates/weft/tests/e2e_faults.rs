@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
 use weft_lab::{Backend, Signal, StoreKind};
 
 /// Pings every 10 ms for `secs` from node1-pod1 to node2-pod1 on another
@@ -17,6 +17,7 @@ use weft_lab::{Backend, Signal, StoreKind};
 fn ping_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> (u64, u64) {
     let target = lab.pod_ip("node2-pod1");
     let count = (secs * 100).to_string();
+    let echos = icmp_echos_received(lab, "node2-pod1");
     let out = std::thread::scope(|s| {
         let ping = s.spawn(|| {
             lab.run(
@@ -24,7 +25,7 @@ fn ping_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> (u64, u64) {
                 &["ping", "-q", "-i", "0.01", "-W", "1", "-c", &count, &target],
             )
         });
-        std::thread::sleep(Duration::from_millis(300));
+        wait_for_pings(lab, "node2-pod1", echos);
         during();
         ping.join().unwrap()
     });
@@ -83,11 +84,14 @@ fn etcd_down_for_60s_loses_nothing_then_catches_up() {
                     .unwrap();
             nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL)
                 .unwrap();
+            // The outage is the point: etcd stays down for 60 s (longer than
+            // the 20 s lease TTL), with a look at node1's routes half-way.
             std::thread::sleep(Duration::from_secs(30));
             assert!(
                 lab_ref.ok("node1", &["ip", "route"]).contains(&peer),
                 "a route was removed during the outage"
             );
+            // The second half of the 60 s outage.
             std::thread::sleep(Duration::from_secs(30));
         })
     };
@@ -139,6 +143,7 @@ fn local_store_locked_for_60s_loses_nothing() {
     let (sent, received) = ping_while(&lab, 62, || {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        // The fault itself: the file stays locked for 60 s, three lease TTLs.
         std::thread::sleep(Duration::from_secs(60));
         conn.execute_batch("COMMIT").unwrap();
     });
@@ -324,6 +329,8 @@ fn node_cut_off_from_etcd_keeps_forwarding_and_catches_up() {
             lab.ok("node2", &["ip", "route"])
                 .contains("10.244.251.0/24")
         });
+        // Negative window: node2 has the peer, and for 8 s more node1,
+        // cut off, must not learn of it.
         std::thread::sleep(Duration::from_secs(8));
         assert!(
             !lab.ok("node1", &["ip", "route"])

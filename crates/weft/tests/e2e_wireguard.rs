@@ -6,11 +6,21 @@
 
 mod common;
 
+use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
 use weft_lab::{Backend, Signal};
+
+/// ICMP payload of the ping that closes a capture: its encrypted packets are
+/// the only ones this large.
+const MARKER_SIZE: usize = 1200;
+
+/// The UDP payload length of a `tcpdump -n` line ("... UDP, length 148").
+fn udp_length(line: &str) -> Option<usize> {
+    line.split_once("UDP, length ")?.1.trim().parse().ok()
+}
 
 /// `wg show` inside a node (which sees the node's own /run, as its agent).
 fn wg_show(lab: &TestLab, node: &str, what: &[&str]) -> String {
@@ -91,12 +101,30 @@ fn no_plaintext_on_the_wire() {
                     "ip and not igmp and not host 192.0.2.254",
                 ])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| weft_lab::LabError::io("tcpdump", e))
         })
         .unwrap();
-    std::thread::sleep(Duration::from_millis(800));
+    // tcpdump says "listening on" once its filter is in place and the file
+    // open; its stderr is drained until it exits.
+    let stderr = BufReader::new(dump.stderr.take().unwrap());
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    let drain = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = listening_tx.send(());
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    if listening.recv_timeout(Duration::from_secs(10)).is_err() {
+        let _ = dump.kill();
+        let _ = dump.wait();
+        panic!("tcpdump did not start: {:?}", drain.join().unwrap());
+    }
     let target = lab.pod_ip("node2-pod1");
     let secret = "WEFT-SECRET-PAYLOAD-4c6f6f6b";
     // A known payload, by ICMP (-p pattern) and by TCP.
@@ -110,9 +138,31 @@ fn no_plaintext_on_the_wire() {
         "exec 3<>/dev/tcp/{target}/9 2>/dev/null || true; printf '{secret}' | timeout 2 bash -c 'cat > /dev/udp/{target}/9999' || true"
     );
     let _ = lab.run("node1-pod1", &["bash", "-c", &script]);
-    std::thread::sleep(Duration::from_millis(800));
+    // A last, larger ping marks the end: once its reply is in the file
+    // (packets are written in the order they crossed br0), so is everything
+    // sent before it.
+    lab.ok(
+        "node1-pod1",
+        &["ping", "-c", "1", "-s", &MARKER_SIZE.to_string(), &target],
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the capture to hold the marker ping and its reply",
+        || {
+            let read = Command::new("tcpdump")
+                .args(["-n", "-r", &pcap.to_string_lossy()])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&read.stdout)
+                .lines()
+                .filter(|l| udp_length(l).is_some_and(|n| n >= MARKER_SIZE))
+                .count()
+                >= 2
+        },
+    );
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(dump.id() as i32), Signal::SIGINT);
     let _ = dump.wait();
+    let _ = drain.join();
 
     let raw = std::fs::read(&pcap).unwrap();
     let text = String::from_utf8_lossy(&raw);
@@ -190,10 +240,13 @@ fn interop_with_wireguard_go() {
             subnet.clone(),
         ]);
     }
+    // The `sleep 0.1` is the poll interval of a wait (5 s at most) for
+    // wireguard-go's control socket.
     let script = format!(
         "rm -f /run/wireguard/flannel-wg.sock; \
          WG_PROCESS_FOREGROUND=1 wireguard-go flannel-wg >/dev/null 2>&1 & \
          for i in $(seq 50); do [ -S /run/wireguard/flannel-wg.sock ] && break; sleep 0.1; done; \
+         [ -S /run/wireguard/flannel-wg.sock ] || {{ echo 'wireguard-go did not start' >&2; exit 1; }}; \
          {} && ip addr add {own} dev flannel-wg && ip link set flannel-wg up mtu 1420 && \
          ip route add 10.244.0.0/16 dev flannel-wg scope link",
         set.join(" ")
@@ -299,6 +352,7 @@ fn userspace_restart_gap_is_under_a_second() {
     let lab = TestLab::up("w-gap", Backend::Wireguard, &[]);
     let target = lab.pod_ip("node2-pod1");
     lab.ok("node1-pod1", &["ping", "-c", "2", &target]);
+    let echos = icmp_echos_received(&lab, "node2-pod1");
     let (out, restarted_in) = std::thread::scope(|s| {
         let ping = s.spawn(|| {
             lab.run(
@@ -306,7 +360,7 @@ fn userspace_restart_gap_is_under_a_second() {
                 &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "600", &target],
             )
         });
-        std::thread::sleep(Duration::from_millis(1000));
+        wait_for_pings(&lab, "node2-pod1", echos);
         let pid = lab.lab().node("node2").unwrap().pid.unwrap();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
         let start = Instant::now();

@@ -199,3 +199,48 @@ fn dechunk(s: &str) -> String {
     }
     out
 }
+
+/// ICMP echo requests `target`'s namespace has received so far (`InEchos`
+/// of its /proc/net/snmp): rising while pings reach it.
+pub fn icmp_echos_received(lab: &TestLab, target: &str) -> u64 {
+    let snmp = lab.ok(target, &["cat", "/proc/net/snmp"]);
+    let mut icmp = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(name, _)| *name == "InEchos")
+        .and_then(|(_, value)| value.parse().ok())
+        .unwrap_or_else(|| panic!("no InEchos in {target}'s /proc/net/snmp:\n{snmp}"))
+}
+
+/// Waits until pings started after `baseline` was read (from
+/// [`icmp_echos_received`]) are arriving in `target`.
+pub fn wait_for_pings(lab: &TestLab, target: &str, baseline: u64) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("pings to arrive in {target}"),
+        || icmp_echos_received(lab, target) > baseline,
+    );
+}
+
+/// TCP sockets in `target`'s namespace in `state` (as `ss` names it:
+/// "listening", "established") on local port `port`.
+pub fn tcp_sockets(lab: &TestLab, target: &str, state: &str, port: u16) -> usize {
+    let filter = format!("sport = :{port}");
+    lab.ok(target, &["ss", "-tnH", "state", state, &filter])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count()
+}
+
+/// Waits until something listens on TCP `port` in `target`'s namespace
+/// (without connecting: a one-shot server such as `iperf3 -1` would take
+/// the probe for its client).
+pub fn wait_for_listener(lab: &TestLab, target: &str, port: u16) {
+    wait_until(
+        Duration::from_secs(10),
+        &format!("a listener on TCP port {port} in {target}"),
+        || tcp_sockets(lab, target, "listening", port) > 0,
+    );
+}
