@@ -6,13 +6,9 @@
 
 mod common;
 
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use common::{
-    TestLab, icmp_echos_received, root, tcp_sockets, wait_for_listener, wait_for_pings, wait_until,
-};
+use common::{TestLab, icmp_echos_received, root, tcp_sockets, wait_for_pings, wait_until};
 use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal};
@@ -98,17 +94,7 @@ fn agent_killed_under_load_loses_nothing(name: &str, backend: Backend) {
     }
     let mut lab = TestLab::up(name, backend, &[]);
     let target = lab.pod_ip("node2-pod1");
-    let server = lab
-        .lab()
-        .in_netns("node2-pod1", || {
-            std::process::Command::new("iperf3")
-                .args(["-s", "-1"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
-        })
-        .unwrap();
-    wait_for_listener(&lab, "node2-pod1", 5201);
+    let server = common::iperf3_server(&lab, "node2-pod1");
     let echos = icmp_echos_received(&lab, "node2-pod1");
     let (ping, stream) = std::thread::scope(|s| {
         let ping = s.spawn(|| {
@@ -221,25 +207,10 @@ fn masquerade_to_outside(name: &str, backend: Backend) {
         return;
     }
     let lab = TestLab::up(name, backend, &["--ip-masq"]);
-    let listener = lab
-        .lab()
-        .in_netns("underlay", || {
-            TcpListener::bind("198.51.100.1:0").map_err(|e| weft_lab::LabError::io("bind", e))
-        })
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    listener.set_nonblocking(false).unwrap();
-    let accept = std::thread::spawn(move || -> SocketAddr {
-        let (mut conn, peer) = listener.accept().unwrap();
-        let mut buf = [0u8; 5];
-        let _ = conn.read(&mut buf);
-        peer
-    });
-    let script = format!("exec 3<>/dev/tcp/198.51.100.1/{port}; printf hello >&3");
-    lab.ok("node1-pod1", &["bash", "-c", &script]);
-    let peer = accept.join().unwrap();
+    let peer =
+        common::outside_connection_source(&lab, "node1-pod1", "198.51.100.1".parse().unwrap());
     assert_eq!(
-        peer.ip().to_string(),
+        peer.to_string(),
         "192.0.2.1",
         "the pod's traffic was not masqueraded"
     );

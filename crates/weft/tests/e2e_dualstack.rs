@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
 use common::{TestLab, root, wait_until};
@@ -243,24 +241,10 @@ fn ipv6_pod_traffic_to_the_outside_is_masqueraded() {
         return;
     }
     let lab = dual("e6masq", Backend::Vxlan, IpFamily::Dual, &["--ip-masq"]);
-    let listener = lab
-        .lab()
-        .in_netns("underlay", || {
-            TcpListener::bind("[2001:db8:ffff::1]:0").map_err(|e| weft_lab::LabError::io("bind", e))
-        })
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accept = std::thread::spawn(move || -> SocketAddr {
-        let (mut conn, peer) = listener.accept().unwrap();
-        let mut buf = [0u8; 5];
-        let _ = conn.read(&mut buf);
-        peer
-    });
-    let script = format!("exec 3<>/dev/tcp/2001:db8:ffff::1/{port}; printf hello >&3");
-    lab.ok("node1-pod1", &["bash", "-c", &script]);
-    let peer = accept.join().unwrap();
+    let peer =
+        common::outside_connection_source(&lab, "node1-pod1", "2001:db8:ffff::1".parse().unwrap());
     assert_eq!(
-        peer.ip().to_string(),
+        peer.to_string(),
         "2001:db8::1",
         "the pod's IPv6 traffic was not masqueraded"
     );
@@ -319,17 +303,9 @@ fn nftables_masquerades_ipv6_in_its_own_table() {
     ] {
         assert!(ruleset.contains(want), "{want} missing:\n{ruleset}");
     }
-    let listener = lab
-        .lab()
-        .in_netns("underlay", || {
-            TcpListener::bind("[2001:db8:ffff::1]:0").map_err(|e| weft_lab::LabError::io("bind", e))
-        })
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let accept = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer.ip()));
-    let script = format!("exec 3<>/dev/tcp/2001:db8:ffff::1/{port}; printf hello >&3");
-    lab.ok("node1-pod1", &["bash", "-c", &script]);
-    assert_eq!(accept.join().unwrap().unwrap().to_string(), "2001:db8::1");
+    let peer =
+        common::outside_connection_source(&lab, "node1-pod1", "2001:db8:ffff::1".parse().unwrap());
+    assert_eq!(peer.to_string(), "2001:db8::1");
 }
 
 /// WireGuard's single-device modes carry both families through one

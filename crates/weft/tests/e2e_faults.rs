@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, icmp_echos_received, root, wait_for_listener, wait_for_pings, wait_until};
+use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
 use weft_lab::{Backend, Signal, StoreKind};
 
 /// What crossed between node1-pod1 and node2-pod1 during a fault.
@@ -46,17 +46,7 @@ impl Load {
 fn load_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> Load {
     let target = lab.pod_ip("node2-pod1");
     let secs = secs.to_string();
-    let server = lab
-        .lab()
-        .in_netns("node2-pod1", || {
-            std::process::Command::new("iperf3")
-                .args(["-s", "-1"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
-        })
-        .unwrap();
-    wait_for_listener(lab, "node2-pod1", 5201);
+    let server = common::iperf3_server(lab, "node2-pod1");
     let echos = icmp_echos_received(lab, "node2-pod1");
     let (ping, stream) = std::thread::scope(|s| {
         let ping = s.spawn(|| {

@@ -95,20 +95,7 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     let lab = kube_lab("k-down");
     let target = lab.pod_ip("node2-pod1");
     let routes_before = lab.ok("node1", &["ip", "route", "show", "proto", "87"]);
-    let server = lab
-        .lab()
-        .in_netns("node2-pod1", || {
-            std::process::Command::new("iperf3")
-                .args(["-s", "-1"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
-        })
-        .unwrap();
-    wait_until(Duration::from_secs(10), "iperf3 to listen", || {
-        lab.ok("node2-pod1", &["ss", "-ltnH", "sport", "= :5201"])
-            .contains("5201")
-    });
+    let server = common::iperf3_server(&lab, "node2-pod1");
     let (code, body) = http(
         &lab,
         "store",

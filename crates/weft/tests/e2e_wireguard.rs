@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
+use common::{TestLab, icmp_echos_received, lab_exec, root, wait_for_pings, wait_until};
 use weft_lab::{Backend, Signal};
 
 /// ICMP payload of the ping that closes a capture: its encrypted packets are
@@ -33,22 +33,6 @@ fn wg_show(lab: &TestLab, node: &str, what: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn lab_exec(lab: &TestLab, node: &str, argv: &[&str]) -> std::process::Output {
-    let weft = env!("CARGO_BIN_EXE_weft");
-    Command::new(weft)
-        .args([
-            "lab",
-            "exec",
-            "--name",
-            lab.lab().name().as_str(),
-            node,
-            "--",
-        ])
-        .args(argv)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -111,8 +111,8 @@ impl Drop for TestLab {
 
 /// `weft lab exec`: the command sees the node's private /run (where a
 /// userspace WireGuard device's control socket lives), as its agent does.
-pub fn lab_exec_ok(lab: &TestLab, node: &str, argv: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+pub fn lab_exec(lab: &TestLab, node: &str, argv: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
         .args([
             "lab",
             "exec",
@@ -123,13 +123,73 @@ pub fn lab_exec_ok(lab: &TestLab, node: &str, argv: &[&str]) -> String {
         ])
         .args(argv)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Stdout of a `lab_exec` that must succeed.
+pub fn lab_exec_ok(lab: &TestLab, node: &str, argv: &[&str]) -> String {
+    let out = lab_exec(lab, node, argv);
     assert!(
         out.status.success(),
         "{argv:?} on {node}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A one-shot `iperf3 -s -1` in `pod`, listening when this returns; it is
+/// killed when the returned guard drops.
+pub fn iperf3_server(lab: &TestLab, pod: &str) -> ChildGuard {
+    let child = lab
+        .lab()
+        .in_netns(pod, || {
+            Command::new("iperf3")
+                .args(["-s", "-1"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .map_err(|e| weft_lab::LabError::io("iperf3 -s", e))
+        })
+        .unwrap();
+    let guard = ChildGuard(child);
+    wait_for_listener(lab, pod, 5201);
+    guard
+}
+
+/// A child process killed and reaped on drop.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens a TCP connection from `pod` to `listen` (an address the underlay
+/// namespace holds, outside the cluster) and returns the source address it
+/// arrived from: the node's address when masquerading works.
+pub fn outside_connection_source(
+    lab: &TestLab,
+    pod: &str,
+    listen: std::net::IpAddr,
+) -> std::net::IpAddr {
+    use std::io::Read as _;
+    let listener = lab
+        .lab()
+        .in_netns("underlay", || {
+            std::net::TcpListener::bind((listen, 0)).map_err(|e| weft_lab::LabError::io("bind", e))
+        })
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || {
+        let (mut conn, peer) = listener.accept().unwrap();
+        let mut buf = [0u8; 5];
+        let _ = conn.read(&mut buf);
+        peer.ip()
+    });
+    let script = format!("exec 3<>/dev/tcp/{listen}/{port}; printf hello >&3");
+    lab.ok(pod, &["bash", "-c", &script]);
+    accept.join().unwrap()
 }
 
 /// Polls `cond` every 50 ms until it holds or `limit` passes.
