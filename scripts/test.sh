@@ -25,3 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "== fuzzing: a short pass over every target from the kept corpus"
+FUZZ_SECONDS="${FUZZ_SECONDS:-10}" scripts/fuzz.sh
