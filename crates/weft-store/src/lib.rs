@@ -12,8 +12,8 @@ pub mod etcd;
 pub mod kube;
 pub mod kv;
 mod kv_store;
-mod outage;
 pub mod local;
+mod outage;
 mod peer_watch;
 mod random;
 
