@@ -2,9 +2,9 @@
 //! hostile input. The store's node→lease function (`node::peer_lease` in
 //! `weft-store/src/kube/node.rs`) is private to the crate, so this target
 //! rebuilds a lease from the annotations with the same public weft-core
-//! pieces in the same order (podCIDR parsing and masking, the 4 KiB limit,
-//! address parsing, `RawJson::parse` of the backend data) and then screens
-//! it as the store does. It covers the decoders and the screening on
+//! pieces in the same order (podCIDR parsing by `prefix::parse_cidr` and
+//! masking, the 4 KiB limit, address parsing, `RawJson::parse` of the
+//! backend data) and then screens it as the store does. It covers the decoders and the screening on
 //! annotation-shaped input, not node.rs's own lines.
 //!
 //! Input, text: a first line `v4`, `dual` or `wg` (the cluster), then
@@ -21,6 +21,7 @@ use weft_core::lease::{
     Lease, LeaseAttrs, LeaseDecodeError, LeaseSubnets, MAX_LEASE_VALUE_BYTES, RawJson,
 };
 use weft_core::peer::{self, PeerRejection};
+use weft_core::prefix;
 
 fn bad(detail: String) -> PeerRejection {
     PeerRejection::BadValue(LeaseDecodeError::Json(detail))
@@ -47,7 +48,7 @@ fn lease(a: &BTreeMap<&str, &str>, v4: bool, v6: bool) -> Result<Lease, PeerReje
     }
     let mut subnets = LeaseSubnets::default();
     for text in list {
-        let net: IpNet = text.parse().map_err(|_| bad(format!("{text:?}")))?;
+        let net = prefix::parse_cidr(text).map_err(|_| bad(format!("{text:?}")))?;
         let dup = match net.trunc() {
             IpNet::V4(n) => subnets.v4.replace(n).is_some(),
             IpNet::V6(n) => subnets.v6.replace(n).is_some(),

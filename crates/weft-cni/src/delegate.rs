@@ -4,6 +4,7 @@
 
 use ipnet::IpNet;
 use serde_json::{Map, Value, json};
+use weft_core::prefix;
 use weft_core::subnet_env::SubnetEnv;
 
 use crate::args::truncate;
@@ -110,7 +111,7 @@ fn user_routes(routes: Option<&Value>) -> Result<Vec<Value>, CniError> {
         Some(Value::Array(list)) => list,
         Some(other) => {
             return Err(bad_route(format!(
-                "must be an array, got {}",
+                " must be an array, got {}",
                 json_kind(other)
             )));
         }
@@ -122,7 +123,7 @@ fn user_routes(routes: Option<&Value>) -> Result<Vec<Value>, CniError> {
             )));
         };
         match obj.get("dst").and_then(Value::as_str) {
-            Some(dst) if dst.parse::<IpNet>().is_ok() => {}
+            Some(dst) if prefix::parse_cidr(dst).is_ok() => {}
             _ => {
                 return Err(bad_route(format!(
                     "[{i}].dst must be a CIDR such as \"10.0.0.0/8\""
@@ -143,12 +144,8 @@ fn user_routes(routes: Option<&Value>) -> Result<Vec<Value>, CniError> {
 }
 
 fn route_dst(route: &Value) -> Option<IpNet> {
-    route
-        .get("dst")?
-        .as_str()?
-        .parse::<IpNet>()
-        .ok()
-        .map(|n| n.trunc())
+    let dst = route.get("dst")?.as_str()?;
+    prefix::parse_cidr(dst).ok().map(|n| n.trunc())
 }
 
 fn bad_route(what: String) -> CniError {

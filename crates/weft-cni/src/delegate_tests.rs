@@ -169,12 +169,25 @@ fn refuses_malformed_user_routes() {
         r#"["10.0.0.0/8"]"#,
         r#"[{"dst":"10.0.0.0"}]"#,
         r#"[{"dst":"10.0.0.0/8","gw":"x"}]"#,
+        // libcni decodes dst with Go's net.ParseCIDR, which refuses leading
+        // zeros (read as octal by other tools) and signs.
+        r#"[{"dst":"010.0.0.0/8"}]"#,
+        r#"[{"dst":"::ffff:010.0.0.0/104"}]"#,
+        r#"[{"dst":"10.0.0.0/+8"}]"#,
     ] {
         let json = format!(r#"{{"name":"n","ipam":{{"routes":{routes}}}}}"#);
         let err = build(&conf(&json), &e).unwrap_err();
         assert_eq!(err.code, code::INVALID_NETCONF, "{routes}");
         assert!(err.msg.contains("ipam.routes"), "{}", err.msg);
     }
+    let json = r#"{"name":"n","ipam":{"routes":"10.0.0.0/8"}}"#;
+    let err = build(&conf(json), &e).unwrap_err();
+    assert!(
+        err.msg
+            .ends_with("ipam.routes must be an array, got a string"),
+        "{}",
+        err.msg
+    );
 }
 
 #[test]

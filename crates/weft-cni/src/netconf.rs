@@ -6,7 +6,7 @@
 //! to pass the user's `delegate` and `ipam` options through untouched, known
 //! to it or not.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -99,21 +99,31 @@ fn string_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, C
     }
 }
 
-/// A path option; empty means the default. Relative paths are refused: they
-/// would resolve against whatever directory the runtime runs in.
+/// A path option; empty means the default. Refused: relative paths (they
+/// would resolve against whatever directory the runtime runs in), `..`
+/// components (the file would land outside the directory the conflist
+/// seems to name) and NUL (no file name holds one; the kernel would see the
+/// path cut short).
 fn path_field(obj: &Map<String, Value>, key: &str, default: &str) -> Result<PathBuf, CniError> {
     let s = string_field(obj, key)?.unwrap_or_default();
     if s.is_empty() {
         return Ok(PathBuf::from(default));
     }
-    if !Path::new(&s).is_absolute() {
-        return Err(CniError::new(
+    let refuse = |problem: &str| {
+        Err(CniError::new(
             code::INVALID_NETCONF,
-            format!(
-                "{key} {:?} is not an absolute path: write it from / (default {default})",
-                truncate(&s)
-            ),
-        ));
+            format!("{key} {:?} {problem} (default {default})", truncate(&s)),
+        ))
+    };
+    if s.contains('\0') {
+        return refuse("contains a NUL byte: write the path without it");
+    }
+    let path = Path::new(&s);
+    if !path.is_absolute() {
+        return refuse("is not an absolute path: write it from /");
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return refuse("has a '..' component: write the path without '..'");
     }
     Ok(PathBuf::from(s))
 }
@@ -194,6 +204,41 @@ mod tests {
         );
         let e = parse(br#"{"name":"n","dataDir":"relative/dir"}"#).unwrap_err();
         assert!(e.msg.contains("absolute"), "{}", e.msg);
+        for (conf, key, problem) in [
+            (
+                r#"{"name":"n","dataDir":"/var/lib/cni/flannel/../../../etc"}"#,
+                "dataDir",
+                "'..'",
+            ),
+            (
+                r#"{"name":"n","subnetFile":"/run/../etc/x"}"#,
+                "subnetFile",
+                "'..'",
+            ),
+            (
+                r#"{"name":"n","subnetFile":"/run/.."}"#,
+                "subnetFile",
+                "'..'",
+            ),
+            (
+                r#"{"name":"n","dataDir":"/var/lib/cni\u0000/x"}"#,
+                "dataDir",
+                "NUL",
+            ),
+            (r#"{"name":"n","subnetFile":"\u0000"}"#, "subnetFile", "NUL"),
+        ] {
+            let e = parse(conf.as_bytes()).unwrap_err();
+            assert_eq!(e.code, code::INVALID_NETCONF, "{conf}");
+            assert!(
+                e.msg.starts_with(key) && e.msg.contains(problem),
+                "{}",
+                e.msg
+            );
+            assert!(!e.msg.contains('\0'), "{}", e.msg);
+        }
+        // A '.' component or a name merely starting with dots is a path.
+        let c = parse(br#"{"name":"n","dataDir":"/var/lib/./..cni/x.."}"#).unwrap();
+        assert_eq!(c.data_dir, Path::new("/var/lib/./..cni/x.."));
         let e = parse(br#"{"name":"n","cniVersion":1}"#).unwrap_err();
         assert!(
             e.msg.contains("\"cniVersion\" must be a string"),

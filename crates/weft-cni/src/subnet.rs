@@ -5,7 +5,9 @@
 //! or directory". Here it is a "try again later" (code 11) that says which
 //! component is not ready and where to look.
 
-use std::io::ErrorKind;
+use std::fs::{File, FileType};
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use weft_core::subnet_env::SubnetEnv;
@@ -17,24 +19,17 @@ const AGENT_HINT: &str = "check that the weft (or flannel) agent pod on this nod
      `kubectl -n kube-flannel get pods -o wide --field-selector spec.nodeName=<this node>` \
      and `kubectl -n kube-flannel logs <that pod>` (on K3s: `journalctl -u k3s`)";
 
-/// Loads and checks the file: present, parsable, and holding a network and a
-/// subnet of some family, the MTU and the masquerade setting.
+/// The largest subnet.env read. The agent writes about a hundred bytes;
+/// more than this is not its file, and reading on would let a wrong
+/// `subnetFile` (`/dev/zero`) take all memory.
+pub const MAX_SUBNET_ENV_BYTES: u64 = 1 << 20;
+
+/// Loads and checks the file: a regular file of at most
+/// `MAX_SUBNET_ENV_BYTES`, parsable, and holding a network and a subnet of
+/// some family, the MTU and the masquerade setting.
 pub fn load(path: &Path) -> Result<SubnetEnv, CniError> {
+    let text = read(path)?;
     let shown = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            CniError::new(
-                code::TRY_AGAIN_LATER,
-                format!(
-                    "{shown} is missing: the agent on this node has not written it yet \
-                     (it does once it holds a subnet lease); {AGENT_HINT}"
-                ),
-            )
-            .with_details(format!("open {shown}: {e}"))
-        } else {
-            CniError::new(code::IO, format!("cannot read {shown}: {e}"))
-        }
-    })?;
     let env = SubnetEnv::parse(&text).map_err(|e| {
         CniError::new(
             code::INVALID_NETCONF,
@@ -54,6 +49,89 @@ pub fn load(path: &Path) -> Result<SubnetEnv, CniError> {
         ));
     }
     Ok(env)
+}
+
+/// The file's text. Anything but a regular file is refused before it is
+/// opened: opening a FIFO for reading waits for a writer, and a device
+/// such as `/dev/zero` never ends. The opened file is checked again, and
+/// at most `MAX_SUBNET_ENV_BYTES` + 1 bytes are read whatever it is. (A
+/// FIFO swapped in between the check and the open would still hold the
+/// open; only someone who can already write the agent's directory could
+/// do that.)
+fn read(path: &Path) -> Result<String, CniError> {
+    let shown = path.display();
+    let cannot = |e: std::io::Error| CniError::new(code::IO, format!("cannot read {shown}: {e}"));
+    let not_regular = |t: FileType| {
+        CniError::new(
+            code::IO,
+            format!(
+                "cannot read {shown}: it is {}, not a regular file; subnetFile must name the \
+                 subnet.env file the agent writes (default {})",
+                kind(t),
+                weft_core::subnet_env::DEFAULT_PATH
+            ),
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == ErrorKind::NotFound {
+            CniError::new(
+                code::TRY_AGAIN_LATER,
+                format!(
+                    "{shown} is missing: the agent on this node has not written it yet \
+                     (it does once it holds a subnet lease); {AGENT_HINT}"
+                ),
+            )
+            .with_details(format!("open {shown}: {e}"))
+        } else {
+            cannot(e)
+        }
+    })?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let file = File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(not_regular(meta.file_type()));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_SUBNET_ENV_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SUBNET_ENV_BYTES {
+        return Err(CniError::new(
+            code::INVALID_NETCONF,
+            format!(
+                "{shown} is not a valid subnet.env: it is larger than {MAX_SUBNET_ENV_BYTES} bytes \
+                 (the agent writes a few lines); check that subnetFile names the agent's file \
+                 (default {})",
+                weft_core::subnet_env::DEFAULT_PATH
+            ),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        cannot(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
+    })
+}
+
+/// What a file that is not a regular one is, for a message.
+fn kind(t: FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +183,71 @@ mod tests {
     #[test]
     fn unreadable_is_io() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(load(dir.path()).unwrap_err().code, code::IO);
+        let e = load(dir.path()).unwrap_err();
+        assert_eq!(e.code, code::IO);
+        assert!(
+            e.msg.contains("it is a directory, not a regular file"),
+            "{}",
+            e.msg
+        );
+    }
+
+    #[test]
+    fn a_device_is_refused_without_reading_it() {
+        let e = load(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(e.code, code::IO);
+        assert!(
+            e.msg
+                .starts_with("cannot read /dev/zero: it is a character device, not a regular file"),
+            "{}",
+            e.msg
+        );
+    }
+
+    /// A FIFO would block the open until a writer came: refused at once.
+    #[test]
+    fn a_fifo_is_refused_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subnet.env");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || tx.send(load(&p)));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load blocked on a FIFO")
+            .unwrap_err();
+        assert_eq!(e.code, code::IO);
+        assert!(e.msg.contains("it is a FIFO"), "{}", e.msg);
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("subnet.env");
+        let good = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n\
+                    FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
+        // Exactly the limit is read (and parsed: comments pad it).
+        let pad = MAX_SUBNET_ENV_BYTES as usize - good.len() - 1;
+        std::fs::write(&path, format!("{good}#{}", "x".repeat(pad))).unwrap();
+        load(&path).unwrap();
+        std::fs::write(&path, format!("{good}#{}", "x".repeat(pad + 1))).unwrap();
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.code, code::INVALID_NETCONF);
+        assert!(e.msg.contains("larger than 1048576 bytes"), "{}", e.msg);
+    }
+
+    #[test]
+    fn a_symlink_to_the_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.env");
+        std::fs::write(
+            &real,
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
+        )
+        .unwrap();
+        let link = dir.path().join("subnet.env");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(load(&link).unwrap().mtu, Some(1450));
     }
 }

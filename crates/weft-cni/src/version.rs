@@ -20,16 +20,28 @@ pub fn check(version: &str) -> Result<(), CniError> {
     if SUPPORTED.contains(&version) {
         return Ok(());
     }
+    let shown = shown(version);
     Err(CniError::new(
         code::INCOMPATIBLE_VERSION,
         format!(
-            "incompatible CNI versions: config is {version:?}, plugin supports {}",
+            "incompatible CNI versions: config is {shown}, plugin supports {}",
             SUPPORTED.join(", ")
         ),
     )
-    .with_details(format!(
-        "config is {version:?}, plugin supports {SUPPORTED:?}"
-    )))
+    .with_details(format!("config is {shown}, plugin supports {SUPPORTED:?}")))
+}
+
+/// The longest part of a refused version a message repeats: a real one is
+/// five characters, and anything echoed reaches the runtime's event log.
+const MAX_SHOWN_CHARS: usize = 64;
+
+/// `version` quoted and escaped for a message, cut to `MAX_SHOWN_CHARS`
+/// characters (`…` marks the cut).
+fn shown(version: &str) -> String {
+    match version.char_indices().nth(MAX_SHOWN_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &version[..cut]),
+        None => format!("{version:?}"),
+    }
 }
 
 /// True when `version` is at least `min` (both in `SUPPORTED`, compared by
@@ -64,6 +76,23 @@ mod tests {
         assert_eq!(e.code, code::INCOMPATIBLE_VERSION);
         assert!(e.msg.contains("\"2.0.0\""), "{}", e.msg);
         assert!(check("").is_err());
+    }
+
+    #[test]
+    fn a_refused_version_is_quoted_escaped_and_cut() {
+        let e = check(&"9".repeat(100_000)).unwrap_err();
+        assert!(e.msg.len() < 300 && e.details.len() < 300, "{e}");
+        assert!(
+            e.msg.contains(&format!("\"{}\"…", "9".repeat(64))),
+            "{}",
+            e.msg
+        );
+        let e = check("1.0.0\n\u{1b}[2J").unwrap_err();
+        assert!(!e.to_string().chars().any(char::is_control), "{e}");
+        assert!(e.msg.contains(r#""1.0.0\n\u{1b}[2J""#), "{}", e.msg);
+        // Exactly the limit is shown whole.
+        let e = check(&"7".repeat(64)).unwrap_err();
+        assert!(!e.msg.contains('…'), "{}", e.msg);
     }
 
     #[test]

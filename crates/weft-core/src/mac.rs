@@ -74,10 +74,13 @@ impl FromStr for Mac {
         let mut parts = s.split(sep);
         for slot in &mut out {
             let part = parts.next().ok_or_else(err)?;
-            if part.len() != 2 {
+            // Exactly two hex digits: `u8::from_str_radix` alone would take
+            // a sign ("+2"), which Go's net.ParseMAC (and so flannel) refuses.
+            let &[hi, lo] = part.as_bytes() else {
                 return Err(err());
-            }
-            *slot = u8::from_str_radix(part, 16).map_err(|_| err())?;
+            };
+            let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(err);
+            *slot = u8::try_from(digit(hi)? << 4 | digit(lo)?).map_err(|_| err())?;
         }
         if parts.next().is_some() {
             return Err(err());
@@ -120,6 +123,12 @@ mod tests {
             "zz:1d:8b:97:dc:f0",
             "2e1d8b97dcf0",
             "2e:1d:8b:97:dc:f",
+            "+2:42:c6:33:64:01",
+            "-2-42-c6-33-64-01",
+            "2e:+d:8b:97:dc:f0",
+            "2e:1d:8b:97:dc:+0",
+            " 2:42:c6:33:64:01",
+            "2e:1d:8b:97:dc:é",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad} accepted");
         }

@@ -109,6 +109,101 @@ pub fn masked(net: IpNet) -> IpNet {
     net.trunc()
 }
 
+/// Why [`parse_cidr`] refused a string. `text` is the input quoted and cut
+/// to 64 characters, so a message never carries control characters or
+/// unbounded input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CidrParseError {
+    /// No `/`: an address alone, or not a prefix at all.
+    #[error(
+        "invalid CIDR {text}: no prefix length; write an address, '/' and a prefix length, such as 10.244.0.0/16 or fd00:10:244::/56"
+    )]
+    NoPrefixLength { text: String },
+
+    /// The part before `/` is not an IPv4 or IPv6 address.
+    #[error(
+        "invalid CIDR {text}: the part before '/' is not an IP address; write one such as 10.244.0.0 or fd00:10:244::"
+    )]
+    BadAddress { text: String },
+
+    /// An IPv4 octet written with a leading zero (`010`), which some tools
+    /// read as octal (8) and others as decimal (10).
+    #[error(
+        "invalid CIDR {text}: an IPv4 octet has a leading zero, which some tools read as octal (010 = 8); write each octet without leading zeros"
+    )]
+    LeadingZero { text: String },
+
+    /// The part after `/` is not a decimal prefix length within the
+    /// family's width.
+    #[error("invalid CIDR {text}: the prefix length must be a decimal number from 0 to {max}")]
+    BadPrefixLength { text: String, max: u8 },
+}
+
+/// Parses `address/length` strictly, as Go's `net.ParseCIDR` (and so
+/// flannel) does: the address by `std::net` (no leading zeros in IPv4
+/// octets, no zone), the length as ASCII decimal digits only (no sign, no
+/// space) no larger than the family's width. The host bits are kept, as
+/// `ipnet`'s parser keeps them; mask with [`IpNet::trunc`] where needed.
+///
+/// Use this for every CIDR that comes from input, never `str::parse` into
+/// an `ipnet` type: `ipnet`'s own parser reads `010.244.0.0/16` as
+/// `10.244.0.0/16`, which Go has refused since 1.17.
+pub fn parse_cidr(text: &str) -> Result<IpNet, CidrParseError> {
+    let shown = || excerpt(text);
+    let Some((addr_text, len_text)) = text.split_once('/') else {
+        return Err(CidrParseError::NoPrefixLength { text: shown() });
+    };
+    let addr: IpAddr = match addr_text.parse() {
+        Ok(a) => a,
+        Err(_) if has_leading_zero_octet(addr_text) => {
+            return Err(CidrParseError::LeadingZero { text: shown() });
+        }
+        Err(_) => return Err(CidrParseError::BadAddress { text: shown() }),
+    };
+    let max = Family::of(addr).bits();
+    let bad_len = || CidrParseError::BadPrefixLength { text: shown(), max };
+    if len_text.is_empty() {
+        return Err(bad_len());
+    }
+    // Leading zeros are harmless here ("/016" can only mean 16) and Go
+    // accepts them; the running value is checked at each digit, so no
+    // length of input can overflow.
+    let mut len: u8 = 0;
+    for b in len_text.bytes() {
+        if !b.is_ascii_digit() {
+            return Err(bad_len());
+        }
+        len = len
+            .checked_mul(10)
+            .and_then(|l| l.checked_add(b - b'0'))
+            .filter(|l| *l <= max)
+            .ok_or_else(bad_len)?;
+    }
+    IpNet::new(addr, len).map_err(|_| bad_len())
+}
+
+/// True when `addr` ends in a dotted quad (an IPv4 address, or the IPv4
+/// tail of an IPv6 one) with an octet of two or more digits starting at
+/// `0`.
+fn has_leading_zero_octet(addr: &str) -> bool {
+    let quad = addr.rsplit(':').next().unwrap_or(addr);
+    quad.contains('.')
+        && quad
+            .split('.')
+            .any(|o| o.len() > 1 && o.starts_with('0') && o.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// `text` quoted with escapes, cut to 64 characters, for a message.
+pub fn excerpt(text: &str) -> String {
+    const MAX: usize = 64;
+    let quoted = format!("{text:?}");
+    match quoted.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &quoted[..cut]),
+        None => quoted,
+    }
+}
+
 /// Narrows a prefix known to be IPv4.
 pub fn as_v4(net: IpNet) -> Option<Ipv4Net> {
     match net {
@@ -159,6 +254,76 @@ mod tests {
         assert!(overlaps(net("10.244.0.0/16"), net("10.244.3.0/24")));
         assert!(!overlaps(net("10.244.2.0/24"), net("10.244.3.0/24")));
         assert!(!overlaps(net("10.244.0.0/16"), net("fd00::/8")));
+    }
+
+    #[test]
+    fn parse_cidr_reads_what_go_reads() {
+        for (text, want) in [
+            ("10.244.0.0/16", "10.244.0.0/16"),
+            ("10.244.1.7/24", "10.244.1.7/24"),
+            ("0.0.0.0/0", "0.0.0.0/0"),
+            ("255.255.255.255/32", "255.255.255.255/32"),
+            ("fd00:10:244::/56", "fd00:10:244::/56"),
+            ("::/0", "::/0"),
+            ("::ffff:10.244.0.0/120", "::ffff:10.244.0.0/120"),
+            ("2001:DB8::/128", "2001:db8::/128"),
+            // Go's dtoi takes leading zeros in the length; they are not
+            // ambiguous there.
+            ("10.244.0.0/016", "10.244.0.0/16"),
+            ("fd00::/0064", "fd00::/64"),
+        ] {
+            assert_eq!(parse_cidr(text).unwrap().to_string(), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn parse_cidr_refuses_what_go_refuses() {
+        use CidrParseError as E;
+        let kind = |text: &str| match parse_cidr(text) {
+            Ok(n) => panic!("{text:?} accepted as {n}"),
+            Err(E::NoPrefixLength { .. }) => "no-len",
+            Err(E::BadAddress { .. }) => "address",
+            Err(E::LeadingZero { .. }) => "zero",
+            Err(E::BadPrefixLength { .. }) => "len",
+        };
+        for (text, want) in [
+            ("10.244.0.0", "no-len"),
+            ("", "no-len"),
+            ("010.244.0.0/16", "zero"),
+            ("10.244.00.0/16", "zero"),
+            ("10.244.0.01/32", "zero"),
+            ("::ffff:010.244.0.0/120", "zero"),
+            ("0x0a.244.0.0/16", "address"),
+            ("10.244.0/16", "address"),
+            ("10.244.0.256/16", "address"),
+            (" 10.244.0.0/16", "address"),
+            ("fe80::1%eth0/64", "address"),
+            ("10.244.0.0/16/8", "len"),
+            ("10.244.0.0/", "len"),
+            ("10.244.0.0/+16", "len"),
+            ("10.244.0.0/-1", "len"),
+            ("10.244.0.0/16 ", "len"),
+            ("10.244.0.0/33", "len"),
+            ("fd00::/129", "len"),
+            ("10.244.0.0/99999999999999999999999", "len"),
+            ("10.244.0.0/１６", "len"),
+        ] {
+            assert_eq!(kind(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn parse_cidr_errors_quote_and_cut_the_input() {
+        let e = parse_cidr(&format!("\u{1b}[2J{}/16", "1".repeat(500))).unwrap_err();
+        let shown = e.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(shown.chars().count() < 300, "{shown}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown}");
+        let e = parse_cidr("010.244.0.0/16").unwrap_err().to_string();
+        assert!(
+            e.contains("\"010.244.0.0/16\"") && e.contains("leading zero"),
+            "{e}"
+        );
     }
 
     #[test]

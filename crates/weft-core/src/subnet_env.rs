@@ -174,7 +174,7 @@ fn parse_list<N: FamilyNet>(
 ) -> Result<Vec<N>, SubnetEnvError> {
     let mut out: Vec<N> = Vec::new();
     for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let net: IpNet = part.parse().map_err(|_| bad(line, key, value))?;
+        let net = prefix::parse_cidr(part).map_err(|_| bad(line, key, value))?;
         let net = N::narrow(net.trunc()).ok_or_else(|| bad(line, key, value))?;
         if !out.contains(&net) {
             out.push(net);
@@ -188,7 +188,7 @@ fn parse_subnet<N: FamilyNet>(
     line: usize,
     key: &'static str,
 ) -> Result<N, SubnetEnvError> {
-    let net: IpNet = value.parse().map_err(|_| bad(line, key, value))?;
+    let net = prefix::parse_cidr(value).map_err(|_| bad(line, key, value))?;
     N::narrow(net.trunc()).ok_or_else(|| bad(line, key, value))
 }
 
@@ -251,6 +251,20 @@ mod tests {
         assert!(SubnetEnv::parse("FLANNEL_MTU=big\n").is_err());
         assert!(SubnetEnv::parse("FLANNEL_SUBNET=fd00::1/64\n").is_err());
         assert!(SubnetEnv::parse("FLANNEL_NETWORK=10.244.0.0/33\n").is_err());
+        // Go's net.ParseCIDR (flannel's plugin) refuses leading zeros, which
+        // some tools read as octal; ipnet's parser would take them.
+        for bad in [
+            "FLANNEL_NETWORK=010.244.0.0/16\n",
+            "FLANNEL_SUBNET=10.244.06.1/24\n",
+            "FLANNEL_IPV6_NETWORK=::ffff:010.0.0.0/120\n",
+            "FLANNEL_SUBNET=10.244.6.1/+24\n",
+        ] {
+            assert_eq!(
+                SubnetEnv::parse(bad).map_err(|e| matches!(e, SubnetEnvError::Value { .. })),
+                Err(true),
+                "{bad}"
+            );
+        }
         assert_eq!(
             SubnetEnv::parse("garbage\n"),
             Err(SubnetEnvError::Syntax { line: 1 })

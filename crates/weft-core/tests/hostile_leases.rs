@@ -25,12 +25,7 @@ use weft_core::prefix::{self, Family};
 /// fix it needs. They are still run (no panic, nothing invalid accepted);
 /// once fixed, the test fails until the entry is removed, so this list
 /// cannot go stale.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "backenddata-mac-signed-octet",
-    "mac.rs parses each octet with u8::from_str_radix, which accepts a sign: \
-     \"+2:42:c6:33:64:01\" is read as 02:42:…, which Go's net.ParseMAC (and so \
-     flannel) refuses; check that both characters are hex digits",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn known_gap(name: &str) -> Option<&'static str> {
     KNOWN_GAPS

@@ -136,9 +136,13 @@ pub enum NetConfError {
     #[error("backend type {name:?} is not supported by weft: {reason}")]
     RefusedBackend { name: String, reason: &'static str },
 
-    /// A backend type nobody knows.
+    /// A backend type nobody knows. A plain, short name prints as flannel
+    /// prints it; anything else (control characters, quotes, more than 64
+    /// characters) is quoted, escaped and cut, so the file cannot write to
+    /// the operator's terminal or forge log lines.
     #[error(
-        "unknown backend type: {name} (supported: {})",
+        "unknown backend type: {} (supported: {})",
+        shown_type(name),
         crate::netconf::backend::SUPPORTED_TYPES
     )]
     UnknownBackendType { name: String },
@@ -182,6 +186,17 @@ pub enum NetConfError {
         "Backend.ListenPort and Backend.ListenPortV6 are both {port}: in separate mode the IPv4 and IPv6 WireGuard devices need different ports"
     )]
     ListenPortConflict { port: u16 },
+}
+
+/// A backend `Type` for a message: as written when that is safe to show
+/// (flannel's message, byte for byte), else as `json_ci::quoted` shows it.
+fn shown_type(name: &str) -> String {
+    let quoted = crate::netconf::json_ci::quoted(name);
+    if quoted == format!("\"{name}\"") {
+        name.to_owned()
+    } else {
+        quoted
+    }
 }
 
 fn v6_prefix(family: Family) -> &'static str {
@@ -262,4 +277,43 @@ fn unaligned_hint(field: &str, family: Family, addr: IpAddr, len: u8) -> String 
         "{}{field} must be the first address of a /{len} block, such as {down}",
         v6_prefix(family)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown(name: &str) -> String {
+        NetConfError::UnknownBackendType { name: name.into() }.to_string()
+    }
+
+    #[test]
+    fn unknown_type_prints_a_plain_name_as_flannel_does() {
+        assert!(
+            unknown("geneve").starts_with("unknown backend type: geneve (supported: "),
+            "{}",
+            unknown("geneve")
+        );
+        assert!(unknown("vxłan").starts_with("unknown backend type: vxłan ("));
+    }
+
+    #[test]
+    fn unknown_type_quotes_escapes_and_cuts_anything_else() {
+        let nul = unknown("vxlan\0");
+        assert!(
+            nul.starts_with(r#"unknown backend type: "vxlan\0" ("#),
+            "{nul}"
+        );
+        let forged = unknown("vxlan\nlevel=info msg=\"ok\"");
+        assert!(!forged.contains('\n'), "{forged}");
+        assert!(
+            forged.contains(r#""vxlan\nlevel=info msg=\"ok\"""#),
+            "{forged}"
+        );
+        let esc = unknown("\u{1b}[2Jvxlan");
+        assert!(!esc.chars().any(char::is_control), "{esc}");
+        let long = unknown(&"v".repeat(10_000));
+        assert!(long.chars().count() < 200, "{long}");
+        assert!(long.contains("…"), "{long}");
+    }
 }

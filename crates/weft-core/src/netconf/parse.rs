@@ -24,7 +24,7 @@ use super::NetConfig;
 use super::backend_parse::{self, Families};
 use super::json_ci::{self, CiObject, bool_of, integer_of, string_of};
 use super::pool::{self, PoolSpec};
-use crate::prefix::Family;
+use crate::prefix::{self, CidrParseError, Family};
 
 /// Top-level keys flannel's `Config` decodes (plus nothing of weft's own).
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -157,7 +157,7 @@ fn cidr(family: Family, n: &Names, raw: &RawValue) -> Result<IpNet, NetConfError
         family,
         detail,
     };
-    match text.parse::<IpNet>() {
+    match prefix::parse_cidr(&text) {
         Ok(net) if Family::of_net(net) == family => Ok(net),
         Ok(_) => Err(err(match family {
             Family::V4 => format!(
@@ -165,6 +165,12 @@ fn cidr(family: Family, n: &Names, raw: &RawValue) -> Result<IpNet, NetConfError
             ),
             Family::V6 => format!("{text:?} is an IPv4 prefix; put it in Network"),
         })),
+        Err(CidrParseError::LeadingZero { .. }) => Err(err(format!(
+            "{} has an IPv4 octet with a leading zero, which some tools read as octal \
+             (010 = 8): write each octet without leading zeros, like \"{}\"",
+            json_ci::quoted(&text),
+            n.example_net
+        ))),
         Err(_) if text.parse::<IpAddr>().is_ok() => Err(err(format!(
             "{text:?} has no prefix length; write it like \"{}\"",
             n.example_net

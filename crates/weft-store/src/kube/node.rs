@@ -11,6 +11,7 @@ use weft_core::lease::{
     Lease, LeaseAttrs, LeaseDecodeError, LeaseSubnets, MAX_LEASE_VALUE_BYTES, RawJson,
 };
 use weft_core::peer::PeerRejection;
+use weft_core::prefix::{self, CidrParseError};
 
 use super::keys::AnnotationKeys;
 
@@ -53,9 +54,16 @@ pub(crate) fn pod_cidrs(node: &Node) -> Result<Option<PodCidrs>, String> {
     }
     let mut out = PodCidrs::default();
     for text in list {
-        let net: IpNet = text
-            .parse()
-            .map_err(|_| format!("podCIDR {text:?} is not a CIDR"))?;
+        let net = prefix::parse_cidr(text).map_err(|e| {
+            let shown = prefix::excerpt(text);
+            match e {
+                CidrParseError::LeadingZero { .. } => format!(
+                    "podCIDR {shown} is not a CIDR: an IPv4 octet has a leading zero, \
+                     which some tools read as octal (010 = 8)"
+                ),
+                _ => format!("podCIDR {shown} is not a CIDR"),
+            }
+        })?;
         let dup = match net.trunc() {
             IpNet::V4(n) => out.v4.replace(n).is_some(),
             IpNet::V6(n) => out.v6.replace(n).is_some(),

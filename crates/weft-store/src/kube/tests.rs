@@ -63,6 +63,28 @@ fn pod_cidrs_follow_flannel() {
     assert!(node::pod_cidrs(&node_with(&["nonsense"], &[])).is_err());
 }
 
+/// Go's net.ParseCIDR (flannel) has refused leading zeros since Go 1.17;
+/// other tools read 010 as octal 8, so a podCIDR written so is refused, not
+/// guessed at, and a long one is cut in the message.
+#[test]
+fn pod_cidrs_refuse_leading_zeros_and_cut_long_values() {
+    let e = node::pod_cidrs(&node_with(&["10.244.010.0/24"], &[])).unwrap_err();
+    assert!(
+        e.contains("\"10.244.010.0/24\" is not a CIDR: an IPv4 octet has a leading zero"),
+        "{e}"
+    );
+    assert!(
+        node::pod_cidrs(&node_with(
+            &["10.244.1.0/24", "fd00::ffff:010.0.0.0/120"],
+            &[]
+        ))
+        .is_err()
+    );
+    assert!(node::pod_cidrs(&node_with(&["10.244.1.0/+24"], &[])).is_err());
+    let e = node::pod_cidrs(&node_with(&[&"9".repeat(10_000)], &[])).unwrap_err();
+    assert!(e.len() < 200, "{e}");
+}
+
 #[test]
 fn vxlan_annotations_are_flannels() {
     let k = keys();
