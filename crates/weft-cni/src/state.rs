@@ -61,6 +61,29 @@ pub fn save(data_dir: &Path, id: &str, bytes: &[u8]) -> Result<(), CniError> {
 /// never added, or deleted twice).
 pub fn load(data_dir: &Path, id: &str) -> Result<Option<Vec<u8>>, CniError> {
     let p = path(data_dir, id);
+    let not_regular = || {
+        CniError::new(
+            code::IO,
+            format!(
+                "cannot read {}: not a regular file, so not a delegate configuration this \
+                 plugin saved",
+                p.display()
+            ),
+        )
+    };
+    // Checked before opening: opening a FIFO waits for a writer, and DEL
+    // must not hang on whatever someone left in dataDir.
+    match fs::metadata(&p) {
+        Ok(meta) if !meta.is_file() => return Err(not_regular()),
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CniError::new(
+                code::IO,
+                format!("cannot read {}: {e}", p.display()),
+            ));
+        }
+    }
     let file = match File::open(&p) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
@@ -71,6 +94,9 @@ pub fn load(data_dir: &Path, id: &str) -> Result<Option<Vec<u8>>, CniError> {
             ));
         }
     };
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(not_regular());
+    }
     let mut bytes = Vec::new();
     file.take(MAX_STATE_BYTES + 1)
         .read_to_end(&mut bytes)
@@ -133,6 +159,23 @@ mod tests {
         remove(root.path(), "c").unwrap();
         remove(root.path(), "c").unwrap();
         assert_eq!(load(root.path(), "c").unwrap(), None);
+    }
+
+    /// A FIFO left in dataDir would block DEL's open: refused at once.
+    #[test]
+    fn a_fifo_is_refused_without_waiting() {
+        let root = tempfile::tempdir().unwrap();
+        let p = path(root.path(), "c1");
+        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = root.path().to_owned();
+        std::thread::spawn(move || tx.send(load(&dir, "c1")));
+        let e = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("load blocked on a FIFO")
+            .unwrap_err();
+        assert_eq!(e.code, code::IO);
+        assert!(e.msg.contains("not a regular file"), "{}", e.msg);
     }
 
     #[test]
