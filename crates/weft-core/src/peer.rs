@@ -89,6 +89,36 @@ pub struct ScreenedPeers {
     pub rejected: Vec<RejectedPeer>,
 }
 
+/// The verdict on one lease by itself: everything but overlaps with other
+/// leases. It depends only on the config, this node's subnets and the
+/// lease, so a store computes it once when a lease changes instead of
+/// re-checking every lease (and re-parsing its backend data) on every
+/// snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precheck {
+    /// This node's own lease: left out silently.
+    Own,
+    /// Passed every check on its own, disabled families removed.
+    Passed(Lease),
+    Rejected(PeerRejection),
+}
+
+/// Checks one candidate on its own (see [`Precheck`]).
+pub fn precheck(
+    cfg: &NetConfig,
+    own: &LeaseSubnets,
+    candidate: Result<Lease, PeerRejection>,
+) -> Precheck {
+    match candidate {
+        Err(reason) => Precheck::Rejected(reason),
+        Ok(lease) if lease.subnets == *own => Precheck::Own,
+        Ok(lease) => match check_one(cfg, lease) {
+            Ok(lease) => Precheck::Passed(lease),
+            Err(reason) => Precheck::Rejected(reason),
+        },
+    }
+}
+
 /// Screens candidate peer leases, given in priority order: when two overlap,
 /// the earlier one (stores pass them oldest first) is kept. The lease whose
 /// subnets equal `own` is this node's and is dropped silently. Subnets of a
@@ -98,26 +128,44 @@ pub fn screen(
     own: &LeaseSubnets,
     candidates: impl IntoIterator<Item = (String, Result<Lease, PeerRejection>)>,
 ) -> ScreenedPeers {
+    let checked: Vec<(String, Precheck)> = candidates
+        .into_iter()
+        .map(|(id, c)| (id, precheck(cfg, own, c)))
+        .collect();
+    screen_prechecked(own, checked.iter().map(|(id, c)| (id.as_str(), c)))
+}
+
+/// [`screen`] over candidates already [`precheck`]ed with the same `own`:
+/// only the overlaps between them are left to decide.
+pub fn screen_prechecked<'a>(
+    own: &LeaseSubnets,
+    candidates: impl IntoIterator<Item = (&'a str, &'a Precheck)>,
+) -> ScreenedPeers {
     let mut out = ScreenedPeers::default();
-    let mut holders: HashMap<IpNet, String> = HashMap::new();
-    for (id, candidate) in candidates {
-        let checked = candidate.and_then(|lease| {
-            if lease.subnets == *own {
-                return Ok(None);
+    let mut holders: HashMap<IpNet, &'a str> = HashMap::new();
+    for (id, checked) in candidates {
+        let lease = match checked {
+            Precheck::Own => continue,
+            Precheck::Rejected(reason) => {
+                out.rejected.push(RejectedPeer {
+                    id: id.to_owned(),
+                    reason: reason.clone(),
+                });
+                continue;
             }
-            let lease = check_one(cfg, lease)?;
-            check_overlap(own, &holders, &lease)?;
-            Ok(Some(lease))
-        });
-        match checked {
-            Ok(None) => {}
-            Ok(Some(lease)) => {
+            Precheck::Passed(lease) => lease,
+        };
+        match check_overlap(own, &holders, lease) {
+            Ok(()) => {
                 for sn in lease.subnets.iter() {
-                    holders.insert(sn, id.clone());
+                    holders.insert(sn, id);
                 }
-                out.accepted.push((id, lease));
+                out.accepted.push((id.to_owned(), lease.clone()));
             }
-            Err(reason) => out.rejected.push(RejectedPeer { id, reason }),
+            Err(reason) => out.rejected.push(RejectedPeer {
+                id: id.to_owned(),
+                reason,
+            }),
         }
     }
     out
@@ -221,7 +269,7 @@ fn check_backend(cfg: &NetConfig, lease: &Lease) -> Result<(), PeerRejection> {
 
 fn check_overlap(
     own: &LeaseSubnets,
-    holders: &HashMap<IpNet, String>,
+    holders: &HashMap<IpNet, &str>,
     lease: &Lease,
 ) -> Result<(), PeerRejection> {
     for subnet in lease.subnets.iter() {
@@ -233,9 +281,88 @@ fn check_overlap(
         if let Some(holder) = holders.get(&subnet) {
             return Err(PeerRejection::Overlaps {
                 subnet,
-                holder: holder.clone(),
+                holder: (*holder).to_owned(),
             });
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend_data::VxlanData;
+    use crate::lease::LeaseAttrs;
+    use crate::mac::Mac;
+
+    fn lease(subnet: &str, ip: &str, backend: &str) -> Result<Lease, PeerRejection> {
+        Ok(Lease {
+            subnets: LeaseSubnets {
+                v4: Some(subnet.parse().unwrap()),
+                v6: None,
+            },
+            attrs: LeaseAttrs {
+                public_ip: Some(ip.parse().unwrap()),
+                backend_type: backend.to_owned(),
+                backend_data: Some(
+                    VxlanData {
+                        vni: 1,
+                        vtep_mac: Mac([0x0e, 0, 0, 0, 0, 1]),
+                    }
+                    .encode(),
+                ),
+                ..LeaseAttrs::default()
+            },
+            expiration: None,
+        })
+    }
+
+    /// The store checks each lease once and screens the cached verdicts:
+    /// the outcome must be exactly the one-shot screen's.
+    #[test]
+    fn prechecked_screening_equals_screening() {
+        let cfg =
+            crate::netconf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
+                .unwrap();
+        let own = LeaseSubnets {
+            v4: Some("10.244.6.0/24".parse().unwrap()),
+            v6: None,
+        };
+        let candidates = vec![
+            ("a".to_owned(), lease("10.244.1.0/24", "192.0.2.2", "vxlan")),
+            (
+                "own".to_owned(),
+                lease("10.244.6.0/24", "192.0.2.1", "vxlan"),
+            ),
+            (
+                "dup".to_owned(),
+                lease("10.244.1.0/24", "192.0.2.3", "vxlan"),
+            ),
+            (
+                "other".to_owned(),
+                lease("10.244.2.0/24", "192.0.2.4", "host-gw"),
+            ),
+            (
+                "outside".to_owned(),
+                lease("10.9.2.0/24", "192.0.2.5", "vxlan"),
+            ),
+            ("bad".to_owned(), Err(PeerRejection::NoSubnet)),
+            ("b".to_owned(), lease("10.244.3.0/24", "192.0.2.6", "vxlan")),
+        ];
+        let direct = screen(&cfg, &own, candidates.clone());
+        let checked: Vec<(String, Precheck)> = candidates
+            .into_iter()
+            .map(|(id, c)| (id, precheck(&cfg, &own, c)))
+            .collect();
+        assert_eq!(checked[1].1, Precheck::Own);
+        let cached = screen_prechecked(&own, checked.iter().map(|(id, c)| (id.as_str(), c)));
+        assert_eq!(direct, cached);
+        let ids: Vec<&str> = direct.accepted.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let kinds: Vec<&str> = direct.rejected.iter().map(|r| r.reason.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["overlap", "other_backend", "outside_network", "no_subnet"]
+        );
+    }
 }

@@ -14,18 +14,20 @@ use tracing::{debug, info, warn};
 use weft_core::etcd_key;
 use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::NetConfig;
-use weft_core::peer::{self, PeerRejection};
+use weft_core::peer::{self, PeerRejection, Precheck};
 
 use crate::backoff::Backoff;
 use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch};
 use crate::outage::OutageLog;
 use crate::{PeerSnapshot, SnapshotSender};
 
-/// One key of the subnet directory, parsed once when it changes.
+/// One key of the subnet directory, parsed and checked on its own once
+/// when it changes (not on every snapshot: at 5 000 peers re-checking all
+/// of them cost more than the rest of the store side together).
 struct Parsed {
     create_rev: i64,
     mod_rev: i64,
-    lease: Result<Lease, PeerRejection>,
+    checked: Precheck,
 }
 
 struct Mirror {
@@ -33,8 +35,8 @@ struct Mirror {
     entries: BTreeMap<String, Parsed>,
 }
 
-fn parse(dir: &str, entry: &KvEntry) -> Parsed {
-    let lease = (|| {
+fn parse(dir: &str, entry: &KvEntry, cfg: &NetConfig, own: &LeaseSubnets) -> Parsed {
+    let lease = (|| -> Result<Lease, PeerRejection> {
         let name = entry.key.strip_prefix(dir).unwrap_or(&entry.key);
         let subnets = etcd_key::parse_subnet_key(name)?;
         let attrs = LeaseAttrs::from_json(&entry.value)?;
@@ -47,13 +49,12 @@ fn parse(dir: &str, entry: &KvEntry) -> Parsed {
     Parsed {
         create_rev: entry.create_rev,
         mod_rev: entry.mod_rev,
-        lease,
+        checked: peer::precheck(cfg, own, lease),
     }
 }
 
 /// Per-watch bookkeeping that outlives reconnects.
-struct Reporter<'a> {
-    cfg: &'a NetConfig,
+struct Reporter {
     own: LeaseSubnets,
     own_key: String,
     /// Entries already warned about, at the revision they were warned for.
@@ -61,16 +62,13 @@ struct Reporter<'a> {
     skipped_total: BTreeMap<&'static str, u64>,
 }
 
-impl Reporter<'_> {
+impl Reporter {
     fn publish(&mut self, mirror: &Mirror, tx: &SnapshotSender) {
         let mut ordered: Vec<(&String, &Parsed)> = mirror.entries.iter().collect();
         ordered.sort_by_key(|(key, p)| (p.create_rev, *key));
-        let screened = peer::screen(
-            self.cfg,
+        let screened = peer::screen_prechecked(
             &self.own,
-            ordered
-                .iter()
-                .map(|(key, p)| ((*key).clone(), p.lease.clone())),
+            ordered.iter().map(|(key, p)| (key.as_str(), &p.checked)),
         );
         for rejected in &screened.rejected {
             let mod_rev = mirror.entries.get(&rejected.id).map_or(0, |p| p.mod_rev);
@@ -114,6 +112,23 @@ impl Reporter<'_> {
     }
 }
 
+impl Reporter {
+    /// Whether `parsed` only renews what `mirror` holds for `key`: same
+    /// creation, same verdict, and a lease that is not being reported as
+    /// skipped (a skipped lease is warned about and counted once per
+    /// revision, so its rewrite must be published). A renewal cannot change
+    /// the snapshot, so no new one is built for it: the store side of a
+    /// peer's renewal stays O(1) however many peers there are.
+    fn is_renewal(&self, mirror: &Mirror, key: &str, parsed: &Parsed) -> bool {
+        mirror.entries.get(key).is_some_and(|old| {
+            old.create_rev == parsed.create_rev
+                && old.checked == parsed.checked
+                && !matches!(parsed.checked, Precheck::Rejected(_))
+                && !self.warned.contains_key(key)
+        })
+    }
+}
+
 /// Sleeps for the next backoff delay unless every receiver went away.
 /// Returns false when the watch should stop.
 async fn pause(backoff: &mut Backoff, tx: &SnapshotSender) -> bool {
@@ -132,7 +147,6 @@ pub(crate) async fn watch_peers<K: Kv>(
 ) {
     let dir = etcd_key::subnets_dir(prefix);
     let mut reporter = Reporter {
-        cfg,
         own,
         own_key: etcd_key::lease_key(prefix, &own),
         warned: HashMap::new(),
@@ -153,7 +167,7 @@ pub(crate) async fn watch_peers<K: Kv>(
                         entries: listing
                             .entries
                             .iter()
-                            .map(|e| (e.key.clone(), parse(&dir, e)))
+                            .map(|e| (e.key.clone(), parse(&dir, e, cfg, &own)))
                             .collect(),
                     };
                     reporter.publish(&m, &tx);
@@ -205,20 +219,24 @@ pub(crate) async fn watch_peers<K: Kv>(
             match next {
                 Ok((revision, events)) => {
                     backoff.reset();
+                    let mut changed = false;
                     for event in &events {
                         match event {
                             KvEvent::Put(entry) => {
-                                current
-                                    .entries
-                                    .insert(entry.key.clone(), parse(&dir, entry));
+                                let parsed = parse(&dir, entry, cfg, &own);
+                                changed |= !reporter.is_renewal(&current, &entry.key, &parsed);
+                                current.entries.insert(entry.key.clone(), parsed);
                             }
                             KvEvent::Delete { key, .. } => {
                                 current.entries.remove(key);
+                                changed = true;
                             }
                         }
                     }
                     current.revision = current.revision.max(revision);
-                    reporter.publish(&current, &tx);
+                    if changed {
+                        reporter.publish(&current, &tx);
+                    }
                 }
                 Err(KvError::Compacted { .. }) => {
                     info!(store = kv.name(), "watch history compacted; listing again");

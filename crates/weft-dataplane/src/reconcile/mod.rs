@@ -9,6 +9,7 @@
 //! additions, then routes, then removals, so a route never points at a
 //! neighbour that is not there yet.
 
+mod additions;
 mod devices;
 mod entries;
 mod report;

@@ -37,6 +37,22 @@ impl ApplyReport {
             + self.fdb_deleted
     }
 
+    /// Adds `other`'s counters (not its errors) to this report: a pass
+    /// made of a fast path and a full pass reports each change once.
+    pub fn add_counts(&mut self, other: &ApplyReport) {
+        self.devices_created += other.devices_created;
+        self.devices_recreated += other.devices_recreated;
+        self.devices_deleted += other.devices_deleted;
+        self.devices_updated += other.devices_updated;
+        self.addresses_changed += other.addresses_changed;
+        self.routes_set += other.routes_set;
+        self.routes_deleted += other.routes_deleted;
+        self.neighbours_set += other.neighbours_set;
+        self.neighbours_deleted += other.neighbours_deleted;
+        self.fdb_set += other.fdb_set;
+        self.fdb_deleted += other.fdb_deleted;
+    }
+
     /// The counters as `(kind, count)` pairs, for metrics.
     pub fn by_kind(&self) -> [(&'static str, u32); 11] {
         [

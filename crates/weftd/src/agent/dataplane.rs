@@ -51,6 +51,10 @@ pub struct Dataplane {
     status: StatusHandle,
     written: Option<SubnetEnv>,
     wireguard: Option<WireguardState>,
+    /// The plan the last successful full pass applied: what a new plan
+    /// adds to it goes in first, without reading the kernel (see
+    /// `Reconciler::apply_additions`).
+    applied: Option<Arc<Desired>>,
 }
 
 async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> {
@@ -185,6 +189,7 @@ impl Dataplane {
                 status,
                 written: None,
                 wireguard,
+                applied: None,
             },
             attrs,
         ))
@@ -294,27 +299,43 @@ impl Dataplane {
         if let Some(wg) = &mut self.wireguard {
             wg.ensure(self.reconciler.netlink(), &desired, true).await?;
         }
-        let report = match self.reconciler.apply(&desired, &self.node()).await {
+        let early = match &self.applied {
+            Some(previous) => self
+                .reconciler
+                .apply_additions(previous, &desired, &self.node())
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::debug!("new entries first: {e}; the full pass does it all");
+                    Default::default()
+                }),
+            None => Default::default(),
+        };
+        let mut report = match self.reconciler.apply(&desired, &self.node()).await {
             Ok(r) => r,
             Err(e) => {
+                self.applied = None;
                 self.status.metrics().observe_pass(started.elapsed(), None);
                 return Err(e.into());
             }
         };
+        report.add_counts(&early);
         self.status
             .metrics()
             .observe_pass(started.elapsed(), Some(&report));
-        self.status.set_desired(&desired, &self.underlay.name);
         if let Some(wg) = &mut self.wireguard {
             wg.greet_fresh(&desired);
         }
+        let mtu = desired.mtu;
+        let desired = Arc::new(desired);
+        self.applied = Some(Arc::clone(&desired));
+        self.status.set_desired(desired, &self.underlay.name);
         if report.changes() > 0 || !report.errors.is_empty() {
             tracing::info!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
         }
         for e in &report.errors {
             tracing::warn!("reconcile: {e}");
         }
-        self.write_subnet_env(lease, desired.mtu)?;
+        self.write_subnet_env(lease, mtu)?;
         Ok(())
     }
 

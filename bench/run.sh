@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every benchmark of issue 10 and writes docs/PERFORMANCE.md.
+#
+#   sudo bench/run.sh            # full run, about 30 minutes
+#   sudo bench/run.sh --short    # quick pass, about 6 minutes
+#   sudo bench/run.sh --only scale --peers 5000 --keep   # one part, to profile
+#
+# It builds the workspace in release mode (benchmarks of a debug build mean
+# little), then runs `weft bench` from that build with the labs pointed at
+# the same binaries. Every argument is passed to `weft bench` (see
+# `weft bench --help`). Needs root (network namespaces), iperf3, etcd,
+# wireguard-go, wg and the reference CNI plugins: scripts/install-deps.sh.
+#
+# CARGO_TARGET_DIR chooses where the release build goes (default: target/
+# in the repository).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target="${CARGO_TARGET_DIR:-$repo/target}"
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "bench/run.sh needs root (it builds network namespaces): run it with sudo" >&2
+    exit 1
+fi
+
+echo "building the workspace in release mode into $target ..." >&2
+(cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release --workspace --quiet)
+
+cd "$repo"
+exec "$target/release/weft" bench --bin-dir "$target/release" "$@"

@@ -1,0 +1,341 @@
+//! The kernel alone: how long installing K vxlan peers takes with nothing
+//! but netlink batches (the floor for weftd's cold start), and how the
+//! route's shape changes it.
+//!
+//! Why the shape matters: IPv4 routes share `fib_info` objects, found
+//! through a hash of (protocol, scope, prefsrc, metric, device) — the
+//! gateway is not hashed (net/ipv4/fib_semantics.c, `fib_info_hashfn`).
+//! flannel's routes (`<subnet> via <peer VTEP> dev flannel.1 onlink`)
+//! differ only in the gateway, so all of them land in one bucket and each
+//! insert walks every earlier one (`fib_find_info` → `nh_comp`): O(N²).
+//! Each option below changes one thing and is timed in a fresh namespace
+//! (per-netns fib_info hash since 6.15), so the options do not disturb
+//! each other. iproute2 (`ip -batch`) stands in where weft's netlink
+//! layer has no message type (nexthop objects): it is a fixture here.
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use ipnet::IpNet;
+use weft_core::mac::Mac;
+use weft_dataplane::netlink::{Netlink, RouteSpec, VxlanLinkSpec};
+
+use super::Ctx;
+use super::leases::Peer;
+use super::netns::with_fresh_netlink;
+use super::report::{Section, Table};
+use super::stats::{Summary, ms, show};
+
+/// An underlay `eth0` and an up `flannel.1` on it, as on a lab node.
+async fn vxlan_node(nl: &Netlink) -> Result<u32> {
+    nl.create_veth("eth0", "eth0p").await?;
+    let eth0 = nl.link_by_name("eth0").await?.context("eth0 missing")?;
+    let peer = nl.link_by_name("eth0p").await?.context("eth0p missing")?;
+    nl.add_address(eth0.index, "192.0.2.1/24".parse()?).await?;
+    nl.set_link_up(peer.index).await?;
+    nl.set_link_up(eth0.index).await?;
+    let vx = nl
+        .create_vxlan(&VxlanLinkSpec {
+            name: "flannel.1".into(),
+            vni: 1,
+            port: 8472,
+            local: "192.0.2.1".parse()?,
+            underlay_index: Some(eth0.index),
+            learning: false,
+            gbp: false,
+            mtu: 1450,
+            mac: Some("0e:2a:ff:ff:ff:ff".parse()?),
+        })
+        .await?;
+    nl.set_link_up(vx).await?;
+    Ok(vx)
+}
+
+fn flannel_routes(peers: &[Peer], vx: u32) -> Vec<RouteSpec> {
+    peers
+        .iter()
+        .map(|p| {
+            RouteSpec::unicast(p.net())
+                .via(p.gateway())
+                .dev(vx)
+                .onlink()
+        })
+        .collect()
+}
+
+fn all_ok(results: Vec<Result<(), weft_dataplane::netlink::NetlinkError>>) -> Result<()> {
+    match results.into_iter().find_map(Result::err) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// The floor for a cold start: `k` vxlan peers (neighbour, FDB entry,
+/// route, in weftd's order and shape) programmed with weft's netlink
+/// batches into a fresh namespace.
+pub fn raw_install(k: u32) -> Result<Duration> {
+    with_fresh_netlink(move |nl| async move {
+        let vx = vxlan_node(&nl).await?;
+        let peers: Vec<Peer> = (0..k).map(Peer::new).collect();
+        let neighs: Vec<(IpAddr, Mac)> = peers.iter().map(|p| (p.gateway(), p.mac)).collect();
+        let fdbs: Vec<(Mac, IpAddr)> = peers
+            .iter()
+            .map(|p| (p.mac, IpAddr::V4(p.public)))
+            .collect();
+        let routes = flannel_routes(&peers, vx);
+        let t = Instant::now();
+        all_ok(nl.replace_neighbours(vx, &neighs).await)?;
+        all_ok(nl.replace_fdbs(vx, &fdbs).await)?;
+        all_ok(nl.replace_routes(&routes).await)?;
+        Ok(t.elapsed())
+    })
+}
+
+/// Whether this kernel can create an ipip device (the ipip backend).
+pub fn ipip_supported() -> std::result::Result<(), String> {
+    with_fresh_netlink(|nl| async move {
+        nl.create_ipip("probe.ipip", Ipv4Addr::new(192, 0, 2, 1), 1480)
+            .await?;
+        Ok(())
+    })
+    .map_err(|e| format!("{e:#}"))
+}
+
+/// One way of installing N routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Flannel,
+    Reversed,
+    OneByOne,
+    MetricPerRoute,
+    Metric64,
+    IpBatch,
+    Nexthops,
+    Ipv6,
+    Delete,
+}
+
+impl Shape {
+    fn describe(self) -> &'static str {
+        match self {
+            Shape::Flannel => "flannel's shape, weft's netlink batches (today)",
+            Shape::Reversed => "the same, inserted in reverse order",
+            Shape::OneByOne => "the same, one request per round trip",
+            Shape::MetricPerRoute => "flannel's shape + a distinct metric per route",
+            Shape::Metric64 => "flannel's shape + metric = index mod 64",
+            Shape::IpBatch => "flannel's shape through iproute2 (`ip -batch`)",
+            Shape::Nexthops => {
+                "nexthop objects: `nexthop add id N via … onlink` + `route add … nhid N` (ip -batch)"
+            }
+            Shape::Ipv6 => "IPv6, flannel-v6's shape (`/64 via <VTEP> onlink`)",
+            Shape::Delete => "deleting flannel-shaped routes (weft's batches)",
+        }
+    }
+}
+
+/// Time of one shape at `n` routes, in a fresh namespace.
+fn time_shape(shape: Shape, n: u32) -> Result<Duration> {
+    with_fresh_netlink(move |nl| async move {
+        let vx = vxlan_node(&nl).await?;
+        let peers: Vec<Peer> = (0..n).map(Peer::new).collect();
+        let mut routes = flannel_routes(&peers, vx);
+        let nl2 = nl.clone();
+        let batch = |r: Vec<RouteSpec>| async move {
+            let t = Instant::now();
+            all_ok(nl2.replace_routes(&r).await)?;
+            Ok::<_, anyhow::Error>(t.elapsed())
+        };
+        match shape {
+            Shape::Flannel => batch(routes).await,
+            Shape::Reversed => {
+                routes.reverse();
+                batch(routes).await
+            }
+            Shape::MetricPerRoute => {
+                batch(
+                    routes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| r.metric(i as u32))
+                        .collect(),
+                )
+                .await
+            }
+            Shape::Metric64 => {
+                batch(
+                    routes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, r)| r.metric(i as u32 % 64))
+                        .collect(),
+                )
+                .await
+            }
+            Shape::OneByOne => {
+                let t = Instant::now();
+                for r in &routes {
+                    nl.replace_route(r).await?;
+                }
+                Ok(t.elapsed())
+            }
+            Shape::Delete => {
+                all_ok(nl.replace_routes(&routes).await)?;
+                let t = Instant::now();
+                all_ok(nl.delete_routes(&routes).await)?;
+                Ok(t.elapsed())
+            }
+            Shape::Ipv6 => {
+                let v6: Vec<RouteSpec> = (0..n)
+                    .map(|i| {
+                        let net = Ipv6Addr::new(0xfd00, 1, (i >> 16) as u16, i as u16, 0, 0, 0, 0);
+                        let dst = IpNet::new(IpAddr::V6(net), 64).unwrap_or_default();
+                        RouteSpec::unicast(dst)
+                            .via(IpAddr::V6(net))
+                            .dev(vx)
+                            .onlink()
+                    })
+                    .collect();
+                batch(v6).await
+            }
+            Shape::IpBatch => {
+                let lines: String = peers
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "route replace {} via {} dev flannel.1 onlink proto 87\n",
+                            p.subnet,
+                            p.gateway()
+                        )
+                    })
+                    .collect();
+                ip_batch(&lines)
+            }
+            Shape::Nexthops => {
+                let mut lines = String::new();
+                for (i, p) in peers.iter().enumerate() {
+                    lines.push_str(&format!(
+                        "nexthop add id {} via {} dev flannel.1 onlink proto 87\n",
+                        i + 1,
+                        p.gateway()
+                    ));
+                }
+                for (i, p) in peers.iter().enumerate() {
+                    lines.push_str(&format!(
+                        "route replace {} nhid {} proto 87\n",
+                        p.subnet,
+                        i + 1
+                    ));
+                }
+                ip_batch(&lines)
+            }
+        }
+    })
+}
+
+/// Feeds `lines` to `ip -batch -` in the current thread's namespace.
+fn ip_batch(lines: &str) -> Result<Duration> {
+    let t = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run ip (iproute2)")?;
+    child
+        .stdin
+        .take()
+        .context("no stdin for ip")?
+        .write_all(lines.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let took = t.elapsed();
+    if !out.status.success() {
+        bail!(
+            "ip -batch failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or_default()
+        );
+    }
+    Ok(took)
+}
+
+const SHAPES: [Shape; 9] = [
+    Shape::Flannel,
+    Shape::Reversed,
+    Shape::OneByOne,
+    Shape::IpBatch,
+    Shape::MetricPerRoute,
+    Shape::Metric64,
+    Shape::Nexthops,
+    Shape::Ipv6,
+    Shape::Delete,
+];
+
+/// The route-installation section: every shape at 10 000 routes, and the
+/// flannel shape at growing N to show the quadratic growth.
+pub fn run(ctx: &Ctx) -> Result<Section> {
+    let n = 10_000;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); SHAPES.len()];
+    let sizes = [1_000u32, 2_500, 5_000, 10_000];
+    let mut growth: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
+    for run in 0..ctx.runs {
+        ctx.say(format!(
+            "routes: run {}/{}: {} shapes of {n} routes",
+            run + 1,
+            ctx.runs,
+            SHAPES.len()
+        ));
+        for (i, shape) in SHAPES.iter().enumerate() {
+            times[i].push(ms(time_shape(*shape, n).with_context(|| shape.describe())?));
+        }
+        for (i, size) in sizes.iter().enumerate() {
+            growth[i].push(ms(time_shape(Shape::Flannel, *size)?));
+        }
+    }
+    let flannel = Summary::of(&times[0]).map_or(f64::NAN, |s| s.median);
+    let mut section = Section::new("Kernel: installing 10 000 vxlan routes, by route shape");
+    section.text(format!(
+        "Each line is timed in a fresh network namespace holding only an underlay veth and an up \
+         `flannel.1`: {n} routes, nothing else running in it. {} runs. The ratio is against the \
+         first line (flannel's shape, what weft installs today), median over median.",
+        ctx.runs
+    ));
+    let mut t = Table::new(&["how", "ms (min / median / max)", "× flannel's shape"]);
+    for (i, shape) in SHAPES.iter().enumerate() {
+        let s = Summary::of(&times[i]);
+        t.row(vec![
+            shape.describe().to_owned(),
+            show(s, 0),
+            s.map_or("n/a".into(), |s| format!("{:.2}", s.median / flannel)),
+        ]);
+    }
+    section.table(t);
+    let mut g = Table::new(&[
+        "routes (flannel's shape)",
+        "ms (min / median / max)",
+        "µs per route (median)",
+    ]);
+    for (i, size) in sizes.iter().enumerate() {
+        let s = Summary::of(&growth[i]);
+        g.row(vec![
+            size.to_string(),
+            show(s, 1),
+            s.map_or("n/a".into(), |s| {
+                format!("{:.1}", s.median * 1e3 / f64::from(*size))
+            }),
+        ]);
+    }
+    section.table(g);
+    section.text(
+        "The cost per route grows with the number of routes already there: that is the \
+         `fib_info` hash bucket shared by routes that differ only in their gateway (see \
+         the module doc of `crates/weft/src/bench/routes.rs`). IPv6 routes have no shared \
+         `fib_info` and stay linear.",
+    );
+    Ok(section)
+}

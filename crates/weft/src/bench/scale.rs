@@ -1,0 +1,328 @@
+//! Control plane at scale: one real weftd (vxlan, etcd store) on a lab
+//! node, with K synthetic peers written straight into etcd.
+//!
+//! For each K: (a) cold starts — agent stopped and `flannel.1` deleted
+//! (the kernel then holds nothing of weft's), agent started, time until
+//! every route, neighbour and FDB entry is in; baseline: the same entries
+//! through bare netlink batches in a fresh namespace; (b) one new lease →
+//! its route, on the agent holding K peers; baseline: the store's own
+//! delivery (an etcd watch in this process on the same key); (c) CPU per
+//! reconcile pass with nothing to change, from the agent's thread run
+//! times in `/proc` around bursts of triggers. Memory and `/readyz` time
+//! are read on the way.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use weft_core::etcd_key;
+use weft_lab::{Backend, Lab, LabSpec, Signal, StoreKind};
+
+use super::Ctx;
+use super::leases::{self, NET_CONF, Peer, SAMPLE_BASE};
+use super::probe::{self, PassCounters};
+use super::routes::raw_install;
+use super::stats::{ms, percentile};
+use super::store::Store;
+use super::watcher::Watcher;
+
+/// The agent's health port inside its node (`/readyz`, `/metrics`).
+const HEALTH_PORT: u16 = 9911;
+const NODE: &str = "node1";
+
+/// Everything measured at one K.
+#[derive(Debug, Clone, Default)]
+pub struct AtK {
+    pub k: u32,
+    /// Cold start until every entry is in, ms, one per run.
+    pub cold_ms: Vec<f64>,
+    /// The same entries through bare netlink batches, ms, one per run.
+    pub raw_ms: Vec<f64>,
+    /// Start until `/readyz` answers 200, ms.
+    pub ready_ms: Vec<f64>,
+    /// weftd's resident and peak memory after each cold start, KiB.
+    pub rss_kib: Vec<f64>,
+    pub hwm_kib: Vec<f64>,
+    pub anon_kib: Vec<f64>,
+    /// New lease → route, ms, one per sample.
+    pub lease_ms: Vec<f64>,
+    /// New lease → the etcd watch in this process, ms.
+    pub watch_ms: Vec<f64>,
+    pub cpu: Option<PassCpu>,
+}
+
+/// CPU of a pass with nothing to change, µs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassCpu {
+    /// A peer lease rewritten with the same value: the store side alone
+    /// (watch event, re-screening, no pass because nothing changed).
+    pub store_us: f64,
+    /// The reconcile pass itself: plan, kernel dumps, diff.
+    pub pass_us: f64,
+    /// Wall time of a pass from weftd's own histogram.
+    pub pass_wall_us: f64,
+    pub triggers: usize,
+    pub passes: f64,
+}
+
+fn metrics(lab: &Lab) -> Result<PassCounters> {
+    let addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, HEALTH_PORT));
+    let body = lab.in_netns(NODE, || {
+        probe::http_get(addr, "/metrics", Duration::from_secs(5))
+            .map_err(|e| weft_lab::LabError::Invalid(format!("/metrics: {e:#}")))
+    })?;
+    probe::pass_counters(&body.1)
+}
+
+fn agent_pid(lab: &Lab) -> Result<i32> {
+    lab.node(NODE)?
+        .pid
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or_else(|| anyhow!("no agent pid recorded for {NODE}"))
+}
+
+struct Bench<'a> {
+    ctx: &'a Ctx,
+    lab: &'a mut Lab,
+    store: Store,
+    watcher: Watcher,
+}
+
+impl Bench<'_> {
+    /// Cold starts at `k` peers; leaves the agent running.
+    fn cold_starts(&mut self, at: &mut AtK) -> Result<()> {
+        let k = at.k;
+        let last = k.checked_sub(1).map(Peer::new);
+        let readyz = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, HEALTH_PORT));
+        for run in 0..self.ctx.runs {
+            self.ctx.say(format!(
+                "scale: K = {k}: cold start {}/{}",
+                run + 1,
+                self.ctx.runs
+            ));
+            if self.lab.agent_running(NODE)? {
+                self.lab.kill_agent(NODE, Signal::SIGTERM)?;
+            }
+            self.watcher.delete_vxlan()?;
+            at.raw_ms.push(ms(raw_install(k)?));
+            std::thread::sleep(Duration::from_millis(300));
+            let probe = last.map_or((readyz.ip(), readyz.ip()), |p| (p.probe(), p.gateway()));
+            let t0 = Instant::now();
+            let rx = self.watcher.cold_start(t0, readyz, probe, k as usize)?;
+            self.lab.start_agent(NODE)?;
+            let cold = rx
+                .recv_timeout(Duration::from_secs(150))
+                .map_err(|_| anyhow!("the cold start at K = {k} did not finish"))??;
+            self.ctx.say(format!(
+                "scale: K = {k}: ready {:.0} ms, last route {:.0} ms, all {} × 3 entries {:.0} ms (bare netlink {:.0} ms)",
+                ms(cold.ready),
+                ms(cold.last_route),
+                cold.counts.routes,
+                ms(cold.complete),
+                at.raw_ms.last().copied().unwrap_or(f64::NAN),
+            ));
+            at.cold_ms.push(ms(cold.complete));
+            at.ready_ms.push(ms(cold.ready));
+            std::thread::sleep(Duration::from_secs(1));
+            let m = probe::memory_kib(agent_pid(self.lab)?)?;
+            at.rss_kib.push(m.rss as f64);
+            at.hwm_kib.push(m.peak as f64);
+            at.anon_kib.push(m.anon as f64);
+        }
+        Ok(())
+    }
+
+    /// New leases, one at a time, on the agent holding `k` peers; the
+    /// one-off leases are removed afterwards.
+    fn new_leases(&mut self, at: &mut AtK) -> Result<()> {
+        let samples = if self.ctx.short { 20 } else { 50 };
+        self.ctx.say(format!(
+            "scale: K = {}: {samples} new leases, one at a time",
+            at.k
+        ));
+        let mut gap = Duration::from_millis(100);
+        for s in 0..samples {
+            let p = Peer::new(SAMPLE_BASE + s);
+            let rx = self.watcher.route(p.probe(), p.gateway())?;
+            let put = self.store.timed_put(p.key(), p.value())?;
+            let appeared = rx
+                .recv_timeout(Duration::from_secs(150))
+                .map_err(|_| anyhow!("no answer about the route to {}", p.subnet))??;
+            let lat = appeared.saturating_duration_since(put.sent);
+            at.lease_ms.push(ms(lat));
+            at.watch_ms
+                .push(ms(put.watched.saturating_duration_since(put.sent)));
+            gap = gap.max(lat * 3);
+            std::thread::sleep(gap);
+        }
+        for s in 0..samples {
+            self.store
+                .delete_prefix(&Peer::new(SAMPLE_BASE + s).key())?;
+        }
+        self.wait_routes(at.k as usize)
+    }
+
+    fn wait_routes(&self, n: usize) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            let c = self.watcher.counts()?;
+            if c.routes == n && c.all(n) {
+                return Ok(());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                bail!("the node holds {c:?}, expected {n} of each");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// CPU of passes with nothing to change (see [`PassCpu`]).
+    fn pass_cpu(&mut self, at: &mut AtK) -> Result<()> {
+        let triggers = if self.ctx.short { 10 } else { 20 };
+        self.ctx.say(format!(
+            "scale: K = {}: CPU per pass, {triggers} triggers",
+            at.k
+        ));
+        let median_lat = percentile(&at.lease_ms, 50.0).unwrap_or(10.0);
+        let gap = Duration::from_secs_f64((median_lat * 4.0 / 1e3).max(0.06));
+        let pid = agent_pid(self.lab)?;
+        let window = gap * triggers as u32;
+
+        let c0 = probe::cpu_ns(pid)?;
+        std::thread::sleep(window);
+        let idle = probe::cpu_ns(pid)?.saturating_sub(c0) as f64;
+
+        let peer = Peer::new(0);
+        let m0 = metrics(self.lab)?;
+        let c0 = probe::cpu_ns(pid)?;
+        for _ in 0..triggers {
+            self.store.put(vec![(peer.key(), peer.value())])?;
+            std::thread::sleep(gap);
+        }
+        let store_cpu = probe::cpu_ns(pid)?.saturating_sub(c0) as f64;
+        let m1 = metrics(self.lab)?;
+        let store_passes = m1.passes - m0.passes;
+
+        let (key, value) = leases::rejected();
+        let c0 = probe::cpu_ns(pid)?;
+        for _ in 0..triggers {
+            self.store.put(vec![(key.clone(), value.clone())])?;
+            std::thread::sleep(gap);
+        }
+        let full_cpu = probe::cpu_ns(pid)?.saturating_sub(c0) as f64;
+        let m2 = metrics(self.lab)?;
+        let passes = m2.passes - m1.passes;
+        self.store.delete_prefix(&key)?;
+        if passes < 1.0 {
+            bail!("rewriting a skipped lease triggered no reconcile pass");
+        }
+        let n = triggers as f64;
+        // Resync passes that fell into a window are passes too: the store
+        // side is charged per trigger, the rest per pass.
+        let store_us = ((store_cpu - idle) / n / 1e3).max(0.0);
+        let pass_us = ((full_cpu - idle) / 1e3 - store_us * n) / passes;
+        let per_pass_store = if store_passes > 0.0 {
+            " (a resync fell into the store window)"
+        } else {
+            ""
+        };
+        if !per_pass_store.is_empty() {
+            self.ctx
+                .say(format!("scale: K = {}:{per_pass_store}", at.k));
+        }
+        at.cpu = Some(PassCpu {
+            store_us,
+            pass_us,
+            pass_wall_us: (m2.seconds - m1.seconds) / passes * 1e6,
+            triggers,
+            passes,
+        });
+        Ok(())
+    }
+}
+
+fn lab_up(ctx: &Ctx) -> Result<Lab> {
+    let mut spec = LabSpec::new("bench-scale")?;
+    spec.nodes = 1;
+    spec.pods_per_node = 0;
+    spec.backend = Backend::Vxlan;
+    spec.store = StoreKind::Etcd;
+    spec.bin_dir = ctx.bin_dir.clone();
+    spec.agent_args = vec![format!("--healthz-port={HEALTH_PORT}")];
+    ctx.say("scale: bringing lab bench-scale up (1 node, etcd)");
+    Lab::up(&spec).context("the scale lab did not come up")
+}
+
+/// Runs the whole scale sequence; returns the idle figures (K = 0) first.
+pub fn run(ctx: &Ctx) -> Result<Vec<AtK>> {
+    let sizes: &[u32] = &ctx.peers;
+    let mut lab = lab_up(ctx)?;
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    let result = prepare(&mut lab, max).and_then(|(store, watcher)| {
+        let mut b = Bench {
+            ctx,
+            lab: &mut lab,
+            store,
+            watcher,
+        };
+        measure_all(&mut b, sizes)
+    });
+    if ctx.keep {
+        ctx.say("scale: lab bench-scale left up (--keep); `weft lab down --name bench-scale` removes it");
+    } else if let Err(e) = lab.down() {
+        ctx.say(format!("scale: teardown: {e}"));
+    }
+    result
+}
+
+/// Stops the agent, switches the cluster to the big network, empties the
+/// subnet directory, and opens the store and the node's kernel.
+fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
+    let own = lab
+        .node(NODE)?
+        .subnets
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow!("{NODE} has no subnet"))?;
+    if leases::collides(own, max) {
+        bail!("{NODE}'s subnet {own} collides with the synthetic peers: run again");
+    }
+    lab.kill_agent(NODE, Signal::SIGTERM)?;
+    let store = Store::open(&lab.netns_of("store")?)?;
+    store.set_config(NET_CONF)?;
+    store.delete_prefix(&etcd_key::subnets_dir(etcd_key::DEFAULT_PREFIX))?;
+    let watcher = Watcher::open(lab.node_netns(NODE)?)?;
+    Ok((store, watcher))
+}
+
+fn measure_all(b: &mut Bench<'_>, sizes: &[u32]) -> Result<Vec<AtK>> {
+    let mut out = Vec::new();
+    let mut idle = AtK::default();
+    b.cold_starts(&mut idle)?;
+    out.push(idle);
+    let mut written = 0u32;
+    for &k in sizes {
+        b.ctx
+            .say(format!("scale: writing peers {written}..{k} into etcd"));
+        let kvs: Vec<(String, String)> = (written..k.saturating_sub(1))
+            .map(|i| {
+                let p = Peer::new(i);
+                (p.key(), p.value())
+            })
+            .collect();
+        b.store.put(kvs)?;
+        // The last peer alone, so it is the newest lease: programmed last.
+        let last = Peer::new(k - 1);
+        b.store.put(vec![(last.key(), last.value())])?;
+        written = k;
+        let mut at = AtK {
+            k,
+            ..AtK::default()
+        };
+        b.cold_starts(&mut at)?;
+        b.new_leases(&mut at)?;
+        b.pass_cpu(&mut at)?;
+        out.push(at);
+    }
+    Ok(out)
+}
