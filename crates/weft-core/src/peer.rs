@@ -103,15 +103,27 @@ pub enum Precheck {
     Rejected(PeerRejection),
 }
 
-/// Checks one candidate on its own (see [`Precheck`]).
+/// Checks one candidate on its own (see [`Precheck`]). A lease whose
+/// subnets equal `own` is this node's: in etcd and the local store the
+/// subnets are the only identity a lease has.
 pub fn precheck(
     cfg: &NetConfig,
     own: &LeaseSubnets,
     candidate: Result<Lease, PeerRejection>,
 ) -> Precheck {
     match candidate {
-        Err(reason) => Precheck::Rejected(reason),
         Ok(lease) if lease.subnets == *own => Precheck::Own,
+        other => precheck_other(cfg, other),
+    }
+}
+
+/// [`precheck`] for a store that has already left this node's own lease
+/// out by identity (the Kubernetes store, by node name): here a lease with
+/// exactly our subnets is another node claiming them, an overlap to warn
+/// about and count, not something to drop silently.
+pub fn precheck_other(cfg: &NetConfig, candidate: Result<Lease, PeerRejection>) -> Precheck {
+    match candidate {
+        Err(reason) => Precheck::Rejected(reason),
         Ok(lease) => match check_one(cfg, lease) {
             Ok(lease) => Precheck::Passed(lease),
             Err(reason) => Precheck::Rejected(reason),
@@ -131,6 +143,20 @@ pub fn screen(
     let checked: Vec<(String, Precheck)> = candidates
         .into_iter()
         .map(|(id, c)| (id, precheck(cfg, own, c)))
+        .collect();
+    screen_prechecked(own, checked.iter().map(|(id, c)| (id.as_str(), c)))
+}
+
+/// [`screen`] for a store that has left this node's own lease out by
+/// identity (see [`precheck_other`]): every candidate is another node's.
+pub fn screen_others(
+    cfg: &NetConfig,
+    own: &LeaseSubnets,
+    candidates: impl IntoIterator<Item = (String, Result<Lease, PeerRejection>)>,
+) -> ScreenedPeers {
+    let checked: Vec<(String, Precheck)> = candidates
+        .into_iter()
+        .map(|(id, c)| (id, precheck_other(cfg, c)))
         .collect();
     screen_prechecked(own, checked.iter().map(|(id, c)| (id.as_str(), c)))
 }
@@ -363,6 +389,43 @@ mod tests {
         assert_eq!(
             kinds,
             ["overlap", "other_backend", "outside_network", "no_subnet"]
+        );
+    }
+
+    /// In the Kubernetes store our node is left out by name, so another
+    /// node carrying exactly our podCIDR is a conflict to report, where
+    /// [`screen`] (etcd: subnets are the identity) would take it for us.
+    #[test]
+    fn another_node_with_our_exact_subnet_is_an_overlap() {
+        let cfg =
+            crate::netconf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
+                .unwrap();
+        let own = LeaseSubnets {
+            v4: Some("10.244.6.0/24".parse().unwrap()),
+            v6: None,
+        };
+        let candidates = vec![
+            (
+                "node-b".to_owned(),
+                lease("10.244.6.0/24", "192.0.2.2", "vxlan"),
+            ),
+            (
+                "node-c".to_owned(),
+                lease("10.244.7.0/24", "192.0.2.3", "vxlan"),
+            ),
+        ];
+        let by_subnet = screen(&cfg, &own, candidates.clone());
+        assert!(by_subnet.rejected.is_empty(), "{by_subnet:?}");
+        let by_name = screen_others(&cfg, &own, candidates);
+        let ids: Vec<&str> = by_name.accepted.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["node-c"]);
+        assert_eq!(by_name.rejected.len(), 1, "{by_name:?}");
+        assert_eq!(by_name.rejected[0].id, "node-b");
+        assert_eq!(
+            by_name.rejected[0].reason,
+            PeerRejection::OverlapsOwn {
+                subnet: "10.244.6.0/24".parse().unwrap()
+            }
         );
     }
 }

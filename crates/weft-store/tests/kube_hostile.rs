@@ -27,15 +27,7 @@ const DUAL_NETCONF: &str = r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6
 /// Fixtures the store does not meet yet, each with what it needs. They
 /// still run: the node must not become a peer. Once fixed, the test fails
 /// until the entry is removed, so the list cannot go stale.
-const KNOWN_GAPS: &[(&str, &str)] = &[(
-    "podcidr-overlaps-own",
-    "another node holding exactly our podCIDR is dropped silently, neither \
-     warned about nor counted: weft_core::peer::screen treats a lease whose \
-     subnets equal ours as our own, which is right for etcd keys but not for \
-     nodes, where our own node is already left out by name (watch.rs); the \
-     kube watch needs screen to tell it the own lease is excluded, so that an \
-     equal subnet is an overlap",
-)];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn known_gap(name: &str) -> Option<&'static str> {
     KNOWN_GAPS

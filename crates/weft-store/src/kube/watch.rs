@@ -138,7 +138,7 @@ impl Ctx<'_> {
         let mut ordered: Vec<(&String, &Entry)> =
             view.nodes.iter().filter(|(_, e)| e.managed).collect();
         ordered.sort_by(|a, b| (&a.1.created, a.0).cmp(&(&b.1.created, b.0)));
-        let screened = peer::screen(
+        let screened = peer::screen_others(
             &self.cfg,
             &self.own,
             ordered.iter().map(|(k, e)| ((*k).clone(), e.lease.clone())),
