@@ -8,4 +8,5 @@
 pub mod agent;
 pub mod flags;
 pub mod logging;
+pub mod memory;
 pub mod unbuilt;

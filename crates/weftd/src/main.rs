@@ -9,9 +9,10 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use weftd::flags::{self, Invocation};
-use weftd::{agent, logging, unbuilt};
+use weftd::{agent, logging, memory, unbuilt};
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     let args = match utf8_args() {
         Ok(args) => args,
         Err(message) => return usage_error(&message),
