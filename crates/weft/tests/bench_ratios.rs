@@ -2,7 +2,9 @@
 //! run of `weft bench` (never absolute times: this machine is shared).
 //!
 //! Ignored by default (about a minute, needs root and etcd); run with
-//! `cargo test --release -p weft --test bench_ratios -- --ignored`.
+//! `cargo build --release --workspace && cargo test --release -p weft
+//! --test bench_ratios -- --ignored` (the bench starts the `weftd` found
+//! next to the test's `weft`, which only the workspace build refreshes).
 //! Each floor is the ratio recorded when it was set (2026-11-22, see
 //! docs/PERFORMANCE.md) with the spread seen between runs added:
 //!
