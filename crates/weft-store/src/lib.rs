@@ -57,6 +57,12 @@ pub struct PeerSnapshot {
     /// ([`weft_core::peer::PeerRejection::kind`]); each entry counts once per
     /// revision of it.
     pub skipped_total: std::collections::BTreeMap<String, u64>,
+    /// Times the watch had to start over since it began, by reason:
+    /// `relist` (history compacted, 410 Gone: everything listed again) or
+    /// `error` (connection lost: resumed from the last revision seen).
+    /// Published with the first snapshot after the watch is back, so an
+    /// operator can alert on a store that keeps dropping the agent.
+    pub watch_restarts: std::collections::BTreeMap<String, u64>,
 }
 
 /// The channel snapshots are published on. `None` until the first listing

@@ -60,6 +60,7 @@ struct Reporter {
     /// Entries already warned about, at the revision they were warned for.
     warned: HashMap<String, i64>,
     skipped_total: BTreeMap<&'static str, u64>,
+    watch_restarts: BTreeMap<&'static str, u64>,
 }
 
 impl Reporter {
@@ -91,12 +92,18 @@ impl Reporter {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            watch_restarts: self
+                .watch_restarts
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
         };
         tx.send_if_modified(|current| {
             let changed = current.as_ref().is_none_or(|c| {
                 c.peers != snapshot.peers
                     || c.own_present != snapshot.own_present
                     || c.skipped_total != snapshot.skipped_total
+                    || c.watch_restarts != snapshot.watch_restarts
             });
             if changed {
                 debug!(
@@ -113,6 +120,10 @@ impl Reporter {
 }
 
 impl Reporter {
+    fn restarted(&mut self, reason: &'static str) {
+        *self.watch_restarts.entry(reason).or_default() += 1;
+    }
+
     /// Whether `parsed` only renews what `mirror` holds for `key`: same
     /// creation, same verdict, and a lease that is not being reported as
     /// skipped (a skipped lease is warned about and counted once per
@@ -151,6 +162,7 @@ pub(crate) async fn watch_peers<K: Kv>(
         own_key: etcd_key::lease_key(prefix, &own),
         warned: HashMap::new(),
         skipped_total: BTreeMap::new(),
+        watch_restarts: BTreeMap::new(),
     };
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut outage = OutageLog::new("lease watch");
@@ -190,10 +202,14 @@ pub(crate) async fn watch_peers<K: Kv>(
         let mut watch = match kv.watch(&dir, current.revision + 1).await {
             Ok(w) => {
                 outage.recovered(kv.name());
+                // Publishes the restart count if it moved (nothing else
+                // changed: the mirror is the one the lost watch left).
+                reporter.publish(&current, &tx);
                 w
             }
             Err(KvError::Compacted { .. }) => {
                 info!(store = kv.name(), "watch history compacted; listing again");
+                reporter.restarted("relist");
                 continue;
             }
             Err(e) => {
@@ -240,9 +256,11 @@ pub(crate) async fn watch_peers<K: Kv>(
                 }
                 Err(KvError::Compacted { .. }) => {
                     info!(store = kv.name(), "watch history compacted; listing again");
+                    reporter.restarted("relist");
                     break;
                 }
                 Err(e) => {
+                    reporter.restarted("error");
                     outage.failed(
                         kv.name(),
                         &format!(

@@ -230,6 +230,9 @@ async fn relist_keeps_peers(opts: ServerOptions) {
         2,
         "the snapshot never lost a peer on the way"
     );
+    // Both relists are counted for /metrics.
+    let restarts = rx.borrow().clone().unwrap().watch_restarts.clone();
+    assert_eq!(restarts.get("relist"), Some(&2), "{restarts:?}");
 }
 
 #[tokio::test]
@@ -272,6 +275,10 @@ async fn an_outage_keeps_the_last_snapshot_and_updates_resume() {
     })
     .await;
     assert!(*min.lock().unwrap() >= 1, "node2 never left the snapshot");
+    // One outage, one restart, however many reconnects failed meanwhile.
+    let restarts = rx.borrow().clone().unwrap().watch_restarts.clone();
+    assert_eq!(restarts.get("error"), Some(&1), "{restarts:?}");
+    assert_eq!(restarts.get("relist"), None, "{restarts:?}");
     // History was kept: the watch resumed without listing again.
     assert_eq!(
         lists(&c),
@@ -310,6 +317,9 @@ async fn watches_closed_by_the_server_are_resumed_from_the_last_version() {
         1,
         "a closed watch resumes; it does not list again"
     );
+    // A watch the server closes on its timeout is routine, not a restart.
+    let restarts = rx.borrow().clone().unwrap().watch_restarts.clone();
+    assert!(restarts.is_empty(), "{restarts:?}");
     let watches: Vec<_> = c
         .server
         .requests()

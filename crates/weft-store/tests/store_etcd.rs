@@ -157,6 +157,16 @@ async fn watch_survives_an_etcd_restart() {
         |s| contract::has_peer(s, &late.subnets) && contract::has_peer(s, &peer.subnets),
     )
     .await;
+    // Whether the gRPC stream broke or outlived the restart, the peers
+    // came from watching on from the last revision seen, never from a new
+    // listing (that would show as a relist).
+    let snapshot = rx.borrow().clone().unwrap();
+    assert_eq!(
+        snapshot.watch_restarts.get("relist"),
+        None,
+        "{:?}",
+        snapshot.watch_restarts
+    );
 }
 
 /// Forwards to etcd but holds back `watch` until released, so a test can
@@ -220,6 +230,10 @@ async fn watch_recovers_from_compaction() {
     // History moves on and is compacted while the watch is held back.
     let writer = contract::store(server.kv().await, Duration::from_secs(600));
     let late = writer.acquire(&cfg, &contract::request(2)).await.unwrap();
+    // A second write: etcd keeps the compaction revision itself, so with
+    // one write the held watch (from the revision after the first listing)
+    // would start exactly there and see no compaction at all.
+    writer.renew(&late).await.unwrap();
     let rev = server.kv().await.list("/").await.unwrap().revision;
     let out = server.etcdctl(&["compact", &rev.to_string()]);
     assert!(
@@ -236,6 +250,13 @@ async fn watch_recovers_from_compaction() {
         |s| contract::has_peer(s, &late.subnets),
     )
     .await;
+    let snapshot = rx.borrow().clone().unwrap();
+    assert_eq!(
+        snapshot.watch_restarts.get("relist"),
+        Some(&1),
+        "{:?}",
+        snapshot.watch_restarts
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -92,7 +92,10 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     if !root() {
         return;
     }
-    let lab = kube_lab("k-down");
+    let lab = TestLab::up_with("k-down", Backend::Vxlan, |spec| {
+        spec.store = StoreKind::Kube;
+        spec.agent_args.push("--healthz-port=8081".to_owned());
+    });
     let target = lab.pod_ip("node2-pod1");
     let routes_before = lab.ok("node1", &["ip", "route", "show", "proto", "87"]);
     let server = common::iperf3_server(&lab, "node2-pod1");
@@ -160,6 +163,15 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     wait_until(Duration::from_secs(30), "node9's route on node1", || {
         lab.ok("node1", &["ip", "route"]).contains(&cidr)
     });
+    // The outage is counted once, however many reconnects failed in it,
+    // and no relist was needed: an operator's alert sees one restart.
+    let (code, metrics) = http(&lab, "node1", "127.0.0.1:8081", "GET", "/metrics", "");
+    assert_eq!(code, 200, "{metrics}");
+    assert!(
+        metrics.contains("weft_store_watch_restarts_total{reason=\"error\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("reason=\"relist\""), "{metrics}");
 }
 
 /// A dual-stack node publishes both families as flannel does: podCIDRs

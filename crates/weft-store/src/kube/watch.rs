@@ -57,6 +57,12 @@ struct Ctx<'a> {
     own_name: &'a str,
     warned: HashMap<String, u64>,
     skipped_total: BTreeMap<&'static str, u64>,
+    /// See [`PeerSnapshot::watch_restarts`]: a working watch lost, or a
+    /// 410; not every failed attempt to reconnect during one outage.
+    watch_restarts: BTreeMap<&'static str, u64>,
+    /// Whether the last watch connection was established (and not lost
+    /// since), so that an outage counts once.
+    watching: bool,
 }
 
 struct View {
@@ -118,6 +124,14 @@ impl Ctx<'_> {
         }
     }
 
+    /// The watch has to start over for `reason` (`relist` or `error`).
+    fn restarted(&mut self, reason: &'static str) {
+        if reason == "relist" || self.watching {
+            *self.watch_restarts.entry(reason).or_default() += 1;
+        }
+        self.watching = false;
+    }
+
     fn apply(&self, view: &mut View, n: &Node, deleted: bool) {
         let name = node::name(n).to_owned();
         if name == self.own_name {
@@ -164,12 +178,18 @@ impl Ctx<'_> {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), *v))
                 .collect(),
+            watch_restarts: self
+                .watch_restarts
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
         };
         tx.send_if_modified(|current| {
             let changed = current.as_ref().is_none_or(|c| {
                 c.peers != snapshot.peers
                     || c.own_present != snapshot.own_present
                     || c.skipped_total != snapshot.skipped_total
+                    || c.watch_restarts != snapshot.watch_restarts
             });
             if changed {
                 debug!(resource_version = %view.resource_version, peers = snapshot.peers.accepted.len(),
@@ -213,6 +233,8 @@ pub(crate) async fn watch_peers(
         own_name,
         warned: HashMap::new(),
         skipped_total: BTreeMap::new(),
+        watch_restarts: BTreeMap::new(),
+        watching: false,
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut outage = OutageLog::new("node watch");
@@ -301,10 +323,19 @@ async fn watch_once(
     let stream = match client::call(nodes.watch(&params, &view.resource_version)).await {
         Ok(s) => {
             outage.recovered(STORE);
+            ctx.watching = true;
+            // Publishes the restart count if it moved.
+            ctx.publish(view, tx);
             s
         }
-        Err(Failure::Gone) => return Ended::Relist,
-        Err(f) => return Ended::Failed(format!("{f:?}")),
+        Err(Failure::Gone) => {
+            ctx.restarted("relist");
+            return Ended::Relist;
+        }
+        Err(f) => {
+            ctx.restarted("error");
+            return Ended::Failed(format!("{f:?}"));
+        }
     };
     let mut stream = std::pin::pin!(stream);
     let mut saw_event = false;
@@ -312,6 +343,7 @@ async fn watch_once(
         let first = match tokio::time::timeout(WATCH_IDLE, stream.next()).await {
             Err(_) => {
                 warn!("no node event nor bookmark for {WATCH_IDLE:?}; watching again");
+                ctx.restarted("error");
                 return Ended::Resume { quick: false };
             }
             Ok(None) => {
@@ -364,6 +396,10 @@ async fn watch_once(
             ctx.publish(view, tx);
         }
         if let Some(e) = end {
+            ctx.restarted(match e {
+                Ended::Relist => "relist",
+                _ => "error",
+            });
             return e;
         }
     }

@@ -1,6 +1,7 @@
 //! `/metrics` in Prometheus/OpenMetrics text: what an operator alerts on
 //! (lease about to lapse, peers skipped, reconcile failing or slow).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -43,6 +44,7 @@ pub struct Metrics {
     peers: Gauge,
     peers_skipped: Family<ReasonLabel, Gauge>,
     peer_leases_skipped: Family<ReasonLabel, Counter>,
+    watch_restarts: Family<ReasonLabel, Counter>,
     passes: Counter,
     pass_errors: Counter,
     pass_seconds: Histogram,
@@ -55,6 +57,20 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Moves each counter up to the store's running total for its reason.
+/// The store counts from its watch's start, which is also the agent's.
+fn catch_up(family: &Family<ReasonLabel, Counter>, totals: &BTreeMap<String, u64>) {
+    for (reason, total) in totals {
+        let counter = family.get_or_create(&ReasonLabel {
+            reason: reason.clone(),
+        });
+        let seen = counter.get();
+        if *total > seen {
+            counter.inc_by(total - seen);
+        }
     }
 }
 
@@ -90,6 +106,12 @@ impl Metrics {
             "peer_leases_skipped",
             "Invalid peer lease revisions seen since start, by reason",
             peer_leases_skipped.clone(),
+        );
+        let watch_restarts = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "store_watch_restarts",
+            "Times the store's peer watch started over: relist (history compacted, 410 Gone) or error (connection lost)",
+            watch_restarts.clone(),
         );
         let passes = Counter::default();
         registry.register("reconcile_passes", "Reconcile passes run", passes.clone());
@@ -138,6 +160,7 @@ impl Metrics {
             peers,
             peers_skipped,
             peer_leases_skipped,
+            watch_restarts,
             passes,
             pass_errors,
             pass_seconds,
@@ -167,15 +190,8 @@ impl Metrics {
                 })
                 .inc();
         }
-        for (reason, total) in &snapshot.skipped_total {
-            let counter = self.peer_leases_skipped.get_or_create(&ReasonLabel {
-                reason: reason.clone(),
-            });
-            let seen = counter.get();
-            if *total > seen {
-                counter.inc_by(total - seen);
-            }
-        }
+        catch_up(&self.peer_leases_skipped, &snapshot.skipped_total);
+        catch_up(&self.watch_restarts, &snapshot.watch_restarts);
     }
 
     pub fn observe_pass(&self, took: Duration, report: Option<&ApplyReport>) {
