@@ -83,7 +83,20 @@ fn departed_node_is_cleaned_up(name: &str, backend: Backend) {
                 .contains("192.0.2.3")
         );
     }
-    assert!(!routes(&lab, "node2").contains(&gone));
+    wait_until(
+        Duration::from_secs(10),
+        "node3's route to leave node2",
+        || !routes(&lab, "node2").contains(&gone),
+    );
+    // The operator's log says which node left, in one line.
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("peer removed: ") && l.contains(&gone))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(lines[0].contains("192.0.2.3"), "{log}");
 }
 
 /// SIGKILL and restart an agent while a 10 ms ping and a TCP stream cross

@@ -108,6 +108,14 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
         "the resync to repair the route",
         || status(&lab, "node1")["ok"] == true,
     );
+    // The repair is logged as such, not hidden in a per-pass summary.
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("repaired kernel state") && l.contains("route")),
+        "{log}"
+    );
 }
 
 #[test]

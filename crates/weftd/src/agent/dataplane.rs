@@ -55,6 +55,7 @@ pub struct Dataplane {
     /// adds to it goes in first, without reading the kernel (see
     /// `Reconciler::apply_additions`).
     applied: Option<Arc<Desired>>,
+    peer_log: super::peer_log::PeerLog,
 }
 
 async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> {
@@ -190,6 +191,7 @@ impl Dataplane {
                 written: None,
                 wireguard,
                 applied: None,
+                peer_log: Default::default(),
             },
             attrs,
         ))
@@ -292,6 +294,7 @@ impl Dataplane {
 
     async fn pass(&mut self, lease: &Lease, snapshot: &PeerSnapshot) -> Result<()> {
         let desired = self.plan(lease, &snapshot.peers.accepted)?;
+        let peers_changed = super::peer_log::log(&self.peer_log.observe(&snapshot.peers.accepted));
         for (id, why) in &desired.skipped {
             tracing::debug!(peer = %id, "not programmed: {why}");
         }
@@ -329,8 +332,12 @@ impl Dataplane {
         let desired = Arc::new(desired);
         self.applied = Some(Arc::clone(&desired));
         self.status.set_desired(desired, &self.underlay.name);
-        if report.changes() > 0 || !report.errors.is_empty() {
-            tracing::info!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
+        // The peer lines above say why the kernel changed; kernel changes
+        // with no peer change are drift weft put right, worth a line.
+        if report.changes() > 0 && !peers_changed {
+            tracing::info!(took = ?started.elapsed(), "repaired kernel state: {report}");
+        } else if report.changes() > 0 || !report.errors.is_empty() {
+            tracing::debug!(took = ?started.elapsed(), peers = snapshot.peers.accepted.len(), "reconciled: {report}");
         }
         for e in &report.errors {
             tracing::warn!("reconcile: {e}");

@@ -5,6 +5,7 @@ mod dataplane;
 pub mod external;
 mod lease_loop;
 mod metrics;
+mod peer_log;
 mod renewal;
 mod servers;
 mod shutdown;
