@@ -51,11 +51,36 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         net_config: Option<PathBuf>,
         /// etcd endpoints to test (comma-separated), as weftd's flag.
-        #[arg(long, value_name = "URLS", value_delimiter = ',')]
+        #[arg(
+            long,
+            value_name = "URLS",
+            value_delimiter = ',',
+            env = "FLANNELD_ETCD_ENDPOINTS"
+        )]
         etcd_endpoints: Vec<String>,
         /// etcd key prefix, as weftd's flag.
-        #[arg(long, default_value = "/coreos.com/network")]
+        #[arg(
+            long,
+            default_value = "/coreos.com/network",
+            env = "FLANNELD_ETCD_PREFIX"
+        )]
         etcd_prefix: String,
+        /// CA bundle to verify etcd's certificate, as weftd's flag.
+        #[arg(long, value_name = "FILE", env = "FLANNELD_ETCD_CAFILE")]
+        etcd_cafile: Option<PathBuf>,
+        /// Client certificate for etcd, as weftd's flag.
+        #[arg(long, value_name = "FILE", env = "FLANNELD_ETCD_CERTFILE")]
+        etcd_certfile: Option<PathBuf>,
+        /// Client key for etcd, as weftd's flag.
+        #[arg(long, value_name = "FILE", env = "FLANNELD_ETCD_KEYFILE")]
+        etcd_keyfile: Option<PathBuf>,
+        /// etcd user name, as weftd's flag.
+        #[arg(long, env = "FLANNELD_ETCD_USERNAME")]
+        etcd_username: Option<String>,
+        /// etcd password; prefer the FLANNELD_ETCD_PASSWORD variable, which
+        /// does not show in `ps`.
+        #[arg(long, env = "FLANNELD_ETCD_PASSWORD", hide_env_values = true)]
+        etcd_password: Option<String>,
         /// The external interface weftd is told to use (--iface).
         #[arg(long)]
         iface: Option<String>,
@@ -127,12 +152,24 @@ fn main() -> ExitCode {
             net_config,
             etcd_endpoints,
             etcd_prefix,
+            etcd_cafile,
+            etcd_certfile,
+            etcd_keyfile,
+            etcd_username,
+            etcd_password,
             iface,
             json,
         } => check::run(
             &check::CheckInput {
                 net_config,
-                etcd_endpoints,
+                etcd: weft_store::etcd::EtcdOptions {
+                    endpoints: etcd_endpoints,
+                    cafile: etcd_cafile,
+                    certfile: etcd_certfile,
+                    keyfile: etcd_keyfile,
+                    username: etcd_username,
+                    password: etcd_password,
+                },
                 etcd_prefix,
                 iface,
             },

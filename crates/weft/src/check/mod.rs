@@ -6,6 +6,7 @@
 //! seen and the exact fix. It changes nothing on the host: kernel features
 //! are probed inside a throwaway network namespace.
 
+mod clock;
 mod findings;
 mod firewall;
 mod kernel;
@@ -25,8 +26,9 @@ pub use findings::{Finding, Level};
 pub struct CheckInput {
     /// net-conf.json to check the node against (backend, families, MTU).
     pub net_config: Option<PathBuf>,
-    /// etcd endpoints to test reachability of.
-    pub etcd_endpoints: Vec<String>,
+    /// etcd endpoints to test reachability of, and how to log in, as
+    /// weftd's flags.
+    pub etcd: weft_store::etcd::EtcdOptions,
     pub etcd_prefix: String,
     /// `--iface`-style choice of the external interface (default: the
     /// default route's).

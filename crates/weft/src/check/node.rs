@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use weft_core::netconf::{self, BackendConfig, NetConfig};
-use weft_store::etcd::{EtcdKv, EtcdOptions};
+use weft_store::etcd::EtcdKv;
 use weft_store::kv::Kv;
 
 use super::{CheckInput, Finding};
@@ -195,13 +195,10 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
 }
 
 pub fn store(input: &CheckInput) -> Vec<Finding> {
-    if input.etcd_endpoints.is_empty() {
+    if input.etcd.endpoints.is_empty() {
         return Vec::new();
     }
-    let options = EtcdOptions {
-        endpoints: input.etcd_endpoints.clone(),
-        ..EtcdOptions::default()
-    };
+    let options = &input.etcd;
     let key = weft_core::etcd_key::config_key(&input.etcd_prefix);
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -209,17 +206,18 @@ pub fn store(input: &CheckInput) -> Vec<Finding> {
         .map_err(|e| e.to_string())
         .and_then(|rt| {
             rt.block_on(async {
-                let kv = EtcdKv::connect(&options).await.map_err(|e| e.to_string())?;
+                let kv = EtcdKv::connect(options).await.map_err(|e| e.to_string())?;
                 tokio::time::timeout(Duration::from_secs(5), kv.get(&key))
                     .await
                     .map_err(|_| "no answer within 5 s".to_owned())?
                     .map_err(|e| e.to_string())
             })
         });
-    vec![match result {
+    let reachable = result.is_ok();
+    let mut findings = vec![match result {
         Ok(Some(_)) => Finding::ok(
             "etcd",
-            format!("{} reachable; {key} exists", input.etcd_endpoints.join(",")),
+            format!("{} reachable; {key} exists", input.etcd.endpoints.join(",")),
         ),
         Ok(None) => Finding::fail(
             "etcd",
@@ -230,8 +228,12 @@ pub fn store(input: &CheckInput) -> Vec<Finding> {
         ),
         Err(e) => Finding::fail(
             "etcd",
-            format!("{} unreachable: {e}", input.etcd_endpoints.join(",")),
-            "check --etcd-endpoints, TLS flags and that etcd listens on an address this node can reach",
+            format!("{} unreachable: {e}", input.etcd.endpoints.join(",")),
+            "check --etcd-endpoints, the TLS and login flags, and that etcd listens on an address this node can reach",
         ),
-    }]
+    }];
+    if reachable {
+        findings.push(super::clock::against(&input.etcd.endpoints[0]));
+    }
+    findings
 }

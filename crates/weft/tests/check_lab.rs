@@ -1,0 +1,122 @@
+//! `weft check` on a node of a running lab (etcd store, vxlan): every
+//! finding is true of that node, the store and its clock are checked, and
+//! a store that goes away is a failure that says how to fix it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestLab, root};
+use weft_lab::{Backend, StoreKind};
+
+const ETCD: &str = "http://192.0.2.250:2379";
+
+fn check(lab: &TestLab, conf: &std::path::Path) -> serde_json::Value {
+    let out = lab.run(
+        "node1",
+        &[
+            env!("CARGO_BIN_EXE_weft"),
+            "check",
+            "--json",
+            "--net-config",
+            conf.to_str().unwrap(),
+            "--etcd-endpoints",
+            ETCD,
+        ],
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn finding(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
+        .clone()
+}
+
+#[test]
+fn every_finding_on_a_lab_node_is_true() {
+    if !root() {
+        return;
+    }
+    let mut lab = TestLab::up_with("chk", Backend::Vxlan, |spec| spec.store = StoreKind::Etcd);
+    // The net-conf.json the agents read, from the lab's etcd.
+    let conf = lab.ok(
+        "store",
+        &[
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "get",
+            "/coreos.com/network/config",
+            "--print-value-only",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("net-conf.json");
+    std::fs::write(&path, conf.trim()).unwrap();
+
+    let report = check(&lab, &path);
+    let env =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("subnet.env")).unwrap();
+    let mtu = env
+        .lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
+        .unwrap();
+    for (name, seen) in [
+        ("net-conf.json", "backend vxlan".to_owned()),
+        ("kernel vxlan", "can be created".to_owned()),
+        ("ip_forward", "= 1".to_owned()),
+        (
+            "external interface",
+            "eth0 (192.0.2.1), MTU 1500".to_owned(),
+        ),
+        ("pod MTU", format!("= {mtu}")),
+        ("udp port 8472", "in use by flannel.1".to_owned()),
+        ("firewall 8472/udp", "no host rule drops it".to_owned()),
+        ("etcd", "/coreos.com/network/config exists".to_owned()),
+        ("clock", format!("within 5s of {ETCD}")),
+    ] {
+        let f = finding(&report, name);
+        assert_eq!(f["level"], "ok", "{f}");
+        assert!(
+            f["seen"].as_str().unwrap().contains(&seen),
+            "{name}: expected {seen:?} in {f}"
+        );
+    }
+    // The only finding this machine may warn about is the WireGuard
+    // module, and then it says userspace takes over.
+    for f in report["findings"].as_array().unwrap() {
+        match f["level"].as_str().unwrap() {
+            "ok" => {}
+            "warn" if f["name"] == "kernel wireguard" => {
+                assert!(f["seen"].as_str().unwrap().contains("userspace"), "{f}")
+            }
+            _ => panic!("unexpected finding on a healthy node: {f}"),
+        }
+    }
+    assert_eq!(report["ok"], true);
+
+    // The store goes away: a failure naming the endpoint, with its fix,
+    // and no clock comparison against a store that does not answer.
+    lab.lab_mut().stop_store().unwrap();
+    let report = check(&lab, &path);
+    let f = finding(&report, "etcd");
+    assert_eq!(f["level"], "fail", "{f}");
+    assert!(f["seen"].as_str().unwrap().contains(ETCD), "{f}");
+    assert!(
+        f["fix"].as_str().unwrap().contains("--etcd-endpoints"),
+        "{f}"
+    );
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["name"] != "clock"),
+        "{report:#}"
+    );
+    assert_eq!(report["ok"], false);
+}
