@@ -76,6 +76,10 @@ fn every_finding_on_a_lab_node_is_true() {
         ("pod MTU", format!("= {mtu}")),
         ("udp port 8472", "in use by flannel.1".to_owned()),
         ("firewall 8472/udp", "no host rule drops it".to_owned()),
+        (
+            "checksum offload flannel.1",
+            "TX checksum offload off on flannel.1".to_owned(),
+        ),
         ("etcd", "/coreos.com/network/config exists".to_owned()),
         ("clock", format!("within 5s of {ETCD}")),
     ] {

@@ -11,6 +11,7 @@ mod findings;
 mod firewall;
 mod kernel;
 mod node;
+mod offload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,7 @@ pub fn run_checks(input: &CheckInput) -> CheckReport {
     findings.extend(node::sysctls(cfg.as_ref()));
     findings.extend(node::interface(input, cfg.as_ref()));
     findings.extend(firewall::ports(cfg.as_ref()));
+    findings.extend(offload::findings());
     findings.extend(node::store(input));
     CheckReport {
         ok: findings.iter().all(|f| f.level != Level::Fail),
