@@ -166,6 +166,7 @@ pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<C
     // A leftover socket from a killed agent would answer nothing; the
     // agent replaces it, but readiness must not see the stale one first.
     let _ = std::fs::remove_file(&paths.status_socket);
+    link_default_status_socket(paths)?;
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -196,6 +197,28 @@ pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<C
     })?;
     process::write_pid_file(&paths.pid, child.id())?;
     Ok(child)
+}
+
+/// Makes `/run/flannel/weftd.sock`, weftd's default status socket, lead
+/// to the agent's real one in the node's own `/run`, so that `weft lab exec
+/// node1 -- weft status` works as plain `weft status` does on a real node.
+/// The link's target is an absolute path under the lab's state directory,
+/// which the node's mount namespace sees at the same place.
+fn link_default_status_socket(paths: &NodePaths) -> Result<(), LabError> {
+    let dir = paths.run.join("flannel");
+    std::fs::create_dir_all(&dir).ctx(|| format!("cannot create {}", dir.display()))?;
+    let link = dir.join("weftd.sock");
+    if std::fs::read_link(&link).ok().as_deref() == Some(paths.status_socket.as_path()) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&paths.status_socket, &link).ctx(|| {
+        format!(
+            "cannot link {} to {}",
+            link.display(),
+            paths.status_socket.display()
+        )
+    })
 }
 
 /// Waits until the agent of `node` is ready: its subnet.env exists and its

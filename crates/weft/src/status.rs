@@ -47,6 +47,10 @@ pub struct PeerRow {
     pub wireguard: Option<bool>,
     /// WireGuard: seconds since the last handshake (`None`: never).
     pub handshake_age_secs: Option<u64>,
+    /// WireGuard: bytes received from and sent to the peer (summed over
+    /// the devices holding it), `None` for other backends.
+    pub rx_bytes: Option<u64>,
+    pub tx_bytes: Option<u64>,
 }
 
 /// A WireGuard handshake older than this means the tunnel is not working
@@ -326,6 +330,8 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
         fdb: fdb_ok,
         wireguard: wg_ok,
         handshake_age_secs,
+        rx_bytes: wg_ok.map(|_| held.iter().map(|v| v.rx_bytes).sum()),
+        tx_bytes: wg_ok.map(|_| held.iter().map(|v| v.tx_bytes).sum()),
     }
 }
 
@@ -404,10 +410,15 @@ fn print_human(r: &Report) {
             Some(false) => "MISSING",
             None => "-",
         };
+        let bytes = format!(
+            " rx={} tx={}",
+            p.rx_bytes.unwrap_or(0),
+            p.tx_bytes.unwrap_or(0)
+        );
         let wg = match (p.wireguard, p.handshake_age_secs) {
             (None, _) => String::new(),
-            (Some(ok), Some(age)) => format!(" wg={} handshake={age}s", mark(Some(ok))),
-            (Some(ok), None) => format!(" wg={} handshake=never", mark(Some(ok))),
+            (Some(ok), Some(age)) => format!(" wg={} handshake={age}s{bytes}", mark(Some(ok))),
+            (Some(ok), None) => format!(" wg={} handshake=never{bytes}", mark(Some(ok))),
         };
         say!(
             "  {:<44} {:<24} {:<16} route={} neigh={} fdb={}{wg}  {}",

@@ -58,6 +58,58 @@ fn matrix_and_wg_show_list_every_peer_with_a_handshake() {
             );
         }
     }
+    // weft status shows each peer's tunnel: held, a fresh handshake and
+    // traffic both ways (the matrix just crossed it), and never a key. The
+    // agent reads its WireGuard peers every 2 s, so the matrix's handshakes
+    // show within that.
+    let status_json = || {
+        let out = lab_exec(
+            &lab,
+            "node1",
+            &[env!("CARGO_BIN_EXE_weft"), "status", "--json"],
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let s: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        (s, text)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "weft status to show both handshakes",
+        || {
+            let s = status_json().0;
+            s["ok"] == true
+                && s["peers"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().all(|p| p["state"] == "programmed"))
+        },
+    );
+    let (s, text) = status_json();
+    let peers = s["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{s:#}");
+    for p in peers {
+        assert_eq!(p["state"], "programmed", "{p}");
+        // One device route covers every peer: no per-peer route to hold.
+        assert_eq!(p["wireguard"], true, "{p}");
+        assert!(p["handshake_age_secs"].as_u64().unwrap() < 180, "{p}");
+        assert!(p["rx_bytes"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["tx_bytes"].as_u64().unwrap() > 0, "{p}");
+    }
+    let private = lab_exec(&lab, "node1", &["cat", "/run/flannel/wgkey"]);
+    let private = String::from_utf8_lossy(&private.stdout).trim().to_owned();
+    assert!(!private.is_empty());
+    assert!(
+        !text.contains(&private),
+        "weft status printed the private key"
+    );
+    let human = lab_exec(&lab, "node1", &[env!("CARGO_BIN_EXE_weft"), "status"]);
+    let human = String::from_utf8_lossy(&human.stdout);
+    assert!(human.contains("wg=ok handshake="), "{human}");
+    assert!(
+        !human.contains(&private),
+        "weft status printed the private key"
+    );
+
     // The key file is flannel's: /run/flannel/wgkey, mode 0400.
     let out = lab_exec(&lab, "node1", &["stat", "-c", "%a", "/run/flannel/wgkey"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "400");
