@@ -176,7 +176,56 @@ fn tampering_is_repaired(name: &str, backend: Backend) {
         let addr = lab.ok("node1", &["ip", "addr", "show", "flannel.1"]);
         let own = lab.subnet("node1").replace("/24", "/32");
         assert!(addr.contains(&own), "{addr}");
+        // Every peer's neighbour and FDB entry came back with the device.
+        wait_until(
+            Duration::from_secs(15),
+            "every peer's neighbour and FDB entry on the new flannel.1",
+            || {
+                let neigh = lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"]);
+                let fdb = lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"]);
+                ["node2", "node3"].iter().all(|n| {
+                    let gw = lab.subnet(n).split('/').next().unwrap().to_owned();
+                    neigh.lines().any(|l| l.starts_with(&format!("{gw} ")))
+                }) && fdb.contains("dst 192.0.2.2")
+                    && fdb.contains("dst 192.0.2.3")
+            },
+        );
     }
+    lab.assert_matrix();
+}
+
+/// What the agent programmed on `node`, as an operator would list it.
+fn kernel_state(lab: &TestLab, node: &str, backend: Backend) -> Vec<String> {
+    let mut out = vec![
+        lab.ok(node, &["ip", "route", "show", "proto", "87"]),
+        lab.ok(node, &["ip", "-br", "addr", "show"]),
+    ];
+    if backend == Backend::Vxlan {
+        out.push(lab.ok(node, &["ip", "neigh", "show", "dev", "flannel.1"]));
+        out.push(lab.ok(node, &["bridge", "fdb", "show", "dev", "flannel.1"]));
+    }
+    out
+}
+
+/// SIGTERM (a DaemonSet rollout, `systemctl stop`) ends the agent and
+/// leaves the kernel exactly as it was: pods keep reaching each other with
+/// no agent running, and the next agent adopts it all.
+fn sigterm_leaves_the_dataplane_in_place(name: &str, backend: Backend) {
+    if !root() {
+        return;
+    }
+    let mut lab = TestLab::up(name, backend, &[]);
+    let before = kernel_state(&lab, "node1", backend);
+    assert!(before[0].contains(&lab.subnet("node2")), "{}", before[0]);
+    lab.lab_mut().kill_agent("node1", Signal::SIGTERM).unwrap();
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(log.contains("SIGTERM received: shutting down"), "{log}");
+    assert!(
+        !log.contains("second signal"),
+        "the agent needed more than SIGTERM to stop:\n{log}"
+    );
+    assert_eq!(kernel_state(&lab, "node1", backend), before);
     lab.assert_matrix();
 }
 
@@ -295,6 +344,11 @@ macro_rules! suite {
             #[test]
             fn tampering_is_repaired() {
                 super::tampering_is_repaired(concat!("e2t", $tag), $backend);
+            }
+
+            #[test]
+            fn sigterm_leaves_the_dataplane_in_place() {
+                super::sigterm_leaves_the_dataplane_in_place(concat!("e2g", $tag), $backend);
             }
 
             #[test]
