@@ -22,6 +22,11 @@ pub struct StatusView {
     /// Backend-specific facts (for WireGuard: which implementation runs).
     #[serde(default)]
     pub backend_detail: Option<String>,
+    /// The WireGuard implementation the devices run on, `kernel` or
+    /// `userspace` (as the `weft_wireguard_path` metric's label); `None`
+    /// before the devices exist and for other backends.
+    #[serde(default)]
+    pub wireguard_path: Option<String>,
     /// WireGuard peers as the devices report them (never keys of ours).
     #[serde(default)]
     pub wireguard_peers: Vec<WgPeerView>,

@@ -5,7 +5,8 @@
 //! these tests check what it can show: distinct subnets, pod addresses
 //! inside them, same-node reachability, exec, restart, and a teardown
 //! that leaves nothing behind. The cross-node matrix per backend belongs
-//! to the dataplane's end-to-end tests.
+//! to the dataplane's end-to-end tests; one wireguard lab checks what the
+//! CLI says about the WireGuard path.
 //!
 //! Needs root (network namespaces); says "skipping" otherwise. Every lab
 //! gets a name unique to this run, so the tests run in parallel with each
@@ -328,4 +329,101 @@ fn errors_name_the_problem() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `GET path` from the health server a node's agent serves on port 8081,
+/// inside that node's namespace.
+fn health_get(lab: &str, node: &str, path: &str) -> Result<String, String> {
+    use std::io::{Read as _, Write as _};
+    fn io(what: &'static str) -> impl Fn(std::io::Error) -> weft_lab::LabError {
+        move |e| weft_lab::LabError::io(what, e)
+    }
+    let opened = weft_lab::Lab::open(lab).map_err(|e| e.to_string())?;
+    let path = path.to_owned();
+    opened
+        .in_netns(node, move || {
+            let mut s = std::net::TcpStream::connect("127.0.0.1:8081")
+                .map_err(io("connect to the health port"))?;
+            write!(
+                s,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .map_err(io("send the request"))?;
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).map_err(io("read the answer"))?;
+            Ok(raw)
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The wireguard backend: `weft lab up` and `weft lab check` say which
+/// implementation each node's agent runs, and it is what the agent's own
+/// `weft_wireguard_path` metric says. The agents are told to use the
+/// userspace path, so the answer does not depend on this machine's kernel
+/// modules.
+#[test]
+fn wireguard_lab_names_the_path_of_each_agent() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let lab = LabName::new("wgpath");
+    let name = lab.0.as_str();
+    let out = weft_ok(&[
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--backend",
+        "wireguard",
+        "--nodes",
+        "2",
+        "--agent-arg=--wireguard-path=userspace",
+        "--agent-arg=--healthz-port=8081",
+    ]);
+    let summary = text(&out.stdout);
+    let header = summary
+        .lines()
+        .find(|l| l.starts_with("node "))
+        .unwrap_or_else(|| panic!("no node table in:\n{summary}"));
+    assert!(header.trim_end().ends_with("wireguard"), "{summary}");
+    for node in ["node1", "node2"] {
+        let row = summary
+            .lines()
+            .find(|l| l.starts_with(&format!("{node} ")))
+            .unwrap_or_else(|| panic!("no row for {node} in:\n{summary}"));
+        assert!(row.trim_end().ends_with(" userspace"), "{summary}");
+    }
+
+    let out = weft_ok(&["lab", "check", "--name", name]);
+    let matrix = text(&out.stdout);
+    assert!(
+        matrix
+            .lines()
+            .any(|l| l == "wireguard: node1 userspace, node2 userspace"),
+        "{matrix}"
+    );
+
+    // The agent's metric says the same. It is refreshed every 2 s, so it
+    // may lag the status socket just after the start: wait for it.
+    let wanted = "weft_wireguard_path{path=\"userspace\"} 1";
+    for node in ["node1", "node2"] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let metrics = loop {
+            let got = health_get(name, node, "/metrics");
+            if let Ok(raw) = &got
+                && raw.lines().any(|l| l == wanted)
+            {
+                break raw.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{node}: no {wanted:?} on /metrics in 15 s; last answer: {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        };
+        assert!(
+            !metrics.contains("weft_wireguard_path{path=\"kernel\"}"),
+            "{node}: {metrics}"
+        );
+    }
 }

@@ -25,16 +25,24 @@ pub fn up_summary(lab: &Lab) -> String {
         state.ip_family.as_str()
     );
     o.push('\n');
+    let wireguard = state.backend == Backend::Wireguard;
     let mut rows = vec![row(["node", "netns", "underlay", "subnet", "agent"])];
+    if wireguard {
+        rows[0].push("wireguard".to_owned());
+    }
     for n in &state.nodes {
-        rows.push(vec![
+        let mut r = vec![
             n.name.clone(),
             n.netns.clone(),
             n.underlay_ip.to_string(),
             join(&n.subnets),
             n.pid
                 .map_or_else(|| "not running".to_owned(), |p| format!("pid {p}")),
-        ]);
+        ];
+        if wireguard {
+            r.push(wireguard_path(lab, &n.name));
+        }
+        rows.push(r);
     }
     o.push_str(&table(&rows));
     if !state.pods.is_empty() {
@@ -156,6 +164,14 @@ pub fn check_matrix(lab: &Lab, report: &CheckReport) -> String {
         report.pairs.len(),
         lab.state().backend
     );
+    if lab.state().backend == Backend::Wireguard {
+        let paths: Vec<String> = lab
+            .nodes()
+            .iter()
+            .map(|n| format!("{} {}", n.name, wireguard_path(lab, &n.name)))
+            .collect();
+        let _ = writeln!(o, "wireguard: {}", paths.join(", "));
+    }
     let failed: Vec<&PairResult> = report.pairs.iter().filter(|p| !(p.icmp && p.tcp)).collect();
     if !failed.is_empty() {
         o.push('\n');
@@ -196,6 +212,19 @@ fn notes(o: &mut String, lab: &Lab, failed: &[&PairResult]) {
                 node.name
             );
         }
+    }
+}
+
+/// Which WireGuard implementation the agent of `node` runs, `kernel` or
+/// `userspace`, as its status socket says (the same fact as its
+/// `weft_wireguard_path` metric).
+fn wireguard_path(lab: &Lab, node: &str) -> String {
+    match lab.agent_status(node) {
+        Ok(status) => status
+            .view
+            .wireguard_path
+            .unwrap_or_else(|| "no device yet".to_owned()),
+        Err(_) => "unknown (no status)".to_owned(),
     }
 }
 

@@ -30,6 +30,7 @@ struct State {
     /// every pass cost a sixth of a pass's CPU at 5 000 peers.
     desired: Option<(Arc<Desired>, String)>,
     backend_detail: Option<String>,
+    wireguard_path: Option<String>,
     wireguard: Option<super::wireguard::PeerViews>,
 }
 
@@ -87,7 +88,8 @@ impl StatusHandle {
     /// What the WireGuard devices run on, and where their peers are read.
     pub fn set_wireguard(&self, path: Option<String>, views: super::wireguard::PeerViews) {
         let mut s = self.lock();
-        s.backend_detail = path.map(|p| format!("{p} WireGuard"));
+        s.backend_detail = path.as_ref().map(|p| format!("{p} WireGuard"));
+        s.wireguard_path = path;
         s.wireguard = Some(views);
     }
 
@@ -134,6 +136,7 @@ impl StatusHandle {
                 .collect(),
             desired: s.desired.as_ref().map(|(d, name)| desired_view(d, name)),
             backend_detail: s.backend_detail.clone(),
+            wireguard_path: s.wireguard_path.clone(),
             wireguard_peers: s
                 .wireguard
                 .as_ref()
