@@ -389,11 +389,20 @@ fn userspace_restart_gap_is_under_a_second() {
     let target = lab.pod_ip("node2-pod1");
     lab.ok("node1-pod1", &["ping", "-c", "2", &target]);
     let echos = icmp_echos_received(&lab, "node2-pod1");
-    let (out, restarted_in) = std::thread::scope(|s| {
+    let server = common::iperf3_server(&lab, "node2-pod1");
+    let (out, stream, restarted_in) = std::thread::scope(|s| {
         let ping = s.spawn(|| {
             lab.run(
                 "node1-pod1",
                 &["ping", "-q", "-i", "0.01", "-W", "1", "-c", "600", &target],
+            )
+        });
+        // A long TCP stream through the tunnel as well: the connection must
+        // outlive the restart (TCP retransmits across the gap).
+        let stream = s.spawn(|| {
+            lab.run(
+                "node1-pod1",
+                &["iperf3", "-c", &target, "-t", "12", "-b", "20M"],
             )
         });
         wait_for_pings(&lab, "node2-pod1", echos);
@@ -418,8 +427,15 @@ fn userspace_restart_gap_is_under_a_second() {
             String::from_utf8_lossy(&restart.stderr)
         );
         let took = start.elapsed();
-        (ping.join().unwrap(), took)
+        (ping.join().unwrap(), stream.join().unwrap(), took)
     });
+    drop(server);
+    assert!(
+        stream.status.success(),
+        "the TCP stream broke across the restart: {}{}",
+        String::from_utf8_lossy(&stream.stdout),
+        String::from_utf8_lossy(&stream.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
