@@ -2,8 +2,8 @@
 //! the point where the agent takes over.
 //!
 //! Exit status: 0 for help, version and a clean shutdown; 1 for a bad
-//! environment, failed validation or an agent error; 2 for a usage error or
-//! a flag whose feature is not built yet.
+//! environment, failed validation or an agent error; 2 for a usage error, or
+//! a flag or net-conf.json backend whose feature is not built yet.
 
 use std::io::Write as _;
 use std::process::ExitCode;

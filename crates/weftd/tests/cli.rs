@@ -171,3 +171,73 @@ fn kube_mode_without_node_name_says_how_to_name_the_node() {
     let err = stderr(&output);
     assert!(err.contains("NODE_NAME"), "{err}");
 }
+
+#[test]
+fn help_names_the_unbuilt_ipsec_backend_and_suggests_wireguard() {
+    let help = stdout(&weftd(&["--help"], &[]));
+    let section = help
+        .split("Not built yet:\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no 'Not built yet' section:\n{help}"));
+    assert!(section.contains("Every flag above works"), "{section}");
+    assert!(section.contains("    ipsec\n"), "{section}");
+    assert!(section.contains("wireguard"), "{section}");
+}
+
+/// An ipsec net-conf stops weftd at once: exit 2, a message naming the
+/// backend and what to use instead, and no subnet taken. The interface
+/// does not exist: weftd must stop before it looks at the host at all.
+#[test]
+fn ipsec_backend_exits_2_before_leasing_a_subnet() {
+    use weft_store::kv::Kv as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let net_conf = dir.path().join("net-conf.json");
+    let psk = "0".repeat(96);
+    std::fs::write(
+        &net_conf,
+        format!(
+            r#"{{"Network": "10.244.0.0/16", "Backend": {{"Type": "ipsec", "PSK": "{psk}"}}}}"#
+        ),
+    )
+    .unwrap();
+    let store = dir.path().join("leases.db");
+    let subnet_env = dir.path().join("subnet.env");
+    let args = [
+        format!("--local-store={}", store.display()),
+        format!("--net-config-path={}", net_conf.display()),
+        format!("--subnet-file={}", subnet_env.display()),
+        "--status-socket=".to_owned(),
+        "--iface=weft-absent0".to_owned(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = weftd(&args, &[]);
+
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(err.contains("the ipsec backend"), "{err}");
+    assert!(err.contains("not built yet"), "{err}");
+    assert!(err.contains("wireguard"), "{err}");
+    // The one error is the backend's: interface selection (which would
+    // fail on weft-absent0 with exit status 1) never ran.
+    let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("the ipsec backend"), "{err}");
+    assert!(!err.contains("external interface"), "{err}");
+    assert!(!err.contains(&psk), "the PSK must not be logged: {err}");
+    assert!(!subnet_env.exists(), "no subnet.env may be written");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listing = runtime.block_on(async {
+        let kv = weft_store::local::LocalKv::open(&store).unwrap();
+        kv.list("").await.unwrap()
+    });
+    assert!(
+        listing.entries.is_empty(),
+        "the store must hold no lease: {:?}",
+        listing.entries.iter().map(|e| &e.key).collect::<Vec<_>>()
+    );
+}

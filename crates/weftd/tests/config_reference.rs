@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[test]
 fn docs_match_the_flag_table() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md");
-    let want = weftd::flags::reference_markdown();
+    let want = weftd::flags::reference_markdown(&weftd::unbuilt::reference_section());
     if std::env::var_os("WEFT_BLESS").is_some() {
         std::fs::write(&path, &want).unwrap();
         return;

@@ -24,6 +24,7 @@ use weft_dataplane::reconcile::{NodeContext, Reconciler, is_weft_device_name};
 use weft_dataplane::rules::{FamilyRules, Rules, RulesBackend, RulesSpec};
 use weft_store::PeerSnapshot;
 
+use super::cni_conf::{self, Installed};
 use super::external::ExternalInterface;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
@@ -47,6 +48,8 @@ pub struct Dataplane {
     fully_random: bool,
     rules_resync: Duration,
     subnet_file: PathBuf,
+    /// `--cni-conf-file`: where the conflist goes once subnet.env is written.
+    cni_conf_file: Option<PathBuf>,
     ip_masq: bool,
     status: StatusHandle,
     written: Option<SubnetEnv>,
@@ -162,8 +165,10 @@ impl Dataplane {
                 wireguard = Some(state);
             }
             BackendConfig::Ipip(_) | BackendConfig::None => {}
-            other => {
-                return Err(super::NotBuilt(format!("the {} backend", other.config_type())).into());
+            // `run_with` refuses it before leasing (unbuilt::check_backend);
+            // this arm only keeps the match exhaustive without a panic.
+            BackendConfig::Ipsec(_) => {
+                return Err(crate::unbuilt::backend_not_built(cfg.backend.config_type()).into());
             }
         }
         let rules = (flags.ip_masq || flags.iptables_forward_rules).then(|| {
@@ -186,6 +191,7 @@ impl Dataplane {
                 fully_random: !flags.ip_masq_fully_random_disable,
                 rules_resync: Duration::from_secs(flags.iptables_resync_secs.max(1)),
                 subnet_file: flags.subnet_file.clone(),
+                cni_conf_file: flags.cni_conf_file.clone(),
                 ip_masq: flags.ip_masq,
                 status,
                 written: None,
@@ -287,6 +293,18 @@ impl Dataplane {
                 .context("cannot install the masquerade/forward rules")?;
         }
         self.write_subnet_env(lease, desired.mtu)?;
+        // Only now can the node serve pods: a runtime that finds the
+        // conflist reports the node's network ready.
+        if let Some(path) = &self.cni_conf_file {
+            match cni_conf::install(path)? {
+                Installed::Written => {
+                    tracing::info!(path = %path.display(), "installed the CNI conflist");
+                }
+                Installed::Unchanged => {
+                    tracing::info!(path = %path.display(), "the CNI conflist is already in place");
+                }
+            }
+        }
         self.status.set_ready(true);
         tracing::info!("weft is ready");
         Ok(())
@@ -359,6 +377,21 @@ impl Dataplane {
                 }
             }
             Err(e) => tracing::warn!("cannot check the rules: {e}"),
+        }
+    }
+
+    /// Puts the conflist back if someone deleted or changed it (a node
+    /// without it gets no pods); an identical file is not touched.
+    fn repair_cni_conf(&self) {
+        let Some(path) = &self.cni_conf_file else {
+            return;
+        };
+        match cni_conf::install(path) {
+            Ok(Installed::Unchanged) => {}
+            Ok(Installed::Written) => {
+                tracing::warn!(path = %path.display(), "the CNI conflist was missing or changed; put it back");
+            }
+            Err(e) => tracing::error!("{e:#}"),
         }
     }
 
@@ -435,6 +468,7 @@ impl Dataplane {
                     dirty = true;
                 }
                 _ = resync.tick() => {
+                    self.repair_cni_conf();
                     self.refresh_underlay().await;
                     dirty = true;
                 }

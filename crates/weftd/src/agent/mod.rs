@@ -1,6 +1,7 @@
 //! The agent: config → lease → subnet.env → peers, kept alive until told
 //! to stop. It works on any [`LeaseStore`] without knowing which.
 
+pub mod cni_conf;
 mod dataplane;
 pub mod external;
 mod lease_loop;
@@ -28,11 +29,7 @@ pub use external::ExternalInterface;
 use shutdown::Shutdown;
 use status::StatusHandle;
 
-/// A requested feature that is not built yet: weftd exits with status 2,
-/// as it does for unbuilt flags, rather than run half-configured.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} is not built yet: weftd cannot run with this configuration")]
-pub struct NotBuilt(pub String);
+pub use crate::unbuilt::NotBuilt;
 
 /// Runs the agent until SIGTERM/SIGINT.
 pub async fn run(flags: Flags) -> Result<()> {
@@ -98,6 +95,9 @@ async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown)
         _ = shutdown.requested() => return Ok(()),
     };
     log_config(&cfg);
+    // Before anything else touches the host or the store: a node that
+    // cannot run its backend must not hold a subnet.
+    crate::unbuilt::check_backend(&cfg)?;
     status.set_identity(store.kind(), cfg.backend.config_type());
 
     let (stored_ip, stored_ipv6) = tokio::select! {

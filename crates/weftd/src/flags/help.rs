@@ -31,8 +31,8 @@ const ENVIRONMENT: &[&str] = &[
 ];
 
 const EXIT_STATUS: &str = "0 after --help, --version or a clean shutdown; 1 when the \
-configuration, the environment or the agent fails; 2 for a command-line error or a flag \
-whose feature is not built yet.";
+configuration, the environment or the agent fails; 2 for a command-line error, or for a \
+flag or net-conf.json backend whose feature is not built yet.";
 
 /// The full `--help` text. `extra` is appended before the exit-status
 /// section (weftd lists its not-yet-built features there).
@@ -110,7 +110,9 @@ pub(crate) fn wrap_into(out: &mut String, text: &str, indent: &str) {
 
 /// The configuration reference in Markdown (docs/configuration.md), made
 /// from the same table as `--help`; a test fails when the file drifts.
-pub fn reference_markdown() -> String {
+/// `extra` (weftd's not-yet-built section, in Markdown) goes before the
+/// exit-status section, as in `--help`.
+pub fn reference_markdown(extra: &str) -> String {
     let mut out = String::from(
         "# weftd configuration reference\n\n\
          Generated from weftd's flag table (`crates/weftd/src/flags/table.rs`); a test \
@@ -162,6 +164,7 @@ pub fn reference_markdown() -> String {
 `POD_NAMESPACE`) names the node in Kubernetes mode; `WIREGUARD_KEY_FILE` overrides the \
 WireGuard key file `/run/flannel/wgkey`.\n\n",
     );
+    out.push_str(extra);
     let _ = writeln!(out, "## Exit status\n\n{EXIT_STATUS}");
     out
 }

@@ -121,6 +121,9 @@ pub struct Flags {
     pub log_format: String,
     /// `--wireguard-path` (weft): `auto`, `kernel` or `userspace`.
     pub wireguard_path: String,
+    /// `--cni-conf-file` (weft): where to install flannel's CNI conflist
+    /// once subnet.env is written; `None` installs nothing.
+    pub cni_conf_file: Option<PathBuf>,
 }
 
 impl Default for Flags {
@@ -167,6 +170,7 @@ impl Default for Flags {
             config: None,
             log_format: "text".to_owned(),
             wireguard_path: "auto".to_owned(),
+            cni_conf_file: None,
         }
     }
 }

@@ -452,4 +452,18 @@ pub(super) static FLAGS: &[FlagSpec] = &[
          userspace crypto); `userspace` never uses the module.",
         wireguard_path = value::wireguard_path
     ),
+    flag!(
+        "cni-conf-file",
+        Value("FILE"),
+        Weft,
+        "",
+        "Install flannel's CNI conflist here once subnet.env is written, as K3s does (e.g. \
+         /etc/cni/net.d/10-flannel.conflist): network cbr0, the flannel plugin with \
+         hairpinMode and isDefaultGateway, then portmap — the content of deploy/'s \
+         cni-conf.json. Written atomically with mode 0644, its directory created if missing; \
+         a file that already holds exactly this content is left untouched, and one deleted or \
+         changed is put back within 10 seconds. Unset: weftd writes no conflist (the \
+         DaemonSet's init container installs it).",
+        cni_conf_file = value::opt_path
+    ),
 ];

@@ -98,6 +98,7 @@ const WEFT_FLAGS: &[&str] = &[
     "config",
     "log-format",
     "wireguard-path",
+    "cni-conf-file",
 ];
 
 #[test]
