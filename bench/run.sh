@@ -8,8 +8,9 @@
 # It builds the workspace in release mode (benchmarks of a debug build mean
 # little), then runs `weft bench` from that build with the labs pointed at
 # the same binaries. Every argument is passed to `weft bench` (see
-# `weft bench --help`). Needs root (network namespaces), iperf3, etcd,
-# wireguard-go, wg and the reference CNI plugins: scripts/install-deps.sh.
+# `weft bench --help`). Needs root (network namespaces); installs iperf3,
+# etcd, wireguard-go, wg and the reference CNI plugins if they are missing
+# (scripts/install-deps.sh).
 #
 # CARGO_TARGET_DIR chooses where the release build goes (default: target/
 # in the repository).
@@ -22,6 +23,10 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "bench/run.sh needs root (it builds network namespaces): run it with sudo" >&2
     exit 1
 fi
+
+# What the benchmarks drive (iperf3, etcd, wireguard-go, wg, the CNI
+# plugins): installed if missing, as the test suite does.
+"$repo/scripts/install-deps.sh"
 
 echo "building the workspace in release mode into $target ..." >&2
 (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release --workspace --quiet)
