@@ -7,14 +7,21 @@
 //! measured here (dependencies.md §3), and its UAPI reports absolute
 //! handshake times (boringtun's `wg show` says "56 years ago").
 
+mod csum;
+mod gro;
+mod gso;
+mod transport;
+mod tun_offload;
 mod uapi;
+mod vnet;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use gotatun::device::configure::PeerStats;
 use gotatun::device::uapi::UapiServer;
-use gotatun::device::{DefaultDeviceTransports, Device, DeviceBuilder, Peer};
+use gotatun::device::{Device, DeviceBuilder, Peer};
+use gotatun::udp::socket::UdpSocketFactory;
 use gotatun::x25519::PublicKey;
 use ipnet::IpNet;
 use ipnetwork::IpNetwork;
@@ -25,7 +32,7 @@ use super::{WgDeviceSpec, WgError, WgPeerSpec, WgPeerState};
 use crate::netlink::Netlink;
 use uapi::UapiSocket;
 
-type GotaDevice = Device<DefaultDeviceTransports>;
+type GotaDevice = Device<(UdpSocketFactory, transport::TunTx, transport::TunRx)>;
 
 /// How long `close` waits for the TUN link to disappear.
 const LINK_GONE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,15 +64,16 @@ impl UserspaceDevice {
             detail,
         };
         let (client, server) = UapiServer::new();
+        let (tun_tx, tun_rx) = transport::open(name, u16::try_from(spec.mtu).unwrap_or(u16::MAX))
+            .map_err(|e| {
+            failed(
+                "creating the TUN device",
+                format!("{e} (is /dev/net/tun there, and no other process holding the name?)"),
+            )
+        })?;
         let device = DeviceBuilder::new()
             .with_default_udp()
-            .create_tun(name)
-            .map_err(|e| {
-                failed(
-                    "creating the TUN device",
-                    format!("{e} (is /dev/net/tun there, and no other process holding the name?)"),
-                )
-            })?
+            .with_ip_pair(tun_tx, tun_rx)
             .with_listen_port(spec.listen_port)
             .with_uapi(server)
             .build()
