@@ -13,6 +13,7 @@ mod gso;
 mod transport;
 mod tun_offload;
 mod uapi;
+mod udp_gso;
 mod vnet;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,6 @@ use std::time::{Duration, SystemTime};
 use gotatun::device::configure::PeerStats;
 use gotatun::device::uapi::UapiServer;
 use gotatun::device::{Device, DeviceBuilder, Peer};
-use gotatun::udp::socket::UdpSocketFactory;
 use gotatun::x25519::PublicKey;
 use ipnet::IpNet;
 use ipnetwork::IpNetwork;
@@ -32,7 +32,11 @@ use super::{WgDeviceSpec, WgError, WgPeerSpec, WgPeerState};
 use crate::netlink::Netlink;
 use uapi::UapiSocket;
 
-type GotaDevice = Device<(UdpSocketFactory, transport::TunTx, transport::TunRx)>;
+type GotaDevice = Device<(udp_gso::GsoUdpFactory, transport::TunTx, transport::TunRx)>;
+
+/// UDP socket buffers asked for (wireguard-go's size; the kernel caps it at
+/// `net.core.[rw]mem_max`).
+const UDP_BUFFERS: usize = 7 << 20;
 
 /// How long `close` waits for the TUN link to disappear.
 const LINK_GONE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -72,7 +76,7 @@ impl UserspaceDevice {
             )
         })?;
         let device = DeviceBuilder::new()
-            .with_default_udp()
+            .with_udp(udp_gso::GsoUdpFactory::with_buffers(UDP_BUFFERS))
             .with_ip_pair(tun_tx, tun_rx)
             .with_listen_port(spec.listen_port)
             .with_uapi(server)
