@@ -181,8 +181,16 @@ const VARIANTS: [Variant; 5] = [
     },
 ];
 
+fn lab_name(ctx: &Ctx, v: &Variant) -> String {
+    match &ctx.lab_suffix {
+        Some(s) => format!("{}-{s}", v.name),
+        None => v.name.to_owned(),
+    }
+}
+
 fn lab_up(ctx: &Ctx, v: &Variant) -> Result<Lab> {
-    let mut spec = LabSpec::new(v.name)?;
+    let name = lab_name(ctx, v);
+    let mut spec = LabSpec::new(&name)?;
     spec.nodes = 2;
     spec.pods_per_node = 1;
     spec.backend = v.backend;
@@ -191,10 +199,7 @@ fn lab_up(ctx: &Ctx, v: &Variant) -> Result<Lab> {
         spec.backend_options
             .insert((*key).to_owned(), serde_json::Value::Bool(*value));
     }
-    ctx.say(format!(
-        "data plane: bringing lab {} up ({})",
-        v.name, v.label
-    ));
+    ctx.say(format!("data plane: bringing lab {name} up ({})", v.label));
     Ok(Lab::up(&spec)?)
 }
 
@@ -281,6 +286,10 @@ pub fn run(ctx: &Ctx) -> (Vec<Section>, Vec<Verdict>, Vec<String>) {
     let ipip = super::routes::ipip_supported();
     let mut extra = Vec::new();
     for v in &VARIANTS {
+        let short_name = v.name.trim_start_matches("bench-dp-");
+        if !ctx.dp_backends.is_empty() && !ctx.dp_backends.iter().any(|b| b == short_name) {
+            continue;
+        }
         if v.backend == Backend::Ipip && ipip.is_err() {
             continue;
         }

@@ -79,6 +79,14 @@ pub struct BenchArgs {
     /// running, for profiling; `weft lab down --name bench-scale` removes it.
     #[arg(long)]
     keep: bool,
+    /// Data plane part: only these backends (comma-separated among vxlan,
+    /// vxlan-csum, hostgw, ipip, wireguard). Default: all.
+    #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
+    dp_backends: Vec<String>,
+    /// Data plane part: appended to the lab names (`bench-dp-<backend>-<suffix>`),
+    /// so that two benches can run on one machine at once.
+    #[arg(long, value_name = "SUFFIX")]
+    lab_suffix: Option<String>,
 }
 
 /// What every part needs: how long to measure, where the binaries are,
@@ -90,6 +98,10 @@ pub struct Ctx {
     pub peers: Vec<u32>,
     pub runs: usize,
     pub bin_dir: PathBuf,
+    /// Data plane backends to run (empty: all).
+    pub dp_backends: Vec<String>,
+    /// Appended to data plane lab names, with a '-'.
+    pub lab_suffix: Option<String>,
     started: Instant,
 }
 
@@ -159,6 +171,8 @@ fn run_inner(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .runs
             .map_or(if args.short { 3 } else { 5 }, |r| r as usize),
         bin_dir,
+        dp_backends: args.dp_backends.clone(),
+        lab_suffix: args.lab_suffix.clone(),
         started: Instant::now(),
     };
     if !ctx.bin_dir.to_string_lossy().contains("release") {

@@ -7,14 +7,21 @@
 //! measured here (dependencies.md §3), and its UAPI reports absolute
 //! handshake times (boringtun's `wg show` says "56 years ago").
 
+mod csum;
+mod gro;
+mod gso;
+mod transport;
+mod tun_offload;
 mod uapi;
+mod udp_gso;
+mod vnet;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use gotatun::device::configure::PeerStats;
 use gotatun::device::uapi::UapiServer;
-use gotatun::device::{DefaultDeviceTransports, Device, DeviceBuilder, Peer};
+use gotatun::device::{Device, DeviceBuilder, Peer};
 use gotatun::x25519::PublicKey;
 use ipnet::IpNet;
 use ipnetwork::IpNetwork;
@@ -25,7 +32,11 @@ use super::{WgDeviceSpec, WgError, WgPeerSpec, WgPeerState};
 use crate::netlink::Netlink;
 use uapi::UapiSocket;
 
-type GotaDevice = Device<DefaultDeviceTransports>;
+type GotaDevice = Device<(udp_gso::GsoUdpFactory, transport::TunTx, transport::TunRx)>;
+
+/// UDP socket buffers asked for (wireguard-go's size; the kernel caps it at
+/// `net.core.[rw]mem_max`).
+const UDP_BUFFERS: usize = 7 << 20;
 
 /// How long `close` waits for the TUN link to disappear.
 const LINK_GONE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -57,15 +68,16 @@ impl UserspaceDevice {
             detail,
         };
         let (client, server) = UapiServer::new();
-        let device = DeviceBuilder::new()
-            .with_default_udp()
-            .create_tun(name)
+        let (tun_tx, tun_rx) = transport::open(name, u16::try_from(spec.mtu).unwrap_or(u16::MAX))
             .map_err(|e| {
-                failed(
-                    "creating the TUN device",
-                    format!("{e} (is /dev/net/tun there, and no other process holding the name?)"),
-                )
-            })?
+            failed(
+                "creating the TUN device",
+                format!("{e} (is /dev/net/tun there, and no other process holding the name?)"),
+            )
+        })?;
+        let device = DeviceBuilder::new()
+            .with_udp(udp_gso::GsoUdpFactory::with_buffers(UDP_BUFFERS))
+            .with_ip_pair(tun_tx, tun_rx)
             .with_listen_port(spec.listen_port)
             .with_uapi(server)
             .build()
