@@ -26,9 +26,32 @@ use weft_lab::{Backend, IpFamily};
 use weft_store::kv::{Kv, Ttl};
 use weft_store::local::LocalKv;
 
-/// A little more than the agent's resync period (10 s): any pass the bad
-/// data could have influenced has run before the kernel is compared.
-const AFTER_RESYNC: Duration = Duration::from_secs(12);
+/// The sum of a metric's samples on `node`'s `/metrics` (the agent runs
+/// with `--healthz-port=8081`), read from inside its namespace.
+fn metric(lab: &TestLab, node: &str, name: &str) -> f64 {
+    let (code, text) = common::http(lab, node, "127.0.0.1:8081", "GET", "/metrics", "");
+    assert_eq!(code, 200, "/metrics on {node}: {text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let series = l.split_whitespace().next().unwrap_or_default();
+            series == name || series.starts_with(&format!("{name}{{"))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until node1 has run two more reconcile passes than when called:
+/// the second one started after this call, with everything the store held
+/// then (the agent also runs a full pass every 10 s resync).
+fn wait_for_a_full_pass(lab: &TestLab, node: &str) {
+    let passes = metric(lab, node, "weft_reconcile_passes_total");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{node} to run a full reconcile pass"),
+        || metric(lab, node, "weft_reconcile_passes_total") >= passes + 2.0,
+    );
+}
 
 /// What bad data could change on a node, in a form stable over time:
 /// volatile parts (ARP entries aging, FDB entries a bridge learned from
@@ -115,6 +138,7 @@ fn run(name: &str, family: IpFamily) {
     let lab = TestLab::up_with(name, Backend::Vxlan, |spec| {
         spec.nodes = 2;
         spec.ip_family = family;
+        spec.agent_args = vec!["--healthz-port=8081".into()];
         // Both nodes inside 10.244.1.0–10.244.2.0, the two subnets the
         // corpus names; every other corpus key is then free.
         let opts = &mut spec.net_conf_options;
@@ -235,7 +259,9 @@ fn run(name: &str, family: IpFamily) {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(last.len(), written.len(), "{last:?}");
 
-    std::thread::sleep(AFTER_RESYNC);
+    // Any pass the bad data could have influenced has run before the
+    // kernel is compared.
+    wait_for_a_full_pass(&lab, "node1");
     let after = kernel_state(&lab, "node1");
     for (what, text) in &before {
         assert_eq!(
@@ -274,4 +300,42 @@ fn hostile_leases_leave_the_kernel_untouched_dual_stack() {
         return;
     }
     run("hostile6", IpFamily::Dual);
+}
+
+/// docs/SECURITY.md: the status socket shows leases and the node's view,
+/// so only root may connect to it.
+#[test]
+fn status_socket_is_root_only() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("hostsock", Backend::HostGw, |spec| {
+        spec.nodes = 2;
+        spec.pods_per_node = 0;
+    });
+    for node in ["node1", "node2"] {
+        let sock = lab.lab().node(node).unwrap().dir.join("weftd.sock");
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert!(
+            meta.file_type().is_socket(),
+            "{} is not a socket",
+            sock.display()
+        );
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{} has mode {:o}",
+            sock.display(),
+            meta.permissions().mode() & 0o777
+        );
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "{} not root's",
+            sock.display()
+        );
+        // And it still answers root.
+        assert!(lab.lab().agent_status(node).unwrap().ready);
+    }
 }
