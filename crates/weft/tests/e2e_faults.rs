@@ -10,7 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
+use weft_core::etcd_key::{self, DEFAULT_PREFIX};
+use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal, StoreKind};
+use weft_store::kv::{Kv, Ttl};
+use weft_store::local::LocalKv;
 
 /// What crossed between node1-pod1 and node2-pod1 during a fault.
 struct Load {
@@ -185,7 +189,30 @@ fn local_store_locked_for_60s_loses_nothing() {
         spec.agent_args = vec!["--subnet-lease-ttl=20".into()];
     });
     let db = lab.lab().name().state_dir().join("leases.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let own_key = {
+        let own = lab.lab().node("node1").unwrap().subnets[0];
+        etcd_key::lease_key(
+            DEFAULT_PREFIX,
+            &LeaseSubnets {
+                v4: weft_core::prefix::as_v4(own),
+                v6: None,
+            },
+        )
+    };
+    let own_rev = |kv: &LocalKv| {
+        rt.block_on(kv.get(&own_key))
+            .unwrap()
+            .map(|e| e.mod_rev)
+            .unwrap_or_else(|| panic!("node1's lease {own_key} is not in the store"))
+    };
+    let kv = LocalKv::open(&db).unwrap();
+    let mut before_lock = 0;
     let load = load_while(&lab, 62, || {
+        before_lock = own_rev(&kv);
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
         // The fault itself: the file stays locked for 60 s, three lease TTLs.
@@ -193,7 +220,35 @@ fn local_store_locked_for_60s_loses_nothing() {
         conn.execute_batch("COMMIT").unwrap();
     });
     load.assert_nothing_lost("local store locked for 60 s");
-    // Renewed and watching again: a pod added on a new lease shows up.
+    // Renewed: node1 wrote its lease again once the lock was gone (nothing
+    // could write during it), so it did not lapse after its 20 s TTL.
+    let released = Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "node1 to renew its lease after the lock",
+        || own_rev(&kv) > before_lock,
+    );
+    println!(
+        "node1 renewed its lease {:?} after the lock ended",
+        released.elapsed()
+    );
+    // Watching again: a node that joins on a new lease is routed to.
+    let value =
+        r#"{"PublicIP":"192.0.2.77","PublicIPv6":null,"BackendType":"host-gw","BackendData":null}"#;
+    rt.block_on(kv.put(
+        &format!("{}10.244.250.0-24", etcd_key::subnets_dir(DEFAULT_PREFIX)),
+        value.as_bytes(),
+        Ttl::Forever,
+    ))
+    .unwrap();
+    wait_until(
+        Duration::from_secs(15),
+        "node1 to route a lease added after the lock",
+        || {
+            lab.ok("node1", &["ip", "route"])
+                .contains("10.244.250.0/24 via 192.0.2.77")
+        },
+    );
     lab.assert_matrix();
     for node in ["node1", "node2", "node3"] {
         let s = lab.lab().agent_status(node).unwrap();
@@ -228,9 +283,28 @@ fn vanished_node_expires_and_leaves_the_others() {
         "vanished node left the others {:?} after it died (TTL 8 s)",
         start.elapsed()
     );
+    // Its neighbour entry (its subnet's network address, the VTEP's
+    // address) and its FDB entry (dst its public IP) go with the route.
+    let gw = gone.split('/').next().unwrap().to_owned();
+    for node in ["node1", "node2"] {
+        wait_until(
+            Duration::from_secs(10),
+            &format!("node3's neighbour and FDB entries to leave {node}"),
+            || {
+                let neigh = lab.ok(node, &["ip", "neigh", "show", "dev", "flannel.1"]);
+                let fdb = lab.ok(node, &["bridge", "fdb", "show", "dev", "flannel.1"]);
+                !neigh
+                    .lines()
+                    .any(|l| l.split_whitespace().next() == Some(&gw))
+                    && !fdb.contains("dst 192.0.2.3 ")
+            },
+        );
+    }
+    // The survivors still have each other's.
     assert!(
-        !lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"])
-            .contains("192.0.2.3")
+        lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"])
+            .contains("dst 192.0.2.2 "),
+        "node1 lost node2's FDB entry"
     );
 }
 

@@ -16,7 +16,7 @@ mod corpus;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, http, root, wait_until};
 use serde_json::Value;
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
@@ -26,9 +26,32 @@ use weft_lab::{Backend, IpFamily};
 use weft_store::kv::{Kv, Ttl};
 use weft_store::local::LocalKv;
 
-/// A little more than the agent's resync period (10 s): any pass the bad
-/// data could have influenced has run before the kernel is compared.
-const AFTER_RESYNC: Duration = Duration::from_secs(12);
+/// The sum of a metric's samples on `node`'s `/metrics` (the agent runs
+/// with `--healthz-port=8081`), read from inside its namespace.
+fn metric(lab: &TestLab, node: &str, name: &str) -> f64 {
+    let (code, text) = common::http(lab, node, "127.0.0.1:8081", "GET", "/metrics", "");
+    assert_eq!(code, 200, "/metrics on {node}: {text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            let series = l.split_whitespace().next().unwrap_or_default();
+            series == name || series.starts_with(&format!("{name}{{"))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits until node1 has run two more reconcile passes than when called:
+/// the second one started after this call, with everything the store held
+/// then (the agent also runs a full pass every 10 s resync).
+fn wait_for_a_full_pass(lab: &TestLab, node: &str) {
+    let passes = metric(lab, node, "weft_reconcile_passes_total");
+    wait_until(
+        Duration::from_secs(30),
+        &format!("{node} to run a full reconcile pass"),
+        || metric(lab, node, "weft_reconcile_passes_total") >= passes + 2.0,
+    );
+}
 
 /// What bad data could change on a node, in a form stable over time:
 /// volatile parts (ARP entries aging, FDB entries a bridge learned from
@@ -115,6 +138,7 @@ fn run(name: &str, family: IpFamily) {
     let lab = TestLab::up_with(name, Backend::Vxlan, |spec| {
         spec.nodes = 2;
         spec.ip_family = family;
+        spec.agent_args = vec!["--healthz-port=8081".into()];
         // Both nodes inside 10.244.1.0–10.244.2.0, the two subnets the
         // corpus names; every other corpus key is then free.
         let opts = &mut spec.net_conf_options;
@@ -235,7 +259,9 @@ fn run(name: &str, family: IpFamily) {
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert_eq!(last.len(), written.len(), "{last:?}");
 
-    std::thread::sleep(AFTER_RESYNC);
+    // Any pass the bad data could have influenced has run before the
+    // kernel is compared.
+    wait_for_a_full_pass(&lab, "node1");
     let after = kernel_state(&lab, "node1");
     for (what, text) in &before {
         assert_eq!(
@@ -274,4 +300,221 @@ fn hostile_leases_leave_the_kernel_untouched_dual_stack() {
         return;
     }
     run("hostile6", IpFamily::Dual);
+}
+
+/// docs/SECURITY.md: the status socket shows leases and the node's view,
+/// so only root may connect to it.
+#[test]
+fn status_socket_is_root_only() {
+    use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("hostsock", Backend::HostGw, |spec| {
+        spec.nodes = 2;
+        spec.pods_per_node = 0;
+    });
+    for node in ["node1", "node2"] {
+        let sock = lab.lab().node(node).unwrap().dir.join("weftd.sock");
+        let meta = std::fs::symlink_metadata(&sock).unwrap();
+        assert!(
+            meta.file_type().is_socket(),
+            "{} is not a socket",
+            sock.display()
+        );
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{} has mode {:o}",
+            sock.display(),
+            meta.permissions().mode() & 0o777
+        );
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (0, 0),
+            "{} not root's",
+            sock.display()
+        );
+        // And it still answers root.
+        assert!(lab.lab().agent_status(node).unwrap().ready);
+    }
+}
+
+/// A Node object for the API test server's `POST /weft-test/v1/nodes`:
+/// flannel's annotations for a vxlan node at `public_ip` with VTEP MAC
+/// `mac`, its podCIDR set (or allocated when `None`); `tweak` spoils it.
+fn kube_node(
+    name: &str,
+    public_ip: &str,
+    mac: &str,
+    pod_cidr: Option<&str>,
+    tweak: impl FnOnce(&mut serde_json::Map<String, Value>),
+) -> String {
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in [
+        ("kube-subnet-manager", "true".to_owned()),
+        ("backend-type", "vxlan".to_owned()),
+        ("public-ip", public_ip.to_owned()),
+        ("backend-data", format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#)),
+    ] {
+        annotations.insert(format!("flannel.alpha.coreos.com/{k}"), Value::from(v));
+    }
+    tweak(&mut annotations);
+    let mut node = serde_json::json!({
+        "name": name,
+        "internalIP": "192.0.2.200",
+        "annotations": annotations,
+    });
+    if let Some(cidr) = pod_cidr {
+        node["podCIDRs"] = serde_json::json!([cidr]);
+    }
+    node.to_string()
+}
+
+/// Issue 11 with the Kubernetes store: hostile node annotations and
+/// podCIDRs, registered next to one good extra node, never reach node1's
+/// kernel; the good one does, the skips are counted, pods still talk.
+#[test]
+fn hostile_kube_nodes_leave_the_kernel_untouched() {
+    if !root() {
+        return;
+    }
+    const API: &str = "192.0.2.250:6443";
+    let lab = TestLab::up_with("hostkube", Backend::Vxlan, |spec| {
+        spec.store = weft_lab::StoreKind::Kube;
+        spec.agent_args = vec!["--healthz-port=8081".into()];
+    });
+    let own = lab.subnet("node1");
+    let peer_net = lab.subnet("node2");
+    let inside_peer = format!("{}/25", peer_net.split('/').next().unwrap());
+    // (name, public IP, VTEP MAC, podCIDR, spoiler)
+    type Spoil = Box<dyn FnOnce(&mut serde_json::Map<String, Value>)>;
+    let hostile: Vec<(&str, &str, &str, Option<&str>, Spoil)> = vec![
+        (
+            "bad-data",
+            "192.0.2.81",
+            "02:42:00:00:00:81",
+            None,
+            Box::new(|a| {
+                a.insert(
+                    "flannel.alpha.coreos.com/backend-data".into(),
+                    Value::from("{not json"),
+                );
+            }),
+        ),
+        (
+            "bad-overlap",
+            "192.0.2.82",
+            "02:42:00:00:00:82",
+            Some(&inside_peer),
+            Box::new(|_| {}),
+        ),
+        (
+            "bad-outside",
+            "192.0.2.83",
+            "02:42:00:00:00:83",
+            Some("10.99.0.0/24"),
+            Box::new(|_| {}),
+        ),
+        (
+            "bad-ip",
+            "192.0.2.84",
+            "02:42:00:00:00:84",
+            None,
+            Box::new(|a| {
+                a.insert(
+                    "flannel.alpha.coreos.com/public-ip".into(),
+                    Value::from("not-an-ip"),
+                );
+            }),
+        ),
+        (
+            "bad-own",
+            "192.0.2.85",
+            "02:42:00:00:00:85",
+            Some(&own),
+            Box::new(|_| {}),
+        ),
+    ];
+    let before = kernel_state(&lab, "node1");
+    let skipped_before = metric(&lab, "node1", "weft_peer_leases_skipped_total");
+    let count = hostile.len();
+    for (name, ip, mac, cidr, spoil) in hostile {
+        let body = kube_node(name, ip, mac, cidr, spoil);
+        let (code, reply) = http(&lab, "store", API, "POST", "/weft-test/v1/nodes", &body);
+        assert!(code < 300, "{name}: {code} {reply}");
+    }
+    let good = kube_node("good9", "192.0.2.9", "02:42:00:00:00:09", None, |_| {});
+    let (code, reply) = http(&lab, "store", API, "POST", "/weft-test/v1/nodes", &good);
+    assert!(code < 300, "{code} {reply}");
+    let (code, reply) = http(&lab, "store", API, "GET", "/api/v1/nodes/good9", "");
+    assert_eq!(code, 200, "{reply}");
+    let good_cidr = serde_json::from_str::<Value>(&reply).unwrap()["spec"]["podCIDR"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let good_gw = good_cidr.split('/').next().unwrap().to_owned();
+
+    // The good node is programmed: route, neighbour and FDB entry.
+    wait_until(Duration::from_secs(30), "node1 to program good9", || {
+        lab.ok("node1", &["ip", "route"]).contains(&good_cidr)
+            && lab
+                .ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"])
+                .contains("02:42:00:00:00:09")
+            && lab
+                .ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"])
+                .contains("dst 192.0.2.9 ")
+    });
+    wait_until(
+        Duration::from_secs(30),
+        "node1 to count every hostile node skipped",
+        || metric(&lab, "node1", "weft_peer_leases_skipped_total") >= skipped_before + count as f64,
+    );
+    wait_for_a_full_pass(&lab, "node1");
+
+    // Nothing of the hostile nodes, and nothing else changed but good9's
+    // entries.
+    let after = kernel_state(&lab, "node1");
+    for (what, text) in &after {
+        for bad in [
+            "192.0.2.81",
+            "192.0.2.82",
+            "192.0.2.83",
+            "192.0.2.84",
+            "192.0.2.85",
+            ":81 ",
+            ":82 ",
+            ":83 ",
+            ":84 ",
+            ":85 ",
+            "10.99.0.0",
+            &inside_peer,
+        ] {
+            assert!(
+                !text.contains(bad),
+                "{what} on node1 holds {bad:?} of a hostile node:\n{text}"
+            );
+        }
+        let without_good: String = text
+            .lines()
+            .filter(|l| {
+                !l.contains(&good_cidr)
+                    && !l.contains("02:42:00:00:00:09")
+                    && !l.contains("192.0.2.9 ")
+                    && l.split_whitespace().next() != Some(&good_gw)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let before_text: String = before[what].lines().map(|l| format!("{l}\n")).collect();
+        assert_eq!(
+            without_good, before_text,
+            "{what} on node1 changed beyond good9's entries"
+        );
+    }
+    let s = lab.lab().agent_status("node1").unwrap();
+    assert!(s.ready, "node1 is no longer ready");
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(!log.contains("panicked"), "the agent panicked:\n{log}");
+    lab.assert_matrix();
 }

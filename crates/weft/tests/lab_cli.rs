@@ -300,6 +300,102 @@ fn up_replaces_a_lab_of_the_same_name() {
     );
 }
 
+/// Issue 4, "leftovers of a crashed lab are removed first": the previous
+/// lab's agents died by SIGKILL, so only its namespaces, state directory,
+/// stale sockets and pid files of dead processes remain. `up` under the
+/// same name cleans them and starts a working lab; `down` leaves nothing.
+#[test]
+fn up_over_a_crashed_lab_of_the_same_name() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let lab = LabName::new("crashed");
+    let name = lab.0.as_str();
+    let up = [
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--backend",
+        "none",
+        "--nodes",
+        "2",
+        "--pods-per-node",
+        "1",
+    ];
+    weft_ok(&up);
+    let mut namespaces = netns_of(name);
+    namespaces.sort();
+    let first = agents_of(name);
+    assert_eq!(first.len(), 2, "{first:?}");
+    for pid in &first {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !agents_of(name).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the killed agents are still alive"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The crash left its namespaces and files behind.
+    assert_eq!(netns_of(name).len(), namespaces.len());
+    assert!(
+        Path::new("/run/weft-lab")
+            .join(name)
+            .join("lab.json")
+            .exists()
+    );
+
+    weft_ok(&up);
+    let second = agents_of(name);
+    assert_eq!(second.len(), 2, "one live agent per node: {second:?}");
+    assert!(
+        second.iter().all(|pid| !first.contains(pid)),
+        "old agents {first:?}, now {second:?}"
+    );
+    let mut again = netns_of(name);
+    again.sort();
+    assert_eq!(again, namespaces, "no duplicate or missing namespaces");
+    let state = lab.state();
+    let addr: IpAddr = state["pods"][0]["addresses"][0]
+        .as_str()
+        .unwrap()
+        .parse::<IpNet>()
+        .unwrap()
+        .addr();
+    let node = state["pods"][0]["node"].as_str().unwrap();
+    let out = weft_ok(&[
+        "lab",
+        "exec",
+        "--name",
+        name,
+        node,
+        "--",
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &addr.to_string(),
+    ]);
+    assert!(
+        text(&out.stdout).contains("1 received"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    weft_ok(&["lab", "down", "--name", name]);
+    assert_eq!(netns_of(name), Vec::<String>::new());
+    assert!(!Path::new("/run/weft-lab").join(name).exists());
+    assert_eq!(agents_of(name), Vec::<u32>::new());
+}
+
 #[test]
 fn errors_name_the_problem() {
     if prerequisites().is_none() {

@@ -190,3 +190,46 @@ fn dual_stack_needs_one_interface_for_both_default_routes() {
         assert_eq!(ext.ext_addr_v6, Some("2001:db8:1::1".parse().unwrap()));
     });
 }
+
+const V6: &str = r#"{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56"}"#;
+
+#[test]
+fn public_ipv6_selects_its_interface_or_is_refused() {
+    in_netns(|| {
+        let on_iface = Flags {
+            public_ipv6: Some("2001:db8:1::1".parse().unwrap()),
+            ..Flags::default()
+        };
+        let ext = run(on_iface, V6).unwrap();
+        assert_eq!(ext.name, "eth1");
+        assert_eq!(ext.ext_addr_v6, Some("2001:db8:1::1".parse().unwrap()));
+        assert_eq!(ext.ext_addr, None);
+        let nowhere = Flags {
+            public_ipv6: Some("2001:db8:ff::9".parse().unwrap()),
+            ..Flags::default()
+        };
+        let err = format!("{:#}", run(nowhere, V6).unwrap_err());
+        assert!(
+            err.contains("Failed to find any valid interface to use")
+                && err.contains("--public-ipv6 2001:db8:ff::9")
+                && err.contains("--iface"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn external_ipv6_differs_from_the_interface_address() {
+    // A NAT'd IPv6 node: tunnels leave eth1, peers are told another address.
+    in_netns(|| {
+        let flags = Flags {
+            iface: vec!["eth1".into()],
+            public_ipv6: Some("2001:db8:ff::9".parse().unwrap()),
+            ..Flags::default()
+        };
+        let ext = run(flags, V6).unwrap();
+        assert_eq!(ext.name, "eth1");
+        assert_eq!(ext.iface_addr_v6, Some("2001:db8:1::1".parse().unwrap()));
+        assert_eq!(ext.ext_addr_v6, Some("2001:db8:ff::9".parse().unwrap()));
+    });
+}
