@@ -81,6 +81,20 @@ enum Command {
         /// does not show in `ps`.
         #[arg(long, env = "FLANNELD_ETCD_PASSWORD", hide_env_values = true)]
         etcd_password: Option<String>,
+        /// Check the Kubernetes store, as weftd's --kube-subnet-mgr: the API
+        /// reachable with these credentials and this node's podCIDR assigned.
+        #[arg(long, env = "FLANNELD_KUBE_SUBNET_MGR")]
+        kube_subnet_mgr: bool,
+        /// kubeconfig for the API (default: the in-cluster service account).
+        #[arg(long, value_name = "FILE", env = "FLANNELD_KUBECONFIG_FILE")]
+        kubeconfig_file: Option<PathBuf>,
+        /// The API server's URL, as weftd's flag.
+        #[arg(long, value_name = "URL", env = "FLANNELD_KUBE_API_URL")]
+        kube_api_url: Option<String>,
+        /// This node's name in Kubernetes (default: $NODE_NAME, else the host
+        /// name, as the kubelet names nodes).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: Option<String>,
         /// The external interface weftd is told to use (--iface).
         #[arg(long)]
         iface: Option<String>,
@@ -157,6 +171,10 @@ fn main() -> ExitCode {
             etcd_keyfile,
             etcd_username,
             etcd_password,
+            kube_subnet_mgr,
+            kubeconfig_file,
+            kube_api_url,
+            node_name,
             iface,
             json,
         } => check::run(
@@ -171,6 +189,11 @@ fn main() -> ExitCode {
                     password: etcd_password,
                 },
                 etcd_prefix,
+                kube: kube_subnet_mgr.then(|| check::KubeCheck {
+                    kubeconfig: kubeconfig_file,
+                    api_url: kube_api_url,
+                    node: node_name.unwrap_or_else(host_name),
+                }),
                 iface,
             },
             json,
@@ -179,4 +202,11 @@ fn main() -> ExitCode {
         Command::Lab(command) => lab::run(command),
         Command::Bench(args) => bench::run(args),
     }
+}
+
+/// The kernel's host name, lower-cased as the kubelet names its node.
+fn host_name() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
 }

@@ -206,3 +206,94 @@ fn dual_stack_nodes_carry_both_families() {
         "backend-v6-data is flannel-v6.1's: {link}"
     );
 }
+
+/// `weft check --kube-subnet-mgr` on a node of a Kubernetes lab: the API
+/// answers with the agent's credentials and the node's podCIDR is there; a
+/// node the controller-manager has not given a podCIDR fails with the fix;
+/// an unknown node name fails naming it.
+#[test]
+fn weft_check_reads_the_node_and_its_podcidr() {
+    if !root() {
+        return;
+    }
+    let lab = kube_lab("k-chk");
+    let kubeconfig = match &lab.lab().state().store {
+        weft_lab::StoreState::Kube(k) => k.kubeconfig.clone(),
+        other => panic!("not a kube lab: {other:?}"),
+    };
+    let check = |node: &str| {
+        let out = lab.run(
+            "node1",
+            &[
+                env!("CARGO_BIN_EXE_weft"),
+                "check",
+                "--json",
+                "--kube-subnet-mgr",
+                "--kubeconfig-file",
+                kubeconfig.to_str().unwrap(),
+                "--node-name",
+                node,
+            ],
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let find = |name: &str| {
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["name"] == name)
+                .cloned()
+                .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
+        };
+        (find("kubernetes API"), find("podCIDR"))
+    };
+
+    let (api, cidr) = check("node1");
+    assert_eq!(api["level"], "ok", "{api}");
+    assert_eq!(cidr["level"], "ok", "{cidr}");
+    assert!(
+        cidr["seen"]
+            .as_str()
+            .unwrap()
+            .contains(&lab.subnet("node1")),
+        "{cidr}"
+    );
+
+    let (code, body) = http(
+        &lab,
+        "store",
+        API,
+        "POST",
+        "/weft-test/v1/nodes",
+        r#"{"name":"node8","internalIP":"192.0.2.8","allocatePodCIDR":false}"#,
+    );
+    assert!(code < 300, "{code} {body}");
+    let (api, cidr) = check("node8");
+    assert_eq!(api["level"], "ok", "{api}");
+    assert_eq!(cidr["level"], "fail", "{cidr}");
+    assert!(
+        cidr["fix"]
+            .as_str()
+            .unwrap()
+            .contains("--allocate-node-cidrs"),
+        "{cidr}"
+    );
+
+    let out = lab.run(
+        "node1",
+        &[
+            env!("CARGO_BIN_EXE_weft"),
+            "check",
+            "--json",
+            "--kube-subnet-mgr",
+            "--kubeconfig-file",
+            kubeconfig.to_str().unwrap(),
+            "--node-name",
+            "no-such-node",
+        ],
+    );
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("cannot read node no-such-node"), "{text}");
+}

@@ -148,6 +148,27 @@ impl KubeLeaseStore {
             .map(String::as_str)
     }
 
+    /// This node's podCIDRs as the API holds them now, in one look (no
+    /// waiting, no retry): for a preflight (`weft check`). `Ok(None)` while
+    /// the controller-manager has not assigned any.
+    pub async fn pod_cidrs_now(&self) -> Result<Option<Vec<String>>, StoreError> {
+        let name = self.node_name().await?.to_owned();
+        let what = format!("cannot get node {name}");
+        let node = client::call(self.nodes.get(&name))
+            .await
+            .map_err(|f| client::store_error(&what, f))?;
+        let cidrs = node::pod_cidrs(&node).map_err(|detail| StoreError::Refused {
+            store: client::STORE,
+            detail: format!("node {name}: {detail}"),
+        })?;
+        Ok(cidrs.map(|c| {
+            c.v4.map(|n| n.to_string())
+                .into_iter()
+                .chain(c.v6.map(|n| n.to_string()))
+                .collect()
+        }))
+    }
+
     async fn node_of_pod(&self, namespace: &str, name: &str) -> Result<String, StoreError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let what = format!("error retrieving pod spec for '{namespace}/{name}'");

@@ -10,6 +10,7 @@ mod clock;
 mod findings;
 mod firewall;
 mod kernel;
+mod kube;
 mod node;
 mod offload;
 
@@ -21,6 +22,7 @@ use serde::Serialize;
 use crate::out;
 
 pub use findings::{Finding, Level};
+pub use kube::KubeCheck;
 
 /// What `weft check` is asked to look at.
 #[derive(Debug, Clone, Default)]
@@ -31,6 +33,8 @@ pub struct CheckInput {
     /// weftd's flags.
     pub etcd: weft_store::etcd::EtcdOptions,
     pub etcd_prefix: String,
+    /// The Kubernetes store (`--kube-subnet-mgr`), when asked for.
+    pub kube: Option<kube::KubeCheck>,
     /// `--iface`-style choice of the external interface (default: the
     /// default route's).
     pub iface: Option<String>,
@@ -52,6 +56,9 @@ pub fn run_checks(input: &CheckInput) -> CheckReport {
     findings.extend(firewall::ports(cfg.as_ref()));
     findings.extend(offload::findings());
     findings.extend(node::store(input));
+    if let Some(k) = &input.kube {
+        findings.extend(kube::findings(k));
+    }
     CheckReport {
         ok: findings.iter().all(|f| f.level != Level::Fail),
         findings,

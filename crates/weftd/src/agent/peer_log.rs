@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use weft_core::lease::{Lease, LeaseSubnets};
 
 /// At most this many peer lines per snapshot; a relist of a large cluster
 /// gets a count for the rest instead of thousands of lines.
@@ -31,23 +34,33 @@ pub enum PeerChange {
     },
 }
 
-/// The parts of a peer lease a log line names.
+/// The parts of a peer lease a log line names. Kept small (the backend
+/// data only as a hash): the agent holds one per peer, thousands of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerFacts {
     subnets: LeaseSubnets,
-    attrs: LeaseAttrs,
+    public_ip: Option<Ipv4Addr>,
+    public_ipv6: Option<Ipv6Addr>,
+    backend_type: String,
+    backend_data: u64,
 }
 
 impl PeerFacts {
     fn of(lease: &Lease) -> PeerFacts {
+        let mut h = DefaultHasher::new();
+        lease.attrs.backend_data.hash(&mut h);
+        lease.attrs.backend_v6_data.hash(&mut h);
         PeerFacts {
             subnets: lease.subnets,
-            attrs: lease.attrs.clone(),
+            public_ip: lease.attrs.public_ip,
+            public_ipv6: lease.attrs.public_ipv6,
+            backend_type: lease.attrs.backend_type.clone(),
+            backend_data: h.finish(),
         }
     }
 
     fn endpoint(&self) -> String {
-        match (self.attrs.public_ip, self.attrs.public_ipv6) {
+        match (self.public_ip, self.public_ipv6) {
             (Some(a), Some(b)) => format!("{a},{b}"),
             (Some(a), None) => a.to_string(),
             (None, Some(b)) => b.to_string(),
@@ -80,14 +93,12 @@ impl fmt::Display for PeerChange {
                 if from.endpoint() != to.endpoint() {
                     parts.push(format!("{} → {}", from.endpoint(), to.endpoint()));
                 }
-                if from.attrs.backend_type != to.attrs.backend_type {
+                if from.backend_type != to.backend_type {
                     parts.push(format!(
                         "backend {} → {}",
-                        from.attrs.backend_type, to.attrs.backend_type
+                        from.backend_type, to.backend_type
                     ));
-                } else if from.attrs.backend_data != to.attrs.backend_data
-                    || from.attrs.backend_v6_data != to.attrs.backend_v6_data
-                {
+                } else if from.backend_data != to.backend_data {
                     parts.push("new backend data".to_owned());
                 }
                 write!(f, "{})", parts.join(", "))
@@ -119,35 +130,38 @@ impl PeerLog {
             .iter()
             .map(|(id, lease)| (id.clone(), PeerFacts::of(lease)))
             .collect();
-        let Some(before) = self.known.replace(now) else {
+        let Some(before) = self.known.take() else {
+            self.known = Some(now);
             return Observed::First {
                 peers: accepted.len(),
             };
         };
         let mut changes = Vec::new();
-        for (id, lease) in accepted {
+        for (id, _) in accepted {
+            let Some(facts) = now.get(id) else { continue };
             match before.get(id) {
                 None => changes.push(PeerChange::Added {
                     id: id.clone(),
-                    lease: PeerFacts::of(lease),
+                    lease: facts.clone(),
                 }),
-                Some(old) if *old != PeerFacts::of(lease) => changes.push(PeerChange::Moved {
+                Some(old) if old != facts => changes.push(PeerChange::Moved {
                     id: id.clone(),
                     from: old.clone(),
-                    to: PeerFacts::of(lease),
+                    to: facts.clone(),
                 }),
                 Some(_) => {}
             }
         }
         let mut removed: Vec<(&String, &PeerFacts)> = before
             .iter()
-            .filter(|(id, _)| !accepted.iter().any(|(a, _)| a == *id))
+            .filter(|(id, _)| !now.contains_key(*id))
             .collect();
         removed.sort_by_key(|(id, _)| *id);
         changes.extend(removed.into_iter().map(|(id, lease)| PeerChange::Removed {
             id: id.clone(),
             lease: lease.clone(),
         }));
+        self.known = Some(now);
         Observed::Changes(changes)
     }
 }
@@ -175,6 +189,7 @@ pub fn log(observed: &Observed) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use weft_core::lease::LeaseAttrs;
 
     fn lease(subnet: &str, ip: &str) -> Lease {
         Lease {
