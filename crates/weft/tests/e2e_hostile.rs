@@ -428,8 +428,12 @@ fn hostile_kube_nodes_leave_the_kernel_untouched() {
                 );
             }),
         ),
+        // Every node keeps the older of two nodes claiming one podCIDR,
+        // by creationTimestamp (one-second resolution) and then by name: a
+        // name after node1's keeps node1 the holder even when the lab came
+        // up within the same second as this node.
         (
-            "bad-own",
+            "zz-bad-own",
             "192.0.2.85",
             "02:42:00:00:00:85",
             Some(&own),
