@@ -1,8 +1,12 @@
 //! Typed `BackendData` per backend, as flannel publishes it in leases and
 //! node annotations. Peers' data is untrusted: decoding checks every field.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::lease::RawJson;
 use crate::mac::Mac;
@@ -42,54 +46,114 @@ pub enum BackendDataError {
     Invalid { field: &'static str, why: String },
 }
 
-/// Looks a key up as Go's `encoding/json` does: exact match first, then a
-/// case-insensitive one.
-fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    map.get(name).or_else(|| {
-        map.iter()
-            .rev()
-            .find(|(k, _)| equal_fold(k, name))
-            .map(|(_, v)| v)
-    })
+/// A JSON string, borrowed from the lease text unless it had escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
 }
 
-fn object(raw: Option<&RawJson>) -> Result<Map<String, Value>, BackendDataError> {
+/// The members of a backend-data object in document order, values left as
+/// raw text. Every peer's data is decoded on every reconcile pass, so this
+/// borrows from the lease instead of building a `serde_json::Value` tree
+/// (which cost a tenth of a pass at 5 000 peers).
+struct Members<'a>(Vec<(Text<'a>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(2));
+                while let Some(member) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(MembersVisitor)
+    }
+}
+
+impl<'a> Members<'a> {
+    /// The value Go's `encoding/json` would leave in field `name`: keys
+    /// match case-insensitively, members apply in document order (a later
+    /// duplicate wins), and a `null` member changes nothing. A member of
+    /// the wrong type is an error even if a later duplicate is fine.
+    fn field<T>(
+        &self,
+        name: &'static str,
+        parse: impl Fn(&'a RawValue) -> Option<T>,
+        expected: impl Fn() -> String,
+    ) -> Result<Option<T>, BackendDataError> {
+        let mut found = None;
+        for (key, value) in &self.0 {
+            if !equal_fold(&key.0, name) || value.get() == "null" {
+                continue;
+            }
+            match parse(value) {
+                Some(v) => found = Some(v),
+                None => {
+                    return Err(BackendDataError::Invalid {
+                        field: name,
+                        why: expected(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn uint_field(&self, name: &'static str, max: u64) -> Result<Option<u64>, BackendDataError> {
+        self.field(
+            name,
+            |v| {
+                serde_json::from_str::<u64>(v.get())
+                    .ok()
+                    .filter(|n| *n <= max)
+            },
+            || format!("expected an integer between 0 and {max}"),
+        )
+    }
+
+    fn str_field(&self, name: &'static str) -> Result<Cow<'a, str>, BackendDataError> {
+        self.field(
+            name,
+            |v| serde_json::from_str::<Text<'a>>(v.get()).ok().map(|t| t.0),
+            || "expected a string".to_owned(),
+        )?
+        .ok_or(BackendDataError::MissingField(name))
+    }
+}
+
+fn object(raw: Option<&RawJson>) -> Result<Members<'_>, BackendDataError> {
     let raw = raw.ok_or(BackendDataError::Missing)?;
-    match serde_json::from_str::<Value>(raw.as_str()) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(Value::Null) => Err(BackendDataError::Missing),
-        _ => Err(BackendDataError::NotObject),
-    }
-}
-
-fn uint_field(
-    map: &Map<String, Value>,
-    name: &'static str,
-    max: u64,
-) -> Result<Option<u64>, BackendDataError> {
-    match field(map, name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n <= max => Ok(Some(n)),
-            _ => Err(BackendDataError::Invalid {
-                field: name,
-                why: format!("expected an integer between 0 and {max}"),
-            }),
-        },
-    }
-}
-
-fn str_field<'a>(
-    map: &'a Map<String, Value>,
-    name: &'static str,
-) -> Result<&'a str, BackendDataError> {
-    match field(map, name) {
-        None | Some(Value::Null) => Err(BackendDataError::MissingField(name)),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(BackendDataError::Invalid {
-            field: name,
-            why: "expected a string".into(),
-        }),
+    match serde_json::from_str::<Option<Members<'_>>>(raw.as_str()) {
+        Ok(Some(members)) => Ok(members),
+        Ok(None) => Err(BackendDataError::Missing),
+        Err(_) => Err(BackendDataError::NotObject),
     }
 }
 
@@ -98,10 +162,13 @@ impl VxlanData {
     pub const MAX_VNI: u32 = (1 << 24) - 1;
 
     pub fn decode(raw: Option<&RawJson>) -> Result<VxlanData, BackendDataError> {
-        let map = object(raw)?;
-        let vni = uint_field(&map, "VNI", u64::from(Self::MAX_VNI))?.unwrap_or(0) as u32;
+        let members = object(raw)?;
+        let vni = members
+            .uint_field("VNI", u64::from(Self::MAX_VNI))?
+            .unwrap_or(0) as u32;
         let mac: Mac =
-            str_field(&map, "VtepMAC")?
+            members
+                .str_field("VtepMAC")?
                 .parse()
                 .map_err(|e: crate::mac::MacParseError| BackendDataError::Invalid {
                     field: "VtepMAC",
@@ -123,8 +190,8 @@ impl VxlanData {
 
 impl WireguardData {
     pub fn decode(raw: Option<&RawJson>) -> Result<WireguardData, BackendDataError> {
-        let map = object(raw)?;
-        let public_key = WgKey::from_base64(str_field(&map, "PublicKey")?).map_err(|e| {
+        let members = object(raw)?;
+        let public_key = WgKey::from_base64(&members.str_field("PublicKey")?).map_err(|e| {
             BackendDataError::Invalid {
                 field: "PublicKey",
                 why: e.to_string(),
@@ -136,7 +203,9 @@ impl WireguardData {
                 why: "the all-zero key is not a valid public key".into(),
             });
         }
-        let port = uint_field(&map, "Port", u64::from(u16::MAX))?.unwrap_or(0) as u16;
+        let port = members
+            .uint_field("Port", u64::from(u16::MAX))?
+            .unwrap_or(0) as u16;
         Ok(WireguardData { public_key, port })
     }
 
@@ -177,6 +246,40 @@ mod tests {
         let d =
             VxlanData::decode(Some(&raw(r#"{"vni":7,"vtepmac":"2e:1d:8b:97:dc:f0"}"#))).unwrap();
         assert_eq!(d.vni, 7);
+    }
+
+    #[test]
+    fn members_apply_in_document_order_as_go_does() {
+        let mac = "2e:1d:8b:97:dc:f0".parse().unwrap();
+        for (json, vni) in [
+            // A later duplicate wins, whatever the case of either.
+            (r#"{"VNI":2,"vni":3,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#, 3),
+            (r#"{"vni":3,"VNI":2,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#, 2),
+            // A null member leaves the field as it was.
+            (r#"{"VNI":4,"VNI":null,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#, 4),
+            // Escapes in keys and values are decoded.
+            (
+                r#"{"V\u004eI":5,"VtepMAC":"2e:1d:8b:97:dc:\u0066\u0030"}"#,
+                5,
+            ),
+        ] {
+            assert_eq!(
+                VxlanData::decode(Some(&raw(json))),
+                Ok(VxlanData { vni, vtep_mac: mac }),
+                "{json}"
+            );
+        }
+        // A member of the wrong type is an error even if a later one is fine.
+        assert!(
+            VxlanData::decode(Some(&raw(
+                r#"{"VNI":"1","VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"}"#
+            )))
+            .is_err()
+        );
+        assert_eq!(
+            VxlanData::decode(Some(&raw(r#"{"VNI":1,"VtepMAC":null}"#))),
+            Err(BackendDataError::MissingField("VtepMAC"))
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod alloc;
 pub mod backend_data;
 pub mod etcd_key;
+pub mod fast_hash;
 pub mod lease;
 pub mod mac;
 pub mod netconf;

@@ -5,7 +5,6 @@
 //! snapshot handed to the planner, with a reason an operator can act on; it
 //! is never programmed and never stops the agent.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -13,6 +12,7 @@ use ipnet::IpNet;
 
 use crate::backend_data::{BackendDataError, VxlanData, WireguardData};
 use crate::etcd_key::SubnetKeyError;
+use crate::fast_hash::FastMap;
 use crate::lease::{Lease, LeaseDecodeError, LeaseSubnets};
 use crate::netconf::{BackendConfig, NetConfig};
 use crate::prefix::{self, Family};
@@ -168,7 +168,7 @@ pub fn screen_prechecked<'a>(
     candidates: impl IntoIterator<Item = (&'a str, &'a Precheck)>,
 ) -> ScreenedPeers {
     let mut out = ScreenedPeers::default();
-    let mut holders: HashMap<IpNet, &'a str> = HashMap::new();
+    let mut holders: FastMap<IpNet, &'a str> = FastMap::default();
     for (id, checked) in candidates {
         let lease = match checked {
             Precheck::Own => continue,
@@ -295,7 +295,7 @@ fn check_backend(cfg: &NetConfig, lease: &Lease) -> Result<(), PeerRejection> {
 
 fn check_overlap(
     own: &LeaseSubnets,
-    holders: &HashMap<IpNet, &str>,
+    holders: &FastMap<IpNet, &str>,
     lease: &Lease,
 ) -> Result<(), PeerRejection> {
     for subnet in lease.subnets.iter() {

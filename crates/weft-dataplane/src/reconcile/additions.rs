@@ -10,9 +10,10 @@
 //! follows still converges everything, repairs drift and does every
 //! removal; it finds these entries present and sends nothing for them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 
+use weft_core::fast_hash::FastSet;
 use weft_core::plan::{Desired, DeviceSpec};
 
 use super::entries::{self, EntryChanges};
@@ -22,7 +23,7 @@ use crate::netlink::NetlinkError;
 
 /// The items of `new` that `old` lacks, in `new`'s order.
 fn added<'a, T: Hash + Eq>(old: &[T], new: &'a [T]) -> Vec<&'a T> {
-    let old: HashSet<&T> = old.iter().collect();
+    let old: FastSet<&T> = old.iter().collect();
     new.iter().filter(|x| !old.contains(x)).collect()
 }
 

@@ -3,9 +3,9 @@
 //! weft's, so anything not desired is stale: a peer that left while the
 //! agent was down is cleaned up (flannel never does, #2554).
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
+use weft_core::fast_hash::{FastMap, FastSet};
 use weft_core::mac::Mac;
 use weft_core::plan::{FdbPlan, NeighPlan};
 
@@ -28,8 +28,8 @@ fn note(
 }
 
 /// Desired neighbours of one device, as `ip → mac`.
-pub fn neighbours_by_dev(plans: &[NeighPlan]) -> HashMap<&str, HashMap<IpAddr, Mac>> {
-    let mut out: HashMap<&str, HashMap<IpAddr, Mac>> = HashMap::new();
+pub fn neighbours_by_dev(plans: &[NeighPlan]) -> FastMap<&str, FastMap<IpAddr, Mac>> {
+    let mut out: FastMap<&str, FastMap<IpAddr, Mac>> = FastMap::default();
     for n in plans {
         out.entry(n.dev.as_str()).or_default().insert(n.ip, n.mac);
     }
@@ -37,8 +37,8 @@ pub fn neighbours_by_dev(plans: &[NeighPlan]) -> HashMap<&str, HashMap<IpAddr, M
 }
 
 /// Desired FDB entries of one device, as `(mac, dst)`.
-pub fn fdb_by_dev(plans: &[FdbPlan]) -> HashMap<&str, HashSet<(Mac, IpAddr)>> {
-    let mut out: HashMap<&str, HashSet<(Mac, IpAddr)>> = HashMap::new();
+pub fn fdb_by_dev(plans: &[FdbPlan]) -> FastMap<&str, FastSet<(Mac, IpAddr)>> {
+    let mut out: FastMap<&str, FastSet<(Mac, IpAddr)>> = FastMap::default();
     for f in plans {
         out.entry(f.dev.as_str())
             .or_default()
@@ -61,14 +61,14 @@ pub struct EntryChanges {
 pub async fn diff(
     nl: &Netlink,
     index: u32,
-    want_neigh: &HashMap<IpAddr, Mac>,
-    want_fdb: &HashSet<(Mac, IpAddr)>,
+    want_neigh: &FastMap<IpAddr, Mac>,
+    want_fdb: &FastSet<(Mac, IpAddr)>,
 ) -> Result<EntryChanges, NetlinkError> {
     let mut changes = EntryChanges {
         index,
         ..EntryChanges::default()
     };
-    let have: HashMap<IpAddr, Option<Mac>> = nl
+    let have: FastMap<IpAddr, Option<Mac>> = nl
         .neighbours(index)
         .await?
         .into_iter()
@@ -86,7 +86,7 @@ pub async fn diff(
         .copied()
         .collect();
 
-    let have_fdb: HashSet<(Mac, IpAddr)> = nl
+    let have_fdb: FastSet<(Mac, IpAddr)> = nl
         .fdb(index)
         .await?
         .into_iter()
@@ -95,7 +95,7 @@ pub async fn diff(
     changes.fdb_set = want_fdb.difference(&have_fdb).copied().collect();
     // A replaced entry (same MAC, new remote) takes the old one's place, so
     // only remotes that no desired entry overwrites need a delete.
-    let replaced: HashSet<Mac> = changes.fdb_set.iter().map(|(m, _)| *m).collect();
+    let replaced: FastSet<Mac> = changes.fdb_set.iter().map(|(m, _)| *m).collect();
     changes.fdb_del = have_fdb
         .difference(want_fdb)
         .filter(|(m, _)| !replaced.contains(m))

@@ -77,7 +77,7 @@ impl Reconciler {
 
         let want_neigh = entries::neighbours_by_dev(&desired.neighbours);
         let want_fdb = entries::fdb_by_dev(&desired.fdb);
-        let empty_neigh = HashMap::new();
+        let empty_neigh = Default::default();
         let empty_fdb = Default::default();
         let mut entry_changes = Vec::new();
         for spec in &desired.devices {

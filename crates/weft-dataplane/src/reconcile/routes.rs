@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use ipnet::IpNet;
 use weft_core::Family;
+use weft_core::fast_hash::FastMap;
 use weft_core::plan::{Dev, RoutePlan, RouteTarget};
 
 use super::ApplyReport;
@@ -94,11 +95,12 @@ pub async fn diff(
     for family in Family::ALL {
         have.extend(nl.routes(family).await?);
     }
-    let by_dst: HashMap<IpNet, Vec<&RouteInfo>> = have.iter().fold(HashMap::new(), |mut m, r| {
-        m.entry(r.dst).or_default().push(r);
-        m
-    });
-    let wanted: HashMap<IpNet, &RouteSpec> = want.iter().map(|s| (s.dst, s)).collect();
+    let by_dst: FastMap<IpNet, Vec<&RouteInfo>> =
+        have.iter().fold(FastMap::default(), |mut m, r| {
+            m.entry(r.dst).or_default().push(r);
+            m
+        });
+    let wanted: FastMap<IpNet, &RouteSpec> = want.iter().map(|s| (s.dst, s)).collect();
     let mut changes = RouteChanges::default();
     for spec in want {
         let present = by_dst

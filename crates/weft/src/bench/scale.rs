@@ -217,18 +217,21 @@ impl Bench<'_> {
             bail!("rewriting a skipped lease triggered no reconcile pass");
         }
         let n = triggers as f64;
-        // Resync passes that fell into a window are passes too: the store
-        // side is charged per trigger, the rest per pass.
-        let store_us = ((store_cpu - idle) / n / 1e3).max(0.0);
-        let pass_us = ((full_cpu - idle) / 1e3 - store_us * n) / passes;
-        let per_pass_store = if store_passes > 0.0 {
-            " (a resync fell into the store window)"
-        } else {
-            ""
-        };
-        if !per_pass_store.is_empty() {
-            self.ctx
-                .say(format!("scale: K = {}:{per_pass_store}", at.k));
+        // Each window costs n store-side events plus its passes (a resync
+        // can fall into either window): two equations, two unknowns.
+        //   store window: store_cpu - idle = n·store + store_passes·pass
+        //   pass window:  full_cpu  - idle = n·store + passes·pass
+        let extra_passes = passes - store_passes;
+        if extra_passes < 1.0 {
+            bail!("rewriting a skipped lease triggered no more passes than a renewal");
+        }
+        let pass_us = ((full_cpu - store_cpu) / 1e3 / extra_passes).max(0.0);
+        let store_us = (((store_cpu - idle) / 1e3 - store_passes * pass_us) / n).max(0.0);
+        if store_passes > 0.0 {
+            self.ctx.say(format!(
+                "scale: K = {}: {store_passes} resync pass(es) fell into the store window; subtracted",
+                at.k
+            ));
         }
         at.cpu = Some(PassCpu {
             store_us,

@@ -310,9 +310,9 @@ impl Dataplane {
         Ok(())
     }
 
-    async fn pass(&mut self, lease: &Lease, snapshot: &PeerSnapshot) -> Result<()> {
+    async fn pass(&mut self, lease: &Lease, snapshot: &Arc<PeerSnapshot>) -> Result<()> {
         let desired = self.plan(lease, &snapshot.peers.accepted)?;
-        let peers_changed = super::peer_log::log(&self.peer_log.observe(&snapshot.peers.accepted));
+        let peers_changed = super::peer_log::log(&self.peer_log.observe(snapshot));
         for (id, why) in &desired.skipped {
             tracing::debug!(peer = %id, "not programmed: {why}");
         }

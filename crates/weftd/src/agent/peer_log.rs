@@ -2,13 +2,14 @@
 //! per reconcile pass: what an operator reading `journalctl` wants to see
 //! is which node changed, not how many kernel objects a pass touched.
 
-use std::collections::HashMap;
 use std::fmt;
-
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
+use weft_core::fast_hash::{FastMap, FastSet};
 use weft_core::lease::{Lease, LeaseSubnets};
+use weft_store::PeerSnapshot;
 
 /// At most this many peer lines per snapshot; a relist of a large cluster
 /// gets a count for the rest instead of thousands of lines.
@@ -117,51 +118,71 @@ pub enum Observed {
     Changes(Vec<PeerChange>),
 }
 
-/// The peers of the last snapshot, by store id.
+/// The last snapshot seen. Holding it costs nothing (the status and the
+/// watch channel hold the same `Arc`), where a map of its own was a fourth
+/// copy of every peer and cost milliseconds per pass to rebuild.
 #[derive(Default)]
 pub struct PeerLog {
-    known: Option<HashMap<String, PeerFacts>>,
+    last: Option<Arc<PeerSnapshot>>,
+}
+
+/// Whether a peer's lease says anything new: its subnets, addresses or
+/// backend (the expiration moves with every renewal and says nothing).
+fn same_peer(a: &Lease, b: &Lease) -> bool {
+    a.subnets == b.subnets && a.attrs == b.attrs
 }
 
 impl PeerLog {
-    /// Compares `accepted` with the previous snapshot and remembers it.
-    pub fn observe(&mut self, accepted: &[(String, Lease)]) -> Observed {
-        let now: HashMap<String, PeerFacts> = accepted
-            .iter()
-            .map(|(id, lease)| (id.clone(), PeerFacts::of(lease)))
-            .collect();
-        let Some(before) = self.known.take() else {
-            self.known = Some(now);
+    /// Compares `snapshot` with the previous one and remembers it.
+    pub fn observe(&mut self, snapshot: &Arc<PeerSnapshot>) -> Observed {
+        let accepted = &snapshot.peers.accepted;
+        let Some(before) = self.last.replace(Arc::clone(snapshot)) else {
             return Observed::First {
                 peers: accepted.len(),
             };
         };
+        if Arc::ptr_eq(&before, snapshot) {
+            return Observed::Changes(Vec::new());
+        }
+        let old: FastMap<&str, &Lease> = before
+            .peers
+            .accepted
+            .iter()
+            .map(|(id, lease)| (id.as_str(), lease))
+            .collect();
         let mut changes = Vec::new();
-        for (id, _) in accepted {
-            let Some(facts) = now.get(id) else { continue };
-            match before.get(id) {
-                None => changes.push(PeerChange::Added {
+        let mut added = 0;
+        for (id, lease) in accepted {
+            match old.get(id.as_str()) {
+                None => {
+                    added += 1;
+                    changes.push(PeerChange::Added {
+                        id: id.clone(),
+                        lease: PeerFacts::of(lease),
+                    });
+                }
+                Some(was) if !same_peer(was, lease) => changes.push(PeerChange::Moved {
                     id: id.clone(),
-                    lease: facts.clone(),
-                }),
-                Some(old) if old != facts => changes.push(PeerChange::Moved {
-                    id: id.clone(),
-                    from: old.clone(),
-                    to: facts.clone(),
+                    from: PeerFacts::of(was),
+                    to: PeerFacts::of(lease),
                 }),
                 Some(_) => {}
             }
         }
-        let mut removed: Vec<(&String, &PeerFacts)> = before
-            .iter()
-            .filter(|(id, _)| !now.contains_key(*id))
-            .collect();
-        removed.sort_by_key(|(id, _)| *id);
-        changes.extend(removed.into_iter().map(|(id, lease)| PeerChange::Removed {
-            id: id.clone(),
-            lease: lease.clone(),
-        }));
-        self.known = Some(now);
+        // Store ids are unique: every old peer was seen again unless fewer
+        // than all of them were.
+        if accepted.len() - added < old.len() {
+            let now: FastSet<&str> = accepted.iter().map(|(id, _)| id.as_str()).collect();
+            let mut removed: Vec<(&str, &Lease)> = old
+                .into_iter()
+                .filter(|(id, _)| !now.contains(id))
+                .collect();
+            removed.sort_by_key(|(id, _)| *id);
+            changes.extend(removed.into_iter().map(|(id, lease)| PeerChange::Removed {
+                id: id.to_owned(),
+                lease: PeerFacts::of(lease),
+            }));
+        }
         Observed::Changes(changes)
     }
 }
@@ -206,6 +227,19 @@ mod tests {
         }
     }
 
+    fn snap(peers: &[(String, Lease)]) -> Arc<PeerSnapshot> {
+        Arc::new(PeerSnapshot {
+            revision: 1,
+            peers: weft_core::peer::ScreenedPeers {
+                accepted: peers.to_vec(),
+                rejected: Vec::new(),
+            },
+            own_present: true,
+            skipped_total: Default::default(),
+            watch_restarts: Default::default(),
+        })
+    }
+
     fn lines(observed: &Observed) -> Vec<String> {
         match observed {
             Observed::First { .. } => panic!("not the first snapshot"),
@@ -219,19 +253,19 @@ mod tests {
         let a = ("node-a".to_owned(), lease("10.244.1.0/24", "192.0.2.1"));
         let b = ("node-b".to_owned(), lease("10.244.2.0/24", "192.0.2.2"));
         assert_eq!(
-            log.observe(&[a.clone(), b.clone()]),
+            log.observe(&snap(&[a.clone(), b.clone()])),
             Observed::First { peers: 2 }
         );
         // The same peers again (a renewal, a resync): nothing to say.
         assert_eq!(
-            lines(&log.observe(&[a.clone(), b.clone()])),
+            lines(&log.observe(&snap(&[a.clone(), b.clone()]))),
             Vec::<String>::new()
         );
 
         let moved = ("node-b".to_owned(), lease("10.244.2.0/24", "192.0.2.9"));
         let c = ("node-c".to_owned(), lease("10.244.3.0/24", "192.0.2.3"));
         assert_eq!(
-            lines(&log.observe(&[moved.clone(), c])),
+            lines(&log.observe(&snap(&[moved.clone(), c]))),
             [
                 "peer changed: node-b (192.0.2.2 → 192.0.2.9)",
                 "peer added: node-c (10.244.3.0/24 at 192.0.2.3)",
@@ -248,10 +282,27 @@ mod tests {
         after.1.attrs.backend_data = Some(
             weft_core::lease::RawJson::parse(r#"{"VNI":1,"VtepMAC":"0e:00:00:00:00:02"}"#).unwrap(),
         );
-        log.observe(&[before]);
+        log.observe(&snap(&[before]));
         assert_eq!(
-            lines(&log.observe(&[after])),
+            lines(&log.observe(&snap(&[after]))),
             ["peer changed: node-a (new backend data)"]
+        );
+    }
+
+    #[test]
+    fn a_renewal_or_the_same_snapshot_is_no_change() {
+        let mut log = PeerLog::default();
+        let a = ("node-a".to_owned(), lease("10.244.1.0/24", "192.0.2.1"));
+        let first = snap(&[a.clone()]);
+        log.observe(&first);
+        assert_eq!(lines(&log.observe(&first)), Vec::<String>::new());
+        let mut renewed = a.clone();
+        renewed.1.expiration = Some(std::time::SystemTime::now());
+        assert_eq!(lines(&log.observe(&snap(&[renewed]))), Vec::<String>::new());
+        // Only removals: the removal scan must still run.
+        assert_eq!(
+            lines(&log.observe(&snap(&[]))),
+            ["peer removed: node-a (10.244.1.0/24 at 192.0.2.1)"]
         );
     }
 }
