@@ -69,21 +69,27 @@ impl FromStr for Mac {
     /// `net.ParseMAC` does for 48-bit addresses.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || MacParseError(s.chars().take(64).collect());
-        let sep = if s.contains('-') { '-' } else { ':' };
-        let mut out = [0u8; 6];
-        let mut parts = s.split(sep);
-        for slot in &mut out {
-            let part = parts.next().ok_or_else(err)?;
-            // Exactly two hex digits: `u8::from_str_radix` alone would take
-            // a sign ("+2"), which Go's net.ParseMAC (and so flannel) refuses.
-            let &[hi, lo] = part.as_bytes() else {
-                return Err(err());
-            };
-            let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(err);
-            *slot = u8::try_from(digit(hi)? << 4 | digit(lo)?).map_err(|_| err())?;
-        }
-        if parts.next().is_some() {
+        // `xx:xx:xx:xx:xx:xx`, one separator throughout. Byte by byte: every
+        // peer's MAC is parsed on every reconcile pass.
+        let bytes = s.as_bytes();
+        if bytes.len() != 17 {
             return Err(err());
+        }
+        let sep = bytes[2];
+        if sep != b':' && sep != b'-' {
+            return Err(err());
+        }
+        let mut out = [0u8; 6];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let at = i * 3;
+            if i > 0 && bytes[at - 1] != sep {
+                return Err(err());
+            }
+            // Exactly two hex digits: no sign, which Go's net.ParseMAC (and
+            // so flannel) refuses.
+            let digit = |b: u8| char::from(b).to_digit(16).ok_or_else(err);
+            *slot =
+                u8::try_from(digit(bytes[at])? << 4 | digit(bytes[at + 1])?).map_err(|_| err())?;
         }
         Ok(Mac(out))
     }
@@ -127,6 +133,9 @@ mod tests {
             "-2-42-c6-33-64-01",
             "2e:+d:8b:97:dc:f0",
             "2e:1d:8b:97:dc:+0",
+            "2e:1d-8b:97:dc:f0",
+            "2e:1d:8b:97:dc:f\u{e9}",
+            "2e 1d 8b 97 dc f0",
             " 2:42:c6:33:64:01",
             "2e:1d:8b:97:dc:é",
         ] {

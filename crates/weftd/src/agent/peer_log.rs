@@ -293,7 +293,7 @@ mod tests {
     fn a_renewal_or_the_same_snapshot_is_no_change() {
         let mut log = PeerLog::default();
         let a = ("node-a".to_owned(), lease("10.244.1.0/24", "192.0.2.1"));
-        let first = snap(&[a.clone()]);
+        let first = snap(std::slice::from_ref(&a));
         log.observe(&first);
         assert_eq!(lines(&log.observe(&first)), Vec::<String>::new());
         let mut renewed = a.clone();
