@@ -2,15 +2,12 @@
 //! node annotations. Peers' data is untrusted: decoding checks every field.
 
 use std::borrow::Cow;
-use std::fmt;
 
 use serde::Serialize;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use crate::lease::RawJson;
 use crate::mac::Mac;
-use crate::netconf::json_ci::equal_fold;
+use crate::netconf::json_ci::{CiObject, Text};
 use crate::wg_key::WgKey;
 
 /// vxlan: `{"VNI":1,"VtepMAC":"2e:1d:8b:97:dc:f0"}`.
@@ -46,115 +43,44 @@ pub enum BackendDataError {
     Invalid { field: &'static str, why: String },
 }
 
-/// A JSON string, borrowed from the lease text unless it had escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        d.deserialize_str(TextVisitor)
-    }
-}
-
-/// The members of a backend-data object in document order, values left as
-/// raw text. Every peer's data is decoded on every reconcile pass, so this
-/// borrows from the lease instead of building a `serde_json::Value` tree
-/// (which cost a tenth of a pass at 5 000 peers).
-struct Members<'a>(Vec<(Text<'a>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members<'de>, A::Error> {
-                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(2));
-                while let Some(member) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-                    members.push(member);
-                }
-                Ok(Members(members))
-            }
-        }
-        d.deserialize_map(MembersVisitor)
-    }
-}
-
-impl<'a> Members<'a> {
-    /// The value Go's `encoding/json` would leave in field `name`: keys
-    /// match case-insensitively, members apply in document order (a later
-    /// duplicate wins), and a `null` member changes nothing. A member of
-    /// the wrong type is an error even if a later duplicate is fine.
-    fn field<T>(
-        &self,
-        name: &'static str,
-        parse: impl Fn(&'a RawValue) -> Option<T>,
-        expected: impl Fn() -> String,
-    ) -> Result<Option<T>, BackendDataError> {
-        let mut found = None;
-        for (key, value) in &self.0 {
-            if !equal_fold(&key.0, name) || value.get() == "null" {
-                continue;
-            }
-            match parse(value) {
-                Some(v) => found = Some(v),
-                None => {
-                    return Err(BackendDataError::Invalid {
-                        field: name,
-                        why: expected(),
-                    });
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    fn uint_field(&self, name: &'static str, max: u64) -> Result<Option<u64>, BackendDataError> {
-        self.field(
-            name,
-            |v| {
-                serde_json::from_str::<u64>(v.get())
-                    .ok()
-                    .filter(|n| *n <= max)
-            },
-            || format!("expected an integer between 0 and {max}"),
-        )
-    }
-
-    fn str_field(&self, name: &'static str) -> Result<Cow<'a, str>, BackendDataError> {
-        self.field(
-            name,
-            |v| serde_json::from_str::<Text<'a>>(v.get()).ok().map(|t| t.0),
-            || "expected a string".to_owned(),
-        )?
-        .ok_or(BackendDataError::MissingField(name))
-    }
-}
-
-fn object(raw: Option<&RawJson>) -> Result<Members<'_>, BackendDataError> {
+/// The backend-data object, read as flannel's Go decoder reads it (keys
+/// fold case, a later duplicate wins, `null` changes nothing; see
+/// [`CiObject`]).
+fn object(raw: Option<&RawJson>) -> Result<CiObject<'_>, BackendDataError> {
     let raw = raw.ok_or(BackendDataError::Missing)?;
-    match serde_json::from_str::<Option<Members<'_>>>(raw.as_str()) {
+    match serde_json::from_str::<Option<CiObject<'_>>>(raw.as_str()) {
         Ok(Some(members)) => Ok(members),
         Ok(None) => Err(BackendDataError::Missing),
         Err(_) => Err(BackendDataError::NotObject),
     }
+}
+
+fn uint_field(
+    obj: &CiObject<'_>,
+    name: &'static str,
+    max: u64,
+) -> Result<Option<u64>, BackendDataError> {
+    obj.read(name, |v| {
+        serde_json::from_str::<u64>(v.get())
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| BackendDataError::Invalid {
+                field: name,
+                why: format!("expected an integer between 0 and {max}"),
+            })
+    })
+}
+
+fn str_field<'a>(obj: &CiObject<'a>, name: &'static str) -> Result<Cow<'a, str>, BackendDataError> {
+    obj.read(name, |v| {
+        serde_json::from_str::<Text<'a>>(v.get())
+            .map(|t| t.0)
+            .map_err(|_| BackendDataError::Invalid {
+                field: name,
+                why: "expected a string".to_owned(),
+            })
+    })?
+    .ok_or(BackendDataError::MissingField(name))
 }
 
 impl VxlanData {
@@ -162,13 +88,10 @@ impl VxlanData {
     pub const MAX_VNI: u32 = (1 << 24) - 1;
 
     pub fn decode(raw: Option<&RawJson>) -> Result<VxlanData, BackendDataError> {
-        let members = object(raw)?;
-        let vni = members
-            .uint_field("VNI", u64::from(Self::MAX_VNI))?
-            .unwrap_or(0) as u32;
+        let obj = object(raw)?;
+        let vni = uint_field(&obj, "VNI", u64::from(Self::MAX_VNI))?.unwrap_or(0) as u32;
         let mac: Mac =
-            members
-                .str_field("VtepMAC")?
+            str_field(&obj, "VtepMAC")?
                 .parse()
                 .map_err(|e: crate::mac::MacParseError| BackendDataError::Invalid {
                     field: "VtepMAC",
@@ -190,8 +113,8 @@ impl VxlanData {
 
 impl WireguardData {
     pub fn decode(raw: Option<&RawJson>) -> Result<WireguardData, BackendDataError> {
-        let members = object(raw)?;
-        let public_key = WgKey::from_base64(&members.str_field("PublicKey")?).map_err(|e| {
+        let obj = object(raw)?;
+        let public_key = WgKey::from_base64(&str_field(&obj, "PublicKey")?).map_err(|e| {
             BackendDataError::Invalid {
                 field: "PublicKey",
                 why: e.to_string(),
@@ -203,9 +126,7 @@ impl WireguardData {
                 why: "the all-zero key is not a valid public key".into(),
             });
         }
-        let port = members
-            .uint_field("Port", u64::from(u16::MAX))?
-            .unwrap_or(0) as u16;
+        let port = uint_field(&obj, "Port", u64::from(u16::MAX))?.unwrap_or(0) as u16;
         Ok(WireguardData { public_key, port })
     }
 

@@ -56,7 +56,7 @@ const REFUSED: &[(&str, &str)] = &[
 /// Checks that `Backend`, when present and not `null`, is an object. Done
 /// while parsing the top level, as flannel does ("error decoding Backend
 /// property of config").
-pub(crate) fn object(raw: Option<&RawValue>) -> Result<Option<CiObject>, NetConfError> {
+pub(crate) fn object(raw: Option<&RawValue>) -> Result<Option<CiObject<'_>>, NetConfError> {
     match raw {
         None => Ok(None),
         Some(raw) => {

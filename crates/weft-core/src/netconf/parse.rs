@@ -59,8 +59,7 @@ pub fn parse(json: &str) -> Result<NetConfig, NetConfError> {
     let enable_nftables = flag(&root, "EnableNFTables", false)?;
     let v4 = pool_spec(&root, Family::V4)?;
     let v6 = pool_spec(&root, Family::V6)?;
-    let backend_obj =
-        backend_parse::object(root.read("Backend", |r| Ok(r.to_owned()))?.as_deref())?;
+    let backend_obj = backend_parse::object(root.read("Backend", Ok::<_, NetConfError>)?)?;
 
     if !enable_ipv4 && !enable_ipv6 {
         return Err(NetConfError::NoFamilyEnabled);
