@@ -150,13 +150,13 @@ fn peers_are_added_updated_and_removed_incrementally() {
     );
     let desired = vec![k3_moved, k4, k5_dual];
 
-    let got = apply_peers("flannel-wg", &actual, &desired, MESSAGE_BUDGET).unwrap();
+    let got = apply_peers("flannel-wg", &actual, &desired, None, MESSAGE_BUDGET).unwrap();
     assert_bytes(&got, &fixture("peers-incremental.hex"), "incremental peers");
 
     // Applied, the same input asks for nothing.
     let applied: Vec<WgPeerState> = desired.iter().map(have).collect();
     assert!(
-        apply_peers("flannel-wg", &applied, &desired, MESSAGE_BUDGET)
+        apply_peers("flannel-wg", &applied, &desired, None, MESSAGE_BUDGET)
             .unwrap()
             .is_empty()
     );
@@ -177,7 +177,7 @@ fn a_large_change_is_split_and_a_long_peer_continued() {
     );
     let q2 = want(0x12, "192.0.2.12:51820", &["10.12.0.0/24"]);
     let q3 = want(0x13, "192.0.2.13:51820", &["10.13.0.0/24"]);
-    let got = apply_peers("flannel-wg", &[], &[q1, q2, q3], 200).unwrap();
+    let got = apply_peers("flannel-wg", &[], &[q1, q2, q3], None, 200).unwrap();
     assert_bytes(&got, &fixture("peers-split.hex"), "split peers");
 }
 
@@ -234,7 +234,7 @@ fn splitting_keeps_every_peer_and_network_exactly_once() {
         })
         .collect();
 
-    let messages = apply_peers("flannel-wg", &[], &desired, MESSAGE_BUDGET).unwrap();
+    let messages = apply_peers("flannel-wg", &[], &desired, None, MESSAGE_BUDGET).unwrap();
     assert!(messages.iter().all(|m| m.len() <= MESSAGE_BUDGET));
     assert!(messages.len() > 1);
     let back = parse_get_device(&messages).unwrap();
@@ -328,4 +328,41 @@ fn kernel_path_against_the_kernel_when_present() {
         Ok(Netlink::connect()?.delete_link(index).await?)
     })
     .unwrap();
+}
+
+/// Of two kernel nodes only the lower public key starts a new pair's
+/// session: a peer whose key sorts above ours is added with its keepalive
+/// (which makes the kernel initiate), one below us without (it starts the
+/// session; crossed initiations would cost both ends 5 s or more).
+#[test]
+fn only_the_lower_key_adds_a_peer_with_its_keepalive() {
+    let mut below = want(2, "192.0.2.2:51820", &["10.244.2.0/24"]);
+    below.keepalive = Some(25);
+    let mut above = want(4, "192.0.2.4:51820", &["10.244.4.0/24"]);
+    above.keepalive = Some(25);
+    let own = Some(WgKey([3; 32]));
+    let messages = apply_peers("flannel-wg", &[], &[below, above], own, MESSAGE_BUDGET).unwrap();
+    let added = parse_get_device(&messages).unwrap();
+    let keepalive_of = |key: u8| {
+        added
+            .iter()
+            .find(|p| p.public_key == WgKey([key; 32]))
+            .map(|p| p.keepalive)
+    };
+    assert_eq!(
+        keepalive_of(2),
+        Some(None),
+        "the lower end starts: no keepalive here yet"
+    );
+    assert_eq!(
+        keepalive_of(4),
+        Some(Some(25)),
+        "ours to start: added whole"
+    );
+    // Without a key (either end may start) both are added whole.
+    let both = want(2, "192.0.2.2:51820", &["10.244.2.0/24"]);
+    let mut both = vec![both];
+    both[0].keepalive = Some(25);
+    let messages = apply_peers("flannel-wg", &[], &both, None, MESSAGE_BUDGET).unwrap();
+    assert_eq!(parse_get_device(&messages).unwrap()[0].keepalive, Some(25));
 }

@@ -3,6 +3,12 @@
 use std::fmt;
 use std::path::Path;
 
+use std::time::Instant;
+
+use weft_core::wg_key::WgKey;
+
+use super::diff::Opening;
+use super::opening::Openings;
 use super::{
     PathPolicy, PeerChanges, WgDeviceSpec, WgError, WgPath, WgPeerSpec, WgPeerState, diff, kernel,
     userspace,
@@ -18,9 +24,13 @@ pub struct WgDevice {
     name: String,
     index: u32,
     inner: Inner,
-    /// Serialises `apply_peers`: each call diffs against what it read, so two
-    /// interleaved calls could undo each other.
-    apply_lock: tokio::sync::Mutex<()>,
+    /// This device's public key: with the peer's, it decides who starts a
+    /// new pair's session on the kernel path.
+    own: WgKey,
+    /// Serialises `apply_peers` and `open_sessions`: each diffs against
+    /// what it read, so two interleaved calls could undo each other. Holds
+    /// the kernel path's sessions still to start (empty on userspace).
+    apply_lock: tokio::sync::Mutex<Openings>,
 }
 
 enum Inner {
@@ -141,7 +151,8 @@ impl WgDevice {
             name: spec.name.clone(),
             index,
             inner: Inner::Userspace(dev),
-            apply_lock: tokio::sync::Mutex::new(()),
+            own: spec.private_key.public_key(),
+            apply_lock: tokio::sync::Mutex::new(Openings::default()),
         })
     }
 
@@ -174,7 +185,8 @@ impl WgDevice {
             name: spec.name.clone(),
             index,
             inner: Inner::Kernel(dev),
-            apply_lock: tokio::sync::Mutex::new(()),
+            own: spec.private_key.public_key(),
+            apply_lock: tokio::sync::Mutex::new(Openings::default()),
         })
     }
 
@@ -213,13 +225,26 @@ impl WgDevice {
     /// Refuses (without changing anything) a desired set that names a public
     /// key twice, or gives one network to two peers: either would make the
     /// device flap between passes.
+    ///
+    /// On the kernel path a new peer's session is not left to whichever end
+    /// has traffic first: see `wireguard/opening.rs`, and call
+    /// [`WgDevice::open_sessions`] once the device is up.
     pub async fn apply_peers(&self, desired: &[WgPeerSpec]) -> Result<PeerChanges, WgError> {
-        let _serialised = self.apply_lock.lock().await;
+        let mut openings = self.apply_lock.lock().await;
         let actual = self.peers().await?;
-        let ops = diff::diff(&actual, desired).map_err(|reason| WgError::InvalidPeers {
-            device: self.name.clone(),
-            reason,
-        })?;
+        let withheld = openings.withheld();
+        let opening = match &self.inner {
+            Inner::Kernel(_) => Opening::ByKey {
+                own: self.own,
+                withheld: &withheld,
+            },
+            Inner::Userspace(_) => Opening::Either,
+        };
+        let ops =
+            diff::diff(&actual, desired, opening).map_err(|reason| WgError::InvalidPeers {
+                device: self.name.clone(),
+                reason,
+            })?;
         if ops.is_empty() {
             return Ok(PeerChanges::default());
         }
@@ -227,6 +252,7 @@ impl WgDevice {
             Inner::Kernel(k) => k.apply(&ops).await?,
             Inner::Userspace(u) => u.apply(&ops).await?,
         }
+        openings.record(&ops, Instant::now());
         let changes = diff::changes(&ops);
         tracing::debug!(
             device = %self.name,
@@ -236,6 +262,31 @@ impl WgDevice {
             "WireGuard peers applied"
         );
         Ok(changes)
+    }
+
+    /// Starts the sessions this end owes (kernel path): new peers whose
+    /// public key sorts above ours, as soon as the device is up; peers whose
+    /// other end has not started one within the grace (a flannel node, or
+    /// a node holding a session with a device of ours that was recreated).
+    /// Call after each pass has brought the device up, and every few
+    /// seconds. Returns how many peers were primed; nothing is read from
+    /// the device when nothing is pending.
+    pub async fn open_sessions(&self) -> Result<usize, WgError> {
+        let Inner::Kernel(k) = &self.inner else {
+            return Ok(0);
+        };
+        let mut openings = self.apply_lock.lock().await;
+        if openings.is_empty() {
+            return Ok(0);
+        }
+        let actual = k.peers().await?;
+        let due = openings.due(&actual, Instant::now());
+        if due.is_empty() {
+            return Ok(0);
+        }
+        k.prime(&due).await?;
+        tracing::debug!(device = %self.name, peers = due.len(), "started WireGuard sessions");
+        Ok(due.len())
     }
 
     /// Lets go of the device.

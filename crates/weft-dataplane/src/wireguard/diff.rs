@@ -7,11 +7,12 @@
 //! Comparing raw values would update every peer on every pass and reset its
 //! session each time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use ipnet::IpNet;
 use weft_core::wg_key::WgKey;
 
+use super::opening::FirstHandshake;
 use super::{PeerChanges, WgPeerSpec, WgPeerState};
 
 /// What to change on one existing peer.
@@ -22,7 +23,18 @@ pub(crate) struct PeerUpdate<'a> {
     /// Replace the peer's allowed IPs with the spec's.
     pub allowed_ips: bool,
     pub psk: bool,
-    pub keepalive: bool,
+    /// The keepalive to set, when it changes (`None` inside: disable it).
+    /// Not always the spec's: a withheld one stays disabled.
+    pub keepalive: Option<Option<u16>>,
+}
+
+/// A peer to add, and who starts its first session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewPeer<'a> {
+    pub spec: &'a WgPeerSpec,
+    /// With [`FirstHandshake::Theirs`] the peer is added without its
+    /// keepalive (which would make the kernel initiate at once).
+    pub first: FirstHandshake,
 }
 
 /// One change to a device's peers.
@@ -30,7 +42,36 @@ pub(crate) struct PeerUpdate<'a> {
 pub(crate) enum PeerOp<'a> {
     Remove(WgKey),
     Update(PeerUpdate<'a>),
-    Add(&'a WgPeerSpec),
+    Add(NewPeer<'a>),
+}
+
+/// Who opens new pairs on a device: `Either` end (userspace), or by the
+/// key rule of [`FirstHandshake::between`] (kernel).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Opening<'a> {
+    Either,
+    ByKey {
+        own: WgKey,
+        /// Peers still waiting for the other end: their keepalive stays
+        /// unset.
+        withheld: &'a HashSet<WgKey>,
+    },
+}
+
+impl Opening<'_> {
+    fn first(&self, peer: &WgKey) -> FirstHandshake {
+        match self {
+            Opening::Either => FirstHandshake::Either,
+            Opening::ByKey { own, .. } => FirstHandshake::between(own, peer),
+        }
+    }
+
+    fn withholds(&self, peer: &WgKey) -> bool {
+        match self {
+            Opening::Either => false,
+            Opening::ByKey { withheld, .. } => withheld.contains(peer),
+        }
+    }
 }
 
 impl PeerOp<'_> {
@@ -38,7 +79,7 @@ impl PeerOp<'_> {
         match self {
             PeerOp::Remove(k) => *k,
             PeerOp::Update(u) => u.spec.public_key,
-            PeerOp::Add(s) => s.public_key,
+            PeerOp::Add(new) => new.spec.public_key,
         }
     }
 }
@@ -62,10 +103,12 @@ pub(crate) fn keepalive_of(keepalive: Option<u16>) -> Option<u16> {
 /// free networks a changed peer may take over), then updates and additions
 /// in the order of `desired`. Refuses a desired set that repeats a public
 /// key or gives a network to two peers: the device keeps each network on
-/// one peer only, so such a set would never converge.
+/// one peer only, so such a set would never converge. `opening` says who
+/// starts new pairs' sessions, and whose keepalive is still withheld.
 pub(crate) fn diff<'a>(
     actual: &[WgPeerState],
     desired: &'a [WgPeerSpec],
+    opening: Opening<'_>,
 ) -> Result<Vec<PeerOp<'a>>, String> {
     let mut owner: HashMap<IpNet, WgKey> = HashMap::new();
     let mut wanted: HashMap<WgKey, &WgPeerSpec> = HashMap::with_capacity(desired.len());
@@ -94,17 +137,25 @@ pub(crate) fn diff<'a>(
 
     for spec in desired {
         let Some(have) = present.get(&spec.public_key) else {
-            ops.push(PeerOp::Add(spec));
+            ops.push(PeerOp::Add(NewPeer {
+                spec,
+                first: opening.first(&spec.public_key),
+            }));
             continue;
+        };
+        let want_keepalive = if opening.withholds(&spec.public_key) {
+            None
+        } else {
+            keepalive_of(spec.keepalive)
         };
         let update = PeerUpdate {
             spec,
             endpoint: have.endpoint != Some(spec.endpoint),
             allowed_ips: networks(&have.allowed_ips) != networks(&spec.allowed_ips),
             psk: psk_of(have.psk) != psk_of(spec.psk),
-            keepalive: keepalive_of(have.keepalive) != keepalive_of(spec.keepalive),
+            keepalive: (keepalive_of(have.keepalive) != want_keepalive).then_some(want_keepalive),
         };
-        if update.endpoint || update.allowed_ips || update.psk || update.keepalive {
+        if update.endpoint || update.allowed_ips || update.psk || update.keepalive.is_some() {
             ops.push(PeerOp::Update(update));
         }
     }
@@ -166,7 +217,7 @@ mod tests {
     fn applied_state_needs_no_change() {
         let desired = vec![spec(1, &["10.244.1.7/24", "fd00:1::/64"]), spec(2, &[])];
         let actual: Vec<_> = desired.iter().map(state).collect();
-        assert_eq!(diff(&actual, &desired), Ok(vec![]));
+        assert_eq!(diff(&actual, &desired, Opening::Either), Ok(vec![]));
     }
 
     #[test]
@@ -177,7 +228,7 @@ mod tests {
             .parse()
             .unwrap_or_else(|_| unreachable!());
         let actual = vec![state(&moved), state(&spec(2, &["10.244.2.0/24"]))];
-        let ops = diff(&actual, &desired).unwrap_or_default();
+        let ops = diff(&actual, &desired, Opening::Either).unwrap_or_default();
         assert_eq!(
             ops,
             vec![
@@ -187,9 +238,12 @@ mod tests {
                     endpoint: true,
                     allowed_ips: false,
                     psk: false,
-                    keepalive: false,
+                    keepalive: None,
                 }),
-                PeerOp::Add(&desired[1]),
+                PeerOp::Add(NewPeer {
+                    spec: &desired[1],
+                    first: FirstHandshake::Either,
+                }),
             ]
         );
         let c = changes(&ops);
@@ -202,17 +256,17 @@ mod tests {
         let actual = vec![state(&want)];
         want.psk = Some(WgKey([9; 32]));
         want.keepalive = Some(25);
-        let ops = diff(&actual, std::slice::from_ref(&want)).unwrap_or_default();
+        let ops = diff(&actual, std::slice::from_ref(&want), Opening::Either).unwrap_or_default();
         assert!(
-            matches!(&ops[..], [PeerOp::Update(u)] if u.psk && u.keepalive && !u.endpoint && !u.allowed_ips)
+            matches!(&ops[..], [PeerOp::Update(u)] if u.psk && u.keepalive == Some(Some(25)) && !u.endpoint && !u.allowed_ips)
         );
     }
 
     #[test]
     fn contradictory_sets_are_refused() {
         let twice = vec![spec(1, &[]), spec(1, &[])];
-        assert!(diff(&[], &twice).is_err_and(|e| e.contains("listed twice")));
+        assert!(diff(&[], &twice, Opening::Either).is_err_and(|e| e.contains("listed twice")));
         let shared = vec![spec(1, &["10.244.1.0/24"]), spec(2, &["10.244.1.9/24"])];
-        assert!(diff(&[], &shared).is_err_and(|e| e.contains("10.244.1.0/24")));
+        assert!(diff(&[], &shared, Opening::Either).is_err_and(|e| e.contains("10.244.1.0/24")));
     }
 }

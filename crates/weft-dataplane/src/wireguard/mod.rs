@@ -29,6 +29,7 @@ mod diff;
 mod error;
 mod kernel;
 mod key;
+mod opening;
 mod types;
 mod userspace;
 

@@ -345,6 +345,7 @@ impl Dataplane {
             .observe_pass(started.elapsed(), Some(&report));
         if let Some(wg) = &mut self.wireguard {
             wg.greet_fresh(&desired);
+            wg.open_sessions().await;
         }
         let mtu = desired.mtu;
         let desired = Arc::new(desired);
@@ -475,6 +476,7 @@ impl Dataplane {
                 _ = rules_tick.tick() => check_rules = true,
                 _ = wg_tick.tick(), if self.wireguard.is_some() => {
                     if let Some(wg) = &self.wireguard {
+                        wg.open_sessions().await;
                         wg.refresh_views(self.status.metrics()).await;
                         self.status.set_wireguard(wg.path(), wg.views());
                     }

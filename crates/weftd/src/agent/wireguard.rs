@@ -236,6 +236,20 @@ impl WireguardState {
         }
     }
 
+    /// Starts the kernel sessions this node owes its peers (see
+    /// weft-dataplane's `wireguard/opening.rs`): after every pass, once the
+    /// devices are up, and on the WireGuard tick for peers whose other end
+    /// did not start one in time.
+    pub async fn open_sessions(&self) {
+        for (name, device) in &self.devices {
+            match device.open_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(device = %name, peers = n, "started WireGuard sessions"),
+                Err(e) => tracing::warn!(device = %name, "cannot start WireGuard sessions: {e}"),
+            }
+        }
+    }
+
     /// Reads every device's peers (handshakes, counters) for the status API.
     pub async fn refresh_views(&self, metrics: &super::metrics::Metrics) {
         let mut views = Vec::new();

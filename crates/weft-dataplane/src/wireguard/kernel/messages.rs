@@ -17,6 +17,7 @@
 //! the next message with `UPDATE_ONLY` (so a lost first part never creates a
 //! half-configured peer), as wireguard-tools does.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -31,7 +32,8 @@ use netlink_packet_wireguard::{
 };
 use weft_core::wg_key::WgKey;
 
-use super::super::diff::{self, PeerOp, keepalive_of, networks, psk_of};
+use super::super::diff::{self, NewPeer, Opening, PeerOp, keepalive_of, networks, psk_of};
+use super::super::opening::{FirstHandshake, Prime};
 use super::super::{PrivateKey, WgPeerSpec, WgPeerState};
 
 /// The generic netlink family name the kernel registers.
@@ -87,13 +89,50 @@ pub fn get_device(name: &str) -> Vec<u8> {
 /// The SET_DEVICE messages that turn `actual` peers into `desired`, each at
 /// most `budget` bytes (unless a single allowed IP does not fit); empty when
 /// nothing changes. The error says why `desired` was refused.
+///
+/// `own` is this device's public key: new peers whose key sorts above it
+/// are added without their keepalive (the other end starts the session,
+/// see `wireguard/opening.rs`). `None` adds every peer whole.
 pub fn apply_peers(
     name: &str,
     actual: &[WgPeerState],
     desired: &[WgPeerSpec],
+    own: Option<WgKey>,
     budget: usize,
 ) -> Result<Vec<Vec<u8>>, String> {
-    Ok(peer_messages(name, &diff::diff(actual, desired)?, budget))
+    let withheld = HashSet::new();
+    let opening = match own {
+        Some(own) => Opening::ByKey {
+            own,
+            withheld: &withheld,
+        },
+        None => Opening::Either,
+    };
+    Ok(peer_messages(
+        name,
+        &diff::diff(actual, desired, opening)?,
+        budget,
+    ))
+}
+
+/// The SET_DEVICE messages that start sessions: per peer, its keepalive
+/// set to each of [`Prime::steps`] in turn (`UPDATE_ONLY`, so a peer
+/// removed meanwhile is not created again). The kernel initiates a
+/// handshake on the step from 0 to non-zero.
+pub(crate) fn prime_messages(name: &str, primes: &[Prime], budget: usize) -> Vec<Vec<u8>> {
+    use WireguardPeerAttribute as A;
+    let mut packer = Packer::new(name, budget);
+    for prime in primes {
+        for step in prime.steps() {
+            let head = vec![
+                A::PublicKey(prime.key.0),
+                A::Flags(WireguardPeerFlags::UpdateOnly),
+                A::PersistentKeepalive(step),
+            ];
+            packer.add(prime.key, head, vec![]);
+        }
+    }
+    packer.finish()
 }
 
 /// The SET_DEVICE messages carrying `ops`.
@@ -112,13 +151,15 @@ fn peer_attributes(op: &PeerOp<'_>) -> (Vec<WireguardPeerAttribute>, Vec<Wiregua
     let key = A::PublicKey(op.public_key().0);
     match op {
         PeerOp::Remove(_) => (vec![key, A::Flags(WireguardPeerFlags::RemoveMe)], vec![]),
-        PeerOp::Add(spec) => {
+        PeerOp::Add(NewPeer { spec, first }) => {
             let mut head = vec![key];
             if let Some(psk) = psk_of(spec.psk) {
                 head.push(A::PresharedKey(psk.0));
             }
             head.push(A::Endpoint(spec.endpoint));
-            if let Some(k) = keepalive_of(spec.keepalive) {
+            if let Some(k) = keepalive_of(spec.keepalive)
+                && *first != FirstHandshake::Theirs
+            {
                 head.push(A::PersistentKeepalive(k));
             }
             (head, allowed_ips(&spec.allowed_ips))
@@ -138,10 +179,8 @@ fn peer_attributes(op: &PeerOp<'_>) -> (Vec<WireguardPeerAttribute>, Vec<Wiregua
             if u.endpoint {
                 head.push(A::Endpoint(u.spec.endpoint));
             }
-            if u.keepalive {
-                head.push(A::PersistentKeepalive(
-                    keepalive_of(u.spec.keepalive).unwrap_or(0),
-                ));
+            if let Some(keepalive) = u.keepalive {
+                head.push(A::PersistentKeepalive(keepalive.unwrap_or(0)));
             }
             let ips = if u.allowed_ips {
                 allowed_ips(&u.spec.allowed_ips)

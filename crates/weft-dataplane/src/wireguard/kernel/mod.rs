@@ -13,6 +13,7 @@ use netlink_packet_generic::ctrl::nlas::GenlCtrlAttrs;
 use netlink_packet_generic::ctrl::{GenlCtrl, GenlCtrlCmd};
 
 use super::diff::PeerOp;
+use super::opening::Prime;
 use super::{PrivateKey, WgError, WgPeerState};
 use socket::{GenlSocket, WgGenl};
 
@@ -134,15 +135,25 @@ impl KernelDevice {
     /// next pass re-reads the device and carries on from there).
     pub(crate) async fn apply(&self, ops: &[PeerOp<'_>]) -> Result<(), WgError> {
         let payloads = messages::peer_messages(&self.name, ops, messages::MESSAGE_BUDGET);
+        self.send_all(payloads, "changing peers").await
+    }
+
+    /// Starts a session with each of `primes` (see `wireguard/opening.rs`).
+    pub(crate) async fn prime(&self, primes: &[Prime]) -> Result<(), WgError> {
+        let payloads = messages::prime_messages(&self.name, primes, messages::MESSAGE_BUDGET);
+        self.send_all(payloads, "starting sessions").await
+    }
+
+    async fn send_all(&self, payloads: Vec<Vec<u8>>, what: &str) -> Result<(), WgError> {
         let total = payloads.len();
         for (i, payload) in payloads.into_iter().enumerate() {
-            let op = || format!("setting peers (message {} of {total})", i + 1);
+            let op = || format!("{what} (message {} of {total})", i + 1);
             self.socket
                 .ack(self.message(payload), op)
                 .await
                 .map_err(|source| WgError::Netlink {
                     device: self.name.clone(),
-                    op: "changing peers".into(),
+                    op: what.into(),
                     source,
                 })?;
         }

@@ -162,8 +162,8 @@ impl UserspaceDevice {
                         PeerOp::Remove(key) => {
                             d.remove_peer(&PublicKey::from(key.0)).await;
                         }
-                        PeerOp::Add(spec) => {
-                            d.add_peer(peer_of(spec));
+                        PeerOp::Add(new) => {
+                            d.add_peer(peer_of(new.spec));
                         }
                         PeerOp::Update(u) => {
                             d.modify_peer(&PublicKey::from(u.spec.public_key.0), |p| {
@@ -177,8 +177,8 @@ impl UserspaceDevice {
                                 if u.psk {
                                     p.set_preshared_key(psk_of(u.spec.psk).map(|k| k.0));
                                 }
-                                if u.keepalive {
-                                    p.set_keepalive(keepalive_of(u.spec.keepalive));
+                                if let Some(keepalive) = u.keepalive {
+                                    p.set_keepalive(keepalive);
                                 }
                             })
                             .await;
