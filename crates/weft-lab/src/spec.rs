@@ -1,5 +1,6 @@
 //! What a lab should look like: [`LabSpec`] and its parts.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -172,6 +173,10 @@ pub struct LabSpec {
     pub net_conf_options: Map<String, Value>,
     /// Extra arguments for every agent (`--ip-masq` once it is built).
     pub agent_args: Vec<String>,
+    /// Extra arguments for one node's agent (by node name, `node2`), after
+    /// those for every agent: how a lab mixes, say, kernel and userspace
+    /// WireGuard nodes.
+    pub node_agent_args: BTreeMap<String, Vec<String>>,
     /// How long each agent (and etcd) gets to become ready.
     pub ready_timeout: Duration,
 }
@@ -191,6 +196,7 @@ impl LabSpec {
             backend_options: Map::new(),
             net_conf_options: Map::new(),
             agent_args: Vec::new(),
+            node_agent_args: BTreeMap::new(),
             ready_timeout: Duration::from_secs(30),
         })
     }
@@ -211,6 +217,16 @@ impl LabSpec {
             return Err(LabError::Invalid(format!(
                 "a lab has at most {MAX_PODS_PER_NODE} pods per node, not {}",
                 self.pods_per_node
+            )));
+        }
+        if let Some(unknown) = self
+            .node_agent_args
+            .keys()
+            .find(|n| !(1..=self.nodes).any(|i| crate::names::node_name(i) == **n))
+        {
+            return Err(LabError::Invalid(format!(
+                "agent arguments for {unknown}, which is not a node of this lab (node1 … node{})",
+                self.nodes
             )));
         }
         if self

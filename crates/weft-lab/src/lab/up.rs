@@ -118,7 +118,9 @@ impl Lab {
         lab.state.save()?;
 
         for i in 1..=spec.nodes {
-            lab.build_node(i)?;
+            let node = names::node_name(i);
+            let args = spec.node_agent_args.get(&node).cloned().unwrap_or_default();
+            lab.build_node(i, args)?;
         }
         progress(&format!(
             "nodes: {} built; starting their agents",
@@ -140,7 +142,7 @@ impl Lab {
         Ok(lab)
     }
 
-    fn build_node(&mut self, i: u32) -> Result<(), LabError> {
+    fn build_node(&mut self, i: u32, extra_args: Vec<String>) -> Result<(), LabError> {
         let name = names::node_name(i);
         let netns = self.state.name.netns_of(&name);
         let address = names::node_underlay_ip(i)
@@ -175,7 +177,7 @@ impl Lab {
             subnets: Vec::new(),
             pid: None,
             dir: paths.dir,
-            extra_args: Vec::new(),
+            extra_args,
         });
         self.state.save()
     }

@@ -104,6 +104,12 @@ pub struct UpArgs {
     /// --agent-arg=-v=2.
     #[arg(long = "agent-arg", value_name = "FLAG", allow_hyphen_values = true)]
     agent_args: Vec<String>,
+    /// Which WireGuard implementation the agents run (weftd
+    /// --wireguard-path): `kernel`, `userspace` or `auto` for every node,
+    /// or `NODE=PATH` for one node (repeatable), e.g. `--wireguard-path
+    /// node2=userspace` mixes a userspace node into a kernel lab.
+    #[arg(long = "wireguard-path", value_name = "[NODE=]PATH")]
+    wireguard_paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -206,6 +212,9 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
     if let Some(dir) = args.bin_dir {
         spec.bin_dir = dir;
     }
+    for choice in &args.wireguard_paths {
+        wireguard_path(&mut spec, choice)?;
+    }
     let result = Lab::up_with_progress(&spec, &mut |line| say_err(&format!("weft lab: {line}")));
     match result {
         Ok(lab) => {
@@ -224,6 +233,29 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// One `--wireguard-path` value, as agent flags for every node or for one.
+fn wireguard_path(spec: &mut LabSpec, choice: &str) -> Result<(), LabError> {
+    let (node, path) = match choice.split_once('=') {
+        Some((node, path)) => (Some(node), path),
+        None => (None, choice),
+    };
+    if !matches!(path, "auto" | "kernel" | "userspace") {
+        return Err(LabError::Invalid(format!(
+            "--wireguard-path {choice}: the path is auto, kernel or userspace, not {path:?}"
+        )));
+    }
+    let flag = format!("--wireguard-path={path}");
+    match node {
+        None => spec.agent_args.push(flag),
+        Some(node) => spec
+            .node_agent_args
+            .entry(node.to_owned())
+            .or_default()
+            .push(flag),
+    }
+    Ok(())
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode, LabError> {

@@ -2,6 +2,8 @@
 //! down, commands inside its namespaces, and waiting for conditions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod scenarios;
+
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
