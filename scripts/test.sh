@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need,
-# then checks formatting and lints, then runs every test. Root-only tests
-# (network namespaces) run when this runs as root and say "skipping"
-# otherwise.
+# then checks formatting and lints, then runs every test: on this host,
+# then the kernel paths the host kernel lacks (wireguard, ipip) in a VM with
+# Debian's kernel. Root-only tests (network namespaces, the VM) run when
+# this runs as root and say "skipping" otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,16 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo test --workspace --locked --doc
 else
   cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== kernel paths in a VM with Debian's kernel (scripts/vm-test.sh)"
+if [[ $(id -u) -eq 0 ]]; then
+  # Every test once, then the WireGuard ones again: their set-up races,
+  # and repeats are what catch a rare loss.
+  VM_TEST_REPEAT="${VM_TEST_REPEAT:-2}" VM_TEST_REPEAT_FILTER="${VM_TEST_REPEAT_FILTER:-wireguard}" \
+    scripts/vm-test.sh
+else
+  echo "skipping: the VM tests need root (they boot a VM and build network namespaces)"
 fi
 
 echo "== fuzzing: a short pass over every target from the kept corpus"

@@ -192,7 +192,9 @@ fn kernel_wireguard_ipv4_local_store() {
 }
 
 /// Also `weft check` on a node of a kernel that has the modules: every
-/// finding ok, the WireGuard one saying the kernel path is used.
+/// finding ok, the WireGuard one saying the kernel path is used, and the
+/// port held by the kernel's device known for weft's own (it once said
+/// "in use by another program").
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_wireguard_ipv4_etcd_store_and_weft_check() {
@@ -231,6 +233,17 @@ fn kernel_wireguard_ipv4_etcd_store_and_weft_check() {
         .unwrap_or_else(|| panic!("no kernel wireguard finding: {report:#}"));
     assert_eq!(wg["level"], "ok", "{wg}");
     assert!(wg["seen"].as_str().unwrap().contains("kernel path"), "{wg}");
+    let port = findings
+        .iter()
+        .find(|f| f["name"] == "udp port 51820")
+        .unwrap_or_else(|| panic!("no port finding: {report:#}"));
+    assert!(
+        port["seen"]
+            .as_str()
+            .unwrap()
+            .contains("in use by flannel-wg (kernel WireGuard)"),
+        "{port}"
+    );
     for f in findings {
         assert_eq!(
             f["level"], "ok",
@@ -285,8 +298,8 @@ fn kernel_and_userspace_wireguard_nodes_interoperate() {
     lab.assert_matrix();
 }
 
-/// ipip on a kernel that has it: the device and routes as the agent wants
-/// them, the matrix, an honest pod MTU, masquerade, a deleted route and a
+/// ipip on a kernel that has it: `weft check` says so, the device and
+/// routes as the agent wants them, the matrix, an honest pod MTU, masquerade, a deleted route and a
 /// deleted device repaired, SIGTERM leaving the dataplane in place, an
 /// agent killed under load losing nothing, a departed node cleaned up.
 #[test]
@@ -296,6 +309,25 @@ fn ipip_matrix_readback_and_recovery() {
     for node in nodes(&lab) {
         kernel_is_what_the_agent_wants(&lab, &node);
     }
+    let conf = lab.lab().name().state_dir().join("net-conf.json");
+    let out = lab.run(
+        "node1",
+        &[
+            env!("CARGO_BIN_EXE_weft"),
+            "check",
+            "--json",
+            "--net-config",
+            conf.to_str().unwrap(),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ipip = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "kernel ipip")
+        .unwrap_or_else(|| panic!("no kernel ipip finding: {report:#}"));
+    assert_eq!(ipip["level"], "ok", "{ipip}");
     lab.assert_matrix();
     scenarios::pod_mtu_is_honest(&lab, 1480);
     scenarios::masquerade_to_outside(&lab);

@@ -6,7 +6,7 @@ use std::net::UdpSocket;
 use std::process::Command;
 
 use weft_core::netconf::{BackendConfig, NetConfig};
-use weft_dataplane::netlink::Netlink;
+use weft_dataplane::netlink::{LinkInfo, LinkKind, Netlink};
 
 use super::Finding;
 
@@ -29,9 +29,39 @@ pub fn backend_ports(cfg: Option<&NetConfig>) -> Vec<(u16, &'static str)> {
     }
 }
 
-/// The vxlan devices of this namespace with their ports, for telling our
-/// own listener from a stranger's.
-fn vxlan_devices() -> Vec<(String, u16)> {
+/// weft's own devices of this namespace that hold UDP ports, with those
+/// ports, for telling our own listener from a stranger's: vxlan devices
+/// (their port is an attribute of the link), and the WireGuard device of
+/// each configured port (`flannel-wg`, `flannel-wg-v6`), kernel or
+/// userspace (a TUN link whose socket is weftd's).
+fn own_devices(cfg: Option<&NetConfig>) -> Vec<(String, u16)> {
+    let links = links();
+    let mut own: Vec<(String, u16)> = links
+        .iter()
+        .filter_map(|l| l.vxlan().map(|v| (l.name.clone(), v.port)))
+        .collect();
+    let Some(BackendConfig::Wireguard(o)) = cfg.map(|c| &c.backend) else {
+        return own;
+    };
+    let v6_device = if o.listen_port_v6 == o.listen_port {
+        "flannel-wg"
+    } else {
+        "flannel-wg-v6"
+    };
+    for (device, port) in [("flannel-wg", o.listen_port), (v6_device, o.listen_port_v6)] {
+        let path = match links.iter().find(|l| l.name == device).map(|l| &l.kind) {
+            Some(LinkKind::Wireguard) => "kernel",
+            Some(LinkKind::Tun) => "userspace",
+            _ => continue,
+        };
+        own.push((format!("{device} ({path} WireGuard)"), port));
+    }
+    own
+}
+
+/// Every link of this namespace (none if netlink cannot be reached: the
+/// port findings then say "another program", as without this).
+fn links() -> Vec<LinkInfo> {
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -42,12 +72,7 @@ fn vxlan_devices() -> Vec<(String, u16)> {
         let Ok(nl) = Netlink::connect() else {
             return Vec::new();
         };
-        nl.links()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|l| l.vxlan().map(|v| (l.name.clone(), v.port)))
-            .collect()
+        nl.links().await.unwrap_or_default()
     })
 }
 
@@ -102,7 +127,7 @@ pub fn ports(cfg: Option<&NetConfig>) -> Vec<Finding> {
     if ports.is_empty() {
         return out;
     }
-    let devices = vxlan_devices();
+    let devices = own_devices(cfg);
     let ipt = tool_output("iptables-save", &["-t", "filter"]);
     let ip6t = tool_output("ip6tables-save", &["-t", "filter"]);
     let nft = tool_output("nft", &["list", "ruleset"]);

@@ -1,10 +1,12 @@
 //! Kernel features, probed in a throwaway network namespace so the host is
 //! never touched: can this kernel make a vxlan device, a WireGuard device,
-//! a TUN device (for userspace WireGuard)?
+//! an ipip device, a TUN device (for userspace WireGuard)?
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use nix::sched::{CloneFlags, unshare};
+use weft_core::netconf::{BackendConfig, NetConfig};
 use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
 
 use super::Finding;
@@ -15,10 +17,17 @@ enum Probe {
     Error(String),
 }
 
+/// What each kind of device the backends use gave when created.
+struct Probes {
+    vxlan: Probe,
+    wireguard: Probe,
+    ipip: Probe,
+}
+
 /// Creates the devices inside a fresh namespace on a dedicated thread; the
 /// namespace disappears with the thread.
-fn probe_links() -> Result<(Probe, Probe), String> {
-    let thread = std::thread::spawn(|| -> Result<(Probe, Probe), String> {
+fn probe_links() -> Result<Probes, String> {
+    let thread = std::thread::spawn(|| -> Result<Probes, String> {
         unshare(CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("cannot create a probe namespace: {e}"))?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -43,12 +52,19 @@ fn probe_links() -> Result<(Probe, Probe), String> {
                 })
                 .await;
             let wg = nl.create_wireguard("probe-wg", None).await;
+            let ipip = nl
+                .create_ipip("probe-ipip", Ipv4Addr::new(192, 0, 2, 1), 1480)
+                .await;
             let judge = |r: Result<u32, weft_dataplane::netlink::NetlinkError>| match r {
                 Ok(_) => Probe::Works,
                 Err(e) if e.is_not_supported() => Probe::Missing(e.to_string()),
                 Err(e) => Probe::Error(e.to_string()),
             };
-            Ok((judge(vxlan), judge(wg)))
+            Ok(Probes {
+                vxlan: judge(vxlan),
+                wireguard: judge(wg),
+                ipip: judge(ipip),
+            })
         })
     });
     thread
@@ -56,10 +72,31 @@ fn probe_links() -> Result<(Probe, Probe), String> {
         .map_err(|_| "the probe thread panicked".to_owned())?
 }
 
-pub fn features() -> Vec<Finding> {
+/// The kernel's findings; ipip's only when it is the configured backend
+/// (no other backend needs it, and most kernels people run have it).
+pub fn features(cfg: Option<&NetConfig>) -> Vec<Finding> {
     let mut out = Vec::new();
     match probe_links() {
-        Ok((vxlan, wg)) => {
+        Ok(Probes {
+            vxlan,
+            wireguard: wg,
+            ipip,
+        }) => {
+            if matches!(cfg.map(|c| &c.backend), Some(BackendConfig::Ipip(_))) {
+                out.push(match ipip {
+                    Probe::Works => Finding::ok("kernel ipip", "ipip devices can be created"),
+                    Probe::Missing(e) => Finding::fail(
+                        "kernel ipip",
+                        format!("no ipip support ({e}): the ipip backend cannot run here"),
+                        "load the ipip module (modprobe ipip), or use the vxlan, host-gw or wireguard backend",
+                    ),
+                    Probe::Error(e) => Finding::warn(
+                        "kernel ipip",
+                        format!("probe failed: {e}"),
+                        "run weft check as root",
+                    ),
+                });
+            }
             out.push(match vxlan {
                 Probe::Works => Finding::ok("kernel vxlan", "vxlan devices can be created"),
                 Probe::Missing(e) => Finding::fail(

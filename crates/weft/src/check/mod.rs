@@ -50,7 +50,7 @@ pub struct CheckReport {
 pub fn run_checks(input: &CheckInput) -> CheckReport {
     let mut findings = Vec::new();
     let cfg = node::load_config(input, &mut findings);
-    findings.extend(kernel::features());
+    findings.extend(kernel::features(cfg.as_ref()));
     findings.extend(node::sysctls(cfg.as_ref()));
     findings.extend(node::interface(input, cfg.as_ref()));
     findings.extend(firewall::ports(cfg.as_ref()));
