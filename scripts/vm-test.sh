@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The kernel-path tests: crates/weft/tests/vm_kernel.rs run inside a VM
-# booted with Debian's stock kernel (scripts/vm.sh), because the host's
-# kernel lacks the wireguard and ipip modules that users' kernels have.
+# The kernel-path tests (crates/weft/tests/vm_kernel.rs and the kernel parts
+# of weft-dataplane's tests) run inside a VM booted with Debian's stock
+# kernel (scripts/vm.sh), because the host's kernel lacks the wireguard and
+# ipip modules that users' kernels have.
 #
 # Usage: scripts/vm-test.sh [FILTER]
 #   FILTER                run only the tests whose name contains it
@@ -29,34 +30,60 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-echo "vm-test: building the binaries the labs run and the test binary"
+# What runs in the VM: package, test target, and which of its tests: the
+# ignored ones (kernel paths the host lacks: ignored there, so they show as
+# ignored, never as passed), or all (tests that take whichever branch the
+# kernel offers: the host sees "not supported", the VM the device).
+suites=(
+  "weft vm_kernel ignored"
+  "weft-dataplane wireguard_kernel_golden ignored"
+  "weft-dataplane netlink_links all"
+)
+
+echo "vm-test: building the binaries the labs run and the test binaries"
 cargo build --workspace --locked --quiet
-bin=$(cargo test -p weft --test vm_kernel --no-run --locked --message-format=json 2>/dev/null |
-  python3 -c '
-import json, sys
+
+# The test binary of a package's test target.
+test_binary() {
+  cargo test -p "$1" --test "$2" --no-run --locked --message-format=json 2>/dev/null |
+    TARGET="$2" python3 -c '
+import json, os, sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "vm_kernel" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == os.environ["TARGET"] and m.get("executable"):
         print(m["executable"])
-')
-if [[ -z "$bin" || ! -x "$bin" ]]; then
-  echo "vm-test: could not find the vm_kernel test binary" >&2
-  exit 1
-fi
+'
+}
 
-mapfile -t tests < <("$bin" --list --ignored --format terse | sed -n 's/: test$//p' | grep -F -- "$filter" || true)
-if [[ ${#tests[@]} -eq 0 ]]; then
+# Every selected test, as binary|test|which.
+selected=()
+for suite in "${suites[@]}"; do
+  read -r package target which <<<"$suite"
+  bin=$(test_binary "$package" "$target")
+  if [[ -z "$bin" || ! -x "$bin" ]]; then
+    echo "vm-test: could not find the $target test binary of $package" >&2
+    exit 1
+  fi
+  list=(--list --format terse)
+  [[ "$which" == ignored ]] && list+=(--ignored)
+  mapfile -t found < <("$bin" "${list[@]}" | sed -n 's/: test$//p' | grep -F -- "$filter" || true)
+  for t in "${found[@]}"; do
+    selected+=("$bin|$t|$which")
+  done
+done
+if [[ ${#selected[@]} -eq 0 ]]; then
   echo "vm-test: no test matches '$filter'" >&2
   exit 1
 fi
 
-# The runs, in order: round 1 is every selected test, later rounds those
-# that also match VM_TEST_REPEAT_FILTER.
+# The runs, in order, as round|binary|test|which: round 1 is every selected
+# test, later rounds those whose name also matches VM_TEST_REPEAT_FILTER.
 runs=()
 for round in $(seq 1 "$repeat"); do
-  for t in "${tests[@]}"; do
+  for s in "${selected[@]}"; do
+    t=${s#*|}; t=${t%|*}
     if [[ $round -eq 1 || "$t" == *"$repeat_filter"* ]]; then
-      runs+=("$round:$t")
+      runs+=("$round|$s")
     fi
   done
 done
@@ -70,20 +97,22 @@ trap 'rm -rf "$results"' EXIT
 # shellcheck disable=SC2016  # expanded by the guest's bash
 guest='
 set -u
-bin=$1; out=$2; shift 2
+out=$1; shift
 for run in "$@"; do
-  round=${run%%:*}; t=${run#*:}
+  IFS="|" read -r round bin t which <<<"$run"
+  flags=(--exact "$t" --test-threads=1)
+  [[ "$which" == ignored ]] && flags+=(--ignored)
   start=$(date +%s)
-  if "$bin" --ignored --exact "$t" --test-threads=1 >"$out/log.$round.$t" 2>&1; then r=pass; else r=FAIL; fi
+  if "$bin" "${flags[@]}" >"$out/log.$round.$t" 2>&1; then r=pass; else r=FAIL; fi
   echo "$round $t $r $(( $(date +%s) - start ))s" | tee -a "$out/results"
 done
 echo done >"$out/finished"
 '
 
-echo "vm-test: ${#runs[@]} run(s) of ${#tests[@]} test(s) in $repeat round(s), in the Debian-kernel VM"
+echo "vm-test: ${#runs[@]} run(s) of ${#selected[@]} test(s) in $repeat round(s), in the Debian-kernel VM"
 start=$(date +%s)
 set +e
-scripts/vm.sh --rwdir "$results" -- bash -c "$guest" guest "$bin" "$results" "${runs[@]}"
+scripts/vm.sh --rwdir "$results" -- bash -c "$guest" guest "$results" "${runs[@]}"
 vm_status=$?
 set -e
 echo "vm-test: the VM ran for $(( $(date +%s) - start )) s (exit status $vm_status)"

@@ -486,11 +486,13 @@ fn hostile_kube_nodes_leave_the_kernel_untouched() {
             "192.0.2.83",
             "192.0.2.84",
             "192.0.2.85",
-            ":81 ",
-            ":82 ",
-            ":83 ",
-            ":84 ",
-            ":85 ",
+            // Whole MACs: a fragment such as ":83 " also matched the
+            // random IPv6 multicast MAC of eth0 (33:33:ff:..:..:83).
+            "02:42:00:00:00:81",
+            "02:42:00:00:00:82",
+            "02:42:00:00:00:83",
+            "02:42:00:00:00:84",
+            "02:42:00:00:00:85",
             "10.99.0.0",
             &inside_peer,
         ] {
