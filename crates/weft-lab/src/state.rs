@@ -37,8 +37,16 @@ pub struct LabState {
     pub underlay: Underlay,
     #[serde(default)]
     pub ip_family: crate::IpFamily,
+    /// How long an agent (or etcd) may take to become ready, at `up` and
+    /// at every later start (slow hosts and emulated kernels need more).
+    #[serde(default = "default_ready_timeout_secs")]
+    pub ready_timeout_secs: u64,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
+}
+
+fn default_ready_timeout_secs() -> u64 {
+    30
 }
 
 /// The underlay switch.

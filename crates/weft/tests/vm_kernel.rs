@@ -29,8 +29,20 @@ fn nodes(lab: &TestLab) -> Vec<String> {
     lab.lab().nodes().iter().map(|n| n.name.clone()).collect()
 }
 
+/// How long each agent (and etcd) may take to become ready: emulation is
+/// slow, and slower again when the host is busy.
+const READY_WITHIN: Duration = Duration::from_secs(120);
+
+/// A lab of `backend` with `tweak` applied, given emulation's time.
+fn vm_lab(name: &str, backend: Backend, tweak: impl FnOnce(&mut weft_lab::LabSpec)) -> TestLab {
+    TestLab::up_with(name, backend, |spec| {
+        spec.ready_timeout = READY_WITHIN;
+        tweak(spec);
+    })
+}
+
 fn wireguard_lab(name: &str, store: StoreKind, family: IpFamily, args: &[&str]) -> TestLab {
-    TestLab::up_with(name, Backend::Wireguard, |spec| {
+    vm_lab(name, Backend::Wireguard, |spec| {
         spec.store = store;
         spec.ip_family = family;
         spec.agent_args = args.iter().map(|a| (*a).to_owned()).collect();
@@ -277,7 +289,7 @@ fn kernel_wireguard_dual_stack_kube_store() {
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_and_userspace_wireguard_nodes_interoperate() {
-    let lab = TestLab::up_with("vwm", Backend::Wireguard, |spec| {
+    let lab = vm_lab("vwm", Backend::Wireguard, |spec| {
         spec.agent_args = vec!["--wireguard-path=kernel".into()];
         spec.node_agent_args
             .insert("node2".into(), vec!["--wireguard-path=userspace".into()]);
@@ -305,7 +317,9 @@ fn kernel_and_userspace_wireguard_nodes_interoperate() {
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn ipip_matrix_readback_and_recovery() {
-    let mut lab = TestLab::up("vip", Backend::Ipip, &["--ip-masq"]);
+    let mut lab = vm_lab("vip", Backend::Ipip, |spec| {
+        spec.agent_args = vec!["--ip-masq".into()];
+    });
     for node in nodes(&lab) {
         kernel_is_what_the_agent_wants(&lab, &node);
     }
@@ -346,7 +360,7 @@ fn ipip_matrix_readback_and_recovery() {
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn vxlan_and_host_gw_on_the_debian_kernel() {
     for (name, backend) in [("vvx", Backend::Vxlan), ("vhg", Backend::HostGw)] {
-        let lab = TestLab::up(name, backend, &[]);
+        let lab = vm_lab(name, backend, |_| {});
         for node in nodes(&lab) {
             kernel_is_what_the_agent_wants(&lab, &node);
         }

@@ -14,7 +14,6 @@ use crate::state::NodeRecord;
 /// How long a stopping agent gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a restarted agent gets to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Lab {
     /// What the agent of `node` reports on its status socket.
@@ -56,6 +55,11 @@ impl Lab {
         self.set_node(node, |n| n.extra_args = args.clone())
     }
 
+    /// How long a start may take, as the lab was brought up with.
+    fn ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.state.ready_timeout_secs)
+    }
+
     /// Starts the agent of `node` and waits until it is ready; records its
     /// pid and leased subnets. Fails if one already runs there.
     pub fn start_agent(&mut self, node: &str) -> Result<AgentStatus, LabError> {
@@ -69,11 +73,12 @@ impl Lab {
         let child = agent::start(&self.state, &record, &paths)?;
         self.set_node(node, |n| n.pid = Some(child.id()))?;
         self.children.insert(record.name.clone(), child);
+        let deadline = Instant::now() + self.ready_timeout();
         let status = agent::wait_ready(
             &record,
             &paths,
             self.children.get_mut(&record.name),
-            Instant::now() + READY_TIMEOUT,
+            deadline,
         )?;
         self.set_node(node, |n| n.subnets = status.subnets.clone())?;
         Ok(status)
@@ -131,7 +136,7 @@ impl Lab {
     /// Starts the lab's etcd again after [`Lab::stop_store`] and waits until
     /// it serves.
     pub fn start_store(&mut self) -> Result<(), LabError> {
-        let child = crate::store::restart_etcd(&self.state.name, READY_TIMEOUT)?;
+        let child = crate::store::restart_etcd(&self.state.name, self.ready_timeout())?;
         self.children.insert(crate::store::ETCD.to_owned(), child);
         Ok(())
     }

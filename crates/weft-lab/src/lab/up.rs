@@ -104,6 +104,7 @@ impl Lab {
                 bin_dir: spec.bin_dir.clone(),
                 agent_args: spec.agent_args.clone(),
                 ip_family: spec.ip_family,
+                ready_timeout_secs: spec.ready_timeout.as_secs().max(1),
                 underlay: Underlay {
                     netns: name.underlay_netns(),
                     bridge: BRIDGE.to_owned(),
