@@ -13,7 +13,6 @@ use crate::state::NodeRecord;
 
 /// How long a stopping agent gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// How long a restarted agent gets to become ready.
 
 impl Lab {
     /// What the agent of `node` reports on its status socket.
