@@ -100,6 +100,18 @@ fn sessions_before_traffic(lab: &TestLab, peers_per_node: usize) {
 /// addresses; each route; each WireGuard peer with its endpoint and
 /// allowed IPs, and no other peer.
 fn kernel_is_what_the_agent_wants(lab: &TestLab, node: &str) {
+    // The desired state is published by the agent's first full pass, which
+    // may come a moment after it reported ready: wait for one that has
+    // every other node as a peer.
+    let peers = nodes(lab).len() - 1;
+    wait_until(
+        READY_WITHIN,
+        &format!("{node}'s agent to plan for its {peers} peers"),
+        || {
+            let s = lab.lab().agent_status(node).unwrap();
+            s.view.desired.is_some() && s.view.peers.len() == peers
+        },
+    );
     let status = lab.lab().agent_status(node).unwrap();
     let userspace = status.view.wireguard_path.as_deref() == Some("userspace");
     let desired = status.view.desired.expect("the agent's desired state");

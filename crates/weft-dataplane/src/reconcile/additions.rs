@@ -18,7 +18,7 @@ use weft_core::plan::{Desired, DeviceSpec};
 
 use super::entries::{self, EntryChanges};
 use super::routes::{self, RouteContext};
-use super::{ApplyReport, NodeContext, Reconciler};
+use super::{ApplyReport, Kernel, NodeContext, Reconciler};
 use crate::netlink::NetlinkError;
 
 /// The items of `new` that `old` lacks, in `new`'s order.
@@ -27,7 +27,7 @@ fn added<'a, T: Hash + Eq>(old: &[T], new: &'a [T]) -> Vec<&'a T> {
     new.iter().filter(|x| !old.contains(x)).collect()
 }
 
-impl Reconciler {
+impl<K: Kernel> Reconciler<K> {
     /// Applies what `desired` adds to `previous` (the last plan a full
     /// pass applied), without reading the kernel first. Nothing happens
     /// when the devices differ: a device change is the full pass's job.

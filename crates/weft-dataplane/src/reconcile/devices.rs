@@ -10,7 +10,8 @@ use tracing::{info, warn};
 use weft_core::plan::{DeviceSpec, IpipDevice, VxlanDevice};
 
 use super::ApplyReport;
-use crate::netlink::{LinkInfo, LinkKind, Netlink, NetlinkError, Scope, VxlanLinkSpec};
+use super::Kernel;
+use crate::netlink::{LinkInfo, LinkKind, NetlinkError, Scope, VxlanLinkSpec};
 
 /// True for names weft (and flannel) give their devices; such a device that
 /// is no longer desired (VNI or backend changed) is removed.
@@ -42,7 +43,7 @@ fn ipip_compatible(link: &LinkInfo, spec: &IpipDevice) -> bool {
         .is_some_and(|i| i.local == Some(spec.local) && i.remote.is_none_or(|r| r.is_unspecified()))
 }
 
-async fn create(nl: &Netlink, spec: &DeviceSpec) -> Result<u32, NetlinkError> {
+async fn create<K: Kernel>(nl: &K, spec: &DeviceSpec) -> Result<u32, NetlinkError> {
     match spec {
         DeviceSpec::Vxlan(v) => {
             nl.create_vxlan(&VxlanLinkSpec {
@@ -74,8 +75,8 @@ fn wireguard_compatible(link: &LinkInfo) -> bool {
 }
 
 /// Makes one device match its spec; returns its index.
-pub async fn ensure(
-    nl: &Netlink,
+pub async fn ensure<K: Kernel>(
+    nl: &K,
     spec: &DeviceSpec,
     report: &mut ApplyReport,
 ) -> Result<u32, NetlinkError> {
@@ -138,30 +139,10 @@ pub async fn ensure(
         }
     }
     if spec.addresses().iter().any(|a| matches!(a, IpNet::V6(_))) {
-        ipv6_quiet(&link.name);
+        nl.quiet_ipv6(&link.name);
     }
     ensure_addresses(nl, link.index, &spec.addresses(), report).await?;
     Ok(link.index)
-}
-
-/// No router advertisements and no duplicate address detection on an
-/// IPv6-carrying device of ours, as flannel sets `accept_ra=0`: its address
-/// is unique by lease, and DAD would hold it "tentative" (unusable as a
-/// source) for a second after every (re)creation. Per-namespace sysctls,
-/// written only when they differ.
-fn ipv6_quiet(device: &str) {
-    for key in ["accept_ra", "accept_dad"] {
-        let path = format!("/proc/sys/net/ipv6/conf/{device}/{key}");
-        match std::fs::read_to_string(&path) {
-            Ok(v) if v.trim() == "0" => {}
-            Ok(_) => {
-                if let Err(e) = std::fs::write(&path, "0") {
-                    warn!(device, key, error = %e, "cannot set an IPv6 sysctl of our device");
-                }
-            }
-            Err(_) => {}
-        }
-    }
 }
 
 fn gone(spec: &DeviceSpec) -> NetlinkError {
@@ -173,8 +154,8 @@ fn gone(spec: &DeviceSpec) -> NetlinkError {
 
 /// Exactly the desired global addresses on the device (its subnet's
 /// network address per family, as host prefixes).
-async fn ensure_addresses(
-    nl: &Netlink,
+async fn ensure_addresses<K: Kernel>(
+    nl: &K,
     index: u32,
     want: &[IpNet],
     report: &mut ApplyReport,
@@ -201,8 +182,8 @@ async fn ensure_addresses(
 }
 
 /// Deletes weft-named devices that the desired state no longer has.
-pub async fn remove_undesired(
-    nl: &Netlink,
+pub async fn remove_undesired<K: Kernel>(
+    nl: &K,
     desired: &HashMap<String, u32>,
     report: &mut ApplyReport,
 ) -> Result<(), NetlinkError> {

@@ -10,7 +10,8 @@ use weft_core::mac::Mac;
 use weft_core::plan::{FdbPlan, NeighPlan};
 
 use super::ApplyReport;
-use crate::netlink::{NeighState, Netlink, NetlinkError};
+use super::Kernel;
+use crate::netlink::{FdbInfo, NeighInfo, NeighState, NetlinkError};
 
 fn note(
     report: &mut ApplyReport,
@@ -58,20 +59,21 @@ pub struct EntryChanges {
     pub fdb_del: Vec<(Mac, IpAddr)>,
 }
 
-pub async fn diff(
-    nl: &Netlink,
+/// The changes that make device `index`'s entries the desired ones, from
+/// what the kernel holds (pure: the caller reads the kernel).
+pub fn diff(
     index: u32,
+    have_neigh: &[NeighInfo],
+    have_fdb: &[FdbInfo],
     want_neigh: &FastMap<IpAddr, Mac>,
     want_fdb: &FastSet<(Mac, IpAddr)>,
-) -> Result<EntryChanges, NetlinkError> {
+) -> EntryChanges {
     let mut changes = EntryChanges {
         index,
         ..EntryChanges::default()
     };
-    let have: FastMap<IpAddr, Option<Mac>> = nl
-        .neighbours(index)
-        .await?
-        .into_iter()
+    let have: FastMap<IpAddr, Option<Mac>> = have_neigh
+        .iter()
         .filter(|n| n.state == NeighState::Permanent)
         .map(|n| (n.ip, n.mac))
         .collect();
@@ -86,10 +88,8 @@ pub async fn diff(
         .copied()
         .collect();
 
-    let have_fdb: FastSet<(Mac, IpAddr)> = nl
-        .fdb(index)
-        .await?
-        .into_iter()
+    let have_fdb: FastSet<(Mac, IpAddr)> = have_fdb
+        .iter()
         .filter_map(|f| Some((f.mac, f.dst?)))
         .collect();
     changes.fdb_set = want_fdb.difference(&have_fdb).copied().collect();
@@ -101,10 +101,10 @@ pub async fn diff(
         .filter(|(m, _)| !replaced.contains(m))
         .copied()
         .collect();
-    Ok(changes)
+    changes
 }
 
-pub async fn apply_additions(nl: &Netlink, c: &EntryChanges, report: &mut ApplyReport) {
+pub async fn apply_additions<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut ApplyReport) {
     if !c.neigh_set.is_empty() {
         let r = nl.replace_neighbours(c.index, &c.neigh_set).await;
         note(report, r, |r| &mut r.neighbours_set, false);
@@ -115,7 +115,7 @@ pub async fn apply_additions(nl: &Netlink, c: &EntryChanges, report: &mut ApplyR
     }
 }
 
-pub async fn apply_removals(nl: &Netlink, c: &EntryChanges, report: &mut ApplyReport) {
+pub async fn apply_removals<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut ApplyReport) {
     if !c.neigh_del.is_empty() {
         let r = nl.delete_neighbours(c.index, &c.neigh_del).await;
         note(report, r, |r| &mut r.neighbours_deleted, true);

@@ -12,8 +12,13 @@
 mod additions;
 mod devices;
 mod entries;
+#[cfg(any(test, feature = "fake-kernel"))]
+mod fake;
+mod kernel;
 mod report;
 mod routes;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 
@@ -22,6 +27,9 @@ use weft_core::plan::Desired;
 
 use crate::netlink::{Netlink, NetlinkError};
 pub use devices::is_weft_device_name;
+#[cfg(any(test, feature = "fake-kernel"))]
+pub use fake::FakeKernel;
+pub use kernel::Kernel;
 pub use report::ApplyReport;
 pub use routes::RouteContext;
 
@@ -34,17 +42,18 @@ pub struct NodeContext {
     pub cluster_networks: Vec<IpNet>,
 }
 
-/// Runs passes over one netlink connection.
-pub struct Reconciler {
-    nl: Netlink,
+/// Runs passes over one kernel connection: [`Netlink`] in the agent, a
+/// [`FakeKernel`] in tests without root.
+pub struct Reconciler<K: Kernel = Netlink> {
+    nl: K,
 }
 
-impl Reconciler {
-    pub fn new(nl: Netlink) -> Reconciler {
+impl<K: Kernel> Reconciler<K> {
+    pub fn new(nl: K) -> Reconciler<K> {
         Reconciler { nl }
     }
 
-    pub fn netlink(&self) -> &Netlink {
+    pub fn netlink(&self) -> &K {
         &self.nl
     }
 
@@ -89,12 +98,12 @@ impl Reconciler {
                 continue;
             };
             let changes = entries::diff(
-                nl,
                 *index,
+                &nl.neighbours(*index).await?,
+                &nl.fdb(*index).await?,
                 want_neigh.get(name).unwrap_or(&empty_neigh),
                 want_fdb.get(name).unwrap_or(&empty_fdb),
-            )
-            .await?;
+            );
             entries::apply_additions(nl, &changes, &mut report).await;
             entry_changes.push(changes);
         }
@@ -109,7 +118,7 @@ impl Reconciler {
             .iter()
             .filter_map(|r| routes::spec_of(r, &ctx))
             .collect();
-        let route_changes = routes::diff(nl, &want_routes, &ctx).await?;
+        let route_changes = routes::diff(&routes::read(nl).await?, &want_routes, &ctx);
         routes::apply_set(nl, &route_changes.set, &mut report).await;
         routes::apply_delete(nl, &route_changes.delete, &mut report).await;
 

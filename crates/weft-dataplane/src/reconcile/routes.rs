@@ -11,9 +11,9 @@ use weft_core::Family;
 use weft_core::fast_hash::FastMap;
 use weft_core::plan::{Dev, RoutePlan, RouteTarget};
 
-use super::ApplyReport;
+use super::{ApplyReport, Kernel};
 use crate::netlink::{
-    MAIN_TABLE, Netlink, NetlinkError, RouteInfo, RouteKind, RouteSpec, WEFT_ROUTE_PROTOCOL,
+    MAIN_TABLE, NetlinkError, RouteInfo, RouteKind, RouteSpec, WEFT_ROUTE_PROTOCOL,
 };
 
 /// `proto boot`: what flannel's routes carry.
@@ -86,15 +86,19 @@ pub struct RouteChanges {
     pub delete: Vec<RouteSpec>,
 }
 
-pub async fn diff(
-    nl: &Netlink,
-    want: &[RouteSpec],
-    ctx: &RouteContext<'_>,
-) -> Result<RouteChanges, NetlinkError> {
+/// Every route of both families, as the diff reads them.
+pub async fn read<K: Kernel>(nl: &K) -> Result<Vec<RouteInfo>, NetlinkError> {
     let mut have: Vec<RouteInfo> = Vec::new();
     for family in Family::ALL {
         have.extend(nl.routes(family).await?);
     }
+    Ok(have)
+}
+
+/// The routes to set (desired, missing or different) and to delete (ours,
+/// no longer desired), from what the kernel holds (pure: the caller reads
+/// the kernel).
+pub fn diff(have: &[RouteInfo], want: &[RouteSpec], ctx: &RouteContext<'_>) -> RouteChanges {
     let by_dst: FastMap<IpNet, Vec<&RouteInfo>> =
         have.iter().fold(FastMap::default(), |mut m, r| {
             m.entry(r.dst).or_default().push(r);
@@ -110,15 +114,15 @@ pub async fn diff(
             changes.set.push(spec.clone());
         }
     }
-    for r in &have {
+    for r in have {
         if owned(r, ctx) && !wanted.contains_key(&r.dst) {
             changes.delete.push(RouteSpec::from(r));
         }
     }
-    Ok(changes)
+    changes
 }
 
-pub async fn apply_set(nl: &Netlink, set: &[RouteSpec], report: &mut ApplyReport) {
+pub async fn apply_set<K: Kernel>(nl: &K, set: &[RouteSpec], report: &mut ApplyReport) {
     if set.is_empty() {
         return;
     }
@@ -130,7 +134,7 @@ pub async fn apply_set(nl: &Netlink, set: &[RouteSpec], report: &mut ApplyReport
     }
 }
 
-pub async fn apply_delete(nl: &Netlink, delete: &[RouteSpec], report: &mut ApplyReport) {
+pub async fn apply_delete<K: Kernel>(nl: &K, delete: &[RouteSpec], report: &mut ApplyReport) {
     if delete.is_empty() {
         return;
     }

@@ -1,0 +1,551 @@
+//! [`FakeKernel`]: the reconciler's kernel in memory, for tests that need
+//! no root and no namespace (this crate's unit tests; other crates with the
+//! `fake-kernel` feature).
+//!
+//! It keeps what a namespace keeps — links, addresses, routes, neighbours,
+//! FDB entries, the TX checksum feature — with the kernel's answers where
+//! the reconciler depends on them: a taken name is `Exists`, a missing
+//! object `NotFound`, deleting a link takes its addresses, entries and
+//! routes with it, a route is replaced by (table, destination, metric), an
+//! FDB entry by MAC. Every change is logged ([`FakeKernel::changes`]) so a
+//! test can assert that a second pass changes nothing, and any operation
+//! can be made to fail ([`FakeKernel::fail`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Mutex, MutexGuard};
+
+use ipnet::IpNet;
+use weft_core::Family;
+use weft_core::mac::Mac;
+
+use super::Kernel;
+use crate::netlink::{
+    AddrInfo, FdbInfo, IpipInfo, LinkInfo, LinkKind, NeighInfo, NeighState, NetlinkError,
+    OperState, RouteInfo, RouteSpec, Scope, VxlanInfo, VxlanLinkSpec,
+};
+
+/// The kernel's default IPv6 route metric, which it always reports.
+const IP6_DEFAULT_METRIC: u32 = 1024;
+
+#[derive(Debug, Default)]
+struct State {
+    links: BTreeMap<u32, LinkInfo>,
+    next_index: u32,
+    tx_checksum: HashMap<String, bool>,
+    addresses: Vec<AddrInfo>,
+    routes: Vec<RouteInfo>,
+    neighbours: Vec<NeighInfo>,
+    fdb: Vec<FdbInfo>,
+    changes: Vec<String>,
+    /// Operation name → how many more calls fail.
+    failing: HashMap<&'static str, u32>,
+}
+
+/// A namespace's worth of kernel state in memory; see the module doc.
+#[derive(Debug, Default)]
+pub struct FakeKernel {
+    state: Mutex<State>,
+}
+
+fn not_found(op: &str) -> NetlinkError {
+    NetlinkError::NotFound {
+        op: op.to_owned(),
+        message: "no such object (fake kernel)".to_owned(),
+    }
+}
+
+impl FakeKernel {
+    /// An empty namespace with a loopback device (index 1).
+    pub fn new() -> FakeKernel {
+        let fake = FakeKernel::default();
+        fake.add_link("lo", LinkKind::Device, 65536, None);
+        fake
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock leaves valid data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a link as if someone else had made it (an underlay NIC, a
+    /// flannel device left by a previous agent); returns its index.
+    pub fn add_link(&self, name: &str, kind: LinkKind, mtu: u32, mac: Option<Mac>) -> u32 {
+        let mut s = self.state();
+        s.next_index += 1;
+        let index = s.next_index;
+        s.links.insert(
+            index,
+            LinkInfo {
+                index,
+                name: name.to_owned(),
+                kind,
+                mtu,
+                mac,
+                admin_up: true,
+                lower_up: true,
+                oper_state: OperState::Up,
+                controller: None,
+            },
+        );
+        index
+    }
+
+    /// Adds a route as if someone else had made it.
+    pub fn add_route(&self, route: RouteInfo) {
+        self.state().routes.push(route);
+    }
+
+    /// Adds a neighbour entry as if someone else (or the kernel) made it.
+    pub fn add_neighbour(&self, entry: NeighInfo) {
+        self.state().neighbours.push(entry);
+    }
+
+    /// Adds an FDB entry as if someone else made it.
+    pub fn add_fdb(&self, entry: FdbInfo) {
+        self.state().fdb.push(entry);
+    }
+
+    /// Makes the next `times` calls of `op` (a [`Kernel`] method name, e.g.
+    /// `"replace_routes"`) fail with a kernel error.
+    pub fn fail(&self, op: &'static str, times: u32) {
+        self.state().failing.insert(op, times);
+    }
+
+    /// Every change made through the [`Kernel`] trait since the last call,
+    /// one line each (`"create_vxlan flannel.1"`, `"replace_route
+    /// 10.244.2.0/24"`).
+    pub fn changes(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().changes)
+    }
+
+    pub fn link(&self, name: &str) -> Option<LinkInfo> {
+        self.state()
+            .links
+            .values()
+            .find(|l| l.name == name)
+            .cloned()
+    }
+
+    pub fn all_routes(&self) -> Vec<RouteInfo> {
+        self.state().routes.clone()
+    }
+
+    pub fn all_addresses(&self, index: u32) -> Vec<AddrInfo> {
+        let s = self.state();
+        s.addresses
+            .iter()
+            .filter(|a| a.index == index)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_neighbours(&self, index: u32) -> Vec<NeighInfo> {
+        let s = self.state();
+        s.neighbours
+            .iter()
+            .filter(|n| n.index == index)
+            .cloned()
+            .collect()
+    }
+
+    pub fn all_fdb(&self, index: u32) -> Vec<FdbInfo> {
+        let s = self.state();
+        s.fdb.iter().filter(|f| f.index == index).cloned().collect()
+    }
+
+    pub fn tx_checksum_of(&self, name: &str) -> Option<bool> {
+        self.state().tx_checksum.get(name).copied()
+    }
+
+    /// Fails the call if a failure was scheduled for `op`.
+    fn check(s: &mut State, op: &'static str) -> Result<(), NetlinkError> {
+        match s.failing.get_mut(op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(NetlinkError::Kernel {
+                    op: op.to_owned(),
+                    errno: nix::libc::EIO,
+                    message: "injected failure (fake kernel)".to_owned(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn create(
+        &self,
+        op: &'static str,
+        name: &str,
+        kind: LinkKind,
+        mtu: u32,
+        mac: Option<Mac>,
+    ) -> Result<u32, NetlinkError> {
+        {
+            let mut s = self.state();
+            Self::check(&mut s, op)?;
+            if s.links.values().any(|l| l.name == name) {
+                return Err(NetlinkError::Exists {
+                    op: format!("{op} {name}"),
+                });
+            }
+            s.changes.push(format!("{op} {name}"));
+        }
+        let index = self.add_link(name, kind, mtu, mac);
+        let mut s = self.state();
+        if let Some(link) = s.links.get_mut(&index) {
+            // New links start down, as the kernel makes them.
+            link.admin_up = false;
+            link.oper_state = OperState::Down;
+        }
+        s.tx_checksum.insert(name.to_owned(), true);
+        Ok(index)
+    }
+
+    fn with_link(
+        &self,
+        op: &'static str,
+        index: u32,
+        change: impl FnOnce(&mut LinkInfo) -> String,
+    ) -> Result<(), NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, op)?;
+        let Some(link) = s.links.get_mut(&index) else {
+            return Err(not_found(op));
+        };
+        let line = change(link);
+        s.changes.push(line);
+        Ok(())
+    }
+
+    /// One result per item: an injected failure fails them all.
+    fn batch<T>(
+        &self,
+        op: &'static str,
+        items: &[T],
+        mut each: impl FnMut(&mut State, &T) -> Result<(), NetlinkError>,
+    ) -> Vec<Result<(), NetlinkError>> {
+        let mut s = self.state();
+        items
+            .iter()
+            .map(|item| {
+                Self::check(&mut s, op)?;
+                each(&mut s, item)
+            })
+            .collect()
+    }
+}
+
+fn family_of(net: &IpNet) -> Family {
+    match net {
+        IpNet::V4(_) => Family::V4,
+        IpNet::V6(_) => Family::V6,
+    }
+}
+
+/// The route as the kernel would list it after `spec` was set.
+fn listed(spec: &RouteSpec) -> RouteInfo {
+    let metric = match spec.dst {
+        IpNet::V4(_) => spec.metric,
+        IpNet::V6(_) => Some(spec.metric.unwrap_or(IP6_DEFAULT_METRIC)),
+    };
+    RouteInfo {
+        dst: spec.dst.trunc(),
+        gateway: spec.gateway,
+        oif: spec.oif,
+        onlink: spec.onlink,
+        protocol: spec.protocol,
+        kind: spec.kind,
+        scope: spec.scope,
+        table: spec.table,
+        prefsrc: None,
+        metric,
+    }
+}
+
+impl Kernel for FakeKernel {
+    async fn links(&self) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "links")?;
+        Ok(s.links.values().cloned().collect())
+    }
+
+    async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "link_by_name")?;
+        Ok(s.links.values().find(|l| l.name == name).cloned())
+    }
+
+    async fn link_by_index(&self, index: u32) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "link_by_index")?;
+        Ok(s.links.get(&index).cloned())
+    }
+
+    async fn create_vxlan(&self, spec: &VxlanLinkSpec) -> Result<u32, NetlinkError> {
+        let kind = LinkKind::Vxlan(VxlanInfo {
+            vni: spec.vni,
+            port: if spec.port == 0 { 8472 } else { spec.port },
+            local: Some(spec.local),
+            underlay_index: spec.underlay_index,
+            learning: spec.learning,
+            gbp: spec.gbp,
+        });
+        let mac = spec.mac.or(Some(Mac([0x02, 0, 0, 0, 0, 0x01])));
+        self.create("create_vxlan", &spec.name, kind, spec.mtu, mac)
+    }
+
+    async fn create_ipip(
+        &self,
+        name: &str,
+        local: Ipv4Addr,
+        mtu: u32,
+    ) -> Result<u32, NetlinkError> {
+        let kind = LinkKind::Ipip(IpipInfo {
+            local: Some(local),
+            remote: None,
+        });
+        self.create("create_ipip", name, kind, mtu, None)
+    }
+
+    async fn delete_link(&self, index: u32) -> Result<(), NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "delete_link")?;
+        let Some(link) = s.links.remove(&index) else {
+            return Err(not_found("delete_link"));
+        };
+        s.addresses.retain(|a| a.index != index);
+        s.neighbours.retain(|n| n.index != index);
+        s.fdb.retain(|f| f.index != index);
+        s.routes.retain(|r| r.oif != Some(index));
+        s.tx_checksum.remove(&link.name);
+        s.changes.push(format!("delete_link {}", link.name));
+        Ok(())
+    }
+
+    async fn set_link_up(&self, index: u32) -> Result<(), NetlinkError> {
+        self.with_link("set_link_up", index, |l| {
+            l.admin_up = true;
+            l.oper_state = OperState::Unknown;
+            format!("set_link_up {}", l.name)
+        })
+    }
+
+    async fn set_link_down(&self, index: u32) -> Result<(), NetlinkError> {
+        self.with_link("set_link_down", index, |l| {
+            l.admin_up = false;
+            l.oper_state = OperState::Down;
+            format!("set_link_down {}", l.name)
+        })
+    }
+
+    async fn set_link_mtu(&self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
+        self.with_link("set_link_mtu", index, |l| {
+            l.mtu = mtu;
+            format!("set_link_mtu {} {mtu}", l.name)
+        })
+    }
+
+    async fn set_link_mac(&self, index: u32, mac: Mac) -> Result<(), NetlinkError> {
+        self.with_link("set_link_mac", index, |l| {
+            l.mac = Some(mac);
+            format!("set_link_mac {} {mac}", l.name)
+        })
+    }
+
+    async fn tx_checksum(&self, name: &str) -> Result<bool, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "tx_checksum")?;
+        s.tx_checksum
+            .get(name)
+            .copied()
+            .ok_or_else(|| not_found("tx_checksum"))
+    }
+
+    async fn set_tx_checksum(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "set_tx_checksum")?;
+        if !s.links.values().any(|l| l.name == name) {
+            return Err(not_found("set_tx_checksum"));
+        }
+        s.tx_checksum.insert(name.to_owned(), on);
+        s.changes.push(format!("set_tx_checksum {name} {on}"));
+        Ok(())
+    }
+
+    fn quiet_ipv6(&self, _device: &str) {}
+
+    async fn addresses(&self, index: u32) -> Result<Vec<AddrInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "addresses")?;
+        Ok(s.addresses
+            .iter()
+            .filter(|a| a.index == index)
+            .cloned()
+            .collect())
+    }
+
+    async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "add_address")?;
+        if !s.links.contains_key(&index) {
+            return Err(not_found("add_address"));
+        }
+        if s.addresses
+            .iter()
+            .any(|a| a.index == index && a.prefix == addr)
+        {
+            return Err(NetlinkError::Exists {
+                op: format!("add_address {addr}"),
+            });
+        }
+        s.addresses.push(AddrInfo {
+            index,
+            prefix: addr,
+            scope: Scope::Universe,
+            permanent: true,
+        });
+        s.changes.push(format!("add_address {index} {addr}"));
+        Ok(())
+    }
+
+    async fn del_address(&self, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "del_address")?;
+        let before = s.addresses.len();
+        s.addresses
+            .retain(|a| !(a.index == index && a.prefix == addr));
+        if s.addresses.len() == before {
+            return Err(not_found("del_address"));
+        }
+        s.changes.push(format!("del_address {index} {addr}"));
+        Ok(())
+    }
+
+    async fn routes(&self, family: Family) -> Result<Vec<RouteInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "routes")?;
+        Ok(s.routes
+            .iter()
+            .filter(|r| family_of(&r.dst) == family)
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_routes(&self, routes: &[RouteSpec]) -> Vec<Result<(), NetlinkError>> {
+        self.batch("replace_routes", routes, |s, spec| {
+            let new = listed(spec);
+            s.routes
+                .retain(|r| !(r.table == new.table && r.dst == new.dst && r.metric == new.metric));
+            s.changes.push(format!("replace_route {}", new.dst));
+            s.routes.push(new);
+            Ok(())
+        })
+    }
+
+    async fn delete_routes(&self, routes: &[RouteSpec]) -> Vec<Result<(), NetlinkError>> {
+        self.batch("delete_routes", routes, |s, spec| {
+            let gone = listed(spec);
+            let before = s.routes.len();
+            s.routes.retain(|r| {
+                !(r.table == gone.table
+                    && r.dst == gone.dst
+                    && r.metric == gone.metric
+                    && (gone.gateway.is_none() || r.gateway == gone.gateway))
+            });
+            if s.routes.len() == before {
+                return Err(not_found("delete_routes"));
+            }
+            s.changes.push(format!("delete_route {}", gone.dst));
+            Ok(())
+        })
+    }
+
+    async fn neighbours(&self, index: u32) -> Result<Vec<NeighInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "neighbours")?;
+        Ok(s.neighbours
+            .iter()
+            .filter(|n| n.index == index)
+            .cloned()
+            .collect())
+    }
+
+    async fn replace_neighbours(
+        &self,
+        index: u32,
+        entries: &[(IpAddr, Mac)],
+    ) -> Vec<Result<(), NetlinkError>> {
+        self.batch("replace_neighbours", entries, |s, (ip, mac)| {
+            if !s.links.contains_key(&index) {
+                return Err(not_found("replace_neighbours"));
+            }
+            s.neighbours.retain(|n| !(n.index == index && n.ip == *ip));
+            s.neighbours.push(NeighInfo {
+                index,
+                ip: *ip,
+                mac: Some(*mac),
+                state: NeighState::Permanent,
+            });
+            s.changes.push(format!("replace_neighbour {ip} {mac}"));
+            Ok(())
+        })
+    }
+
+    async fn delete_neighbours(&self, index: u32, ips: &[IpAddr]) -> Vec<Result<(), NetlinkError>> {
+        self.batch("delete_neighbours", ips, |s, ip| {
+            let before = s.neighbours.len();
+            s.neighbours.retain(|n| !(n.index == index && n.ip == *ip));
+            if s.neighbours.len() == before {
+                return Err(not_found("delete_neighbours"));
+            }
+            s.changes.push(format!("delete_neighbour {ip}"));
+            Ok(())
+        })
+    }
+
+    async fn fdb(&self, index: u32) -> Result<Vec<FdbInfo>, NetlinkError> {
+        let mut s = self.state();
+        Self::check(&mut s, "fdb")?;
+        Ok(s.fdb.iter().filter(|f| f.index == index).cloned().collect())
+    }
+
+    async fn replace_fdbs(
+        &self,
+        index: u32,
+        entries: &[(Mac, IpAddr)],
+    ) -> Vec<Result<(), NetlinkError>> {
+        self.batch("replace_fdbs", entries, |s, (mac, dst)| {
+            if !s.links.contains_key(&index) {
+                return Err(not_found("replace_fdbs"));
+            }
+            s.fdb.retain(|f| !(f.index == index && f.mac == *mac));
+            s.fdb.push(FdbInfo {
+                index,
+                mac: *mac,
+                dst: Some(*dst),
+                is_self: true,
+                permanent: true,
+            });
+            s.changes.push(format!("replace_fdb {mac} {dst}"));
+            Ok(())
+        })
+    }
+
+    async fn delete_fdbs(
+        &self,
+        index: u32,
+        entries: &[(Mac, IpAddr)],
+    ) -> Vec<Result<(), NetlinkError>> {
+        self.batch("delete_fdbs", entries, |s, (mac, dst)| {
+            let before = s.fdb.len();
+            s.fdb
+                .retain(|f| !(f.index == index && f.mac == *mac && f.dst == Some(*dst)));
+            if s.fdb.len() == before {
+                return Err(not_found("delete_fdbs"));
+            }
+            s.changes.push(format!("delete_fdb {mac} {dst}"));
+            Ok(())
+        })
+    }
+}
