@@ -108,6 +108,42 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
         "the resync to repair the route",
         || status(&lab, "node1")["ok"] == true,
     );
+    // A stale entry is drift too (the next pass removes it): a permanent
+    // neighbour on flannel.1 that no peer has.
+    let mut seen_stale = false;
+    for _ in 0..3 {
+        lab.ok(
+            "node1",
+            &[
+                "ip",
+                "neigh",
+                "replace",
+                "10.244.250.0",
+                "lladdr",
+                "02:42:00:00:00:fa",
+                "dev",
+                "flannel.1",
+                "nud",
+                "permanent",
+            ],
+        );
+        let s = status(&lab, "node1");
+        if s["drift"].as_array().unwrap().iter().any(|d| {
+            d["kind"] == "neighbour"
+                && d["what"] == "10.244.250.0 dev flannel.1"
+                && d["problem"].as_str().unwrap().starts_with("stale")
+        }) {
+            assert_eq!(s["ok"], false);
+            seen_stale = true;
+            break;
+        }
+    }
+    assert!(seen_stale, "weft status did not report a stale neighbour");
+    wait_until(
+        Duration::from_secs(15),
+        "the resync to remove the stale neighbour",
+        || status(&lab, "node1")["ok"] == true,
+    );
     // The repair is logged as such, not hidden in a per-pass summary.
     let log =
         std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();

@@ -75,17 +75,23 @@ fn wireguard_compatible(link: &LinkInfo) -> bool {
 }
 
 /// Makes one device match its spec; returns its index.
+/// Whether an existing link can serve as `spec` (otherwise it is
+/// recreated: a parameter that cannot change in place differs).
+pub fn compatible(link: &LinkInfo, spec: &DeviceSpec) -> bool {
+    match spec {
+        DeviceSpec::Vxlan(v) => vxlan_compatible(link, v),
+        DeviceSpec::Ipip(i) => ipip_compatible(link, i),
+        DeviceSpec::Wireguard(_) => wireguard_compatible(link),
+    }
+}
+
 pub async fn ensure<K: Kernel>(
     nl: &K,
     spec: &DeviceSpec,
     report: &mut ApplyReport,
 ) -> Result<u32, NetlinkError> {
     let existing = nl.link_by_name(spec.name()).await?;
-    let compatible = existing.as_ref().is_some_and(|l| match spec {
-        DeviceSpec::Vxlan(v) => vxlan_compatible(l, v),
-        DeviceSpec::Ipip(i) => ipip_compatible(l, i),
-        DeviceSpec::Wireguard(_) => wireguard_compatible(l),
-    });
+    let compatible = existing.as_ref().is_some_and(|l| compatible(l, spec));
     let link = match existing {
         Some(link) if compatible => link,
         Some(link) => {

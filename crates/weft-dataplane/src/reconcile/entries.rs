@@ -50,7 +50,7 @@ pub fn fdb_by_dev(plans: &[FdbPlan]) -> FastMap<&str, FastSet<(Mac, IpAddr)>> {
 
 /// What to change on one device, computed before routes are touched so that
 /// additions go in before the routes that use them and removals after.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct EntryChanges {
     pub index: u32,
     pub neigh_set: Vec<(IpAddr, Mac)>,
@@ -61,6 +61,15 @@ pub struct EntryChanges {
 
 /// The changes that make device `index`'s entries the desired ones, from
 /// what the kernel holds (pure: the caller reads the kernel).
+impl EntryChanges {
+    pub fn is_empty(&self) -> bool {
+        self.neigh_set.is_empty()
+            && self.neigh_del.is_empty()
+            && self.fdb_set.is_empty()
+            && self.fdb_del.is_empty()
+    }
+}
+
 pub fn diff(
     index: u32,
     have_neigh: &[NeighInfo],

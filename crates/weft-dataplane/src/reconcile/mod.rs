@@ -15,6 +15,7 @@ mod entries;
 #[cfg(any(test, feature = "fake-kernel"))]
 mod fake;
 mod kernel;
+mod pending;
 mod report;
 mod routes;
 #[cfg(test)]
@@ -27,11 +28,13 @@ use weft_core::plan::Desired;
 
 use crate::netlink::{Netlink, NetlinkError};
 pub use devices::is_weft_device_name;
+pub use entries::EntryChanges;
 #[cfg(any(test, feature = "fake-kernel"))]
 pub use fake::FakeKernel;
 pub use kernel::Kernel;
+pub use pending::{DesiredEntries, DeviceDrift, Pending};
 pub use report::ApplyReport;
-pub use routes::RouteContext;
+pub use routes::{RouteChanges, RouteContext};
 
 /// The node facts a pass needs besides the plan.
 #[derive(Debug, Clone)]

@@ -80,10 +80,15 @@ fn matches(have: &RouteInfo, want: &RouteSpec) -> bool {
 }
 
 /// Routes to set and to delete.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct RouteChanges {
     pub set: Vec<RouteSpec>,
     pub delete: Vec<RouteSpec>,
+    /// Desired routes whose device is missing ([`Reconciler::pending`]
+    /// only: a pass creates the device first).
+    ///
+    /// [`Reconciler::pending`]: super::Reconciler::pending
+    pub missing_device: Vec<IpNet>,
 }
 
 /// Every route of both families, as the diff reads them.

@@ -425,3 +425,65 @@ fn additions_go_in_first_and_the_full_pass_agrees() {
     let full = run(r.apply(&after, &node)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(full.changes(), 0, "{full}");
 }
+
+/// `pending` (what `weft status` reports) sees exactly what a pass would
+/// change — a route right in every field but its protocol included, which
+/// a comparison of destination, gateway and device calls "in sync" — and
+/// changes nothing itself.
+#[test]
+fn pending_is_what_a_pass_would_do_and_changes_nothing() {
+    let (r, node) = node();
+    let plan = vxlan_plan(node.underlay_index, &[2, 3]);
+    let before = run(r.pending(&plan, &node)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        before.devices,
+        vec![("flannel.1".to_owned(), super::DeviceDrift::Missing)]
+    );
+    assert_eq!(before.routes.missing_device.len(), 2);
+    assert_eq!(r.netlink().changes(), Vec::<String>::new());
+
+    run(r.apply(&plan, &node)).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = r.netlink();
+    kernel.changes();
+    assert!(
+        run(r.pending(&plan, &node))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
+
+    // The route to node2, rewritten by someone with another protocol.
+    let mut route = kernel
+        .all_routes()
+        .into_iter()
+        .find(|r| r.dst == net("10.244.2.0/24"))
+        .unwrap_or_else(|| panic!("no route"));
+    route.protocol = PROTO_STATIC;
+    run(async {
+        use super::Kernel as _;
+        kernel
+            .replace_routes(&[crate::netlink::RouteSpec::from(&route)])
+            .await
+    });
+    let index = kernel
+        .link("flannel.1")
+        .map(|l| l.index)
+        .unwrap_or_default();
+    kernel.add_neighbour(NeighInfo {
+        index,
+        ip: ip("10.244.7.0"),
+        mac: Some(mac(7)),
+        state: NeighState::Permanent,
+    });
+    kernel.changes();
+    let p = run(r.pending(&plan, &node)).unwrap_or_else(|e| panic!("{e}"));
+    let set: Vec<IpNet> = p.routes.set.iter().map(|s| s.dst).collect();
+    assert_eq!(set, vec![net("10.244.2.0/24")]);
+    assert_eq!(p.entries[0].1.neigh_del, vec![ip("10.244.7.0")]);
+    assert_eq!(
+        kernel.changes(),
+        Vec::<String>::new(),
+        "pending changed the kernel"
+    );
+    let report = run(r.apply(&plan, &node)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((report.routes_set, report.neighbours_deleted), (1, 1));
+}

@@ -2,19 +2,20 @@
 //!
 //! It reads the agent's local API (`GET /v1/status` on its root-only
 //! socket) and, through netlink, the routes, neighbours, FDB entries and
-//! devices of this network namespace, then compares them entry by entry.
-//! It changes nothing.
+//! devices of this network namespace, then judges them with the
+//! reconciler's own diff (`drift.rs`). It changes nothing.
 
-use std::collections::HashSet;
+mod drift;
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use weft_core::Family;
 use weft_core::status::{DesiredView, PeerView, StatusView, WgPeerView};
-use weft_dataplane::netlink::{NeighState, Netlink, RouteKind, WEFT_ROUTE_PROTOCOL};
+
+use drift::KernelDrift;
 
 /// `println!` that ends quietly on a closed pipe.
 macro_rules! say {
@@ -65,168 +66,7 @@ pub struct Report {
     pub drift: Vec<Drift>,
 }
 
-/// A route as compared: destination, gateway, device, onlink, blackhole.
-type RouteKey = (String, Option<String>, Option<String>, bool, bool);
-
-/// What the kernel holds of the things weft manages.
-#[derive(Default)]
-struct Kernel {
-    routes: HashSet<RouteKey>,
-    neighbours: HashSet<(String, String, String)>,
-    fdb: HashSet<(String, String, String)>,
-    devices: Vec<(String, u32, Vec<String>)>,
-}
-
-async fn read_kernel(desired: &DesiredView) -> Result<Kernel> {
-    let nl = Netlink::connect().context("cannot open netlink")?;
-    let links = nl.links().await?;
-    let name_of = |index: Option<u32>| {
-        index.and_then(|i| links.iter().find(|l| l.index == i).map(|l| l.name.clone()))
-    };
-    let mut k = Kernel::default();
-    for family in Family::ALL {
-        for r in nl.routes(family).await? {
-            if r.protocol != WEFT_ROUTE_PROTOCOL {
-                continue;
-            }
-            let blackhole = r.kind == RouteKind::Blackhole;
-            k.routes.insert((
-                r.dst.to_string(),
-                r.gateway.map(|g| g.to_string()),
-                if blackhole { None } else { name_of(r.oif) },
-                r.onlink,
-                blackhole,
-            ));
-        }
-    }
-    let names: HashSet<&str> = desired.devices.iter().map(|d| d.name.as_str()).collect();
-    for link in links.iter().filter(|l| names.contains(l.name.as_str())) {
-        let addrs = nl.addresses(link.index).await?;
-        k.devices.push((
-            link.name.clone(),
-            link.mtu,
-            addrs.iter().map(|a| a.prefix.to_string()).collect(),
-        ));
-        for n in nl.neighbours(link.index).await? {
-            if n.state == NeighState::Permanent
-                && let Some(mac) = n.mac
-            {
-                k.neighbours
-                    .insert((link.name.clone(), n.ip.to_string(), mac.to_string()));
-            }
-        }
-        for f in nl.fdb(link.index).await? {
-            if let Some(dst) = f.dst {
-                k.fdb
-                    .insert((link.name.clone(), f.mac.to_string(), dst.to_string()));
-            }
-        }
-    }
-    Ok(k)
-}
-
-fn compare(desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerView]) -> Vec<Drift> {
-    let mut drift = Vec::new();
-    for d in &desired.devices {
-        match k.devices.iter().find(|(n, _, _)| *n == d.name) {
-            None => drift.push(Drift {
-                kind: "device",
-                what: d.name.clone(),
-                problem: "missing".into(),
-            }),
-            Some((_, mtu, addrs)) => {
-                if *mtu != d.mtu {
-                    drift.push(Drift {
-                        kind: "device",
-                        what: d.name.clone(),
-                        problem: format!("MTU {mtu}, want {}", d.mtu),
-                    });
-                }
-                if !addrs.contains(&d.address) {
-                    drift.push(Drift {
-                        kind: "device",
-                        what: d.name.clone(),
-                        problem: format!("address {} missing", d.address),
-                    });
-                }
-            }
-        }
-    }
-    for r in &desired.routes {
-        let key = (
-            r.dst.clone(),
-            r.via.clone(),
-            r.dev.clone(),
-            r.onlink,
-            r.blackhole,
-        );
-        if !k.routes.contains(&key) {
-            drift.push(Drift {
-                kind: "route",
-                what: route_text(r),
-                problem: "missing from the kernel".into(),
-            });
-        }
-    }
-    for n in &desired.neighbours {
-        if !k
-            .neighbours
-            .contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone()))
-        {
-            drift.push(Drift {
-                kind: "neighbour",
-                what: format!("{} lladdr {} dev {}", n.ip, n.mac, n.dev),
-                problem: "missing from the kernel".into(),
-            });
-        }
-    }
-    for w in &desired.wireguard {
-        match wg_views
-            .iter()
-            .find(|v| v.device == w.device && v.public_key == w.public_key)
-        {
-            None => drift.push(Drift {
-                kind: "wireguard",
-                what: format!("peer {} on {}", w.public_key, w.device),
-                problem: "missing from the device".into(),
-            }),
-            Some(v) => {
-                let mut have: Vec<&String> = v.allowed_ips.iter().collect();
-                let mut want: Vec<&String> = w.allowed_ips.iter().collect();
-                have.sort();
-                want.sort();
-                if v.endpoint.as_deref() != Some(w.endpoint.as_str()) || have != want {
-                    drift.push(Drift {
-                        kind: "wireguard",
-                        what: format!("peer {} on {}", w.public_key, w.device),
-                        problem: format!(
-                            "endpoint {} allowed {:?}, want {} {:?}",
-                            v.endpoint.as_deref().unwrap_or("none"),
-                            v.allowed_ips,
-                            w.endpoint,
-                            w.allowed_ips
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    for f in &desired.fdb {
-        if !k
-            .fdb
-            .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
-        {
-            drift.push(Drift {
-                kind: "fdb",
-                what: format!("{} dst {} dev {}", f.mac, f.dst, f.dev),
-                problem: "missing from the kernel".into(),
-            });
-        }
-    }
-    drift
-}
-
-fn route_text(r: &weft_core::status::RouteView) -> String {
+pub(crate) fn route_text(r: &weft_core::status::RouteView) -> String {
     match (&r.via, &r.dev) {
         _ if r.blackhole => format!("blackhole {}", r.dst),
         (Some(via), Some(dev)) => {
@@ -238,7 +78,12 @@ fn route_text(r: &weft_core::status::RouteView) -> String {
     }
 }
 
-fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerView]) -> PeerRow {
+fn peer_row(
+    p: &PeerView,
+    desired: &DesiredView,
+    k: &KernelDrift,
+    wg_views: &[WgPeerView],
+) -> PeerRow {
     let why_not = desired
         .unprogrammed
         .iter()
@@ -249,12 +94,7 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
         .iter()
         .filter(|r| p.subnets.contains(&r.dst))
         .collect();
-    let route_ok = (!routes.is_empty()).then(|| {
-        routes.iter().all(|r| {
-            k.routes
-                .contains(&(r.dst.clone(), r.via.clone(), r.dev.clone(), r.onlink, false))
-        })
-    });
+    let route_ok = (!routes.is_empty()).then(|| routes.iter().all(|r| k.route_ok(&r.dst)));
     let gateways: Vec<String> = p
         .subnets
         .iter()
@@ -265,24 +105,14 @@ fn peer_row(p: &PeerView, desired: &DesiredView, k: &Kernel, wg_views: &[WgPeerV
         .iter()
         .filter(|n| gateways.contains(&n.ip))
         .collect();
-    let neigh_ok = (!neighs.is_empty()).then(|| {
-        neighs.iter().all(|n| {
-            k.neighbours
-                .contains(&(n.dev.clone(), n.ip.clone(), n.mac.clone()))
-        })
-    });
+    let neigh_ok = (!neighs.is_empty()).then(|| neighs.iter().all(|n| k.neighbour_ok(&n.ip)));
     let publics: Vec<&String> = p.public_ip.iter().chain(p.public_ipv6.iter()).collect();
     let fdbs: Vec<_> = desired
         .fdb
         .iter()
         .filter(|f| publics.contains(&&f.dst))
         .collect();
-    let fdb_ok = (!fdbs.is_empty()).then(|| {
-        fdbs.iter().all(|f| {
-            k.fdb
-                .contains(&(f.dev.clone(), f.mac.clone(), f.dst.clone()))
-        })
-    });
+    let fdb_ok = (!fdbs.is_empty()).then(|| fdbs.iter().all(|f| k.fdb_ok(&f.mac, &f.dst)));
     let wants: Vec<_> = desired
         .wireguard
         .iter()
@@ -354,18 +184,17 @@ pub fn report(socket: &Path) -> Result<Report> {
         .enable_all()
         .build()
         .context("cannot start a runtime")?;
-    let kernel = runtime.block_on(read_kernel(&desired))?;
-    let drift = compare(&desired, &kernel, &agent.wireguard_peers);
+    let kernel = runtime.block_on(drift::read(&desired, &agent.wireguard_peers))?;
     let peers = agent
         .peers
         .iter()
         .map(|p| peer_row(p, &desired, &kernel, &agent.wireguard_peers))
         .collect();
     Ok(Report {
-        ok: agent.ready && drift.is_empty() && agent.desired.is_some(),
+        ok: agent.ready && kernel.drift.is_empty() && agent.desired.is_some(),
         agent,
         peers,
-        drift,
+        drift: kernel.drift,
     })
 }
 
