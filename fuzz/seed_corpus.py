@@ -132,5 +132,31 @@ for i, (name, path) in enumerate(files("crates/weft-store/tests/fixtures/kube_ho
 wg = 'wg\npodCIDRs=10.244.9.0/24\npublic-ip=198.51.100.9\nbackend-type=wireguard\nbackend-data={"PublicKey":"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=","Port":51820}'
 put("annotations", wg.encode())
 
+# Userspace WireGuard's offload paths: TCP packets as a pod sends them
+# (gso: virtio-net header + TSO super-packet, or a single packet whose
+# checksum is left to the device) and as they arrive decrypted (gro: a batch
+# of consecutive segments of one flow, each after its 2-byte length).
+import struct
+
+
+def tcp4(seq, payload, flags=0x10):
+    tcp = struct.pack("!HHIIBBHHH", 40000, 5201, seq, 1, 5 << 4, flags, 65535, 0, 0)
+    total = 20 + len(tcp) + len(payload)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, 6, 0,
+                     bytes([10, 244, 1, 2]), bytes([10, 244, 2, 2]))
+    return ip + tcp + payload
+
+
+def vnet(flags, gso_type, hdr_len, gso_size, csum_start, csum_offset):
+    return struct.pack("=BBHHHH", flags, gso_type, hdr_len, gso_size, csum_start, csum_offset)
+
+
+put("gso", vnet(1, 1, 40, 1400, 20, 16) + tcp4(1, bytes(range(256)) * 16))
+put("gso", vnet(1, 0, 0, 0, 20, 16) + tcp4(1, b"hello"))
+put("gso", vnet(0, 0, 0, 0, 0, 0) + tcp4(7, b""))
+segments = [tcp4(1 + 1000 * i, bytes([i]) * 1000) for i in range(4)]
+put("gro", b"".join(struct.pack("!H", len(p)) + p for p in segments))
+put("gro", struct.pack("!H", 5) + b"\x45\x00\x00\x05\x00")
+
 for t in sorted(os.listdir(CORPUS)):
     print(t, len(os.listdir(os.path.join(CORPUS, t))))

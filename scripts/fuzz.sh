@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${FUZZ_SECONDS:-30}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(netconf lease subnet_env annotations cni_stdin)
+  targets=(netconf lease subnet_env annotations cni_stdin gso gro)
 fi
 
 export RUSTC_BOOTSTRAP=1

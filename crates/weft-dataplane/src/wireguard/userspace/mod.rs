@@ -7,14 +7,10 @@
 //! measured here (dependencies.md §3), and its UAPI reports absolute
 //! handshake times (boringtun's `wg show` says "56 years ago").
 
-mod csum;
-mod gro;
-mod gso;
 mod transport;
 mod tun_offload;
 mod uapi;
 mod udp_gso;
-mod vnet;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};

@@ -24,10 +24,10 @@ use nix::sys::stat::Mode;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
-use super::gro::Coalescer;
-use super::gso;
-use super::vnet::{self, VnetHdr};
 use crate::netlink::Netlink;
+use weft_offload::gro::Coalescer;
+use weft_offload::gso;
+use weft_offload::vnet::{self, VnetHdr};
 
 /// Largest read: a 64 KiB super-packet after its vnet header.
 const READ_BUF: usize = vnet::LEN + 65_535;

@@ -6,8 +6,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use super::csum;
-use super::vnet::{self, VnetHdr};
+use crate::csum;
+use crate::vnet::{self, VnetHdr};
 
 /// The largest IP + TCP header a segment may have: IPv4 with options or
 /// IPv6 with extension headers, then TCP with options.
@@ -18,7 +18,7 @@ const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub(super) enum GsoError {
+pub enum GsoError {
     #[error("GSO type {0:#x} is not one weft asked for")]
     UnsupportedType(u8),
     #[error("the packet is too short for the headers it announces ({0} bytes)")]
@@ -34,7 +34,7 @@ pub(super) enum GsoError {
 /// Calls `emit(headers, payload)` for each packet in `pkt` (which follows
 /// `hdr`): one for a plain packet (all of it in `headers`, its pending
 /// checksum completed in place), one per segment for a TCP super-packet.
-pub(super) fn split(
+pub fn split(
     hdr: &VnetHdr,
     pkt: &mut [u8],
     mut emit: impl FnMut(&[u8], &[u8]),
@@ -147,26 +147,26 @@ fn split_tcp(
     Ok(())
 }
 
-pub(super) fn be16(b: &[u8]) -> u16 {
+pub fn be16(b: &[u8]) -> u16 {
     u16::from_be_bytes([b[0], b[1]])
 }
 
-pub(super) fn be32(b: &[u8]) -> u32 {
+pub fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-pub(super) fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
+pub fn v4_at(b: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(b[at], b[at + 1], b[at + 2], b[at + 3])
 }
 
-pub(super) fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
+pub fn v6_at(b: &[u8], at: usize) -> Ipv6Addr {
     let mut o = [0u8; 16];
     o.copy_from_slice(&b[at..at + 16]);
     Ipv6Addr::from(o)
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+pub mod tests {
     use super::*;
 
     /// A naive RFC 1071 checksum, 16 bits at a time, as a reference.

@@ -11,9 +11,9 @@
 //! segment's, and a valid TCP checksum (the super-packet's checksum is left
 //! to the kernel to complete, so a bad one would otherwise be laundered).
 
-use super::csum;
-use super::gso::{be16, be32, v4_at, v6_at};
-use super::vnet::{self, VnetHdr};
+use crate::csum;
+use crate::gso::{be16, be32, v4_at, v6_at};
+use crate::vnet::{self, VnetHdr};
 
 /// Flows with a super-packet under way at once; the oldest is flushed to
 /// make room.
@@ -52,7 +52,7 @@ struct Group {
 
 /// Reused between batches (the buffers keep their capacity).
 #[derive(Default)]
-pub(super) struct Coalescer {
+pub struct Coalescer {
     groups: Vec<Group>,
     spare: Vec<Vec<u8>>,
 }
@@ -60,11 +60,7 @@ pub(super) struct Coalescer {
 impl Coalescer {
     /// Writes every packet of `batch` through `write(header, packet)`,
     /// merged where it can.
-    pub(super) fn run<P: AsRef<[u8]>>(
-        &mut self,
-        batch: &[P],
-        mut write: impl FnMut(&VnetHdr, &[u8]),
-    ) {
+    pub fn run<P: AsRef<[u8]>>(&mut self, batch: &[P], mut write: impl FnMut(&VnetHdr, &[u8])) {
         for p in batch {
             let p = p.as_ref();
             match parse(p) {
@@ -268,9 +264,9 @@ fn can_join(g: &Group, p: &[u8], seg: &Segment) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::gso;
-    use super::super::gso::tests::{tcp_checksum_ok, tcp4, tcp6};
     use super::*;
+    use crate::gso;
+    use crate::gso::tests::{tcp_checksum_ok, tcp4, tcp6};
 
     fn payload(n: usize, salt: u8) -> Vec<u8> {
         (0..n).map(|i| (i as u8).wrapping_mul(3) ^ salt).collect()

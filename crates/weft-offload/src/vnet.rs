@@ -4,21 +4,21 @@
 
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start +
 /// csum_offset` holds only the pseudo header's sum.
-pub(super) const F_NEEDS_CSUM: u8 = 1;
+pub const F_NEEDS_CSUM: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_NONE`.
-pub(super) const GSO_NONE: u8 = 0;
+pub const GSO_NONE: u8 = 0;
 /// `VIRTIO_NET_HDR_GSO_TCPV4`.
-pub(super) const GSO_TCPV4: u8 = 1;
+pub const GSO_TCPV4: u8 = 1;
 /// `VIRTIO_NET_HDR_GSO_TCPV6`.
-pub(super) const GSO_TCPV6: u8 = 4;
+pub const GSO_TCPV6: u8 = 4;
 /// `VIRTIO_NET_HDR_GSO_ECN`, or-ed into the type.
-pub(super) const GSO_ECN: u8 = 0x80;
+pub const GSO_ECN: u8 = 0x80;
 
 /// The header's size.
-pub(super) const LEN: usize = 10;
+pub const LEN: usize = 10;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct VnetHdr {
+pub struct VnetHdr {
     pub flags: u8,
     pub gso_type: u8,
     pub hdr_len: u16,
@@ -29,7 +29,7 @@ pub(super) struct VnetHdr {
 
 impl VnetHdr {
     /// Parses the first [`LEN`] bytes of `buf`.
-    pub(super) fn parse(buf: &[u8]) -> Option<VnetHdr> {
+    pub fn parse(buf: &[u8]) -> Option<VnetHdr> {
         let b = buf.get(..LEN)?;
         let u16_at = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
         Some(VnetHdr {
@@ -42,7 +42,7 @@ impl VnetHdr {
         })
     }
 
-    pub(super) fn encode(&self) -> [u8; LEN] {
+    pub fn encode(&self) -> [u8; LEN] {
         let mut b = [0u8; LEN];
         b[0] = self.flags;
         b[1] = self.gso_type;

@@ -8,7 +8,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The ones' complement sum of `data` added to `initial`, unfolded.
-pub(super) fn sum(data: &[u8], initial: u64) -> u64 {
+pub fn sum(data: &[u8], initial: u64) -> u64 {
     let mut acc = initial;
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -26,7 +26,7 @@ pub(super) fn sum(data: &[u8], initial: u64) -> u64 {
 }
 
 /// Folds an unfolded sum to 16 bits (not complemented).
-pub(super) fn fold(mut acc: u64) -> u16 {
+pub fn fold(mut acc: u64) -> u16 {
     while acc > 0xffff {
         acc = (acc & 0xffff) + (acc >> 16);
     }
@@ -35,22 +35,22 @@ pub(super) fn fold(mut acc: u64) -> u16 {
 }
 
 /// The checksum to store in a header: the complement of the folded sum.
-pub(super) fn finish(acc: u64) -> u16 {
+pub fn finish(acc: u64) -> u16 {
     !fold(acc)
 }
 
 /// The IPv4 pseudo header's sum for an upper-layer packet of `len` bytes.
-pub(super) fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u64 {
+pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: usize) -> u64 {
     sum(&src.octets(), 0) + sum(&dst.octets(), 0) + u64::from(proto) + len as u64
 }
 
 /// The IPv6 pseudo header's sum for an upper-layer packet of `len` bytes.
-pub(super) fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> u64 {
+pub fn pseudo_v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, len: usize) -> u64 {
     sum(&src.octets(), 0) + sum(&dst.octets(), 0) + u64::from(proto) + len as u64
 }
 
 /// The IPv4 header checksum of `header` (its checksum field is skipped).
-pub(super) fn ipv4_header(header: &[u8]) -> u16 {
+pub fn ipv4_header(header: &[u8]) -> u16 {
     let acc = sum(header.get(..10).unwrap_or(header), 0) + sum(header.get(12..).unwrap_or(&[]), 0);
     finish(acc)
 }
