@@ -97,6 +97,8 @@ trap 'rm -rf "$results"' EXIT
 # shellcheck disable=SC2016  # expanded by the guest's bash
 guest='
 set -u
+# Emulation is slow: waits in the tests may take this many times longer.
+export WEFT_TEST_PATIENCE=4
 out=$1; shift
 for run in "$@"; do
   IFS="|" read -r round bin t which <<<"$run"

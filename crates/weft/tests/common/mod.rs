@@ -194,8 +194,22 @@ pub fn outside_connection_source(
     accept.join().unwrap()
 }
 
-/// Polls `cond` every 50 ms until it holds or `limit` passes.
+/// How many times longer than on the host a wait may take: the
+/// `WEFT_TEST_PATIENCE` factor, which scripts/vm-test.sh sets for the
+/// emulated VM (a resync pass that takes milliseconds here takes seconds
+/// there). 1 when unset.
+pub fn patience() -> u32 {
+    std::env::var("WEFT_TEST_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&f| f >= 1)
+        .unwrap_or(1)
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` (times
+/// [`patience`]) passes.
 pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let limit = limit * patience();
     let start = Instant::now();
     while !cond() {
         assert!(
