@@ -73,19 +73,26 @@ fn finding<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no finding {name}: {report}"))
 }
 
-#[test]
-fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
+/// `net-conf.json` with `json` in a fresh directory (kept alive by the
+/// returned guard), or `None` (having said why) without root.
+fn root_and_conf(json: &str) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipping: needs root");
-        return;
+        return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("net-conf.json");
-    std::fs::write(
-        &conf,
-        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#,
-    )
-    .unwrap();
+    std::fs::write(&conf, json).unwrap();
+    Some((dir, conf))
+}
+
+#[test]
+fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
+    let Some((_dir, conf)) =
+        root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
+    else {
+        return;
+    };
     let ns = Netns::new("a");
     // New namespaces inherit the root namespace's forwarding on some
     // kernels (devconf_inherit_init_net): set what this test depends on.
@@ -135,13 +142,11 @@ fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
 
 #[test]
 fn mtu_too_small_for_the_backend_fails() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
+    let Some((_dir, conf)) = root_and_conf(
+        r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}"#,
+    ) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("net-conf.json");
-    std::fs::write(&conf, r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}"#).unwrap();
+    };
     let ns = Netns::new("b");
     ns.ip("-6 addr add 2001:db8::1/64 dev eth0 nodad");
     ns.ip("-6 route add default via 2001:db8::fe dev eth0");
@@ -160,17 +165,11 @@ fn mtu_too_small_for_the_backend_fails() {
 /// here cannot: the VM suite sees the other answer).
 #[test]
 fn ipip_support_is_reported_as_the_kernel_has_it() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
+    let Some((_dir, conf)) =
+        root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}"#)
+    else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("net-conf.json");
-    std::fs::write(
-        &conf,
-        r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}"#,
-    )
-    .unwrap();
+    };
     let ns = Netns::new("c");
     let kernel_has_ipip = ns
         .exec(&[

@@ -5,36 +5,13 @@
 
 mod common;
 
-use common::{TestLab, root};
+use common::{TestLab, etcd_net_conf, finding, root, weft_check};
 use weft_lab::{Backend, StoreKind};
 
 const ETCD: &str = "http://192.0.2.250:2379";
 
 fn check(lab: &TestLab, conf: &std::path::Path) -> serde_json::Value {
-    let out = lab.run(
-        "node1",
-        &[
-            env!("CARGO_BIN_EXE_weft"),
-            "check",
-            "--json",
-            "--net-config",
-            conf.to_str().unwrap(),
-            "--etcd-endpoints",
-            ETCD,
-        ],
-    );
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-fn finding(report: &serde_json::Value, name: &str) -> serde_json::Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == name)
-        .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
-        .clone()
+    weft_check(lab, "node1", conf, &["--etcd-endpoints", ETCD])
 }
 
 #[test]
@@ -44,19 +21,8 @@ fn every_finding_on_a_lab_node_is_true() {
     }
     let mut lab = TestLab::up_with("chk", Backend::Vxlan, |spec| spec.store = StoreKind::Etcd);
     // The net-conf.json the agents read, from the lab's etcd.
-    let conf = lab.ok(
-        "store",
-        &[
-            "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
-            "get",
-            "/coreos.com/network/config",
-            "--print-value-only",
-        ],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("net-conf.json");
-    std::fs::write(&path, conf.trim()).unwrap();
+    let path = etcd_net_conf(&lab, dir.path());
 
     let report = check(&lab, &path);
     let env =

@@ -17,7 +17,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{TestLab, lab_exec_ok, scenarios, wait_until};
+use common::{TestLab, etcd_net_conf, finding, lab_exec_ok, scenarios, wait_until, weft_check};
 use weft_lab::{Backend, IpFamily, StoreKind};
 
 /// How long a new pair may take to hold a WireGuard session with no pod
@@ -223,44 +223,19 @@ fn kernel_wireguard_ipv4_local_store() {
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_wireguard_ipv4_etcd_store_and_weft_check() {
     let lab = kernel_wireguard("vwe", StoreKind::Etcd, IpFamily::Ipv4);
-    let conf = lab.ok(
-        "store",
-        &[
-            "etcdctl",
-            "--endpoints=http://127.0.0.1:2379",
-            "get",
-            "/coreos.com/network/config",
-            "--print-value-only",
-        ],
-    );
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("net-conf.json");
-    std::fs::write(&path, conf.trim()).unwrap();
-    let out = lab.run(
+    let conf = etcd_net_conf(&lab, dir.path());
+    let report = weft_check(
+        &lab,
         "node1",
-        &[
-            env!("CARGO_BIN_EXE_weft"),
-            "check",
-            "--json",
-            "--net-config",
-            path.to_str().unwrap(),
-            "--etcd-endpoints",
-            "http://192.0.2.250:2379",
-        ],
+        &conf,
+        &["--etcd-endpoints", "http://192.0.2.250:2379"],
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
     let findings = report["findings"].as_array().unwrap();
-    let wg = findings
-        .iter()
-        .find(|f| f["name"] == "kernel wireguard")
-        .unwrap_or_else(|| panic!("no kernel wireguard finding: {report:#}"));
+    let wg = finding(&report, "kernel wireguard");
     assert_eq!(wg["level"], "ok", "{wg}");
     assert!(wg["seen"].as_str().unwrap().contains("kernel path"), "{wg}");
-    let port = findings
-        .iter()
-        .find(|f| f["name"] == "udp port 51820")
-        .unwrap_or_else(|| panic!("no port finding: {report:#}"));
+    let port = finding(&report, "udp port 51820");
     assert!(
         port["seen"]
             .as_str()
@@ -336,23 +311,7 @@ fn ipip_matrix_readback_and_recovery() {
         kernel_is_what_the_agent_wants(&lab, &node);
     }
     let conf = lab.lab().name().state_dir().join("net-conf.json");
-    let out = lab.run(
-        "node1",
-        &[
-            env!("CARGO_BIN_EXE_weft"),
-            "check",
-            "--json",
-            "--net-config",
-            conf.to_str().unwrap(),
-        ],
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let ipip = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == "kernel ipip")
-        .unwrap_or_else(|| panic!("no kernel ipip finding: {report:#}"));
+    let ipip = finding(&weft_check(&lab, "node1", &conf, &[]), "kernel ipip");
     assert_eq!(ipip["level"], "ok", "{ipip}");
     lab.assert_matrix();
     scenarios::pod_mtu_is_honest(&lab, 1480);

@@ -320,3 +320,52 @@ pub fn wait_for_listener(lab: &TestLab, target: &str, port: u16) {
         || tcp_sockets(lab, target, "listening", port) > 0,
     );
 }
+
+/// The net-conf.json in the lab's etcd, written to a file in `dir` (for
+/// `weft check --net-config`).
+pub fn etcd_net_conf(lab: &TestLab, dir: &std::path::Path) -> std::path::PathBuf {
+    let conf = lab.ok(
+        "store",
+        &[
+            "etcdctl",
+            "--endpoints=http://127.0.0.1:2379",
+            "get",
+            "/coreos.com/network/config",
+            "--print-value-only",
+        ],
+    );
+    let path = dir.join("net-conf.json");
+    std::fs::write(&path, conf.trim()).unwrap();
+    path
+}
+
+/// `weft check --json --net-config CONF ARGS…` on `node`, its report.
+pub fn weft_check(
+    lab: &TestLab,
+    node: &str,
+    conf: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut argv = vec![
+        env!("CARGO_BIN_EXE_weft"),
+        "check",
+        "--json",
+        "--net-config",
+        conf.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let out = lab.run(node, &argv);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The finding called `name` of a `weft check` report.
+pub fn finding(report: &serde_json::Value, name: &str) -> serde_json::Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
+        .clone()
+}
