@@ -1,6 +1,6 @@
 //! Pods made the way a kubelet makes them: the plugin runs in a throwaway
 //! node namespace with the real reference plugins (bridge, host-local) and
-//! wires pod namespaces. Needs root; says "skipping" otherwise.
+//! wires pod namespaces. Needs root: fails without it (the `unprivileged` nextest profile skips it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

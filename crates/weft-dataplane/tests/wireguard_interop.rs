@@ -55,12 +55,10 @@ fn interop(psk: Option<WgKey>) {
     if !can_run() {
         return;
     }
-    if !have("wireguard-go") || !have("wg") {
-        eprintln!(
-            "skipping: needs wireguard-go and wg (apt-get install wireguard-go wireguard-tools)"
-        );
-        return;
-    }
+    assert!(
+        have("wireguard-go") && have("wg"),
+        "needs wireguard-go and wg: apt-get install -y --no-install-recommends wireguard-go wireguard-tools (scripts/install-deps.sh does)"
+    );
     let a = Node::new("ia", false).unwrap();
     let b = Node::new("ib", false).unwrap();
     underlay(&a, &b).unwrap();

@@ -8,9 +8,9 @@
 //! to the dataplane's end-to-end tests; one wireguard lab checks what the
 //! CLI says about the WireGuard path.
 //!
-//! Needs root (network namespaces); says "skipping" otherwise. Every lab
-//! gets a name unique to this run, so the tests run in parallel with each
-//! other and with anybody's `weft` lab.
+//! Needs root (network namespaces): fails without it (the `unprivileged`
+//! nextest profile skips it). Every lab gets a name unique to this run, so
+//! the tests run in parallel with each other and with anybody's `weft` lab.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::IpAddr;
@@ -49,10 +49,10 @@ fn weft_ok(args: &[&str]) -> Output {
 /// when the workspace binaries are missing, which is a build problem to
 /// fix, not a reason to skip.
 fn prerequisites() -> Option<()> {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: weft lab needs root (network namespaces)");
-        return None;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
     let dir = Path::new(env!("CARGO_BIN_EXE_weft")).parent().unwrap();
     for bin in ["weftd", "flannel"] {
         assert!(

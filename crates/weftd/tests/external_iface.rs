@@ -25,10 +25,10 @@ fn ip(args: &str) {
 /// driver): `eth0` 192.0.2.1/24 (default route),
 /// `eth1` 198.51.100.1/24 and 2001:db8:1::1/64, `wan0` 203.0.113.5/24.
 fn in_netns(f: impl FnOnce() + Send + 'static) {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipping: needs root");
-        return;
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
     let t = std::thread::spawn(move || {
         unshare(CloneFlags::CLONE_NEWNET).unwrap();
         for (name, addrs) in [

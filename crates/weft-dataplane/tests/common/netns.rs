@@ -14,14 +14,14 @@ use std::process::Command;
 use nix::sched::{CloneFlags, unshare};
 use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
 
-/// True when the tests can create namespaces; prints why not otherwise.
+/// True, or a failure saying how to run these tests: a test that cannot
+/// run must not pass.
 pub fn can_run() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping: needs root");
-        false
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
+    true
 }
 
 /// Runs `f` on a new thread in a new network namespace, on a current-thread

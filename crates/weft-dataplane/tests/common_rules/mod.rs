@@ -82,13 +82,15 @@ pub fn strip_comments(text: &str) -> String {
         .collect()
 }
 
-/// True (after saying so) when the test cannot run here.
+/// False, or a failure saying how to run these tests: a test that cannot
+/// run must not pass (the `unprivileged` nextest profile skips them
+/// visibly instead).
 pub fn skip_unless_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return false;
-    }
-    eprintln!("skipping: needs root");
-    true
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
+    false
 }
 
 type Job = Box<dyn FnOnce() + Send>;

@@ -24,15 +24,15 @@ use weft_dataplane::wireguard::{PrivateKey, WgDevice, WgDeviceSpec, WgPeerSpec};
 
 const PREFIX: &str = "weftwg-";
 
-/// True when the tests can create namespaces; prints why not otherwise.
+/// True, or a failure saying how to run these tests: a test that cannot
+/// run must not pass.
 pub fn can_run() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        remove_leftovers();
-        true
-    } else {
-        eprintln!("skipping: needs root");
-        false
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
+    remove_leftovers();
+    true
 }
 
 /// Deletes namespaces of earlier runs whose process is gone.

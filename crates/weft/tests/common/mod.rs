@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 
 use weft_lab::{Backend, Lab, LabSpec};
 
-/// True when the tests can run; prints why not otherwise.
+/// True, or a failure saying how to run these tests: a test that cannot
+/// run must not pass (the `unprivileged` nextest profile skips them
+/// visibly instead).
 pub fn root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping: needs root (network namespaces)");
-        false
-    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
+    );
+    true
 }
 
 /// A lab removed when the test ends, pass or fail.
