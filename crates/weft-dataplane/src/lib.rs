@@ -6,6 +6,7 @@
 //! the smallest set of changes. Decisions live in `weft-core`'s planner.
 
 pub mod netlink;
+pub mod netns;
 pub mod reconcile;
 pub mod rules;
 pub mod wireguard;

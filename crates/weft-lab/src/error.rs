@@ -65,9 +65,13 @@ pub enum LabError {
         detail: String,
     },
 
-    /// A helper thread panicked (a bug in the lab, not in the caller's input).
-    #[error("a lab helper thread panicked while {0}")]
-    Panicked(String),
+    /// A network namespace could not be entered or created.
+    #[error("{what}: {cause}")]
+    Netns {
+        what: String,
+        #[source]
+        cause: weft_dataplane::netns::NetnsError,
+    },
 }
 
 impl LabError {

@@ -5,12 +5,10 @@
 //! in it, and `ip netns list/exec` find it there, so people can look around
 //! a lab with the tools they know.
 //!
-//! A network namespace belongs to a *thread*: `unshare`/`setns` here always
-//! run on a dedicated thread that ends afterwards, so the caller's threads
-//! (and the tokio runtimes of library users) never change namespace. A
-//! netlink socket binds to the namespace of the thread that opens it, hence
-//! [`with_netlink`] builds its runtime and connection *after* `setns`, on
-//! that thread.
+//! Work inside a namespace runs on a dedicated thread through
+//! `weft_dataplane::netns` (the one helper the agent's tests, `weft check`
+//! and the benchmarks use too): the caller's threads never change
+//! namespace.
 
 use std::fs::{File, OpenOptions};
 use std::future::Future;
@@ -18,8 +16,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, setns, unshare};
 use weft_dataplane::netlink::Netlink;
+use weft_dataplane::netns::{self as ns, Netns};
 
 use crate::LabError;
 use crate::error::IoContext as _;
@@ -50,9 +48,7 @@ pub fn create_netns(name: &str) -> Result<(), LabError> {
                 path.display()
             )
         })?;
-    let mounted = run_on_thread(&format!("creating network namespace {name}"), || {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .ctx(|| format!("cannot create network namespace {name} (unshare)"))?;
+    let mounted = ns::on_thread(&Netns::Fresh, || {
         mount(
             Some("/proc/thread-self/ns/net"),
             &path,
@@ -66,7 +62,12 @@ pub fn create_netns(name: &str) -> Result<(), LabError> {
                 path.display()
             )
         })
-    });
+    })
+    .map_err(|cause| LabError::Netns {
+        what: format!("creating network namespace {name}"),
+        cause,
+    })
+    .and_then(|mounted| mounted);
     if mounted.is_err() {
         let _ = std::fs::remove_file(&path);
     }
@@ -128,36 +129,34 @@ pub fn in_netns<T: Send>(
     name: &str,
     f: impl FnOnce() -> Result<T, LabError> + Send,
 ) -> Result<T, LabError> {
-    let file = open_netns(name)?;
-    run_on_thread(&format!("working in network namespace {name}"), move || {
-        setns(&file, CloneFlags::CLONE_NEWNET)
-            .ctx(|| format!("cannot enter network namespace {name}"))?;
-        drop(file);
-        f()
-    })
+    ns::on_thread(&Netns::At(netns_path(name)), f)
+        .map_err(|cause| LabError::Netns {
+            what: format!("working in network namespace {name}"),
+            cause,
+        })
+        .and_then(|r| r)
 }
 
 /// Runs the async `f` with a netlink connection inside namespace `name`.
 ///
-/// The runtime is a current-thread one built after `setns`, so the netlink
-/// socket and its driver task both live in `name`.
+/// The runtime is a current-thread one built after entering, so the
+/// netlink socket and its driver task both live in `name`.
 pub fn with_netlink<T, F, Fut>(name: &str, f: F) -> Result<T, LabError>
 where
     T: Send,
     F: FnOnce(Netlink) -> Fut + Send,
     Fut: Future<Output = Result<T, LabError>>,
 {
-    in_netns(name, move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ctx(|| "cannot start an async runtime for netlink".to_owned())?;
-        runtime.block_on(async move {
-            let netlink = Netlink::connect()
-                .ctx(|| format!("cannot open netlink in network namespace {name}"))?;
-            f(netlink).await
-        })
+    ns::with_runtime(&Netns::At(netns_path(name)), || async move {
+        let netlink = Netlink::connect()
+            .ctx(|| format!("cannot open netlink in network namespace {name}"))?;
+        f(netlink).await
     })
+    .map_err(|cause| LabError::Netns {
+        what: format!("working in network namespace {name}"),
+        cause,
+    })
+    .and_then(|r| r)
 }
 
 /// Spawns `command` inside namespace `name`; the child stays there for its
@@ -169,19 +168,5 @@ pub fn spawn_in(name: &str, command: &mut Command) -> Result<Child, LabError> {
         command
             .spawn()
             .ctx(|| format!("cannot start {program} in network namespace {name}"))
-    })
-}
-
-/// Runs `f` on a new scoped thread and returns its result; a panic becomes
-/// an error naming `what`.
-fn run_on_thread<T: Send>(
-    what: &str,
-    f: impl FnOnce() -> Result<T, LabError> + Send,
-) -> Result<T, LabError> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(f)
-            .join()
-            .unwrap_or_else(|_| Err(LabError::Panicked(what.to_owned())))
     })
 }

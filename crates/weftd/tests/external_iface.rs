@@ -4,7 +4,6 @@
 
 use std::process::Command;
 
-use nix::sched::{CloneFlags, unshare};
 use weft_core::netconf;
 use weftd::agent::external::{ExternalInterface, detect};
 use weftd::flags::Flags;
@@ -30,7 +29,7 @@ fn in_netns(f: impl FnOnce() + Send + 'static) {
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
     );
     let t = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).unwrap();
+        weft_dataplane::netns::enter(&weft_dataplane::netns::Netns::Fresh).unwrap();
         for (name, addrs) in [
             ("eth0", vec!["192.0.2.1/24"]),
             ("eth1", vec!["198.51.100.1/24", "2001:db8:1::1/64"]),

@@ -11,8 +11,8 @@
 use std::future::Future;
 use std::process::Command;
 
-use nix::sched::{CloneFlags, unshare};
 use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
+use weft_dataplane::netns::{Netns, with_runtime};
 
 /// True, or a failure saying how to run these tests: a test that cannot
 /// run must not pass.
@@ -25,26 +25,17 @@ pub fn can_run() -> bool {
 }
 
 /// Runs `f` on a new thread in a new network namespace, on a current-thread
-/// runtime, and fails the test if `f` fails or panics. Skips when not root.
+/// runtime, and fails the test if `f` fails or panics (or without root).
 pub fn in_new_netns<F, Fut>(f: F)
 where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    if !can_run() {
-        return;
-    }
-    let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(f())
-    });
-    match thread.join() {
+    can_run();
+    match with_runtime(&Netns::Fresh, f) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("test failed: {e:#}"),
-        Err(panic) => std::panic::resume_unwind(panic),
+        Err(e) => panic!("{e}"),
     }
 }
 

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 
-use nix::sched::CloneFlags;
 use weft_dataplane::rules::{Drift, FamilyRules, Rules, RulesBackend, RulesError, RulesSpec};
 
 pub const NETWORK: &str = "10.244.0.0/16";
@@ -107,7 +106,8 @@ impl Netns {
         let (jobs, rx) = mpsc::channel::<Job>();
         let (ready, ready_rx) = mpsc::channel();
         let thread = thread::spawn(move || {
-            nix::sched::unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            weft_dataplane::netns::enter(&weft_dataplane::netns::Netns::Fresh)
+                .expect("a fresh network namespace");
             ready.send(nix::unistd::gettid().as_raw()).unwrap();
             for job in rx {
                 job();

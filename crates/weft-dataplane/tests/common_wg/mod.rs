@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use nix::sched::{CloneFlags, setns};
 use weft_core::wg_key::WgKey;
 use weft_dataplane::netlink::{Netlink, RouteSpec, Scope};
 use weft_dataplane::wireguard::{PrivateKey, WgDevice, WgDeviceSpec, WgPeerSpec};
@@ -171,8 +170,7 @@ impl Node {
         let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let started = (|| -> anyhow::Result<tokio::runtime::Runtime> {
-                let fd = std::fs::File::open(&path)?;
-                setns(fd, CloneFlags::CLONE_NEWNET)?;
+                weft_dataplane::netns::enter(&weft_dataplane::netns::Netns::At(path.into()))?;
                 let mut builder = if multi_thread {
                     let mut b = tokio::runtime::Builder::new_multi_thread();
                     b.worker_threads(2);

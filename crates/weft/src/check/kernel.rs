@@ -5,7 +5,6 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use nix::sched::{CloneFlags, unshare};
 use weft_core::netconf::{BackendConfig, NetConfig};
 use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
 
@@ -27,49 +26,39 @@ struct Probes {
 /// Creates the devices inside a fresh namespace on a dedicated thread; the
 /// namespace disappears with the thread.
 fn probe_links() -> Result<Probes, String> {
-    let thread = std::thread::spawn(|| -> Result<Probes, String> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("cannot create a probe namespace: {e}"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let nl = Netlink::connect().map_err(|e| e.to_string())?;
-            let vxlan = nl
-                .create_vxlan(&VxlanLinkSpec {
-                    name: "probe.1".into(),
-                    vni: 1,
-                    port: 8472,
-                    local: "192.0.2.1"
-                        .parse()
-                        .map_err(|_| "bad probe address".to_owned())?,
-                    underlay_index: None,
-                    learning: false,
-                    gbp: false,
-                    mtu: 1450,
-                    mac: None,
-                })
-                .await;
-            let wg = nl.create_wireguard("probe-wg", None).await;
-            let ipip = nl
-                .create_ipip("probe-ipip", Ipv4Addr::new(192, 0, 2, 1), 1480)
-                .await;
-            let judge = |r: Result<u32, weft_dataplane::netlink::NetlinkError>| match r {
-                Ok(_) => Probe::Works,
-                Err(e) if e.is_not_supported() => Probe::Missing(e.to_string()),
-                Err(e) => Probe::Error(e.to_string()),
-            };
-            Ok(Probes {
-                vxlan: judge(vxlan),
-                wireguard: judge(wg),
-                ipip: judge(ipip),
+    weft_dataplane::netns::with_runtime(&weft_dataplane::netns::Netns::Fresh, || async {
+        let nl = Netlink::connect().map_err(|e| e.to_string())?;
+        let vxlan = nl
+            .create_vxlan(&VxlanLinkSpec {
+                name: "probe.1".into(),
+                vni: 1,
+                port: 8472,
+                local: "192.0.2.1"
+                    .parse()
+                    .map_err(|_| "bad probe address".to_owned())?,
+                underlay_index: None,
+                learning: false,
+                gbp: false,
+                mtu: 1450,
+                mac: None,
             })
+            .await;
+        let wg = nl.create_wireguard("probe-wg", None).await;
+        let ipip = nl
+            .create_ipip("probe-ipip", Ipv4Addr::new(192, 0, 2, 1), 1480)
+            .await;
+        let judge = |r: Result<u32, weft_dataplane::netlink::NetlinkError>| match r {
+            Ok(_) => Probe::Works,
+            Err(e) if e.is_not_supported() => Probe::Missing(e.to_string()),
+            Err(e) => Probe::Error(e.to_string()),
+        };
+        Ok(Probes {
+            vxlan: judge(vxlan),
+            wireguard: judge(wg),
+            ipip: judge(ipip),
         })
-    });
-    thread
-        .join()
-        .map_err(|_| "the probe thread panicked".to_owned())?
+    })
+    .map_err(|e| format!("cannot probe in a throwaway namespace: {e}"))?
 }
 
 /// The kernel's findings; ipip's only when it is the configured backend
