@@ -65,7 +65,7 @@ impl Rules {
 
     /// Test hook: adds `line` to every batch this manager writes, so tests
     /// can make a commit fail and see that the previous rules survive.
-    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     pub fn inject_fault_for_tests(&mut self, line: impl Into<String>) {
         self.fault = Some(line.into());
     }

@@ -35,6 +35,7 @@ mod userspace;
 
 pub use device::WgDevice;
 pub use error::WgError;
+#[cfg(feature = "test-hooks")]
 pub use kernel::messages as kernel_messages;
 pub use key::{PrivateKey, load_or_create_key};
 pub use types::{PathPolicy, PeerChanges, WgDeviceSpec, WgPath, WgPeerSpec, WgPeerState};

@@ -17,7 +17,6 @@
 //! the next message with `UPDATE_ONLY` (so a lost first part never creates a
 //! half-configured peer), as wireguard-tools does.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -32,9 +31,9 @@ use netlink_packet_wireguard::{
 };
 use weft_core::wg_key::WgKey;
 
-use super::super::diff::{self, NewPeer, Opening, PeerOp, keepalive_of, networks, psk_of};
+use super::super::diff::{NewPeer, PeerOp, keepalive_of, networks, psk_of};
 use super::super::opening::{FirstHandshake, Prime};
-use super::super::{PrivateKey, WgPeerSpec, WgPeerState};
+use super::super::{PrivateKey, WgPeerState};
 
 /// The generic netlink family name the kernel registers.
 pub const FAMILY_NAME: &str = "wireguard";
@@ -84,35 +83,6 @@ pub fn get_device(name: &str) -> Vec<u8> {
         cmd: WireguardCmd::GetDevice,
         attributes: vec![WireguardAttribute::IfName(name.to_string())],
     })
-}
-
-/// The SET_DEVICE messages that turn `actual` peers into `desired`, each at
-/// most `budget` bytes (unless a single allowed IP does not fit); empty when
-/// nothing changes. The error says why `desired` was refused.
-///
-/// `own` is this device's public key: new peers whose key sorts above it
-/// are added without their keepalive (the other end starts the session,
-/// see `wireguard/opening.rs`). `None` adds every peer whole.
-pub fn apply_peers(
-    name: &str,
-    actual: &[WgPeerState],
-    desired: &[WgPeerSpec],
-    own: Option<WgKey>,
-    budget: usize,
-) -> Result<Vec<Vec<u8>>, String> {
-    let withheld = HashSet::new();
-    let opening = match own {
-        Some(own) => Opening::ByKey {
-            own,
-            withheld: &withheld,
-        },
-        None => Opening::Either,
-    };
-    Ok(peer_messages(
-        name,
-        &diff::diff(actual, desired, opening)?,
-        budget,
-    ))
 }
 
 /// The SET_DEVICE messages that start sessions: per peer, its keepalive
@@ -388,3 +358,48 @@ fn allowed_ip(ip: &WireguardAllowedIp) -> Result<IpNet, String> {
         _ => Err("an allowed IP without address or prefix length".into()),
     }
 }
+
+/// The whole diff-to-bytes path in one call, for the golden tests (it is
+/// what `KernelDevice::apply` does with a read of the device in between).
+#[cfg(feature = "test-hooks")]
+mod whole {
+    use std::collections::HashSet;
+
+    use weft_core::wg_key::WgKey;
+
+    use super::super::super::diff::{self, Opening};
+    use super::super::super::{WgPeerSpec, WgPeerState};
+    use super::peer_messages;
+
+    /// The SET_DEVICE messages that turn `actual` peers into `desired`, each at
+    /// most `budget` bytes (unless a single allowed IP does not fit); empty when
+    /// nothing changes. The error says why `desired` was refused.
+    ///
+    /// `own` is this device's public key: new peers whose key sorts above it
+    /// are added without their keepalive (the other end starts the session,
+    /// see `wireguard/opening.rs`). `None` adds every peer whole.
+    pub fn apply_peers(
+        name: &str,
+        actual: &[WgPeerState],
+        desired: &[WgPeerSpec],
+        own: Option<WgKey>,
+        budget: usize,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let withheld = HashSet::new();
+        let opening = match own {
+            Some(own) => Opening::ByKey {
+                own,
+                withheld: &withheld,
+            },
+            None => Opening::Either,
+        };
+        Ok(peer_messages(
+            name,
+            &diff::diff(actual, desired, opening)?,
+            budget,
+        ))
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+pub use whole::apply_peers;
