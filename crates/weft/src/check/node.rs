@@ -129,15 +129,18 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
             Err(_) => return Vec::new(),
         },
     };
-    let flags = weftd::flags::Flags {
+    let choice = weft_dataplane::external::InterfaceChoice {
         iface: input.iface.iter().cloned().collect(),
-        ..weftd::flags::Flags::default()
+        ..Default::default()
     };
     let detected = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(weftd::agent::external::detect(&flags, cfg)));
+        .and_then(|rt| {
+            rt.block_on(weft_dataplane::external::detect(&choice, cfg))
+                .map_err(anyhow::Error::from)
+        });
     let ext = match detected {
         Ok(ext) => ext,
         Err(e) => {

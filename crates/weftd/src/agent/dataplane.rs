@@ -25,12 +25,12 @@ use weft_dataplane::rules::{FamilyRules, Rules, RulesBackend, RulesSpec};
 use weft_store::PeerSnapshot;
 
 use super::cni_conf::{self, Installed};
-use super::external::ExternalInterface;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
 use super::subnet_file;
 use super::wireguard::WireguardState;
 use crate::flags::Flags;
+use weft_dataplane::external::ExternalInterface;
 
 /// How often the kernel state is re-read and repaired without a trigger
 /// (flannel's host-gw route check runs every 10 s).

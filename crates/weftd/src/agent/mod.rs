@@ -3,7 +3,6 @@
 
 pub mod cni_conf;
 mod dataplane;
-pub mod external;
 mod lease_loop;
 mod metrics;
 mod peer_log;
@@ -25,9 +24,9 @@ use weft_store::local::LocalKv;
 use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
 
 use crate::flags::Flags;
-pub use external::ExternalInterface;
 use shutdown::Shutdown;
 use status::StatusHandle;
+pub use weft_dataplane::external::ExternalInterface;
 
 pub use crate::unbuilt::NotBuilt;
 
@@ -109,7 +108,7 @@ async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown)
         flags.public_ip = stored_ip.or(flags.public_ip);
         flags.public_ipv6 = stored_ipv6.or(flags.public_ipv6);
     }
-    let ext = external::detect(&flags, &cfg).await?;
+    let ext = weft_dataplane::external::detect(&flags.interface_choice(), &cfg).await?;
     tracing::info!(
         interface = %ext.name,
         public_ip = ?ext.ext_addr,

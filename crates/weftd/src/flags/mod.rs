@@ -126,6 +126,20 @@ pub struct Flags {
     pub cni_conf_file: Option<PathBuf>,
 }
 
+impl Flags {
+    /// The interface flags, as the interface choice takes them
+    /// (`weft_dataplane::external`).
+    pub fn interface_choice(&self) -> weft_dataplane::external::InterfaceChoice {
+        weft_dataplane::external::InterfaceChoice {
+            iface: self.iface.clone(),
+            iface_regex: self.iface_regex.clone(),
+            iface_can_reach: self.iface_can_reach,
+            public_ip: self.public_ip,
+            public_ipv6: self.public_ipv6,
+        }
+    }
+}
+
 impl Default for Flags {
     /// flanneld's defaults (flannel-compat §1).
     fn default() -> Self {

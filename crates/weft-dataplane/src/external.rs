@@ -11,16 +11,82 @@
 //!
 //! The published address is `--public-ip(v6)` when given (a NAT'd or
 //! multi-cloud node, K3s's `--flannel-external-ip`), else the interface's.
+//!
+//! Here rather than in the agent because `weft check` runs the very same
+//! choice to tell an operator which interface weftd will take.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::{Context as _, Result, bail};
 use ipnet::IpNet;
 use weft_core::Family;
 use weft_core::netconf::NetConfig;
-use weft_dataplane::netlink::{AddrInfo, LinkInfo, Netlink, Scope};
 
-use crate::flags::Flags;
+use crate::netlink::{AddrInfo, LinkInfo, Netlink, NetlinkError, Scope};
+
+/// What the operator said about the interface: flanneld's `--iface`,
+/// `--iface-regex`, `--iface-can-reach`, `--public-ip`, `--public-ipv6`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceChoice {
+    pub iface: Vec<String>,
+    pub iface_regex: Vec<String>,
+    pub iface_can_reach: Option<IpAddr>,
+    pub public_ip: Option<Ipv4Addr>,
+    pub public_ipv6: Option<Ipv6Addr>,
+}
+
+/// Why no external interface could be chosen. The messages are flanneld's
+/// where operators search for them, with the fix added.
+#[derive(Debug, thiserror::Error)]
+pub enum ExternalError {
+    #[error("--iface-regex {pattern:?} is not a valid regular expression: {source}")]
+    InvalidRegex {
+        pattern: String,
+        #[source]
+        source: regex::Error,
+    },
+    #[error(
+        "Failed to find interface to use that matches the interfaces and/or regexes provided (interfaces here: {interfaces})"
+    )]
+    NoMatch { interfaces: String },
+    #[error(
+        "Failed to find any valid interface to use: no interface holds {flag} {ip}; choose the interface with --iface (the published address may differ from it)"
+    )]
+    PublicIpNotHeld { flag: &'static str, ip: IpAddr },
+    #[error(
+        "v6 default route interface {v6} must be the same with v4 default route interface {v4}: in dual-stack both families use one interface; choose it with --iface"
+    )]
+    DefaultRoutesDiffer { v4: u32, v6: u32 },
+    #[error(
+        "Failed to find any valid interface to use: no default route; name the interface peers reach this node on with --iface, or its address with --public-ip"
+    )]
+    NoDefaultRoute,
+    #[error("interface {0} disappeared while it was being chosen")]
+    Vanished(u32),
+    #[error("interface {0} reports MTU 0")]
+    ZeroMtu(String),
+    #[error("interface {iface} has no {what} address: set {flag}")]
+    NoAddress {
+        iface: String,
+        what: &'static str,
+        flag: &'static str,
+    },
+    #[error("reading the interfaces: {0}")]
+    Netlink(#[from] NetlinkError),
+}
+
+impl ExternalError {
+    /// Whether trying again later may succeed (an interface or route that
+    /// is not up yet, the kernel busy), as opposed to a configuration the
+    /// operator must change.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ExternalError::Vanished(_) | ExternalError::NoDefaultRoute | ExternalError::Netlink(_)
+        )
+    }
+}
+
+type Result<T> = std::result::Result<T, ExternalError>;
 
 /// The underlay interface and the addresses this node publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,7 +194,7 @@ impl Links {
 async fn explicit(
     nl: &Netlink,
     links: &Links,
-    flags: &Flags,
+    flags: &InterfaceChoice,
     cfg: &NetConfig,
 ) -> Result<Option<u32>> {
     if flags.iface.is_empty() && flags.iface_regex.is_empty() && flags.iface_can_reach.is_none() {
@@ -146,8 +212,9 @@ async fn explicit(
     }
     let fams = families(cfg);
     for pattern in &flags.iface_regex {
-        let re = regex::Regex::new(pattern).with_context(|| {
-            format!("--iface-regex {pattern:?} is not a valid regular expression")
+        let re = regex::Regex::new(pattern).map_err(|source| ExternalError::InvalidRegex {
+            pattern: pattern.clone(),
+            source,
         })?;
         if let Some(index) = links.by_regex(&re, &fams) {
             return Ok(Some(index));
@@ -161,20 +228,16 @@ async fn explicit(
         }
         tracing::warn!(%target, "no route reaches --iface-can-reach {target}");
     }
-    bail!(
-        "Failed to find interface to use that matches the interfaces and/or regexes provided (interfaces here: {})",
-        links.describe()
-    )
+    Err(ExternalError::NoMatch {
+        interfaces: links.describe(),
+    })
 }
 
 async fn default_route_oif(nl: &Netlink, family: Family) -> Result<Option<u32>> {
-    let any = IpNet::new(
-        match family {
-            Family::V4 => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            Family::V6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        },
-        0,
-    )?;
+    let any = match family {
+        Family::V4 => IpNet::V4(ipnet::Ipv4Net::default()),
+        Family::V6 => IpNet::V6(ipnet::Ipv6Net::default()),
+    };
     Ok(nl
         .routes(family)
         .await?
@@ -183,21 +246,24 @@ async fn default_route_oif(nl: &Netlink, family: Family) -> Result<Option<u32>> 
         .and_then(|r| r.oif))
 }
 
-async fn implicit(nl: &Netlink, links: &Links, flags: &Flags, cfg: &NetConfig) -> Result<u32> {
+async fn implicit(
+    nl: &Netlink,
+    links: &Links,
+    flags: &InterfaceChoice,
+    cfg: &NetConfig,
+) -> Result<u32> {
     if let Some(ip) = flags.public_ip.filter(|_| cfg.enable_ipv4) {
-        return links.owner_of(IpAddr::V4(ip)).with_context(|| {
-            format!(
-                "Failed to find any valid interface to use: no interface holds --public-ip {ip}; \
-                 choose the interface with --iface (the published address may differ from it)"
-            )
+        let ip = IpAddr::V4(ip);
+        return links.owner_of(ip).ok_or(ExternalError::PublicIpNotHeld {
+            flag: "--public-ip",
+            ip,
         });
     }
     if let Some(ip) = flags.public_ipv6.filter(|_| cfg.enable_ipv6) {
-        return links.owner_of(IpAddr::V6(ip)).with_context(|| {
-            format!(
-                "Failed to find any valid interface to use: no interface holds --public-ipv6 {ip}; \
-                 choose the interface with --iface"
-            )
+        let ip = IpAddr::V6(ip);
+        return links.owner_of(ip).ok_or(ExternalError::PublicIpNotHeld {
+            flag: "--public-ipv6",
+            ip,
         });
     }
     let v4 = match cfg.enable_ipv4 {
@@ -209,21 +275,16 @@ async fn implicit(nl: &Netlink, links: &Links, flags: &Flags, cfg: &NetConfig) -
         false => None,
     };
     match (v4, v6) {
-        (Some(a), Some(b)) if a != b => bail!(
-            "v6 default route interface {b} must be the same with v4 default route interface {a}: \
-             in dual-stack both families use one interface; choose it with --iface"
-        ),
+        (Some(a), Some(b)) if a != b => Err(ExternalError::DefaultRoutesDiffer { v4: a, v6: b }),
         (Some(a), _) => Ok(a),
         (None, Some(b)) if !cfg.enable_ipv4 => Ok(b),
-        _ => bail!(
-            "Failed to find any valid interface to use: no default route; name the interface \
-             peers reach this node on with --iface, or its address with --public-ip"
-        ),
+        _ => Err(ExternalError::NoDefaultRoute),
     }
 }
 
-pub async fn detect(flags: &Flags, cfg: &NetConfig) -> Result<ExternalInterface> {
-    let nl = Netlink::connect().context("cannot open netlink")?;
+/// Chooses the external interface in the calling thread's namespace.
+pub async fn detect(flags: &InterfaceChoice, cfg: &NetConfig) -> Result<ExternalInterface> {
+    let nl = Netlink::connect()?;
     let links = Links::read(&nl).await?;
     let index = match explicit(&nl, &links, flags, cfg).await? {
         Some(index) => index,
@@ -232,9 +293,9 @@ pub async fn detect(flags: &Flags, cfg: &NetConfig) -> Result<ExternalInterface>
     let link = nl
         .link_by_index(index)
         .await?
-        .with_context(|| format!("interface {index} disappeared"))?;
+        .ok_or(ExternalError::Vanished(index))?;
     if link.mtu == 0 {
-        bail!("interface {} reports MTU 0", link.name);
+        return Err(ExternalError::ZeroMtu(link.name));
     }
     let addrs = nl.addresses(index).await?;
     let iface_addr = match best_addr(&addrs, Family::V4) {
@@ -246,23 +307,29 @@ pub async fn detect(flags: &Flags, cfg: &NetConfig) -> Result<ExternalInterface>
         _ => None,
     };
     let ext_addr = match cfg.enable_ipv4 {
-        true => Some(flags.public_ip.or(iface_addr).with_context(|| {
-            format!(
-                "interface {} has no IPv4 address: set --public-ip",
-                link.name
-            )
-        })?),
+        true => Some(
+            flags
+                .public_ip
+                .or(iface_addr)
+                .ok_or_else(|| ExternalError::NoAddress {
+                    iface: link.name.clone(),
+                    what: "IPv4",
+                    flag: "--public-ip",
+                })?,
+        ),
         false => None,
     };
-    let ext_addr_v6 = match cfg.enable_ipv6 {
-        true => Some(flags.public_ipv6.or(iface_addr_v6).with_context(|| {
-            format!(
-                "interface {} has no global IPv6 address: set --public-ipv6",
-                link.name
-            )
-        })?),
-        false => None,
-    };
+    let ext_addr_v6 =
+        match cfg.enable_ipv6 {
+            true => Some(flags.public_ipv6.or(iface_addr_v6).ok_or_else(|| {
+                ExternalError::NoAddress {
+                    iface: link.name.clone(),
+                    what: "global IPv6",
+                    flag: "--public-ipv6",
+                }
+            })?),
+            false => None,
+        };
     Ok(ExternalInterface {
         name: link.name,
         index,

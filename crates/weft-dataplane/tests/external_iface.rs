@@ -5,8 +5,9 @@
 use std::process::Command;
 
 use weft_core::netconf;
-use weftd::agent::external::{ExternalInterface, detect};
-use weftd::flags::Flags;
+use weft_dataplane::external::{
+    ExternalError, ExternalInterface, InterfaceChoice as Flags, detect,
+};
 
 fn ip(args: &str) {
     let out = Command::new("ip")
@@ -50,7 +51,7 @@ fn in_netns(f: impl FnOnce() + Send + 'static) {
     }
 }
 
-fn run(flags: Flags, cfg: &str) -> anyhow::Result<ExternalInterface> {
+fn run(flags: Flags, cfg: &str) -> Result<ExternalInterface, ExternalError> {
     let cfg = netconf::parse(cfg).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
