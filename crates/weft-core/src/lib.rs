@@ -8,6 +8,7 @@
 
 pub mod alloc;
 pub mod backend_data;
+pub mod cni_conflist;
 pub mod etcd_key;
 pub mod fast_hash;
 pub mod lease;

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{TestLab, root, wait_until};
+use weft_core::cni_conflist::FLANNEL_CONFLIST;
 use weft_lab::Backend;
-use weftd::agent::cni_conf::FLANNEL_CONFLIST;
 
 /// Inside the agent's mount namespace `/run` is the node's own `run/`
 /// directory (see weft-lab's runfs), so each node gets its own file and

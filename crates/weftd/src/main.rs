@@ -5,11 +5,16 @@
 //! environment, failed validation or an agent error; 2 for a usage error, or
 //! a flag or net-conf.json backend whose feature is not built yet.
 
+mod agent;
+mod flags;
+mod logging;
+mod memory;
+mod unbuilt;
+
 use std::io::Write as _;
 use std::process::ExitCode;
 
-use weftd::flags::{self, Invocation};
-use weftd::{agent, logging, memory, unbuilt};
+use flags::Invocation;
 
 fn main() -> ExitCode {
     memory::tune_allocator();

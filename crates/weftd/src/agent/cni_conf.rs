@@ -14,30 +14,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
-/// flannel's conflist, byte for byte the `cni-conf.json` of
-/// `deploy/kube-flannel-cfg.yml` (a test holds the two together): network
-/// `cbr0`, the flannel plugin delegating to the bridge with hairpin mode and
-/// the default gateway, then `portmap` for hostPort.
-pub const FLANNEL_CONFLIST: &str = r#"{
-  "name": "cbr0",
-  "cniVersion": "0.3.1",
-  "plugins": [
-    {
-      "type": "flannel",
-      "delegate": {
-        "hairpinMode": true,
-        "isDefaultGateway": true
-      }
-    },
-    {
-      "type": "portmap",
-      "capabilities": {
-        "portMappings": true
-      }
-    }
-  ]
-}
-"#;
+pub use weft_core::cni_conflist::FLANNEL_CONFLIST;
 
 /// What [`install`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,7 +26,6 @@ use weft_store::{ConfigSource, KvLeaseStore, LeaseStore};
 use crate::flags::Flags;
 use shutdown::Shutdown;
 use status::StatusHandle;
-pub use weft_dataplane::external::ExternalInterface;
 
 pub use crate::unbuilt::NotBuilt;
 

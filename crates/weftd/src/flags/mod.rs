@@ -25,6 +25,8 @@
 
 mod config_file;
 mod help;
+#[cfg(test)]
+mod reference_doc_test;
 mod table;
 #[cfg(test)]
 mod tests;
@@ -35,6 +37,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
+#[cfg(test)]
 pub use help::reference_markdown;
 pub use help::render as help_text;
 pub(crate) use help::wrap_into;
