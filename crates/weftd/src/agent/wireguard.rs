@@ -14,7 +14,7 @@ use weft_core::netconf::{NetConfig, WireguardMode, WireguardOptions};
 use weft_core::plan::{Desired, DeviceSpec, WgDevicePlan};
 use weft_core::status::WgPeerView;
 use weft_core::wg_key::WgKey;
-use weft_dataplane::netlink::Netlink;
+use weft_dataplane::reconcile::Kernel;
 use weft_dataplane::wireguard::{
     DEFAULT_UAPI_DIR, PathPolicy, PrivateKey, WgDevice, WgDeviceSpec, WgPeerSpec,
     load_or_create_key,
@@ -133,7 +133,7 @@ impl WireguardState {
     /// wipe the peers a kernel device kept across a restart.
     pub async fn ensure(
         &mut self,
-        nl: &Netlink,
+        nl: &impl Kernel,
         desired: &Desired,
         with_peers: bool,
     ) -> Result<()> {

@@ -1,0 +1,194 @@
+//! The dataplane task: turns the lease and each peer snapshot into kernel
+//! state (through the planner and the reconciler), writes subnet.env, keeps
+//! the masquerade/forward rules in place, and repairs what is changed under
+//! it (a deleted device, a flushed chain) on link events and resyncs.
+
+mod pass;
+mod prepare;
+#[cfg(test)]
+mod tests;
+mod upkeep;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use futures::StreamExt as _;
+use tokio::sync::watch;
+use weft_core::lease::Lease;
+use weft_core::netconf::NetConfig;
+use weft_core::plan::{Desired, LocalIdentity, Underlay};
+use weft_core::subnet_env::SubnetEnv;
+use weft_dataplane::netlink::{LinkEvent, Netlink};
+use weft_dataplane::reconcile::{Kernel, Reconciler, is_weft_device_name};
+use weft_dataplane::rules::Rules;
+use weft_store::PeerSnapshot;
+
+use super::shutdown::Shutdown;
+use super::status::StatusHandle;
+use super::wireguard::WireguardState;
+
+/// How often the kernel state is re-read and repaired without a trigger
+/// (flannel's host-gw route check runs every 10 s).
+const RESYNC: Duration = Duration::from_secs(10);
+
+/// The dataplane's state. Generic over the kernel so that its passes (what
+/// a lease and a peer snapshot turn into, what the first pass may and may
+/// not touch) run in unit tests against `FakeKernel`; the agent runs it on
+/// [`Netlink`], which alone has link events ([`Dataplane::run`]).
+pub struct Dataplane<K: Kernel = Netlink> {
+    reconciler: Reconciler<K>,
+    cfg: NetConfig,
+    underlay: Underlay,
+    local: LocalIdentity,
+    blackhole: bool,
+    rules: Option<Rules>,
+    masquerade: bool,
+    forward: bool,
+    fully_random: bool,
+    rules_resync: Duration,
+    subnet_file: PathBuf,
+    /// `--cni-conf-file`: where the conflist goes once subnet.env is written.
+    cni_conf_file: Option<PathBuf>,
+    ip_masq: bool,
+    status: StatusHandle,
+    written: Option<SubnetEnv>,
+    wireguard: Option<WireguardState>,
+    /// The plan the last successful full pass applied: what a new plan
+    /// adds to it goes in first, without reading the kernel (see
+    /// `Reconciler::apply_additions`).
+    applied: Option<Arc<Desired>>,
+    peer_log: super::peer_log::PeerLog,
+}
+
+#[cfg(test)]
+impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
+    /// A dataplane over an in-memory kernel: no rules, no WireGuard, no
+    /// conflist; subnet.env at `subnet_file`.
+    fn for_tests(
+        kernel: weft_dataplane::reconcile::FakeKernel,
+        cfg: NetConfig,
+        underlay: Underlay,
+        local: LocalIdentity,
+        subnet_file: PathBuf,
+    ) -> Self {
+        Dataplane {
+            reconciler: Reconciler::new(kernel),
+            cfg,
+            underlay,
+            local,
+            blackhole: false,
+            rules: None,
+            masquerade: false,
+            forward: false,
+            fully_random: true,
+            rules_resync: RESYNC,
+            subnet_file,
+            cni_conf_file: None,
+            ip_masq: false,
+            status: StatusHandle::default(),
+            written: None,
+            wireguard: None,
+            applied: None,
+            peer_log: Default::default(),
+        }
+    }
+}
+
+impl Dataplane<Netlink> {
+    pub async fn run(
+        mut self,
+        mut lease_rx: watch::Receiver<Option<Lease>>,
+        mut snap_rx: watch::Receiver<Option<Arc<PeerSnapshot>>>,
+        shutdown: Shutdown,
+    ) -> Result<()> {
+        let lease = tokio::select! {
+            l = lease_rx.wait_for(|l| l.is_some()) => l.map(|l| l.clone()).ok().flatten(),
+            _ = shutdown.requested() => return Ok(()),
+        };
+        let Some(mut lease) = lease else {
+            return Ok(());
+        };
+        self.start(&lease).await?;
+        let mut events = self.reconciler.netlink().link_events().ok();
+        let mut resync = tokio::time::interval(RESYNC);
+        let mut rules_tick = tokio::time::interval(self.rules_resync);
+        // WireGuard handshakes and counters move on their own: read them
+        // often enough for `weft status` and the metrics to be current.
+        let mut wg_tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let mut check_rules = false;
+            let mut dirty = false;
+            tokio::select! {
+                _ = shutdown.requested() => break,
+                r = lease_rx.changed() => {
+                    if r.is_err() { break; }
+                    if let Some(l) = lease_rx.borrow_and_update().clone() {
+                        lease = l;
+                        check_rules = true;
+                        dirty = true;
+                    }
+                }
+                r = snap_rx.changed() => {
+                    if r.is_err() { break; }
+                    dirty = true;
+                }
+                _ = resync.tick() => {
+                    self.repair_cni_conf();
+                    self.refresh_underlay().await;
+                    dirty = true;
+                }
+                _ = rules_tick.tick() => check_rules = true,
+                _ = wg_tick.tick(), if self.wireguard.is_some() => {
+                    if let Some(wg) = &self.wireguard {
+                        wg.open_sessions().await;
+                        wg.refresh_views(self.status.metrics()).await;
+                        self.status.set_wireguard(wg.path(), wg.views());
+                    }
+                }
+                ev = next_event(&mut events) => match ev {
+                    Some(LinkEvent::Deleted { name, .. }) if is_weft_device_name(&name) => {
+                        tracing::warn!(device = %name, "our device was deleted; recreating it and every peer entry");
+                        dirty = true;
+                    }
+                    Some(LinkEvent::New { index, .. }) if index == self.underlay.index => {
+                        dirty = self.refresh_underlay().await;
+                    }
+                    Some(LinkEvent::Lost) => {
+                        tracing::warn!("link events were dropped by the kernel; resyncing");
+                        dirty = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!("link events were lost; resubscribing and resyncing");
+                        events = self.reconciler.netlink().link_events().ok();
+                        dirty = true;
+                    }
+                },
+            }
+            if check_rules {
+                self.check_rules(&lease).await;
+            }
+            if !dirty {
+                continue;
+            }
+            let snapshot = snap_rx.borrow_and_update().clone();
+            let Some(snapshot) = snapshot else { continue };
+            if let Err(e) = self.pass(&lease, &snapshot).await {
+                tracing::error!("reconcile pass failed: {e:#}; retrying at the next resync");
+            }
+        }
+        if let Some(wg) = self.wireguard.take() {
+            wg.close().await;
+        }
+        Ok(())
+    }
+}
+
+async fn next_event(events: &mut Option<weft_dataplane::netlink::LinkEvents>) -> Option<LinkEvent> {
+    match events {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,172 @@
+//! Setting the dataplane up before the lease: the underlay's facts, what
+//! this node publishes (VTEP MACs, the WireGuard key), the rule manager.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use weft_core::Family;
+use weft_core::backend_data::VxlanData;
+use weft_core::lease::LeaseAttrs;
+use weft_core::mac::Mac;
+use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_core::plan::{self, LocalIdentity, Underlay};
+use weft_dataplane::external::ExternalInterface;
+use weft_dataplane::netlink::Netlink;
+use weft_dataplane::reconcile::Reconciler;
+use weft_dataplane::rules::{Rules, RulesBackend};
+
+use super::super::status::StatusHandle;
+use super::super::wireguard::WireguardState;
+use super::Dataplane;
+use crate::flags::Flags;
+
+async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> {
+    let addrs = nl.addresses(ext.index).await?;
+    let link = nl
+        .link_by_index(ext.index)
+        .await?
+        .with_context(|| format!("the external interface {} disappeared", ext.name))?;
+    Ok(Underlay {
+        index: ext.index,
+        name: link.name,
+        mtu: link.mtu,
+        addr_v4: ext.iface_addr,
+        addr_v6: ext.iface_addr_v6,
+        connected: addrs.iter().map(|a| a.prefix.trunc()).collect(),
+    })
+}
+
+/// The VTEP MAC of a vxlan device: the one the device already has (a
+/// restart keeps it, so peers' entries stay valid), else the one our lease
+/// published last time (a reboot removed the device; flannel #1795), else
+/// one derived from our public IP and the device name (stable too).
+async fn vtep_mac(
+    nl: &Netlink,
+    device: &str,
+    public: IpAddr,
+    published: Option<&weft_core::lease::RawJson>,
+) -> Result<Mac> {
+    if let Some(link) = nl.link_by_name(device).await?
+        && let Some(mac) = link.mac
+        && link.vxlan().is_some()
+        && mac.is_valid_unicast()
+    {
+        return Ok(mac);
+    }
+    if let Ok(data) = VxlanData::decode(published) {
+        return Ok(data.vtep_mac);
+    }
+    Ok(Mac::derived(format!("{public}/{device}").as_bytes()))
+}
+
+impl Dataplane<Netlink> {
+    /// Sets the dataplane up and says what this node publishes (public IPs,
+    /// backend type and data).
+    pub async fn prepare(
+        flags: &Flags,
+        cfg: &NetConfig,
+        ext: &ExternalInterface,
+        previous: Option<&LeaseAttrs>,
+        status: StatusHandle,
+    ) -> Result<(Dataplane, LeaseAttrs)> {
+        let nl = Netlink::connect().context("cannot open netlink")?;
+        let underlay = underlay_of(&nl, ext).await?;
+        let mut attrs = LeaseAttrs {
+            public_ip: ext.ext_addr,
+            public_ipv6: ext.ext_addr_v6,
+            backend_type: cfg.backend.type_name().to_owned(),
+            ..Default::default()
+        };
+        let mut local = LocalIdentity::default();
+        let mut wireguard = None;
+        match &cfg.backend {
+            BackendConfig::Vxlan(opts) => {
+                for family in Family::ALL {
+                    let (Some(_), Some(public)) = (cfg.pool(family), public_of(ext, family)) else {
+                        continue;
+                    };
+                    let device = plan::vxlan_device_name(family, opts.vni);
+                    let published = previous.and_then(|p| p.backend_data_for(family));
+                    let mac = vtep_mac(&nl, &device, public, published).await?;
+                    let data = VxlanData {
+                        vni: opts.vni,
+                        vtep_mac: mac,
+                    }
+                    .encode();
+                    match family {
+                        Family::V4 => {
+                            local.vtep_mac_v4 = Some(mac);
+                            attrs.backend_data = Some(data);
+                        }
+                        Family::V6 => {
+                            local.vtep_mac_v6 = Some(mac);
+                            attrs.backend_v6_data = Some(data);
+                        }
+                    }
+                }
+            }
+            BackendConfig::HostGw => {
+                if ext.ext_addr.is_some() && ext.ext_addr != ext.iface_addr
+                    || ext.ext_addr_v6.is_some() && ext.ext_addr_v6 != ext.iface_addr_v6
+                {
+                    bail!(
+                        "your PublicIP differs from interface IP, meaning that probably you're on a NAT, which is not supported by host-gw backend"
+                    );
+                }
+            }
+            BackendConfig::Wireguard(opts) => {
+                let policy = flags
+                    .wireguard_path
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!(e))?;
+                let state = WireguardState::prepare(cfg, opts, policy, &mut attrs)?;
+                status.set_wireguard(None, state.views());
+                wireguard = Some(state);
+            }
+            BackendConfig::Ipip(_) | BackendConfig::None => {}
+            // `run_with` refuses it before leasing (unbuilt::check_backend);
+            // this arm only keeps the match exhaustive without a panic.
+            BackendConfig::Ipsec(_) => {
+                return Err(crate::unbuilt::backend_not_built(cfg.backend.config_type()).into());
+            }
+        }
+        let rules = (flags.ip_masq || flags.iptables_forward_rules).then(|| {
+            Rules::new(if cfg.enable_nftables {
+                RulesBackend::Nftables
+            } else {
+                RulesBackend::Iptables
+            })
+        });
+        Ok((
+            Dataplane {
+                reconciler: Reconciler::new(nl),
+                cfg: cfg.clone(),
+                underlay,
+                local,
+                blackhole: flags.ip_blackhole_route,
+                rules,
+                masquerade: flags.ip_masq,
+                forward: flags.iptables_forward_rules,
+                fully_random: !flags.ip_masq_fully_random_disable,
+                rules_resync: Duration::from_secs(flags.iptables_resync_secs.max(1)),
+                subnet_file: flags.subnet_file.clone(),
+                cni_conf_file: flags.cni_conf_file.clone(),
+                ip_masq: flags.ip_masq,
+                status,
+                written: None,
+                wireguard,
+                applied: None,
+                peer_log: Default::default(),
+            },
+            attrs,
+        ))
+    }
+}
+
+fn public_of(ext: &ExternalInterface, family: Family) -> Option<IpAddr> {
+    match family {
+        Family::V4 => ext.ext_addr.map(IpAddr::V4),
+        Family::V6 => ext.ext_addr_v6.map(IpAddr::V6),
+    }
+}
