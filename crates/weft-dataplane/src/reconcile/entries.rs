@@ -9,21 +9,23 @@ use weft_core::fast_hash::{FastMap, FastSet};
 use weft_core::mac::Mac;
 use weft_core::plan::{FdbPlan, NeighPlan};
 
-use super::ApplyReport;
-use super::Kernel;
+use super::{ApplyReport, EntryError, Kernel};
 use crate::netlink::{FdbInfo, NeighInfo, NeighState, NetlinkError};
 
+/// Counts what went in; keeps what did not, named by `what(i)` (the i-th
+/// item of the batch).
 fn note(
     report: &mut ApplyReport,
     results: Vec<Result<(), NetlinkError>>,
     counter: fn(&mut ApplyReport) -> &mut u32,
     allow_missing: bool,
+    what: impl Fn(usize) -> String,
 ) {
-    for r in results {
+    for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(()) => *counter(report) += 1,
             Err(e) if allow_missing && e.is_not_found() => {}
-            Err(e) => report.errors.push(e.to_string()),
+            Err(e) => report.errors.push(EntryError::new(what(i), e)),
         }
     }
 }
@@ -116,21 +118,61 @@ pub fn diff(
 pub async fn apply_additions<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut ApplyReport) {
     if !c.neigh_set.is_empty() {
         let r = nl.replace_neighbours(c.index, &c.neigh_set).await;
-        note(report, r, |r| &mut r.neighbours_set, false);
+        note(
+            report,
+            r,
+            |r| &mut r.neighbours_set,
+            false,
+            |i| {
+                c.neigh_set.get(i).map_or_else(String::new, |(ip, mac)| {
+                    format!("neighbour {ip} lladdr {mac}")
+                })
+            },
+        );
     }
     if !c.fdb_set.is_empty() {
         let r = nl.replace_fdbs(c.index, &c.fdb_set).await;
-        note(report, r, |r| &mut r.fdb_set, false);
+        note(
+            report,
+            r,
+            |r| &mut r.fdb_set,
+            false,
+            |i| {
+                c.fdb_set.get(i).map_or_else(String::new, |(mac, dst)| {
+                    format!("FDB entry {mac} dst {dst}")
+                })
+            },
+        );
     }
 }
 
 pub async fn apply_removals<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut ApplyReport) {
     if !c.neigh_del.is_empty() {
         let r = nl.delete_neighbours(c.index, &c.neigh_del).await;
-        note(report, r, |r| &mut r.neighbours_deleted, true);
+        note(
+            report,
+            r,
+            |r| &mut r.neighbours_deleted,
+            true,
+            |i| {
+                c.neigh_del
+                    .get(i)
+                    .map_or_else(String::new, |ip| format!("deleting neighbour {ip}"))
+            },
+        );
     }
     if !c.fdb_del.is_empty() {
         let r = nl.delete_fdbs(c.index, &c.fdb_del).await;
-        note(report, r, |r| &mut r.fdb_deleted, true);
+        note(
+            report,
+            r,
+            |r| &mut r.fdb_deleted,
+            true,
+            |i| {
+                c.fdb_del.get(i).map_or_else(String::new, |(mac, dst)| {
+                    format!("deleting FDB entry {mac} dst {dst}")
+                })
+            },
+        );
     }
 }

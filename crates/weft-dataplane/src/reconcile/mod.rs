@@ -33,7 +33,7 @@ pub use entries::EntryChanges;
 pub use fake::FakeKernel;
 pub use kernel::Kernel;
 pub use pending::{DesiredEntries, DeviceDrift, Pending};
-pub use report::ApplyReport;
+pub use report::{ApplyReport, EntryError};
 pub use routes::{RouteChanges, RouteContext};
 
 /// The node facts a pass needs besides the plan.

@@ -2,6 +2,49 @@
 //! and asserted by tests ("a second pass changes nothing").
 
 use std::fmt;
+use std::sync::Arc;
+
+use crate::netlink::NetlinkError;
+
+/// One kernel object a pass could not change; the next pass retries it.
+/// Keeps the kernel's error as its source (shared, so reports stay
+/// cheap to clone).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{object}: {source}")]
+pub struct EntryError {
+    /// What it was about: `route 10.244.2.0/24`, `deleting route …`, a
+    /// neighbour or FDB entry.
+    pub object: String,
+    #[source]
+    pub source: Arc<NetlinkError>,
+}
+
+impl EntryError {
+    pub fn new(object: impl Into<String>, source: NetlinkError) -> EntryError {
+        EntryError {
+            object: object.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// Whether the next pass may succeed where this one failed: a missing
+    /// object or a refusal of the moment, not a request this kernel
+    /// cannot take at all (a feature it lacks, input it rejects).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            *self.source,
+            NetlinkError::NotSupported { .. } | NetlinkError::InvalidInput { .. }
+        )
+    }
+}
+
+impl PartialEq for EntryError {
+    fn eq(&self, other: &EntryError) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl Eq for EntryError {}
 
 /// Counts of kernel changes made by one pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,7 +61,7 @@ pub struct ApplyReport {
     pub fdb_set: u32,
     pub fdb_deleted: u32,
     /// Entries that could not be applied; the next pass retries them.
-    pub errors: Vec<String>,
+    pub errors: Vec<EntryError>,
 }
 
 impl ApplyReport {

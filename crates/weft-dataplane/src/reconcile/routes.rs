@@ -11,7 +11,7 @@ use weft_core::Family;
 use weft_core::fast_hash::FastMap;
 use weft_core::plan::{Dev, RoutePlan, RouteTarget};
 
-use super::{ApplyReport, Kernel};
+use super::{ApplyReport, EntryError, Kernel};
 use crate::netlink::{
     MAIN_TABLE, NetlinkError, RouteInfo, RouteKind, RouteSpec, WEFT_ROUTE_PROTOCOL,
 };
@@ -134,7 +134,9 @@ pub async fn apply_set<K: Kernel>(nl: &K, set: &[RouteSpec], report: &mut ApplyR
     for (spec, r) in set.iter().zip(nl.replace_routes(set).await) {
         match r {
             Ok(()) => report.routes_set += 1,
-            Err(e) => report.errors.push(format!("route {}: {e}", spec.dst)),
+            Err(e) => report
+                .errors
+                .push(EntryError::new(format!("route {}", spec.dst), e)),
         }
     }
 }
@@ -149,7 +151,7 @@ pub async fn apply_delete<K: Kernel>(nl: &K, delete: &[RouteSpec], report: &mut 
             Err(e) if e.is_not_found() => {}
             Err(e) => report
                 .errors
-                .push(format!("deleting route {}: {e}", spec.dst)),
+                .push(EntryError::new(format!("deleting route {}", spec.dst), e)),
         }
     }
 }

@@ -385,7 +385,7 @@ fn a_refused_entry_is_reported_and_retried_by_the_next_pass() {
     assert_eq!(report.routes_set, 1);
     assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
     assert!(
-        report.errors[0].contains("route 10.244."),
+        report.errors[0].object.starts_with("route 10.244.") && report.errors[0].is_retryable(),
         "{:?}",
         report.errors
     );

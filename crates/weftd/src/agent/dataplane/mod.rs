@@ -111,7 +111,7 @@ impl Dataplane<Netlink> {
             return Ok(());
         };
         self.start(&lease).await?;
-        let mut events = self.reconciler.netlink().link_events().ok();
+        let mut events = subscribe(self.reconciler.netlink());
         let mut resync = tokio::time::interval(RESYNC);
         let mut rules_tick = tokio::time::interval(self.rules_resync);
         // WireGuard handshakes and counters move on their own: read them
@@ -137,6 +137,9 @@ impl Dataplane<Netlink> {
                 _ = resync.tick() => {
                     self.repair_cni_conf();
                     self.refresh_underlay().await;
+                    if events.is_none() {
+                        events = subscribe(self.reconciler.netlink());
+                    }
                     dirty = true;
                 }
                 _ = rules_tick.tick() => check_rules = true,
@@ -162,7 +165,7 @@ impl Dataplane<Netlink> {
                     Some(_) => {}
                     None => {
                         tracing::warn!("link events were lost; resubscribing and resyncing");
-                        events = self.reconciler.netlink().link_events().ok();
+                        events = subscribe(self.reconciler.netlink());
                         dirty = true;
                     }
                 },
@@ -183,6 +186,22 @@ impl Dataplane<Netlink> {
             wg.close().await;
         }
         Ok(())
+    }
+}
+
+/// Link events, or `None` with a warning saying what is lost meanwhile
+/// (the resync tries again).
+fn subscribe(nl: &Netlink) -> Option<weft_dataplane::netlink::LinkEvents> {
+    match nl.link_events() {
+        Ok(events) => Some(events),
+        Err(e) => {
+            tracing::warn!(
+                "cannot subscribe to link events ({e}): a deleted device or an underlay change is \
+                 seen at the next resync (every {}s) instead of at once; retrying then",
+                RESYNC.as_secs()
+            );
+            None
+        }
     }
 }
 
