@@ -35,7 +35,10 @@ fn root() -> bool {
 }
 
 fn at(results: &Results, k: u32) -> &AtK {
-    let scale = results.scale.as_ref().expect("no scale part in the results");
+    let scale = results
+        .scale
+        .as_ref()
+        .expect("no scale part in the results");
     scale
         .at_k
         .iter()
@@ -88,7 +91,10 @@ fn control_plane_ratios_hold() {
         "new lease p50 / full pass = {share:.2}: {lease:?} {pass:?}"
     );
 
-    let per_peer_small = small.cpu.expect("no pass figures at K = 500").pass_us_per_peer;
+    let per_peer_small = small
+        .cpu
+        .expect("no pass figures at K = 500")
+        .pass_us_per_peer;
     let growth = pass.pass_us_per_peer / per_peer_small;
     assert!(
         growth <= 1.6,
