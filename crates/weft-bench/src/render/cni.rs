@@ -1,8 +1,7 @@
 //! The CNI section: ADD and DEL per pod through weft's plugin.
 
-use super::markdown::{Section, Table};
+use super::markdown::{Section, Table, summary_row};
 use crate::results::Cni;
-use crate::stats::show;
 
 pub fn section(c: &Cni) -> Section {
     let mut sec = Section::new("CNI: ADD and DEL per pod");
@@ -22,14 +21,12 @@ pub fn section(c: &Cni) -> Section {
         "share of the median",
     ]);
     for (op, o) in [("ADD", &c.add), ("DEL", &c.del), ("ADD + DEL", &c.add_del)] {
-        t.row(vec![
-            op.to_owned(),
-            show(o.plugin_ms, 1),
-            show(o.bridge_ms, 1),
-            show(o.own_ms, 1),
+        let mut row = summary_row(op, &[(o.plugin_ms, 1), (o.bridge_ms, 1), (o.own_ms, 1)]);
+        row.push(
             o.own_share_pct
                 .map_or("n/a".into(), |p| format!("{p:.0} %")),
-        ]);
+        );
+        t.row(row);
     }
     sec.table(t);
     let mut t = Table::new(&["the plugin alone", "ms (min / median / max)"]);
@@ -44,7 +41,7 @@ pub fn section(c: &Cni) -> Section {
             c.stub_alone_ms,
         ),
     ] {
-        t.row(vec![what.to_owned(), show(s, 2)]);
+        t.row(summary_row(what, &[(s, 2)]));
     }
     sec.table(t);
     sec

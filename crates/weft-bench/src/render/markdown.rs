@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use crate::stats::{Summary, show};
+
 /// A markdown table.
 #[derive(Debug, Clone, Default)]
 pub struct Table {
@@ -32,6 +34,14 @@ impl Table {
             let _ = writeln!(out, "{}", line(row));
         }
     }
+}
+
+/// A row of `first`, then one "min / median / max" cell per summary, with
+/// its number of decimals ("n/a" for a figure not measured).
+pub fn summary_row(first: impl ToString, cells: &[(Option<Summary>, usize)]) -> Vec<String> {
+    std::iter::once(first.to_string())
+        .chain(cells.iter().map(|(s, digits)| show(*s, *digits)))
+        .collect()
 }
 
 /// One part of the report: prose and tables, in order.

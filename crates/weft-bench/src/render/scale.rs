@@ -1,6 +1,6 @@
 //! The control-plane and footprint sections and their verdicts.
 
-use super::markdown::{Section, Table, Verdict};
+use super::markdown::{Section, Table, Verdict, summary_row};
 use crate::results::{AtK, Scale};
 use crate::stats::{Summary, show};
 
@@ -49,13 +49,15 @@ fn control_plane(sc: &Scale) -> (Section, Vec<Verdict>) {
         "start → /readyz 200, ms",
     ]);
     for at in all.iter().filter(|a| a.k > 0) {
-        t.row(vec![
-            at.k.to_string(),
-            show(at.cold_ms, 0),
-            show(at.raw_ms, 0),
-            show(at.cold_ratio, 2),
-            show(at.ready_ms, 0),
-        ]);
+        t.row(summary_row(
+            at.k,
+            &[
+                (at.cold_ms, 0),
+                (at.raw_ms, 0),
+                (at.cold_ratio, 2),
+                (at.ready_ms, 0),
+            ],
+        ));
     }
     s.table(t);
     s.text(
@@ -189,13 +191,15 @@ fn footprint(sc: &Scale) -> (Section, Vec<Verdict>) {
         "start → /readyz 200, ms",
     ]);
     for at in &sc.at_k {
-        t.row(vec![
-            at.k.to_string(),
-            show(at.rss_mib, 1),
-            show(at.anon_mib, 1),
-            show(at.peak_mib, 1),
-            show(at.ready_ms, 0),
-        ]);
+        t.row(summary_row(
+            at.k,
+            &[
+                (at.rss_mib, 1),
+                (at.anon_mib, 1),
+                (at.peak_mib, 1),
+                (at.ready_ms, 0),
+            ],
+        ));
     }
     s.table(t);
     s.text(format!(
