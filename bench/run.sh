@@ -31,8 +31,9 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # What the benchmarks drive (iperf3, etcd, wireguard-go, wg, the CNI
-# plugins): installed if missing, as the test suite does.
-"$repo/scripts/install-deps.sh"
+# plugins): installed if missing, as the test suite does. Its messages go
+# to stderr, so that `--out -` and `--json -` give nothing but the report.
+"$repo/scripts/install-deps.sh" >&2
 
 echo "building the workspace in release mode into $target ..." >&2
 (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release --workspace --quiet)

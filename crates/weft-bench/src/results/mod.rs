@@ -124,18 +124,19 @@ pub struct Machine {
     pub etcd: String,
 }
 
-/// Reading or writing a results file.
+/// Reading or writing a results file. The underlying error is part of
+/// the message (a `cause`, not a `source`), so that `{:#}` says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ResultsError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{origin} is not weft-bench results: {source}")]
+    #[error("{origin} is not weft-bench results: {cause}")]
     Parse {
         origin: String,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error(
         "{origin} holds results of format {found}; this weft-bench reads format {FORMAT} \
@@ -168,9 +169,9 @@ impl Results {
 
     /// Reads a file's text; `origin` names it in errors.
     pub fn from_json(text: &str, origin: &str) -> Result<Results, ResultsError> {
-        let parse = |source| ResultsError::Parse {
+        let parse = |cause| ResultsError::Parse {
             origin: origin.to_owned(),
-            source,
+            cause,
         };
         let value: Value = serde_json::from_str(text).map_err(parse)?;
         // The format first, so that a file of another layout says so
@@ -190,9 +191,9 @@ impl Results {
 
     /// Reads the results file at `path`.
     pub fn load(path: &Path) -> Result<Results, ResultsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ResultsError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Results::from_json(&text, &path.display().to_string())
     }
