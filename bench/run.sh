@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Runs every benchmark of issue 10 and writes docs/PERFORMANCE.md.
+# Runs every benchmark of issue 10: writes the results to bench/results.json
+# and renders docs/PERFORMANCE.md from them.
 #
 #   sudo bench/run.sh            # full run, about 30 minutes
 #   sudo bench/run.sh --short    # quick pass, about 6 minutes
 #   sudo bench/run.sh --only scale --peers 5000 --keep   # one part, to profile
+#   sudo bench/run.sh --only cni --json /tmp/cni.json    # one part, its JSON kept
 #
 # It builds the workspace in release mode (benchmarks of a debug build mean
-# little), then runs `weft bench` from that build with the labs pointed at
-# the same binaries. Every argument is passed to `weft bench` (see
-# `weft bench --help`). Needs root (network namespaces); installs iperf3,
-# etcd, wireguard-go, wg and the reference CNI plugins if they are missing
-# (scripts/install-deps.sh).
+# little), then runs `weft-bench run` from that build with the labs pointed
+# at the same binaries. Every argument is passed to `weft-bench run` (see
+# `weft-bench run --help`). Needs root (network namespaces); installs
+# iperf3, etcd, wireguard-go, wg and the reference CNI plugins if they are
+# missing (scripts/install-deps.sh).
+#
+# docs/PERFORMANCE.md can be rendered again from a kept JSON without
+# measuring anything (no root, any build):
+#   cargo run -p weft-bench -- render [bench/results.json] [--out FILE]
 #
 # CARGO_TARGET_DIR chooses where the release build goes (default: target/
 # in the repository).
@@ -25,11 +31,12 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 # What the benchmarks drive (iperf3, etcd, wireguard-go, wg, the CNI
-# plugins): installed if missing, as the test suite does.
-"$repo/scripts/install-deps.sh"
+# plugins): installed if missing, as the test suite does. Its messages go
+# to stderr, so that `--out -` and `--json -` give nothing but the report.
+"$repo/scripts/install-deps.sh" >&2
 
 echo "building the workspace in release mode into $target ..." >&2
 (cd "$repo" && CARGO_TARGET_DIR="$target" cargo build --release --workspace --quiet)
 
 cd "$repo"
-exec "$target/release/weft" bench --bin-dir "$target/release" "$@"
+exec "$target/release/weft-bench" run --bin-dir "$target/release" "$@"

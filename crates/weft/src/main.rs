@@ -5,7 +5,6 @@
 //! exactly the parser and validation the agent uses, so a config can be
 //! checked on a laptop or in CI before it reaches a cluster's ConfigMap.
 
-mod bench;
 mod check;
 mod config;
 mod lab;
@@ -125,17 +124,6 @@ enum Command {
     /// `weft lab up`, `weft lab check`, `weft lab down`.
     #[command(subcommand)]
     Lab(lab::LabCommand),
-    /// Run every benchmark of issue 10 and write docs/PERFORMANCE.md (needs root).
-    ///
-    /// Builds labs (network namespaces with real agents) and measures: pod →
-    /// pod throughput and latency per backend against the underlay, weft's
-    /// userspace WireGuard against wireguard-go, the control plane with up to
-    /// 10 000 synthetic peers (cold start, new lease → route, CPU per pass),
-    /// memory and start-up, CNI ADD/DEL, and the kernel's cost per route
-    /// shape. Each figure is min / median / max over runs next to a baseline
-    /// measured in the same run. Progress goes to stderr. Use release builds
-    /// (bench/run.sh builds them). Takes about 30 minutes; --short about 6.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,7 +188,6 @@ fn main() -> ExitCode {
         ),
         Command::Status { socket, json } => status::run(&socket, json),
         Command::Lab(command) => lab::run(command),
-        Command::Bench(args) => bench::run(args),
     }
 }
 

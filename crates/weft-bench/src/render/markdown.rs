@@ -1,10 +1,10 @@
-//! The results of a run as markdown: docs/PERFORMANCE.md.
+//! Markdown layout: plain tables of strings, sections, the targets table.
 //!
-//! Every section fills plain tables of strings; this module only lays them
-//! out, so the wording of each figure stays next to the code that measures
-//! it.
+//! Each part's renderer fills these; this module only lays them out.
 
 use std::fmt::Write as _;
+
+use crate::stats::{Summary, show};
 
 /// A markdown table.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,14 @@ impl Table {
             let _ = writeln!(out, "{}", line(row));
         }
     }
+}
+
+/// A row of `first`, then one "min / median / max" cell per summary, with
+/// its number of decimals ("n/a" for a figure not measured).
+pub fn summary_row(first: impl ToString, cells: &[(Option<Summary>, usize)]) -> Vec<String> {
+    std::iter::once(first.to_string())
+        .chain(cells.iter().map(|(s, digits)| show(*s, *digits)))
+        .collect()
 }
 
 /// One part of the report: prose and tables, in order.
@@ -140,29 +148,5 @@ impl Report {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_tables_and_verdicts() {
-        let mut r = Report {
-            machine: Table::new(&["item", "value"]),
-            ..Report::default()
-        };
-        r.machine.row(vec!["nproc".into(), "2".into()]);
-        r.verdicts
-            .push(Verdict::new("vxlan ≥ 0.80", "0.9".into(), Some(true)));
-        let mut s = Section::new("Data plane");
-        s.text("prose");
-        s.table(Table::new(&["a", "b"]));
-        r.sections.push(s);
-        let md = r.markdown();
-        assert!(md.contains("| nproc | 2 |"));
-        assert!(md.contains("| vxlan ≥ 0.80 | 0.9 | yes |"));
-        assert!(md.contains("## Data plane\n\nprose\n\n| a | b |\n| --- | --- |"));
     }
 }

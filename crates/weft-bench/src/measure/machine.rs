@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::report::Table;
+use weft_bench::results::Machine;
 
 fn first_line_with(path: &str, key: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -85,18 +85,13 @@ pub fn today() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// The machine table of the report. `load_at_start` is read before the
-/// run, so that the reader sees how busy the machine already was.
-pub fn describe(load_at_start: &str) -> Table {
-    let mut t = Table::new(&["item", "value"]);
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+/// The machine, its load now as the load at start (the caller sets the
+/// load at the end): the reader must see how busy it already was.
+pub fn describe(load_at_start: &str) -> Machine {
     let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "unknown".into());
-    let mem = first_line_with("/proc/meminfo", "MemTotal")
+    let memory_gib = first_line_with("/proc/meminfo", "MemTotal")
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or_else(
-            || "unknown".to_owned(),
-            |kb| format!("{:.1} GiB", kb as f64 / 1_048_576.0),
-        );
+        .map(|kb| kb as f64 / 1_048_576.0);
     let kernel = nix::sys::utsname::uname()
         .map(|u| {
             format!(
@@ -106,25 +101,19 @@ pub fn describe(load_at_start: &str) -> Table {
             )
         })
         .unwrap_or_else(|_| "unknown".to_owned());
-    let rows = [
-        ("date (UTC)", today()),
-        ("nproc", cores.to_string()),
-        ("CPU", cpu),
-        ("kernel", kernel),
-        ("memory", mem),
-        (
-            "load average at start / end",
-            format!("{load_at_start} / {}", load_average()),
-        ),
-        ("weft commit", commit()),
-        ("iperf3", tool_version("iperf3", "--version")),
-        ("wireguard-go", tool_version("wireguard-go", "--version")),
-        ("etcd", tool_version("etcd", "--version")),
-    ];
-    for (k, v) in rows {
-        t.row(vec![k.to_owned(), v]);
+    Machine {
+        date: today(),
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu,
+        kernel,
+        memory_gib,
+        load_start: load_at_start.to_owned(),
+        load_end: load_at_start.to_owned(),
+        commit: commit(),
+        iperf3: tool_version("iperf3", "--version"),
+        wireguard_go: tool_version("wireguard-go", "--version"),
+        etcd: tool_version("etcd", "--version"),
     }
-    t
 }
 
 #[cfg(test)]

@@ -21,14 +21,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use ipnet::IpNet;
+use weft_bench::results::PathComparison;
 use weft_core::wg_key::WgKey;
 use weft_dataplane::netlink::{RouteSpec, Scope};
 use weft_dataplane::wireguard::PrivateKey;
 use weft_lab::{Lab, LabError, Signal, with_netlink};
 
 use super::Ctx;
-use super::dataplane::{Path, PathSamples, comparison_rows, measure_pair, median_ratio, table};
-use super::report::{Section, Verdict};
+use super::dataplane::{Path, PathSamples, compare as compare_paths, measure_pair};
+
 use super::traffic::wait_reachable;
 
 const DEV: &str = "wgo0";
@@ -181,7 +182,7 @@ fn weft_tunnel_ip(lab: &Lab) -> Result<IpAddr> {
 }
 
 /// Measures both tunnels run by run; wireguard-go is stopped afterwards.
-pub fn compare(ctx: &Ctx, lab: &Lab) -> Result<(Section, Vec<Verdict>)> {
+pub fn compare(ctx: &Ctx, lab: &Lab) -> Result<PathComparison> {
     ctx.say("WireGuard: starting wireguard-go next to weft's tunnel on both nodes");
     let pids = start(lab).context("cannot set wireguard-go up")?;
     let result = measure(ctx, lab);
@@ -191,7 +192,7 @@ pub fn compare(ctx: &Ctx, lab: &Lab) -> Result<(Section, Vec<Verdict>)> {
     result
 }
 
-fn measure(ctx: &Ctx, lab: &Lab) -> Result<(Section, Vec<Verdict>)> {
+fn measure(ctx: &Ctx, lab: &Lab) -> Result<PathComparison> {
     let weft = Path {
         from: "node1",
         to: weft_tunnel_ip(lab)?,
@@ -213,24 +214,5 @@ fn measure(ctx: &Ctx, lab: &Lab) -> Result<(Section, Vec<Verdict>)> {
         ));
         measure_pair(ctx, lab, (&weft, &wgo), run % 2 == 1, (&mut sw, &mut sg))?;
     }
-    let mut section = Section::new("");
-    section.text(format!(
-        "node1 → node2 through weft's `flannel-wg` (gotatun in weftd) and through `wgo0` run by \
-         Debian's wireguard-go on the same two nodes at the same time (same MTU; each tunnel's own \
-         port). Baseline: wireguard-go. {} runs.",
-        ctx.runs
-    ));
-    let mut t = table();
-    comparison_rows(&mut t, "weft vs wireguard-go", &sw, &sg, "≥ 2.0");
-    section.table(t);
-    let mut verdicts = Vec::new();
-    for (streams, s, b) in [(1, &sw.one, &sg.one), (4, &sw.four, &sg.four)] {
-        let m = median_ratio(s, b);
-        verdicts.push(Verdict::new(
-            &format!("userspace WireGuard ≥ 2 × wireguard-go, {streams} stream(s)"),
-            m.map_or("n/a".into(), |m| format!("{m:.2} ×")),
-            m.map(|m| m >= 2.0),
-        ));
-    }
-    Ok((section, verdicts))
+    Ok(compare_paths(&sw, &sg))
 }

@@ -17,12 +17,12 @@ use std::time::Instant;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
+use weft_bench::results::{Cni, CniOp};
+use weft_bench::stats::{Summary, finite, ms};
 use weft_lab::{Backend, Lab, LabError, LabSpec};
 
 use super::Ctx;
 use super::netns::{create_named, remove_named};
-use super::report::{Section, Table};
-use super::stats::{Summary, ms, show};
 
 const SYSTEM_PLUGINS: &str = "/usr/lib/cni";
 
@@ -190,7 +190,8 @@ fn measure(ctx: &Ctx, lab: &Lab) -> Result<Samples> {
     Ok(s)
 }
 
-pub fn run(ctx: &Ctx) -> Result<Section> {
+/// Runs the CNI part in a one-node lab of its own.
+pub fn run(ctx: &Ctx) -> Result<Cni> {
     let mut spec = LabSpec::new("bench-cni")?;
     spec.nodes = 1;
     spec.pods_per_node = 0;
@@ -203,60 +204,27 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ctx.say(format!("cni: teardown: {e}"));
     }
     let s = measured?;
-    let mut sec = Section::new("CNI: ADD and DEL per pod");
-    sec.text(format!(
-        "weft's plugin (`flannel`) run in a lab node's namespace exactly as a runtime runs it \
-         (cleared environment, config on stdin, a fresh pod namespace), delegating to Debian's \
-         `bridge` + `host-local`. {} pods, each ADD then DEL; the baseline `bridge` is run directly \
-         with the configuration the plugin itself saved for its delegate, interleaved with the \
-         plugin's runs (order alternating). Times are spawn to exit, in ms.",
-        s.add.len()
-    ));
     let sum = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x + y).collect::<Vec<_>>();
     let diff = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x - y).collect::<Vec<_>>();
-    let mut t = Table::new(&[
-        "operation",
-        "through the plugin, ms",
-        "`bridge` alone, ms (baseline)",
-        "plugin's own share per pod, ms",
-        "share of the median",
-    ]);
-    let rows = [
-        ("ADD", s.add.clone(), s.add_direct.clone()),
-        ("DEL", s.del.clone(), s.del_direct.clone()),
-        (
-            "ADD + DEL",
-            sum(&s.add, &s.del),
-            sum(&s.add_direct, &s.del_direct),
-        ),
-    ];
-    for (op, full, direct) in rows {
-        let d = Summary::of(&diff(&full, &direct));
-        let f = Summary::of(&full);
-        t.row(vec![
-            op.to_owned(),
-            show(f, 1),
-            show(Summary::of(&direct), 1),
-            show(d, 1),
-            d.zip(f).map_or("n/a".into(), |(d, f)| {
-                format!("{:.0} %", 100.0 * d.median / f.median)
-            }),
-        ]);
-    }
-    sec.table(t);
-    let mut t = Table::new(&["the plugin alone", "ms (min / median / max)"]);
-    t.row(vec![
-        "`VERSION` (start, answer, exit)".into(),
-        show(Summary::of(&s.version), 2),
-    ]);
-    t.row(vec![
-        "ADD with a stub delegate, minus the stub alone".into(),
-        show(Summary::of(&diff(&s.add_stub, &s.stub_alone)), 2),
-    ]);
-    t.row(vec![
-        "(the stub alone: /bin/sh printing a result)".into(),
-        show(Summary::of(&s.stub_alone), 2),
-    ]);
-    sec.table(t);
-    Ok(sec)
+    let op = |full: &[f64], direct: &[f64]| {
+        let own = Summary::of(&diff(full, direct));
+        let plugin = Summary::of(full);
+        CniOp {
+            plugin_ms: plugin,
+            bridge_ms: Summary::of(direct),
+            own_ms: own,
+            own_share_pct: own
+                .zip(plugin)
+                .and_then(|(d, f)| finite(100.0 * d.median / f.median)),
+        }
+    };
+    Ok(Cni {
+        pods: s.add.len(),
+        add: op(&s.add, &s.add_direct),
+        del: op(&s.del, &s.del_direct),
+        add_del: op(&sum(&s.add, &s.del), &sum(&s.add_direct, &s.del_direct)),
+        version_ms: Summary::of(&s.version),
+        stub_add_ms: Summary::of(&diff(&s.add_stub, &s.stub_alone)),
+        stub_alone_ms: Summary::of(&s.stub_alone),
+    })
 }

@@ -15,54 +15,41 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use weft_bench::results::{self, LeaseLatency, PassCpu, Scale};
+use weft_bench::stats::{Summary, finite, ms, percentile, ratios};
 use weft_core::etcd_key;
 use weft_lab::{Backend, Lab, LabSpec, Signal, StoreKind};
 
-use super::Ctx;
 use super::leases::{self, NET_CONF, Peer, SAMPLE_BASE};
 use super::probe::{self, PassCounters};
 use super::routes::raw_install;
-use super::stats::{ms, percentile};
 use super::store::Store;
 use super::watcher::Watcher;
+use super::{Ctx, footprint};
 
 /// The agent's health port inside its node (`/readyz`, `/metrics`).
 const HEALTH_PORT: u16 = 9911;
 const NODE: &str = "node1";
 
-/// Everything measured at one K.
+/// Everything measured at one K, sample by sample.
 #[derive(Debug, Clone, Default)]
-pub struct AtK {
-    pub k: u32,
+struct AtK {
+    k: u32,
     /// Cold start until every entry is in, ms, one per run.
-    pub cold_ms: Vec<f64>,
+    cold_ms: Vec<f64>,
     /// The same entries through bare netlink batches, ms, one per run.
-    pub raw_ms: Vec<f64>,
+    raw_ms: Vec<f64>,
     /// Start until `/readyz` answers 200, ms.
-    pub ready_ms: Vec<f64>,
+    ready_ms: Vec<f64>,
     /// weftd's resident and peak memory after each cold start, KiB.
-    pub rss_kib: Vec<f64>,
-    pub hwm_kib: Vec<f64>,
-    pub anon_kib: Vec<f64>,
+    rss_kib: Vec<f64>,
+    hwm_kib: Vec<f64>,
+    anon_kib: Vec<f64>,
     /// New lease → route, ms, one per sample.
-    pub lease_ms: Vec<f64>,
+    lease_ms: Vec<f64>,
     /// New lease → the etcd watch in this process, ms.
-    pub watch_ms: Vec<f64>,
-    pub cpu: Option<PassCpu>,
-}
-
-/// CPU of a pass with nothing to change, µs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PassCpu {
-    /// A peer lease rewritten with the same value: the store side alone
-    /// (watch event, re-screening, no pass because nothing changed).
-    pub store_us: f64,
-    /// The reconcile pass itself: plan, kernel dumps, diff.
-    pub pass_us: f64,
-    /// Wall time of a pass from weftd's own histogram.
-    pub pass_wall_us: f64,
-    pub triggers: usize,
-    pub passes: f64,
+    watch_ms: Vec<f64>,
+    cpu: Option<PassCpu>,
 }
 
 fn metrics(lab: &Lab) -> Result<PassCounters> {
@@ -233,7 +220,8 @@ impl Bench<'_> {
         at.cpu = Some(PassCpu {
             store_us,
             pass_us,
-            pass_wall_us: (m2.seconds - m1.seconds) / passes * 1e6,
+            pass_us_per_peer: pass_us / f64::from(at.k),
+            pass_wall_us: finite((m2.seconds - m1.seconds) / passes * 1e6),
             triggers,
             passes,
         });
@@ -253,8 +241,9 @@ fn lab_up(ctx: &Ctx) -> Result<Lab> {
     Lab::up(&spec).context("the scale lab did not come up")
 }
 
-/// Runs the whole scale sequence; returns the idle figures (K = 0) first.
-pub fn run(ctx: &Ctx) -> Result<Vec<AtK>> {
+/// Runs the whole scale sequence (the idle agent, K = 0, first) and
+/// weftd's footprint.
+pub fn run(ctx: &Ctx) -> Result<Scale> {
     let sizes: &[u32] = &ctx.peers;
     let mut lab = lab_up(ctx)?;
     let max = sizes.iter().copied().max().unwrap_or(0);
@@ -272,7 +261,39 @@ pub fn run(ctx: &Ctx) -> Result<Vec<AtK>> {
     } else if let Err(e) = lab.down() {
         ctx.say(format!("scale: teardown: {e}"));
     }
-    result
+    Ok(Scale {
+        runs: ctx.runs,
+        at_k: result?.iter().map(summarize).collect(),
+        exec_ms: footprint::exec_ms(&ctx.bin_dir.join("weftd"), ctx.runs),
+        sizes: footprint::sizes(&ctx.bin_dir),
+    })
+}
+
+/// The figures of one K from its samples.
+fn summarize(at: &AtK) -> results::AtK {
+    let mib = |v: &[f64]| Summary::of(&v.iter().map(|x| x / 1024.0).collect::<Vec<_>>());
+    let p = |v: &[f64], q| percentile(v, q);
+    results::AtK {
+        k: at.k,
+        cold_ms: Summary::of(&at.cold_ms),
+        raw_ms: Summary::of(&at.raw_ms),
+        cold_ratio: Summary::of(&ratios(&at.cold_ms, &at.raw_ms)),
+        ready_ms: Summary::of(&at.ready_ms),
+        rss_mib: mib(&at.rss_kib),
+        anon_mib: mib(&at.anon_kib),
+        peak_mib: mib(&at.hwm_kib),
+        lease: (at.k > 0).then(|| LeaseLatency {
+            samples: at.lease_ms.len(),
+            route_p50_ms: p(&at.lease_ms, 50.0),
+            route_p99_ms: p(&at.lease_ms, 99.0),
+            watch_p50_ms: p(&at.watch_ms, 50.0),
+            watch_p99_ms: p(&at.watch_ms, 99.0),
+            own_p50_ms: p(&at.lease_ms, 50.0)
+                .zip(p(&at.watch_ms, 50.0))
+                .map(|(a, b)| a - b),
+        }),
+        cpu: at.cpu,
+    }
 }
 
 /// Stops the agent, switches the cluster to the big network, empties the

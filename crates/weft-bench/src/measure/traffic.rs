@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
+use weft_bench::stats::{percentile, us};
 use weft_lab::{Lab, LabError};
-
-use super::stats::{percentile, us};
 
 /// The port of the echo server the latency loop talks to.
 pub const ECHO_PORT: u16 = 7777;

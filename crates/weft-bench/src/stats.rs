@@ -8,8 +8,12 @@
 
 use std::time::Duration;
 
-/// min / median / max of a set of values in one unit.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+/// min / median / max of a set of values in one unit, and how many
+/// values there were (non-finite ones, failed measurements, left out).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
     pub min: f64,
     pub median: f64,
@@ -87,6 +91,12 @@ pub fn ms(d: Duration) -> f64 {
 
 pub fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// `Some(x)` for a finite `x`: a figure computed from others (a ratio, a
+/// difference) is kept only when it is a number, since JSON has no NaN.
+pub fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
 }
 
 #[cfg(test)]

@@ -20,14 +20,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use ipnet::IpNet;
+use weft_bench::results::{Growth, Routes, Shape, ShapeTime};
+use weft_bench::stats::{Summary, finite, ms};
 use weft_core::mac::Mac;
 use weft_dataplane::netlink::{Netlink, RouteSpec, VxlanLinkSpec};
 
 use super::Ctx;
 use super::leases::Peer;
 use super::netns::with_fresh_netlink;
-use super::report::{Section, Table};
-use super::stats::{Summary, ms, show};
 
 /// An underlay `eth0` and an up `flannel.1` on it, as on a lab node.
 async fn vxlan_node(nl: &Netlink) -> Result<u32> {
@@ -102,38 +102,6 @@ pub fn ipip_supported() -> std::result::Result<(), String> {
         Ok(())
     })
     .map_err(|e| format!("{e:#}"))
-}
-
-/// One way of installing N routes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Shape {
-    Flannel,
-    Reversed,
-    OneByOne,
-    MetricPerRoute,
-    Metric64,
-    IpBatch,
-    Nexthops,
-    Ipv6,
-    Delete,
-}
-
-impl Shape {
-    fn describe(self) -> &'static str {
-        match self {
-            Shape::Flannel => "flannel's shape, weft's netlink batches (today)",
-            Shape::Reversed => "the same, inserted in reverse order",
-            Shape::OneByOne => "the same, one request per round trip",
-            Shape::MetricPerRoute => "flannel's shape + a distinct metric per route",
-            Shape::Metric64 => "flannel's shape + metric = index mod 64",
-            Shape::IpBatch => "flannel's shape through iproute2 (`ip -batch`)",
-            Shape::Nexthops => {
-                "nexthop objects: `nexthop add id N via … onlink` + `route add … nhid N` (ip -batch)"
-            }
-            Shape::Ipv6 => "IPv6, flannel-v6's shape (`/64 via <VTEP> onlink`)",
-            Shape::Delete => "deleting flannel-shaped routes (weft's batches)",
-        }
-    }
 }
 
 /// Time of one shape at `n` routes, in a fresh namespace.
@@ -264,23 +232,11 @@ fn ip_batch(lines: &str) -> Result<Duration> {
     Ok(took)
 }
 
-const SHAPES: [Shape; 9] = [
-    Shape::Flannel,
-    Shape::Reversed,
-    Shape::OneByOne,
-    Shape::IpBatch,
-    Shape::MetricPerRoute,
-    Shape::Metric64,
-    Shape::Nexthops,
-    Shape::Ipv6,
-    Shape::Delete,
-];
-
-/// The route-installation section: every shape at 10 000 routes, and the
+/// The route-installation part: every shape at 10 000 routes, and the
 /// flannel shape at growing N to show the quadratic growth.
-pub fn run(ctx: &Ctx) -> Result<Section> {
+pub fn run(ctx: &Ctx) -> Result<Routes> {
     let n = 10_000;
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); SHAPES.len()];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); Shape::ALL.len()];
     let sizes = [1_000u32, 2_500, 5_000, 10_000];
     let mut growth: Vec<Vec<f64>> = vec![Vec::new(); sizes.len()];
     for run in 0..ctx.runs {
@@ -288,54 +244,44 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             "routes: run {}/{}: {} shapes of {n} routes",
             run + 1,
             ctx.runs,
-            SHAPES.len()
+            Shape::ALL.len()
         ));
-        for (i, shape) in SHAPES.iter().enumerate() {
+        for (i, shape) in Shape::ALL.iter().enumerate() {
             times[i].push(ms(time_shape(*shape, n).with_context(|| shape.describe())?));
         }
         for (i, size) in sizes.iter().enumerate() {
             growth[i].push(ms(time_shape(Shape::Flannel, *size)?));
         }
     }
-    let flannel = Summary::of(&times[0]).map_or(f64::NAN, |s| s.median);
-    let mut section = Section::new("Kernel: installing 10 000 vxlan routes, by route shape");
-    section.text(format!(
-        "Each line is timed in a fresh network namespace holding only an underlay veth and an up \
-         `flannel.1`: {n} routes, nothing else running in it. {} runs. The ratio is against the \
-         first line (flannel's shape, what weft installs today), median over median.",
-        ctx.runs
-    ));
-    let mut t = Table::new(&["how", "ms (min / median / max)", "× flannel's shape"]);
-    for (i, shape) in SHAPES.iter().enumerate() {
-        let s = Summary::of(&times[i]);
-        t.row(vec![
-            shape.describe().to_owned(),
-            show(s, 0),
-            s.map_or("n/a".into(), |s| format!("{:.2}", s.median / flannel)),
-        ]);
-    }
-    section.table(t);
-    let mut g = Table::new(&[
-        "routes (flannel's shape)",
-        "ms (min / median / max)",
-        "µs per route (median)",
-    ]);
-    for (i, size) in sizes.iter().enumerate() {
-        let s = Summary::of(&growth[i]);
-        g.row(vec![
-            size.to_string(),
-            show(s, 1),
-            s.map_or("n/a".into(), |s| {
-                format!("{:.1}", s.median * 1e3 / f64::from(*size))
-            }),
-        ]);
-    }
-    section.table(g);
-    section.text(
-        "The cost per route grows with the number of routes already there: that is the \
-         `fib_info` hash bucket shared by routes that differ only in their gateway (see \
-         the module doc of `crates/weft/src/bench/routes.rs`). IPv6 routes have no shared \
-         `fib_info` and stay linear.",
-    );
-    Ok(section)
+    let flannel = Summary::of(&times[0]).map(|s| s.median);
+    let shapes = Shape::ALL
+        .iter()
+        .zip(&times)
+        .map(|(shape, t)| {
+            let s = Summary::of(t);
+            ShapeTime {
+                shape: *shape,
+                ms: s,
+                vs_flannel: s.zip(flannel).and_then(|(s, f)| finite(s.median / f)),
+            }
+        })
+        .collect();
+    let growth = sizes
+        .iter()
+        .zip(&growth)
+        .map(|(size, t)| {
+            let s = Summary::of(t);
+            Growth {
+                routes: *size,
+                ms: s,
+                us_per_route: s.and_then(|s| finite(s.median * 1e3 / f64::from(*size))),
+            }
+        })
+        .collect();
+    Ok(Routes {
+        runs: ctx.runs,
+        routes: n,
+        shapes,
+        growth,
+    })
 }

@@ -1,5 +1,4 @@
-//! `weft bench`: every benchmark of issue 10 in one command, written to
-//! docs/PERFORMANCE.md.
+//! `weft-bench run`: every benchmark of issue 10 in one command.
 //!
 //! Each figure is measured on labs of real agents (network namespaces,
 //! see `weft-lab`) and reported as min / median / max over runs next to a
@@ -13,15 +12,13 @@
 
 mod cni;
 mod dataplane;
+mod footprint;
 mod leases;
 mod machine;
 mod netns;
 mod probe;
-mod report;
 mod routes;
 mod scale;
-mod scale_report;
-mod stats;
 mod store;
 mod traffic;
 mod watcher;
@@ -31,44 +28,37 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
+use weft_bench::render;
+use weft_bench::results::{FORMAT, Part, Results, RunInfo, Variant};
 
-use report::Report;
-
-/// A part of the benchmark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Part {
-    /// pod → pod per backend vs the underlay; userspace WireGuard vs wireguard-go.
-    Dataplane,
-    /// Cold start, new lease → route, CPU per pass at K peers; memory, /readyz.
-    Scale,
-    /// CNI ADD/DEL per pod and the plugin's own share.
-    Cni,
-    /// The kernel alone: 10 000 routes by route shape.
-    Routes,
-}
-
-const ALL: [Part; 4] = [Part::Dataplane, Part::Scale, Part::Cni, Part::Routes];
+use crate::output::Outputs;
 
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+pub struct RunArgs {
     /// A quick pass: 3 runs, K = 100 and 1 000 only, shorter iperf3 tests
     /// (about 6 minutes instead of 30).
     #[arg(long)]
     short: bool,
     /// Run only these parts (comma-separated). Without --out the report
-    /// then goes to stdout, so a partial run never replaces the full one.
+    /// then goes to stdout and without --json no JSON is written, so a
+    /// partial run never replaces the full one.
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Part>,
     /// Runs per figure (default 5, or 3 with --short).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=50))]
     runs: Option<u32>,
-    /// Where to write the report (markdown); `-` for stdout.
-    /// Default: docs/PERFORMANCE.md for a full run, stdout with --only.
+    /// Where to write the results (JSON); `-` for stdout. Default:
+    /// bench/results.json for a full run, none with --only.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Where to write the report (Markdown, rendered from the JSON); `-`
+    /// for stdout. Default: docs/PERFORMANCE.md for a full run, stdout
+    /// with --only.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
     /// Where weftd, weft and flannel (release builds) are. Default: next
-    /// to this weft binary.
+    /// to this weft-bench binary.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// Peer counts K for the scale part (comma-separated). Default:
@@ -79,10 +69,9 @@ pub struct BenchArgs {
     /// running, for profiling; `weft lab down --name bench-scale` removes it.
     #[arg(long)]
     keep: bool,
-    /// Data plane part: only these backends (comma-separated among vxlan,
-    /// vxlan-csum, hostgw, ipip, wireguard). Default: all.
-    #[arg(long, value_delimiter = ',', value_name = "BACKEND")]
-    dp_backends: Vec<String>,
+    /// Data plane part: only these backends (comma-separated). Default: all.
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "BACKEND")]
+    dp_backends: Vec<Variant>,
     /// Data plane part: appended to the lab names (`bench-dp-<backend>-<suffix>`),
     /// so that two benches can run on one machine at once.
     #[arg(long, value_name = "SUFFIX")]
@@ -99,7 +88,7 @@ pub struct Ctx {
     pub runs: usize,
     pub bin_dir: PathBuf,
     /// Data plane backends to run (empty: all).
-    pub dp_backends: Vec<String>,
+    pub dp_backends: Vec<Variant>,
     /// Appended to data plane lab names, with a '-'.
     pub lab_suffix: Option<String>,
     started: Instant,
@@ -126,17 +115,8 @@ impl Ctx {
     }
 }
 
-pub fn run(args: BenchArgs) -> ExitCode {
-    match run_inner(args) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run_inner(args: BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let outputs = Outputs::for_run(args.json, args.out, !args.only.is_empty())?;
     weft_lab::require_root()?;
     let bin_dir = match args.bin_dir {
         Some(d) => d,
@@ -149,17 +129,12 @@ fn run_inner(args: BenchArgs) -> anyhow::Result<ExitCode> {
             bin_dir.display()
         );
     }
-    let parts: Vec<Part> = if args.only.is_empty() {
-        ALL.to_vec()
-    } else {
-        args.only.clone()
-    };
     let ctx = Ctx {
         short: args.short,
         keep: args.keep,
         peers: match (args.peers.is_empty(), args.short) {
             (false, _) => {
-                let mut k = args.peers.clone();
+                let mut k = args.peers;
                 k.sort_unstable();
                 k.dedup();
                 k
@@ -171,8 +146,8 @@ fn run_inner(args: BenchArgs) -> anyhow::Result<ExitCode> {
             .runs
             .map_or(if args.short { 3 } else { 5 }, |r| r as usize),
         bin_dir,
-        dp_backends: args.dp_backends.clone(),
-        lab_suffix: args.lab_suffix.clone(),
+        dp_backends: args.dp_backends,
+        lab_suffix: args.lab_suffix,
         started: Instant::now(),
     };
     if !ctx.bin_dir.to_string_lossy().contains("release") {
@@ -182,85 +157,72 @@ fn run_inner(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let load = machine::load_average();
-    let mut report = Report::default();
-    for part in &parts {
+    let parts = if args.only.is_empty() {
+        Part::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    let mut results = Results {
+        format: FORMAT,
+        run: RunInfo {
+            short: ctx.short,
+            only: args.only,
+            runs: ctx.runs,
+            minutes: 0.0,
+        },
+        machine: machine::describe(&load),
+        failures: Vec::new(),
+        dataplane: None,
+        scale: None,
+        cni: None,
+        routes: None,
+    };
+    for part in parts {
         ctx.say(format!("=== {part:?} ==="));
-        run_part(&ctx, *part, &mut report);
+        run_part(&ctx, part, &mut results);
     }
-    report.machine = machine::describe(&load);
-    let mode = if ctx.short { " --short" } else { "" };
-    report.header = vec![
-        format!(
-            "Written by `bench/run.sh{mode}` (`weft bench{mode}`) on {}; the whole run took {:.0} \
-             minutes. Every figure is min / median / max over {} runs unless said, each next to a \
-             baseline measured in the same run: on this shared machine absolute numbers move with \
-             whatever else runs, ratios taken side by side much less. Rerun with `sudo bench/run.sh` \
-             (add `--short` for a quick pass; `--help` explains the options).",
-            machine::today(),
-            ctx.started.elapsed().as_secs_f64() / 60.0,
-            ctx.runs
-        ),
-        "Kernel and hardware limits that shape these numbers, and what was profiled and changed, \
-         are discussed after the tables."
-            .to_owned(),
-    ];
-    report.sections.push(notes());
-    let markdown = report.markdown();
-    let out = args.out.or_else(|| {
-        args.only
-            .is_empty()
-            .then(|| PathBuf::from("docs/PERFORMANCE.md"))
-    });
-    match out {
-        Some(path) if path.as_os_str() != "-" => {
-            std::fs::write(&path, &markdown)
-                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-            ctx.say(format!("wrote {}", path.display()));
-        }
-        _ => print!("{markdown}"),
-    }
-    Ok(if report.failures.is_empty() {
+    results.machine.load_end = machine::load_average();
+    results.run.minutes = ctx.started.elapsed().as_secs_f64() / 60.0;
+    let json = results.to_json();
+    let json_written = match &json {
+        Ok(text) => outputs.write_json(text),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
+    // The Markdown from the JSON as written (figures rounded the same way),
+    // so that `weft-bench render` of the kept file gives this very text;
+    // from the results in memory if that failed, so a run is never lost.
+    let shown = json
+        .ok()
+        .and_then(|text| Results::from_json(&text, "the results just encoded").ok())
+        .unwrap_or_else(|| results.clone());
+    outputs.write_markdown(&render(&shown))?;
+    json_written?;
+    Ok(if results.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
 }
 
-fn run_part(ctx: &Ctx, part: Part, report: &mut Report) {
+fn run_part(ctx: &Ctx, part: Part, results: &mut Results) {
+    let failures = &mut results.failures;
     match part {
         Part::Dataplane => {
-            let (sections, verdicts, failures) = dataplane::run(ctx);
-            report.sections.extend(sections);
-            report.verdicts.extend(verdicts);
-            report.failures.extend(failures);
+            let (d, f) = dataplane::run(ctx);
+            results.dataplane = Some(d);
+            failures.extend(f);
         }
         Part::Scale => match scale::run(ctx) {
-            Ok(all) => {
-                let (s, v) = scale_report::control_plane(ctx.runs, &all);
-                report.sections.push(s);
-                report.verdicts.extend(v);
-                let (s, v) = scale_report::footprint(ctx.runs, &ctx.bin_dir, &all);
-                report.sections.push(s);
-                report.verdicts.extend(v);
-            }
-            Err(e) => report
-                .failures
-                .push(format!("control plane at scale: {e:#}")),
+            Ok(s) => results.scale = Some(s),
+            Err(e) => failures.push(format!("control plane at scale: {e:#}")),
         },
         Part::Cni => match cni::run(ctx) {
-            Ok(s) => report.sections.push(s),
-            Err(e) => report.failures.push(format!("CNI: {e:#}")),
+            Ok(c) => results.cni = Some(c),
+            Err(e) => failures.push(format!("CNI: {e:#}")),
         },
         Part::Routes => match routes::run(ctx) {
-            Ok(s) => report.sections.push(s),
-            Err(e) => report.failures.push(format!("route shapes: {e:#}")),
+            Ok(r) => results.routes = Some(r),
+            Err(e) => failures.push(format!("route shapes: {e:#}")),
         },
     }
-}
-
-/// The prose after the tables, kept in one place: what limits the numbers.
-fn notes() -> report::Section {
-    let mut s = report::Section::new("Notes");
-    s.text(include_str!("notes.md").trim());
-    s
 }

@@ -1,15 +1,11 @@
-//! Tables and verdicts of the control-plane and footprint figures.
+//! The control-plane and footprint sections and their verdicts.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use super::markdown::{Section, Table, Verdict, summary_row};
+use crate::results::{AtK, Scale};
+use crate::stats::{Summary, show};
 
-use super::report::{Section, Table, Verdict};
-use super::scale::AtK;
-use super::stats::{Summary, ms, percentile, ratios, show};
-
-fn med(v: &[f64]) -> Option<f64> {
-    Summary::of(v).map(|s| s.median)
+fn med(s: Option<Summary>) -> Option<f64> {
+    s.map(|s| s.median)
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -21,13 +17,22 @@ fn opt_unit(v: Option<f64>, digits: usize, unit: &str) -> String {
     v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.digits$} {unit}"))
 }
 
-/// The control-plane section and its verdicts.
-pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
+/// Both sections of the scale part and their verdicts.
+pub fn sections(s: &Scale) -> (Vec<Section>, Vec<Verdict>) {
+    let (cp, mut verdicts) = control_plane(s);
+    let (fp, v) = footprint(s);
+    verdicts.extend(v);
+    (vec![cp, fp], verdicts)
+}
+
+fn control_plane(sc: &Scale) -> (Section, Vec<Verdict>) {
+    let all = &sc.at_k;
     let mut s = Section::new("Control plane at scale");
     s.text(format!(
         "One lab node running weftd (vxlan, etcd store on the lab's underlay), cluster network \
          10.0.0.0/8 with /24 subnets, K synthetic peer leases written straight into etcd (flannel's \
-         exact key and value; public IPs 172.16.x.y that nothing answers). {runs} runs per K."
+         exact key and value; public IPs 172.16.x.y that nothing answers). {} runs per K.",
+        sc.runs
     ));
     s.text(
         "**(a) Cold start**: the agent is stopped and `flannel.1` deleted (which takes every route, \
@@ -44,13 +49,15 @@ pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
         "start → /readyz 200, ms",
     ]);
     for at in all.iter().filter(|a| a.k > 0) {
-        t.row(vec![
-            at.k.to_string(),
-            show(Summary::of(&at.cold_ms), 0),
-            show(Summary::of(&at.raw_ms), 0),
-            show(Summary::of(&ratios(&at.cold_ms, &at.raw_ms)), 2),
-            show(Summary::of(&at.ready_ms), 0),
-        ]);
+        t.row(summary_row(
+            at.k,
+            &[
+                (at.cold_ms, 0),
+                (at.raw_ms, 0),
+                (at.cold_ratio, 2),
+                (at.ready_ms, 0),
+            ],
+        ));
     }
     s.table(t);
     s.text(
@@ -67,26 +74,20 @@ pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
         "weft's own share p50, ms",
     ]);
     for at in all.iter().filter(|a| a.k > 0) {
-        let p = |v: &[f64], q| percentile(v, q);
+        let l = at.lease;
+        let pair = |a: Option<f64>, b: Option<f64>| format!("{} / {}", opt(a, 1), opt(b, 1));
         t.row(vec![
             at.k.to_string(),
-            at.lease_ms.len().to_string(),
-            format!(
-                "{} / {}",
-                opt(p(&at.lease_ms, 50.0), 1),
-                opt(p(&at.lease_ms, 99.0), 1)
+            l.map_or(0, |l| l.samples).to_string(),
+            pair(
+                l.and_then(|l| l.route_p50_ms),
+                l.and_then(|l| l.route_p99_ms),
             ),
-            format!(
-                "{} / {}",
-                opt(p(&at.watch_ms, 50.0), 1),
-                opt(p(&at.watch_ms, 99.0), 1)
+            pair(
+                l.and_then(|l| l.watch_p50_ms),
+                l.and_then(|l| l.watch_p99_ms),
             ),
-            opt(
-                p(&at.lease_ms, 50.0)
-                    .zip(p(&at.watch_ms, 50.0))
-                    .map(|(a, b)| a - b),
-                1,
-            ),
+            opt(l.and_then(|l| l.own_p50_ms), 1),
         ]);
     }
     s.table(t);
@@ -113,22 +114,25 @@ pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
             at.k.to_string(),
             format!("{:.0}", c.store_us),
             format!("{:.0}", c.pass_us),
-            format!("{:.2}", c.pass_us / f64::from(at.k)),
-            format!("{:.0}", c.pass_wall_us),
+            format!("{:.2}", c.pass_us_per_peer),
+            opt(c.pass_wall_us, 0),
             format!("{} / {}", c.triggers, c.passes),
         ]);
     }
     s.table(t);
+    (s, control_plane_verdicts(all))
+}
 
+fn control_plane_verdicts(all: &[AtK]) -> Vec<Verdict> {
     let mut v = Vec::new();
     let at = |k: u32| all.iter().find(|a| a.k == k);
-    let cold = at(10_000).and_then(|a| med(&a.cold_ms));
+    let cold = at(10_000).and_then(|a| med(a.cold_ms));
     v.push(Verdict::new(
         "cold start with 10 000 peers < 1 s",
         opt_unit(cold, 0, "ms"),
         cold.map(|c| c < 1_000.0),
     ));
-    let p99 = at(5_000).and_then(|a| percentile(&a.lease_ms, 99.0));
+    let p99 = at(5_000).and_then(|a| a.lease?.route_p99_ms);
     v.push(Verdict::new(
         "new lease → route p99 < 20 ms at K = 5 000",
         opt_unit(p99, 1, "ms"),
@@ -137,7 +141,7 @@ pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
     // Linear means a flat cost per peer; K = 100 is dominated by fixed
     // costs, so compare the largest K with K = 1 000, with the noise seen
     // between runs (±25 %) allowed.
-    let per_peer = |a: &AtK| a.cpu.map(|c| c.pass_us / f64::from(a.k));
+    let per_peer = |a: &AtK| a.cpu.map(|c| c.pass_us_per_peer);
     let big = all
         .iter()
         .filter(|a| a.k > 1_000 && a.cpu.is_some())
@@ -164,36 +168,14 @@ pub fn control_plane(runs: usize, all: &[AtK]) -> (Section, Vec<Verdict>) {
         flat.map_or("n/a".into(), |(a, b)| format!("{a:.0} → {b:.0} µs")),
         flat.map(|(a, b)| b <= 2.0 * a || b - a <= 200.0),
     ));
-    (s, v)
+    v
 }
 
-/// Size of a file in KiB, or "missing".
-fn size(path: &Path) -> String {
-    std::fs::metadata(path).map_or_else(
-        |_| "missing".to_owned(),
-        |m| format!("{:.0} KiB", m.len() as f64 / 1024.0),
-    )
+fn size(kib: Option<f64>) -> String {
+    kib.map_or_else(|| "missing".to_owned(), |k| format!("{k:.0} KiB"))
 }
 
-/// Start-to-exit of `weftd --version`: the floor of starting the binary.
-fn exec_ms(weftd: &Path, runs: usize) -> Option<Summary> {
-    let v: Vec<f64> = (0..runs.max(5))
-        .filter_map(|_| {
-            let t = Instant::now();
-            let ok = Command::new(weftd)
-                .arg("--version")
-                .stdout(Stdio::null())
-                .status()
-                .ok()?
-                .success();
-            ok.then(|| ms(t.elapsed()))
-        })
-        .collect();
-    Summary::of(&v)
-}
-
-/// The footprint section: memory at each K, start → ready, binary sizes.
-pub fn footprint(runs: usize, bin_dir: &Path, all: &[AtK]) -> (Section, Vec<Verdict>) {
+fn footprint(sc: &Scale) -> (Section, Vec<Verdict>) {
     let mut s = Section::new("Footprint");
     s.text(
         "weftd's resident memory (VmRSS) one second after each cold start, the part of it that is \
@@ -208,46 +190,41 @@ pub fn footprint(runs: usize, bin_dir: &Path, all: &[AtK]) -> (Section, Vec<Verd
         "peak RSS, MiB",
         "start → /readyz 200, ms",
     ]);
-    let mib = |v: &[f64]| v.iter().map(|x| x / 1024.0).collect::<Vec<_>>();
-    for at in all {
-        t.row(vec![
-            at.k.to_string(),
-            show(Summary::of(&mib(&at.rss_kib)), 1),
-            show(Summary::of(&mib(&at.anon_kib)), 1),
-            show(Summary::of(&mib(&at.hwm_kib)), 1),
-            show(Summary::of(&at.ready_ms), 0),
-        ]);
+    for at in &sc.at_k {
+        t.row(summary_row(
+            at.k,
+            &[
+                (at.rss_mib, 1),
+                (at.anon_mib, 1),
+                (at.peak_mib, 1),
+                (at.ready_ms, 0),
+            ],
+        ));
     }
     s.table(t);
-    let weftd = bin_dir.join("weftd");
     s.text(format!(
         "Baseline for start → ready: `weftd --version` start to exit, {} ms (min / median / max): \
          what starting the binary costs at all. Ready means the devices, rules and subnet.env are \
          in place (peers come after, see the cold start above).",
-        show(exec_ms(&weftd, runs), 1)
+        show(sc.exec_ms, 1)
     ));
     let mut b = Table::new(&["binary (release)", "size"]);
-    for name in ["weftd", "weft", "flannel"] {
-        b.row(vec![format!("`{name}`"), size(&bin_dir.join(name))]);
-    }
-    for (name, path) in [
-        (
-            "Debian's `bridge` CNI plugin (Go), for scale",
-            "/usr/lib/cni/bridge",
-        ),
-        (
-            "Debian's `wireguard-go` (Go), for scale",
-            "/usr/bin/wireguard-go",
-        ),
+    let z = &sc.sizes;
+    for (name, kib) in [
+        ("`weftd`", z.weftd),
+        ("`weft`", z.weft),
+        ("`flannel`", z.flannel),
+        ("Debian's `bridge` CNI plugin (Go), for scale", z.cni_bridge),
+        ("Debian's `wireguard-go` (Go), for scale", z.wireguard_go),
     ] {
-        b.row(vec![name.to_owned(), size(Path::new(path))]);
+        b.row(vec![name.to_owned(), size(kib)]);
     }
     s.table(b);
-    let rss = all
+    let rss = sc
+        .at_k
         .iter()
         .find(|a| a.k == 5_000)
-        .and_then(|a| med(&a.rss_kib))
-        .map(|k| k / 1024.0);
+        .and_then(|a| med(a.rss_mib));
     let v = vec![Verdict::new(
         "weftd RSS ≤ 10 MiB at K = 5 000",
         opt_unit(rss, 1, "MiB"),

@@ -1,0 +1,130 @@
+use super::*;
+
+const SMALL: &str = include_str!("../testdata/small.json");
+
+fn small() -> Results {
+    Results::from_json(SMALL, "small.json").unwrap()
+}
+
+fn assert_lines(md: &str, lines: &[&str]) {
+    for l in lines {
+        assert!(
+            md.lines().any(|m| m == *l),
+            "missing line:\n{l}\n--- in ---\n{md}"
+        );
+    }
+}
+
+#[test]
+fn renders_the_report_from_a_json_fixture() {
+    let md = render(&small());
+    assert!(md.starts_with("<!-- Rendered by weft-bench"));
+    assert_lines(
+        &md,
+        &[
+            "# weft — performance",
+            "| memory | 23.5 GiB |",
+            "| load average at start / end | 1.56 1.62 1.34 / 1.13 2.03 1.91 |",
+            "| target | measured (median unless said) | met |",
+            "| vxlan pod → pod ≥ 0.8 × underlay, 1 stream(s) | 0.16 × | **no** |",
+            "| userspace WireGuard ≥ 2 × wireguard-go, 4 stream(s) | 1.90 × | **no** |",
+            "| userspace WireGuard ≥ 2 × wireguard-go, 1 stream(s) | 5.99 × | yes |",
+            "| cold start with 10 000 peers < 1 s | n/a | not measured |",
+            "| new lease → route p99 < 20 ms at K = 5 000 | 17.8 ms | yes |",
+            "| CPU per no-change pass grows no faster than linearly (per-peer cost at the largest K ≤ 1.25 × at K = 1 000) | 1.00 × | yes |",
+            "| store side per renewal stays flat (largest K ≤ 2 × smallest K, or within 0.2 ms of it) | 120 → 395 µs | **no** |",
+            "| weftd RSS ≤ 10 MiB at K = 5 000 | 12.1 MiB | **no** |",
+            "- data plane host-gw: the lab did not come up: no bridge",
+            "| vxlan pod → pod vs underlay | TCP, 1 stream (Gbit/s) | 1.20 / 1.40 / 1.50 | 8.10 / 8.40 / 9.50 | 0.15 / 0.16 / 0.17 | ≥ 0.80 |",
+            "| vxlan pod → pod vs underlay | TCP request/response p99 (µs) | n/a | 180 / 212 / 732 | n/a |  |",
+            "| weft vs wireguard-go | TCP, 4 streams (Gbit/s) | 1.55 / 1.58 / 1.78 | 0.24 / 0.25 / 0.27 | 1.50 / 1.90 / 2.10 | ≥ 2.0 |",
+            "| 1000 | 86 / 98 / 122 | 40 / 42 / 45 | 1.90 / 2.37 / 2.92 | 35 / 37 / 40 |",
+            "| 1000 | 20 | 4.8 / 12.8 | 1.6 / 4.5 | 3.2 |",
+            "| 1000 | 120 | 6925 | 6.93 | 5222 | 10 / 11 |",
+            "| 5000 | 395 | 34780 | 6.96 | n/a | 10 / 10 |",
+            "| 0 | 12.0 / 12.1 / 12.3 | 1.2 / 1.2 / 1.2 | 12.0 / 12.1 / 12.3 | 35 / 37 / 40 |",
+            "| `weft` | 5120 KiB |",
+            "| Debian's `bridge` CNI plugin (Go), for scale | missing |",
+            "| ADD | 28.5 / 39.3 / 55.6 | 26.7 / 34.7 / 45.2 | -6.4 / 3.5 / 22.8 | 9 % |",
+            "| DEL | 65.3 / 77.7 / 97.5 | 62.6 / 78.9 / 117.7 | -45.3 / -0.6 / 24.0 | -1 % |",
+            "| ADD + DEL | n/a | n/a | n/a | n/a |",
+            "| `VERSION` (start, answer, exit) | 1.09 / 1.52 / 1.95 |",
+            "| flannel's shape + a distinct metric per route | 110 / 118 / 131 | 0.06 |",
+            "| 1000 | 36.9 / 44.4 / 51.2 | 44.4 |",
+        ],
+    );
+    assert!(md.contains(
+        "Written by `bench/run.sh --short` (`weft-bench run --short`) on 2026-12-08; the whole run \
+         took 6 minutes. Every figure is min / median / max over 3 runs unless said"
+    ));
+    assert!(md.contains("iperf3 2 s per test"));
+    assert!(md.contains("cannot create an ipip device (Operation not supported);"));
+    assert!(md.contains("start to exit, 1.7 / 2.1 / 2.2 ms (min / median / max)"));
+    assert!(md.contains("delegating to Debian's `bridge` + `host-local`. 10 pods"));
+    assert!(md.contains("`flannel.1`: 10000 routes, nothing else running in it. 3 runs."));
+    assert!(md.contains("## Notes\n\nThese notes are fixed text"));
+    let order = [
+        "## Machine",
+        "## Targets (issue 10)",
+        "## What failed in this run",
+        "## Data plane: pod → pod across two nodes",
+        "## WireGuard: weft's userspace tunnel against wireguard-go",
+        "## Control plane at scale",
+        "## Footprint",
+        "## CNI: ADD and DEL per pod",
+        "## Kernel: installing 10 000 vxlan routes, by route shape",
+        "## Notes",
+    ];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|h| {
+            md.find(&format!("\n{h}\n"))
+                .unwrap_or_else(|| panic!("no {h}"))
+        })
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "sections out of order");
+}
+
+#[test]
+fn a_partial_run_shows_only_its_parts_and_says_so() {
+    let mut r = small();
+    r.run.only = vec![crate::results::Part::Cni];
+    r.run.short = false;
+    r.dataplane = None;
+    r.scale = None;
+    r.routes = None;
+    r.failures.clear();
+    let md = render(&r);
+    assert!(md.contains("Written by `bench/run.sh --only cni` (`weft-bench run --only cni`)"));
+    assert!(md.contains("## CNI: ADD and DEL per pod"));
+    for absent in [
+        "## Targets",
+        "## What failed",
+        "## Data plane",
+        "## Control plane",
+    ] {
+        assert!(!md.contains(absent), "{absent} in a CNI-only report");
+    }
+}
+
+#[test]
+fn tables_lay_out_as_markdown() {
+    let mut r = markdown::Report {
+        machine: Table::new(&["item", "value"]),
+        ..markdown::Report::default()
+    };
+    r.machine.row(vec!["nproc".into(), "2".into()]);
+    r.verdicts.push(markdown::Verdict::new(
+        "vxlan ≥ 0.80",
+        "0.9".into(),
+        Some(true),
+    ));
+    let mut s = Section::new("Data plane");
+    s.text("prose");
+    s.table(Table::new(&["a", "b"]));
+    r.sections.push(s);
+    let md = r.markdown();
+    assert!(md.contains("| nproc | 2 |"));
+    assert!(md.contains("| vxlan ≥ 0.80 | 0.9 | yes |"));
+    assert!(md.contains("## Data plane\n\nprose\n\n| a | b |\n| --- | --- |"));
+}

@@ -1,0 +1,300 @@
+//! The figures of each part of the benchmark. Times are in the unit their
+//! field names (`_ms`, `_us`), sizes in KiB or MiB likewise; every
+//! [`Summary`] is min / median / max over the part's runs.
+
+use clap::ValueEnum;
+use serde::{Deserialize, Serialize};
+
+use crate::stats::Summary;
+
+/// One lab configuration of the data plane part: a backend, possibly with
+/// options. Its kebab-case name is the one `--dp-backends` takes, the one
+/// in the JSON, and the lab's name (`bench-dp-<name>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variant {
+    Vxlan,
+    /// vxlan with `TxChecksumOffload: true` (the kernel's default kept).
+    VxlanCsum,
+    Hostgw,
+    Ipip,
+    /// Userspace WireGuard (the kernel used here has no module).
+    Wireguard,
+}
+
+impl Variant {
+    /// Every variant, in the order of the table.
+    pub const ALL: [Variant; 5] = [
+        Variant::Vxlan,
+        Variant::VxlanCsum,
+        Variant::Hostgw,
+        Variant::Ipip,
+        Variant::Wireguard,
+    ];
+
+    /// The name of `--dp-backends`, the JSON and the lab.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Vxlan => "vxlan",
+            Variant::VxlanCsum => "vxlan-csum",
+            Variant::Hostgw => "hostgw",
+            Variant::Ipip => "ipip",
+            Variant::Wireguard => "wireguard",
+        }
+    }
+
+    /// How the report names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Variant::Vxlan => "vxlan",
+            Variant::VxlanCsum => "vxlan with `TxChecksumOffload: true`",
+            Variant::Hostgw => "host-gw",
+            Variant::Ipip => "ipip",
+            Variant::Wireguard => "wireguard (userspace)",
+        }
+    }
+
+    /// The target ratio of pod → pod to the underlay, where issue 10 sets one.
+    pub fn floor(self) -> Option<f64> {
+        match self {
+            Variant::Vxlan => Some(0.80),
+            Variant::Hostgw => Some(0.97),
+            Variant::VxlanCsum | Variant::Ipip | Variant::Wireguard => None,
+        }
+    }
+}
+
+/// One figure of a path against its baseline, measured back to back in
+/// each run, and the ratio taken run by run (not median over median: a
+/// burst of load then weighs on both sides of each ratio alike).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Figure {
+    pub measured: Option<Summary>,
+    pub baseline: Option<Summary>,
+    pub ratio: Option<Summary>,
+}
+
+/// A path against its baseline: iperf3 throughput (Gbit/s) with 1 and 4
+/// streams, TCP request/response latency percentiles (µs).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathComparison {
+    pub tcp_1_gbps: Figure,
+    pub tcp_4_gbps: Figure,
+    pub rr_p50_us: Figure,
+    pub rr_p99_us: Figure,
+}
+
+/// pod → pod on one backend against node → node over the underlay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredBackend {
+    pub variant: Variant,
+    pub pod_vs_underlay: PathComparison,
+}
+
+/// The data plane part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    pub runs: usize,
+    /// Seconds per iperf3 test (after one second of slow start).
+    pub iperf_secs: u32,
+    /// One-byte round trips per request/response sample.
+    pub rr_count: usize,
+    /// The backends measured, in the order of the table.
+    pub backends: Vec<MeasuredBackend>,
+    /// Why ipip was not measured: this kernel cannot create its device.
+    pub ipip_unsupported: Option<String>,
+    /// weft's userspace WireGuard (subject) against wireguard-go
+    /// (baseline), node → node; `null` when not measured.
+    pub wireguard_go: Option<PathComparison>,
+}
+
+/// CPU of a reconcile pass with nothing to change, µs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassCpu {
+    /// A peer lease rewritten with its same value: the store side alone.
+    pub store_us: f64,
+    /// The reconcile pass itself: plan, kernel dumps, diff.
+    pub pass_us: f64,
+    /// `pass_us` over K: flat when the pass is linear.
+    pub pass_us_per_peer: f64,
+    /// Wall time of a pass, from weftd's own histogram.
+    pub pass_wall_us: Option<f64>,
+    pub triggers: usize,
+    /// Passes weftd counted during the triggers.
+    pub passes: f64,
+}
+
+/// One new lease → its route, one sample per lease, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseLatency {
+    pub samples: usize,
+    /// The etcd put until a route lookup on the node goes via the new peer.
+    pub route_p50_ms: Option<f64>,
+    pub route_p99_ms: Option<f64>,
+    /// Baseline: the put until an etcd watch in the benchmark hears of it.
+    pub watch_p50_ms: Option<f64>,
+    pub watch_p99_ms: Option<f64>,
+    /// `route_p50_ms - watch_p50_ms`: weft's own share.
+    pub own_p50_ms: Option<f64>,
+}
+
+/// Everything measured with K synthetic peers (K = 0: the idle agent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AtK {
+    pub k: u32,
+    /// Cold start until every route, neighbour and FDB entry is in.
+    pub cold_ms: Option<Summary>,
+    /// Baseline: the same entries through bare netlink batches.
+    pub raw_ms: Option<Summary>,
+    /// `cold_ms / raw_ms`, run by run.
+    pub cold_ratio: Option<Summary>,
+    /// Start until `/readyz` answers 200.
+    pub ready_ms: Option<Summary>,
+    /// weftd's VmRSS, RssAnon and VmHWM one second after each cold start.
+    pub rss_mib: Option<Summary>,
+    pub anon_mib: Option<Summary>,
+    pub peak_mib: Option<Summary>,
+    /// `null` at K = 0.
+    pub lease: Option<LeaseLatency>,
+    pub cpu: Option<PassCpu>,
+}
+
+/// Sizes of the binaries, KiB; `null` when missing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinarySizes {
+    pub weftd: Option<f64>,
+    pub weft: Option<f64>,
+    pub flannel: Option<f64>,
+    /// Debian's `bridge` CNI plugin (Go), for scale.
+    pub cni_bridge: Option<f64>,
+    /// Debian's `wireguard-go` (Go), for scale.
+    pub wireguard_go: Option<f64>,
+}
+
+/// The control plane at scale, and weftd's footprint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    pub runs: usize,
+    /// K = 0 first, then each K in increasing order.
+    pub at_k: Vec<AtK>,
+    /// `weftd --version` start to exit: what starting the binary costs.
+    pub exec_ms: Option<Summary>,
+    pub sizes: BinarySizes,
+}
+
+/// ADD, DEL or both, per pod.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CniOp {
+    /// Through weft's plugin, delegating to `bridge`.
+    pub plugin_ms: Option<Summary>,
+    /// Baseline: `bridge` alone with the plugin's delegate configuration.
+    pub bridge_ms: Option<Summary>,
+    /// `plugin_ms - bridge_ms`, pod by pod.
+    pub own_ms: Option<Summary>,
+    /// The median of `own_ms` over the median of `plugin_ms`, in %.
+    pub own_share_pct: Option<f64>,
+}
+
+/// The CNI part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cni {
+    pub pods: usize,
+    pub add: CniOp,
+    pub del: CniOp,
+    pub add_del: CniOp,
+    /// The plugin's `VERSION`: start, answer, exit.
+    pub version_ms: Option<Summary>,
+    /// ADD with a stub delegate, minus the stub alone.
+    pub stub_add_ms: Option<Summary>,
+    /// The stub alone (/bin/sh printing a result).
+    pub stub_alone_ms: Option<Summary>,
+}
+
+/// One way of installing N routes (see the routes part's module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    Flannel,
+    Reversed,
+    OneByOne,
+    IpBatch,
+    MetricPerRoute,
+    Metric64,
+    Nexthops,
+    Ipv6,
+    Delete,
+}
+
+impl Shape {
+    /// Every shape, in the order of the table (flannel's, the reference, first).
+    pub const ALL: [Shape; 9] = [
+        Shape::Flannel,
+        Shape::Reversed,
+        Shape::OneByOne,
+        Shape::IpBatch,
+        Shape::MetricPerRoute,
+        Shape::Metric64,
+        Shape::Nexthops,
+        Shape::Ipv6,
+        Shape::Delete,
+    ];
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Shape::Flannel => "flannel's shape, weft's netlink batches (today)",
+            Shape::Reversed => "the same, inserted in reverse order",
+            Shape::OneByOne => "the same, one request per round trip",
+            Shape::MetricPerRoute => "flannel's shape + a distinct metric per route",
+            Shape::Metric64 => "flannel's shape + metric = index mod 64",
+            Shape::IpBatch => "flannel's shape through iproute2 (`ip -batch`)",
+            Shape::Nexthops => {
+                "nexthop objects: `nexthop add id N via … onlink` + `route add … nhid N` (ip -batch)"
+            }
+            Shape::Ipv6 => "IPv6, flannel-v6's shape (`/64 via <VTEP> onlink`)",
+            Shape::Delete => "deleting flannel-shaped routes (weft's batches)",
+        }
+    }
+}
+
+/// One shape at the part's route count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShapeTime {
+    pub shape: Shape,
+    pub ms: Option<Summary>,
+    /// Its median over flannel's shape's median.
+    pub vs_flannel: Option<f64>,
+}
+
+/// flannel's shape at one route count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Growth {
+    pub routes: u32,
+    pub ms: Option<Summary>,
+    /// The median per route, µs.
+    pub us_per_route: Option<f64>,
+}
+
+/// The kernel alone: installing routes by shape, and flannel's shape at
+/// growing counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routes {
+    pub runs: usize,
+    /// Routes per shape.
+    pub routes: u32,
+    pub shapes: Vec<ShapeTime>,
+    pub growth: Vec<Growth>,
+}
