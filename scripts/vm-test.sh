@@ -41,7 +41,9 @@ suites=(
 )
 
 echo "vm-test: building the binaries the labs run and the test binaries"
-cargo build --workspace --locked --quiet
+# As the test run builds them (dev-dependencies' features included), so
+# that nothing is rebuilt when this follows `cargo nextest run`.
+cargo test --workspace --no-run --locked --quiet
 
 # The test binary of a package's test target.
 test_binary() {

@@ -1,6 +1,8 @@
 //! The reconciler against a real kernel, each test in a fresh network
 //! namespace: what it programs (read back with `ip` and `bridge`), that a
-//! second pass changes nothing, and that it adopts, repairs and cleans up.
+//! second pass changes nothing, that it adopts, repairs and cleans up, and
+//! that its fast path for new peers (`apply_additions`) installs exactly
+//! what a plan adds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -348,6 +350,48 @@ fn backend_change_removes_the_old_device_and_blackhole_is_kept() {
         );
         // and the blackhole survives a second pass untouched
         assert_eq!(rec.apply(&d, &node(ul.index)).await?.changes(), 0);
+        Ok(())
+    });
+}
+
+/// The fast path: what a plan adds goes in first, and the full pass that
+/// follows finds nothing left to do.
+#[test]
+fn additions_go_in_first_and_the_full_pass_has_nothing_left() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        let ul = node_underlay(underlay(&nl).await?, 1500);
+        let rec = Reconciler::new(nl);
+        let before = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan")]);
+        rec.apply(&before, &node(ul.index)).await?;
+        let after = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan"), peer(3, "vxlan")]);
+
+        let fast = rec
+            .apply_additions(&before, &after, &node(ul.index))
+            .await?;
+        assert_eq!(
+            (fast.routes_set, fast.neighbours_set, fast.fdb_set),
+            (1, 1, 1),
+            "{fast}"
+        );
+        assert!(
+            ip(&["route"])?.contains("10.244.3.0/24 via 10.244.3.0 dev flannel.1 proto 87 onlink")
+        );
+        assert!(
+            ip(&["neigh", "show", "dev", "flannel.1"])?
+                .contains("10.244.3.0 lladdr 2e:1d:8b:97:dc:03")
+        );
+
+        let full = rec.apply(&after, &node(ul.index)).await?;
+        assert_eq!(full.changes(), 0, "{full}");
+
+        // Nothing new: nothing sent. A device change is left to the full pass.
+        let again = rec.apply_additions(&after, &after, &node(ul.index)).await?;
+        assert_eq!(again.changes(), 0);
+        let mut other = after.clone();
+        other.devices.clear();
+        let skipped = rec.apply_additions(&other, &after, &node(ul.index)).await?;
+        assert_eq!(skipped.changes(), 0);
         Ok(())
     });
 }

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use common::{TestLab, root, wait_until};
 use weft_lab::{Backend, Family, IpFamily, Signal};
-use weft_store::kv::Kv;
-use weft_store::local::LocalKv;
 
 fn dual(name: &str, backend: Backend, family: IpFamily, agent_args: &[&str]) -> TestLab {
     TestLab::up_with(name, backend, |spec| {
@@ -204,22 +202,13 @@ fn departed_dual_stack_node_leaves_both_families() {
     assert!(lab.ok("node1", &["ip", "-6", "route"]).contains(&gone6));
     lab.lab_mut().kill_agent("node3", Signal::SIGKILL).unwrap();
 
-    let db = lab.lab().name().state_dir().join("leases.db");
     let subnets = weft_core::lease::LeaseSubnets {
         v4: Some(gone4.parse().unwrap()),
         v6: Some(gone6.parse().unwrap()),
     };
     let key = weft_core::etcd_key::lease_key(weft_core::etcd_key::DEFAULT_PREFIX, &subnets);
     assert!(key.contains('&'), "a dual-stack key is {key}");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let kv = LocalKv::open(&db).unwrap();
-        let entry = kv.get(&key).await.unwrap().expect("node3's lease");
-        assert!(kv.delete(&key, entry.mod_rev).await.unwrap());
-    });
+    common::delete_local_lease(&lab, &subnets);
     wait_until(
         Duration::from_secs(10),
         "node3's routes to leave node1",

@@ -99,6 +99,18 @@ fn vxlan_plan(underlay_index: u32, peers: &[u8]) -> Desired {
     d
 }
 
+/// A node after a first pass for `peers`, and its flannel.1's index.
+fn programmed(peers: &[u8]) -> (Reconciler<FakeKernel>, NodeContext, u32) {
+    let (r, node) = node();
+    run(r.apply(&vxlan_plan(node.underlay_index, peers), &node)).unwrap_or_else(|e| panic!("{e}"));
+    let index = r
+        .netlink()
+        .link("flannel.1")
+        .map(|l| l.index)
+        .unwrap_or_default();
+    (r, node, index)
+}
+
 fn routes_to(r: &Reconciler<FakeKernel>) -> Vec<IpNet> {
     let mut dsts: Vec<IpNet> = r.netlink().all_routes().iter().map(|r| r.dst).collect();
     dsts.sort();
@@ -252,13 +264,8 @@ fn flannels_routes_are_adopted_in_place_and_foreign_ones_left_alone() {
 /// permanent) is not ours and stays.
 #[test]
 fn stale_permanent_entries_go_and_learnt_ones_stay() {
-    let (r, node) = node();
-    run(r.apply(&vxlan_plan(node.underlay_index, &[2]), &node)).unwrap_or_else(|e| panic!("{e}"));
+    let (r, node, index) = programmed(&[2]);
     let kernel = r.netlink();
-    let index = kernel
-        .link("flannel.1")
-        .map(|l| l.index)
-        .unwrap_or_default();
     kernel.add_neighbour(NeighInfo {
         index,
         ip: ip("10.244.7.0"),
@@ -293,13 +300,8 @@ fn stale_permanent_entries_go_and_learnt_ones_stay() {
 /// device (a recreation would drop every entry on it).
 #[test]
 fn drift_on_our_device_is_repaired_in_place() {
-    let (r, node) = node();
-    run(r.apply(&vxlan_plan(node.underlay_index, &[2]), &node)).unwrap_or_else(|e| panic!("{e}"));
+    let (r, node, index) = programmed(&[2]);
     let kernel = r.netlink();
-    let index = kernel
-        .link("flannel.1")
-        .map(|l| l.index)
-        .unwrap_or_default();
     run(async {
         use super::Kernel as _;
         kernel.set_link_mtu(index, 1400).await?;

@@ -370,3 +370,20 @@ pub fn finding(report: &serde_json::Value, name: &str) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
         .clone()
 }
+
+/// Deletes the lease with `subnets` from the lab's local store, as an
+/// operator (or the TTL) would, and checks it was there.
+pub fn delete_local_lease(lab: &TestLab, subnets: &weft_core::lease::LeaseSubnets) {
+    use weft_store::kv::Kv as _;
+    let db = lab.lab().name().state_dir().join("leases.db");
+    let key = weft_core::etcd_key::lease_key(weft_core::etcd_key::DEFAULT_PREFIX, subnets);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kv = weft_store::local::LocalKv::open(&db).unwrap();
+        let entry = kv.get(&key).await.unwrap().expect("the lease");
+        assert!(kv.delete(&key, entry.mod_rev).await.unwrap());
+    });
+}

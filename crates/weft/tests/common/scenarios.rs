@@ -7,11 +7,8 @@
 use std::time::Duration;
 
 use super::{TestLab, icmp_echos_received, tcp_sockets, wait_for_pings, wait_until};
-use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal};
-use weft_store::kv::Kv;
-use weft_store::local::LocalKv;
 
 pub fn mtu_of(lab: &TestLab, node: &str) -> u32 {
     let env =
@@ -34,24 +31,14 @@ pub fn departed_node_is_cleaned_up(lab: &mut TestLab, backend: Backend) {
     assert!(routes(lab, "node1").contains(&gone));
     lab.lab_mut().kill_agent("node3", Signal::SIGKILL).unwrap();
 
-    let db = lab.lab().name().state_dir().join("leases.db");
     let node3 = lab.lab().node("node3").unwrap().subnets[0];
-    let key = etcd_key::lease_key(
-        etcd_key::DEFAULT_PREFIX,
+    super::delete_local_lease(
+        lab,
         &LeaseSubnets {
             v4: weft_core::prefix::as_v4(node3),
             v6: None,
         },
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let kv = LocalKv::open(&db).unwrap();
-        let entry = kv.get(&key).await.unwrap().expect("node3's lease");
-        assert!(kv.delete(&key, entry.mod_rev).await.unwrap());
-    });
 
     wait_until(
         Duration::from_secs(10),

@@ -95,6 +95,19 @@ fn snapshot(revision: i64, peers: &[u8]) -> Arc<PeerSnapshot> {
     })
 }
 
+/// Node 1 after its first pass and one snapshot of `peers`; its subnet.env
+/// lives in the returned directory.
+fn running(peers: &[u8]) -> (tempfile::TempDir, Dataplane<FakeKernel>) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut dp = node1(dir.path(), |_, _| {});
+    run(async {
+        dp.start(&lease(1)).await?;
+        dp.pass(&lease(1), &snapshot(1, peers)).await
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    (dir, dp)
+}
+
 fn routes(dp: &Dataplane<FakeKernel>) -> Vec<IpNet> {
     let mut dsts: Vec<IpNet> = dp
         .reconciler
@@ -158,13 +171,7 @@ fn the_first_pass_keeps_what_a_previous_run_programmed() {
 /// what it wants; a later one without node3 takes node3 away.
 #[test]
 fn snapshots_add_and_remove_peers() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut dp = node1(dir.path(), |_, _| {});
-    run(async {
-        dp.start(&lease(1)).await?;
-        dp.pass(&lease(1), &snapshot(1, &[2, 3])).await
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (_dir, mut dp) = running(&[2, 3]);
     assert_eq!(
         routes(&dp),
         vec![net("10.244.2.0/24"), net("10.244.3.0/24")]
@@ -193,13 +200,7 @@ fn snapshots_add_and_remove_peers() {
 /// gives the device and subnet.env the new MTU, in place.
 #[test]
 fn an_underlay_mtu_change_reaches_the_device_and_subnet_env() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let mut dp = node1(dir.path(), |_, _| {});
-    run(async {
-        dp.start(&lease(1)).await?;
-        dp.pass(&lease(1), &snapshot(1, &[2])).await
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (dir, mut dp) = running(&[2]);
     let eth0 = dp.underlay.index;
     run(async {
         use weft_dataplane::reconcile::Kernel as _;
