@@ -31,6 +31,13 @@ impl Shutdown {
         Ok(Shutdown(rx))
     }
 
+    /// A shutdown the test asks for by sending `true`.
+    #[cfg(test)]
+    pub fn for_tests() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
     /// Resolves once shutdown was requested.
     pub async fn requested(&self) {
         let mut rx = self.0.clone();
