@@ -3,6 +3,7 @@
 //! the masquerade/forward rules in place, and repairs what is changed under
 //! it (a deleted device, a flushed chain) on link events and resyncs.
 
+mod keepers;
 mod pass;
 mod prepare;
 #[cfg(test)]
@@ -43,10 +44,9 @@ pub struct Dataplane<K: Kernel = Netlink> {
     underlay: Underlay,
     local: LocalIdentity,
     blackhole: bool,
+    /// Until the first pass installs them; then the rules keeper's.
     rules: Option<Rules>,
-    masquerade: bool,
-    forward: bool,
-    fully_random: bool,
+    rules_policy: keepers::RulesPolicy,
     rules_resync: Duration,
     subnet_file: PathBuf,
     /// `--cni-conf-file`: where the conflist goes once subnet.env is written.
@@ -73,6 +73,12 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
         local: LocalIdentity,
         subnet_file: PathBuf,
     ) -> Self {
+        let rules_policy = keepers::RulesPolicy {
+            cfg: Arc::new(cfg.clone()),
+            masquerade: false,
+            forward: false,
+            fully_random: true,
+        };
         Dataplane {
             reconciler: Reconciler::new(kernel),
             cfg,
@@ -80,9 +86,7 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
             local,
             blackhole: false,
             rules: None,
-            masquerade: false,
-            forward: false,
-            fully_random: true,
+            rules_policy,
             rules_resync: RESYNC,
             subnet_file,
             cni_conf_file: None,
@@ -111,14 +115,13 @@ impl Dataplane<Netlink> {
             return Ok(());
         };
         self.start(&lease).await?;
+        let keepers = self.spawn_keepers(&lease_rx, &shutdown);
         let mut events = subscribe(self.reconciler.netlink());
         let mut resync = tokio::time::interval(RESYNC);
-        let mut rules_tick = tokio::time::interval(self.rules_resync);
         // WireGuard handshakes and counters move on their own: read them
         // often enough for `weft status` and the metrics to be current.
         let mut wg_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
-            let mut check_rules = false;
             let mut dirty = false;
             tokio::select! {
                 _ = shutdown.requested() => break,
@@ -126,7 +129,6 @@ impl Dataplane<Netlink> {
                     if r.is_err() { break; }
                     if let Some(l) = lease_rx.borrow_and_update().clone() {
                         lease = l;
-                        check_rules = true;
                         dirty = true;
                     }
                 }
@@ -135,14 +137,12 @@ impl Dataplane<Netlink> {
                     dirty = true;
                 }
                 _ = resync.tick() => {
-                    self.repair_cni_conf();
                     self.refresh_underlay().await;
                     if events.is_none() {
                         events = subscribe(self.reconciler.netlink());
                     }
                     dirty = true;
                 }
-                _ = rules_tick.tick() => check_rules = true,
                 _ = wg_tick.tick(), if self.wireguard.is_some() => {
                     if let Some(wg) = &self.wireguard {
                         wg.open_sessions().await;
@@ -170,9 +170,6 @@ impl Dataplane<Netlink> {
                     }
                 },
             }
-            if check_rules {
-                self.check_rules(&lease).await;
-            }
             if !dirty {
                 continue;
             }
@@ -185,7 +182,37 @@ impl Dataplane<Netlink> {
         if let Some(wg) = self.wireguard.take() {
             wg.close().await;
         }
+        for keeper in keepers {
+            keeper.abort();
+        }
         Ok(())
+    }
+
+    /// Hands the rules (installed by the first pass) and the conflist to
+    /// their keepers, each a task with its own timer.
+    fn spawn_keepers(
+        &mut self,
+        lease_rx: &watch::Receiver<Option<Lease>>,
+        shutdown: &Shutdown,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some(rules) = self.rules.take() {
+            let keeper = keepers::RulesKeeper {
+                rules,
+                policy: self.rules_policy.clone(),
+                every: self.rules_resync,
+                status: self.status.clone(),
+            };
+            tasks.push(tokio::spawn(keeper.run(lease_rx.clone(), shutdown.clone())));
+        }
+        if let Some(path) = self.cni_conf_file.clone() {
+            let keeper = keepers::ConflistKeeper {
+                path,
+                every: RESYNC,
+            };
+            tasks.push(tokio::spawn(keeper.run(shutdown.clone())));
+        }
+        tasks
     }
 }
 

@@ -55,7 +55,7 @@ impl<K: Kernel> Dataplane<K> {
                 tracing::warn!("cannot remove the other rule backend's leftovers: {e}");
             }
             rules
-                .apply(&self.rules_spec(lease))
+                .apply(&self.rules_policy.spec(lease))
                 .await
                 .context("cannot install the masquerade/forward rules")?;
         }
