@@ -9,89 +9,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, icmp_echos_received, root, wait_for_pings, wait_until};
+use common::load::load_while;
+use common::{TestLab, root, wait_until};
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal, StoreKind};
 use weft_store::kv::{Kv, Ttl};
 use weft_store::local::LocalKv;
-
-/// What crossed between node1-pod1 and node2-pod1 during a fault.
-struct Load {
-    sent: u64,
-    received: u64,
-    /// The TCP stream ran its whole length without an error.
-    stream_ok: bool,
-    stream_report: String,
-}
-
-impl Load {
-    fn assert_nothing_lost(&self, fault: &str) {
-        println!(
-            "{fault}: {}/{} pings answered, TCP stream {}",
-            self.received,
-            self.sent,
-            if self.stream_ok { "intact" } else { "broken" }
-        );
-        assert_eq!(self.sent, self.received, "pings lost: {fault}");
-        assert!(
-            self.stream_ok,
-            "the TCP stream broke: {fault}\n{}",
-            self.stream_report
-        );
-    }
-}
-
-/// For `secs`, pings every 10 ms and streams TCP (iperf3, 20 Mbit/s) from
-/// node1-pod1 to node2-pod1 while `during` runs; both are under way before
-/// `during` starts. The ping runs to a deadline rather than a count:
-/// iputils' 10 ms interval is ~17 ms on some kernels, and a deadline still
-/// ends on an answered probe.
-fn load_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> Load {
-    let target = lab.pod_ip("node2-pod1");
-    let secs = secs.to_string();
-    let server = common::iperf3_server(lab, "node2-pod1");
-    let echos = icmp_echos_received(lab, "node2-pod1");
-    let (ping, stream) = std::thread::scope(|s| {
-        let ping = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["ping", "-q", "-i", "0.01", "-W", "1", "-w", &secs, &target],
-            )
-        });
-        let stream = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["iperf3", "-c", &target, "-t", &secs, "-b", "20M"],
-            )
-        });
-        wait_for_pings(lab, "node2-pod1", echos);
-        during();
-        (ping.join().unwrap(), stream.join().unwrap())
-    });
-    drop(server);
-    let text = String::from_utf8_lossy(&ping.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .take(2)
-        .map(|w| w.parse().unwrap())
-        .collect();
-    Load {
-        sent: nums[0],
-        received: nums[1],
-        stream_ok: stream.status.success(),
-        stream_report: format!(
-            "{}{}",
-            String::from_utf8_lossy(&stream.stdout),
-            String::from_utf8_lossy(&stream.stderr)
-        ),
-    }
-}
 
 fn etcdctl(lab: &TestLab, args: &[&str]) -> String {
     let mut argv = vec![

@@ -2,6 +2,9 @@
 //! down, commands inside its namespaces, and waiting for conditions.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod agent;
+pub mod bulk;
+pub mod load;
 pub mod scenarios;
 
 use std::process::{Command, Output};
