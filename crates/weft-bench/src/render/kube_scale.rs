@@ -50,10 +50,13 @@ pub fn section(ks: &KubeScale) -> Section {
          passes never queue); the API server's own answer to the create is the baseline. \
          **CPU per event with nothing to change**: an annotation weft neither reads nor writes \
          set on a peer Node (a Node update that changes no lease, as a kubelet's status update); \
-         no snapshot, no pass should follow. **CPU per pass**: a skipped Node (another backend) \
-         given a new version, which changes the skipped counter and so runs a full pass that \
-         changes nothing in the kernel. Both from weftd's threads' run times around bursts of \
-         triggers, idle CPU subtracted, one figure per run (min / median / max over runs).",
+         no snapshot, no pass should follow. **CPU per change that runs a pass**: a skipped Node \
+         (another backend) given a new version, which changes the skipped counter and so makes \
+         the agent publish a snapshot and run a full pass that changes nothing in the kernel; \
+         the store side, the publish and the pass together (an earlier build published on \
+         every event, so only the sum compares). Both from weftd's threads' run times around \
+         bursts of triggers, idle CPU subtracted, one figure per run (min / median / max over \
+         runs).",
     );
     let rows = [
         Row {
@@ -81,9 +84,9 @@ pub fn section(ks: &KubeScale) -> Section {
             ratio: Some(times_summary(ks.store_ratio)),
         },
         Row {
-            name: "CPU per pass with nothing to change, µs".to_owned(),
-            value: |f| show(f.pass_us, 0),
-            ratio: Some(times_summary(ks.pass_ratio)),
+            name: "CPU per change that runs a pass with nothing to change, µs".to_owned(),
+            value: |f| show(f.change_us, 0),
+            ratio: Some(times_summary(ks.change_ratio)),
         },
         Row {
             name: "wall time of that pass, µs".to_owned(),

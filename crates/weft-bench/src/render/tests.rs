@@ -54,7 +54,7 @@ fn renders_the_report_from_a_json_fixture() {
             "| figure | 77e1202 (before) | this build | this build / baseline |",
             "| new Node → route p50 / p90 / max, ms | 9.5 / 19.0 / 28.5 | 6.5 / 13.0 / 19.5 | p50 0.684 × |",
             "| CPU per Node event that changes no lease, µs | 2000 / 2500 / 3000 | 32 / 40 / 48 | 0.010 / 0.016 / 0.020 × |",
-            "| CPU per pass with nothing to change, µs | 10800 / 12000 / 13200 | 8100 / 9000 / 9900 | n/a |",
+            "| CPU per change that runs a pass with nothing to change, µs | 10800 / 12000 / 13200 | 8100 / 9000 / 9900 | n/a |",
         ],
     );
     assert!(md.contains(

@@ -325,10 +325,14 @@ pub struct KubeFigures {
     pub rss_mib: Option<Summary>,
     pub route: NodeRoute,
     /// CPU of a Node event that changes nothing a lease is made of (a
-    /// status update): the store side alone, no pass follows; µs per event.
+    /// status update): the store side alone, no pass should follow; µs per
+    /// event.
     pub store_us: Option<Summary>,
-    /// CPU of a pass with nothing to change in the kernel, µs.
-    pub pass_us: Option<Summary>,
+    /// CPU of a Node change that alters the snapshot but nothing in the
+    /// kernel (a skipped Node's new version): the store side, the publish
+    /// and the pass together, µs per change. Together, because which of
+    /// them an event pays for is what the builds differ in.
+    pub change_us: Option<Summary>,
     /// Wall time of that pass, from weftd's own histogram, µs.
     pub pass_wall_us: Option<Summary>,
 }
@@ -346,7 +350,7 @@ pub struct KubeScale {
     /// Subject over baseline, run by run.
     pub cold_ratio: Option<Summary>,
     pub store_ratio: Option<Summary>,
-    pub pass_ratio: Option<Summary>,
+    pub change_ratio: Option<Summary>,
     /// The subject's p50 over the baseline's p50 (all samples of each).
     pub route_p50_ratio: Option<f64>,
 }
