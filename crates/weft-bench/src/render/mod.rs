@@ -102,7 +102,7 @@ fn merged(m: &MergedRun) -> String {
     let only = names(&m.run.only);
     format!(
         "The figures of `{}` come from a separate run, `weft-bench run --only {}{}` on {} \
-         (commit {}, load average at start / end {} / {}, {:.0} minutes, {} runs), merged into \
+         (commit {}, load average at start / end {} / {}, {:.1} minutes, {} runs), merged into \
          these results with `weft-bench merge`; the machine table above describes the full run.",
         only.join("`, `"),
         only.join(","),
