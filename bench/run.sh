@@ -7,6 +7,13 @@
 #   sudo bench/run.sh --only scale --peers 5000 --keep   # one part, to profile
 #   sudo bench/run.sh --only cni --json /tmp/cni.json    # one part, its JSON kept
 #
+# One part measured again, against an earlier build, and put into the
+# recorded results (the report then says which run each part comes from):
+#   sudo bench/run.sh --only kube-scale --baseline-bin-dir DIR \
+#       --baseline-label "before (abc1234)" --json /tmp/kube.json
+#   target/release/weft-bench merge /tmp/kube.json
+# where DIR holds the earlier commit's release weftd and weft-kube-testserver.
+#
 # It builds the workspace in release mode (benchmarks of a debug build mean
 # little), then runs `weft-bench run` from that build with the labs pointed
 # at the same binaries. Every argument is passed to `weft-bench run` (see

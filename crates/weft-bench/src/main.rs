@@ -10,7 +10,7 @@
 mod measure;
 mod output;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +35,9 @@ enum Command {
     /// pod throughput and latency per backend against the underlay, weft's
     /// userspace WireGuard against wireguard-go, the control plane with up to
     /// 10 000 synthetic peers (cold start, new lease → route, CPU per pass),
-    /// memory and start-up, CNI ADD/DEL, and the kernel's cost per route
+    /// the same with the Kubernetes store at 5 000 peer Nodes (optionally
+    /// against an earlier build, --baseline-bin-dir), memory and start-up,
+    /// CNI ADD/DEL, and the kernel's cost per route
     /// shape. Each figure is min / median / max over runs next to a baseline
     /// measured in the same run. Progress goes to stderr. Use release builds
     /// (bench/run.sh builds them). Takes about 30 minutes; --short about 6.
@@ -58,12 +60,33 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Put the parts of a partial run (`run --only … --json FILE`) into a
+    /// full run's results, then render docs/PERFORMANCE.md from them.
+    ///
+    /// For measuring one part again (a new part, or after a change that
+    /// only it shows) without another full run: the merged parts replace
+    /// the recorded ones, and the report says which parts come from which
+    /// run, when, on what commit and under what load.
+    Merge {
+        /// The partial run's results.
+        #[arg(value_name = "PARTIAL_JSON")]
+        partial: PathBuf,
+        /// The full run's results, rewritten in place.
+        #[arg(long, default_value = "bench/results.json", value_name = "JSON")]
+        into: PathBuf,
+        /// Where to write the Markdown; `-` for stdout.
+        #[arg(long, default_value = "docs/PERFORMANCE.md", value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Run(args) => measure::run(args),
         Command::Render { json, out } => render_file(&json, out).map(|()| ExitCode::SUCCESS),
+        Command::Merge { partial, into, out } => {
+            merge(&partial, &into, &out).map(|()| ExitCode::SUCCESS)
+        }
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
@@ -71,7 +94,7 @@ fn main() -> ExitCode {
     })
 }
 
-fn render_file(json: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn render_file(json: &Path, out: Option<PathBuf>) -> anyhow::Result<()> {
     let results = match Dest::of(json) {
         Dest::Stdout => {
             let text = std::io::read_to_string(std::io::stdin())
@@ -82,4 +105,15 @@ fn render_file(json: &std::path::Path, out: Option<PathBuf>) -> anyhow::Result<(
     };
     let outputs = Outputs::markdown_only(out, results.is_partial())?;
     outputs.write_markdown(&render(&results))
+}
+
+fn merge(partial: &Path, into: &Path, out: &Path) -> anyhow::Result<()> {
+    let outputs = Outputs::for_merge(into, out)?;
+    let mut full = Results::load(into)?;
+    full.merge(Results::load(partial)?)?;
+    let text = full.to_json()?;
+    // The Markdown from the JSON as written, as `run` does.
+    let written = Results::from_json(&text, "the merged results")?;
+    outputs.write_json(&text)?;
+    outputs.write_markdown(&render(&written))
 }

@@ -79,6 +79,15 @@ impl Outputs {
         .checked()
     }
 
+    /// `weft-bench merge`: the full results rewritten, and their Markdown.
+    pub fn for_merge(json: &Path, out: &Path) -> Result<Outputs> {
+        Outputs {
+            json: Some(Dest::of(json)),
+            markdown: Dest::of(out),
+        }
+        .checked()
+    }
+
     /// [`Outputs::for_run`] without looking at the file system.
     fn plan_run(json: Option<PathBuf>, out: Option<PathBuf>, partial: bool) -> Result<Outputs> {
         let json = match json {

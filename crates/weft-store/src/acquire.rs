@@ -15,7 +15,7 @@ use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::NetConfig;
 use weft_core::prefix::{self, Family};
 
-use crate::kv::{Kv, KvEntry, KvError, Ttl};
+use crate::kv::{Kv, KvEntry, Ttl};
 use crate::{AcquireRequest, StoreError, random};
 
 /// How many lost races are tolerated before giving up. Each round lets at
@@ -52,19 +52,6 @@ pub(crate) fn same_node(ours: &LeaseAttrs, theirs: &LeaseAttrs) -> bool {
     }
 }
 
-fn unavailable(kv_name: &'static str, e: KvError) -> StoreError {
-    match e {
-        KvError::Refused(detail) => StoreError::Refused {
-            store: kv_name,
-            detail,
-        },
-        other => StoreError::Unavailable {
-            store: kv_name,
-            detail: other.to_string(),
-        },
-    }
-}
-
 /// Runs the acquisition protocol until it wins a lease or hits an error
 /// that retrying cannot fix.
 pub(crate) async fn acquire<K: Kv>(
@@ -77,7 +64,10 @@ pub(crate) async fn acquire<K: Kv>(
     let dir = etcd_key::subnets_dir(prefix);
     let value = req.attrs.to_json().into_bytes();
     for attempt in 1..=MAX_ATTEMPTS {
-        let listing = kv.list(&dir).await.map_err(|e| unavailable(kv.name(), e))?;
+        let listing = kv
+            .list(&dir)
+            .await
+            .map_err(|e| StoreError::from_kv(kv.name(), e))?;
         let existing: Vec<Existing> = listing
             .entries
             .into_iter()
@@ -109,7 +99,7 @@ pub(crate) async fn acquire<K: Kv>(
                 info!(key = %own.entry.key, "our previous lease does not fit the network config any more; deleting it");
                 match kv.delete(&own.entry.key, own.entry.mod_rev).await {
                     Ok(_) => deleted.push(own.entry.key.clone()),
-                    Err(e) => return Err(unavailable(kv.name(), e)),
+                    Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
                 }
                 continue;
             }
@@ -127,7 +117,7 @@ pub(crate) async fn acquire<K: Kv>(
                     return Ok(lease(own.subnets, req.attrs.clone(), lease_ttl));
                 }
                 Ok(false) => raced = true,
-                Err(e) => return Err(unavailable(kv.name(), e)),
+                Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
             }
         }
         if raced {
@@ -164,7 +154,7 @@ pub(crate) async fn acquire<K: Kv>(
                 return Ok(lease(candidate, req.attrs.clone(), Ttl::For(ttl)));
             }
             Ok(false) => backoff_after_race(attempt).await,
-            Err(e) => return Err(unavailable(kv.name(), e)),
+            Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
         }
     }
     Err(StoreError::TooManyRaces {

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::SnapshotSender;
 use crate::random;
 
 /// Doubles from `min` to `max`; `reset` after a success.
@@ -32,6 +33,16 @@ impl Backoff {
 
     pub(crate) fn reset(&mut self) {
         self.current = self.min;
+    }
+
+    /// Sleeps for the next delay unless every receiver of `tx` went away
+    /// first: a watch waiting to reconnect must not outlive its agent.
+    /// Returns false when the watch should stop.
+    pub(crate) async fn pause(&mut self, tx: &SnapshotSender) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(self.next_delay()) => true,
+            _ = tx.closed() => false,
+        }
     }
 }
 

@@ -45,8 +45,9 @@ pub struct EtcdKv {
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, KvError> {
-    std::fs::read(path)
-        .map_err(|e| KvError::Refused(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| {
+        KvError::refused(format!("cannot read {what} {}: {e}", path.display())).because(e)
+    })
 }
 
 fn tls_options(opts: &EtcdOptions) -> Result<Option<TlsOptions>, KvError> {
@@ -57,9 +58,8 @@ fn tls_options(opts: &EtcdOptions) -> Result<Option<TlsOptions>, KvError> {
     match &opts.cafile {
         Some(ca) => tls = tls.ca_certificate(Certificate::from_pem(read(ca, "--etcd-cafile")?)),
         None => {
-            return Err(KvError::Refused(
-                "TLS to etcd needs --etcd-cafile: weft does not trust the system's roots for etcd"
-                    .into(),
+            return Err(KvError::refused(
+                "TLS to etcd needs --etcd-cafile: weft does not trust the system's roots for etcd",
             ));
         }
     }
@@ -72,8 +72,8 @@ fn tls_options(opts: &EtcdOptions) -> Result<Option<TlsOptions>, KvError> {
         }
         (None, None) => {}
         _ => {
-            return Err(KvError::Refused(
-                "--etcd-certfile and --etcd-keyfile must be given together".into(),
+            return Err(KvError::refused(
+                "--etcd-certfile and --etcd-keyfile must be given together",
             ));
         }
     }
@@ -81,27 +81,29 @@ fn tls_options(opts: &EtcdOptions) -> Result<Option<TlsOptions>, KvError> {
 }
 
 /// Maps client errors: gRPC codes that retrying cannot fix are `Refused`,
-/// everything else (transport, timeouts, no leader) `Unavailable`.
+/// everything else (transport, timeouts, no leader) `Unavailable`; the
+/// client's error is kept as the source.
 fn kv_err(e: etcd_client::Error) -> KvError {
     use etcd_client::Error as E;
-    match e {
+    let mapped = match &e {
         E::GRpcStatus(status) => {
             use tonic_code::*;
             let code = status.code() as i32;
-            let msg = status.message().to_owned();
+            let msg = status.message();
             if matches!(
                 code,
                 INVALID_ARGUMENT | PERMISSION_DENIED | UNAUTHENTICATED | FAILED_PRECONDITION
             ) {
-                KvError::Refused(format!("etcd refused the request: {msg}"))
+                KvError::refused(format!("etcd refused the request: {msg}"))
             } else {
-                KvError::Unavailable(format!("etcd: {msg}"))
+                KvError::unavailable(format!("etcd: {msg}"))
             }
         }
-        E::InvalidArgs(m) => KvError::Refused(format!("invalid etcd option: {m}")),
-        E::InvalidUri(u) => KvError::Refused(format!("invalid etcd endpoint: {u}")),
-        other => KvError::Unavailable(other.to_string()),
-    }
+        E::InvalidArgs(m) => KvError::refused(format!("invalid etcd option: {m}")),
+        E::InvalidUri(u) => KvError::refused(format!("invalid etcd endpoint: {u}")),
+        other => KvError::unavailable(other.to_string()),
+    };
+    mapped.because(e)
 }
 
 /// gRPC status codes (stable numbers from the gRPC spec).
@@ -127,8 +129,8 @@ impl EtcdKv {
     /// request, which the callers retry. Bad options fail here.
     pub async fn connect(opts: &EtcdOptions) -> Result<EtcdKv, KvError> {
         if opts.endpoints.is_empty() {
-            return Err(KvError::Refused(
-                "no etcd endpoints given (--etcd-endpoints)".into(),
+            return Err(KvError::refused(
+                "no etcd endpoints given (--etcd-endpoints)",
             ));
         }
         let mut connect = ConnectOptions::new()
@@ -317,7 +319,7 @@ impl KvWatch for EtcdWatch {
                 .message()
                 .await
                 .map_err(kv_err)?
-                .ok_or_else(|| KvError::Unavailable("etcd closed the watch stream".into()))?;
+                .ok_or_else(|| KvError::unavailable("etcd closed the watch stream"))?;
             if msg.compact_revision() != 0 {
                 return Err(KvError::Compacted {
                     requested: self.from_rev,
@@ -325,7 +327,7 @@ impl KvWatch for EtcdWatch {
                 });
             }
             if msg.canceled() {
-                return Err(KvError::Unavailable(format!(
+                return Err(KvError::unavailable(format!(
                     "etcd cancelled the watch: {}",
                     msg.cancel_reason()
                 )));
@@ -352,5 +354,26 @@ impl KvWatch for EtcdWatch {
             self.from_rev = revision + 1;
             return Ok((revision, events));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The client's error stays behind the message, typed.
+    #[test]
+    fn client_errors_keep_their_source() {
+        let e = kv_err(etcd_client::Error::InvalidArgs("no".into()));
+        assert_eq!(e.to_string(), "invalid etcd option: no");
+        assert!(!e.is_retryable());
+        let source =
+            std::error::Error::source(&e).and_then(|s| s.downcast_ref::<etcd_client::Error>());
+        assert!(
+            matches!(source, Some(etcd_client::Error::InvalidArgs(_))),
+            "{e:?}"
+        );
+        let gone = kv_err(etcd_client::Error::WatchError("stream reset".into()));
+        assert!(gone.is_retryable(), "{gone}");
     }
 }

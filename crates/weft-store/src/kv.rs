@@ -8,6 +8,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+pub use crate::error::Cause;
+
 /// One stored key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvEntry {
@@ -38,18 +40,64 @@ pub enum Ttl {
     Forever,
 }
 
-/// Errors of the key-value layer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Errors of the key-value layer. The message says what failed in the
+/// store's terms; `source` keeps the error it came from (etcd-client's,
+/// rusqlite's, an I/O error) for callers that look closer.
+#[derive(Debug, thiserror::Error)]
 pub enum KvError {
     /// Connection lost, timeout, leader election: retry later.
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// A watch asked for history the store has discarded; list again.
     #[error("revision {requested} was compacted (oldest kept: {compacted})")]
     Compacted { requested: i64, compacted: i64 },
     /// Retrying will not help (authentication, permissions, bad request).
-    #[error("{0}")]
-    Refused(String),
+    #[error("{detail}")]
+    Refused {
+        detail: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl KvError {
+    pub fn unavailable(detail: impl Into<String>) -> KvError {
+        KvError::Unavailable {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    pub fn refused(detail: impl Into<String>) -> KvError {
+        KvError::Refused {
+            detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause`.
+    pub fn because(self, cause: impl Into<Cause>) -> KvError {
+        match self {
+            KvError::Unavailable { detail, .. } => KvError::Unavailable {
+                detail,
+                source: Some(cause.into()),
+            },
+            KvError::Refused { detail, .. } => KvError::Refused {
+                detail,
+                source: Some(cause.into()),
+            },
+            compacted @ KvError::Compacted { .. } => compacted,
+        }
+    }
+
+    /// Whether trying again (later, or after listing again) may succeed.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, KvError::Refused { .. })
+    }
 }
 
 /// A listing: every key under a prefix at one revision.

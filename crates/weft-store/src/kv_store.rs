@@ -54,16 +54,7 @@ impl<K: Kv> KvLeaseStore<K> {
     }
 
     fn map_err(&self, e: KvError) -> StoreError {
-        match e {
-            KvError::Refused(detail) => StoreError::Refused {
-                store: self.kv.name(),
-                detail,
-            },
-            other => StoreError::Unavailable {
-                store: self.kv.name(),
-                detail: other.to_string(),
-            },
-        }
+        StoreError::from_kv(self.kv.name(), e)
     }
 
     async fn config_from_key(&self) -> Result<NetConfig, StoreError> {
@@ -83,12 +74,7 @@ impl<K: Kv> KvLeaseStore<K> {
                 Ok(None) => format!(
                     "network config not found at {key}. Did you create your config using the etcd v3 API (etcdctl put {key} ...)?"
                 ),
-                Err(KvError::Refused(detail)) => {
-                    return Err(StoreError::Refused {
-                        store: self.kv.name(),
-                        detail,
-                    });
-                }
+                Err(e @ KvError::Refused { .. }) => return Err(self.map_err(e)),
                 Err(e) => format!("{} is unreachable: {e}", self.kv.name()),
             };
             let delay = backoff.next_delay();
@@ -99,12 +85,15 @@ impl<K: Kv> KvLeaseStore<K> {
 }
 
 fn file_config(path: &PathBuf) -> Result<NetConfig, StoreError> {
-    let text = std::fs::read_to_string(path).map_err(|e| StoreError::Refused {
-        store: "local",
-        detail: format!(
-            "cannot read the network config {}: {e}; write net-conf.json there or point --net-config-path at it",
-            path.display()
-        ),
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        StoreError::refused(
+            "local",
+            format!(
+                "cannot read the network config {}: {e}; write net-conf.json there or point --net-config-path at it",
+                path.display()
+            ),
+        )
+        .because(e)
     })?;
     Ok(netconf::parse(&text)?)
 }

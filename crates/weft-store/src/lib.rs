@@ -3,7 +3,10 @@
 //! The agent talks to one [`LeaseStore`] and does not know which it is. The
 //! etcd and local stores share all their logic (allocation, renewal, peer
 //! snapshots) through the small [`kv::Kv`] seam, so both follow exactly the
-//! same contract and are tested by the same suite.
+//! same contract and are tested by the same suite. Every store, the
+//! Kubernetes one included, turns its peers into snapshots through one
+//! publisher (`publisher.rs`): each entry checked once when it changes,
+//! screened oldest first, a skipped one warned about once per version.
 
 mod acquire;
 mod backoff;
@@ -15,6 +18,7 @@ mod kv_store;
 pub mod local;
 mod outage;
 mod peer_watch;
+mod publisher;
 mod random;
 
 use std::future::Future;

@@ -250,7 +250,7 @@ async fn missing_rbac_is_refused_with_the_fix() {
         .await
         .unwrap_err();
     let msg = err.to_string();
-    assert!(!err.is_transient(), "{msg}");
+    assert!(!err.is_retryable(), "{msg}");
     assert!(
         msg.contains(r#"cannot patch resource "nodes/status""#),
         "{msg}"

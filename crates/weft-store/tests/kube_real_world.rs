@@ -74,11 +74,17 @@ async fn without_kubeconfig_or_service_account_the_error_names_both() {
         Ok(_) => panic!("connected without any way to reach an API server"),
         Err(e) => e,
     };
-    let StoreError::Refused { store, detail } = &err else {
+    let StoreError::Refused {
+        store,
+        detail,
+        source,
+    } = &err
+    else {
         panic!("not a permanent refusal: {err:?}");
     };
     assert_eq!(*store, "kube");
-    assert!(!err.is_transient(), "retrying cannot help: {err}");
+    assert!(!err.is_retryable(), "retrying cannot help: {err}");
+    assert!(source.is_some(), "kube's own error is kept as the source");
     for needle in [
         "--kubeconfig-file",
         "--kube-api-url",

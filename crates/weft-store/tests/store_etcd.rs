@@ -320,7 +320,7 @@ async fn tls_with_client_certificates() {
     })
     .await;
     assert!(
-        matches!(&half, Err(KvError::Refused(m)) if m.contains("--etcd-keyfile")),
+        matches!(&half, Err(KvError::Refused { detail, .. }) if detail.contains("--etcd-keyfile")),
         "a cert without key must be refused clearly"
     );
 }

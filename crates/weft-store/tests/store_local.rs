@@ -94,6 +94,12 @@ async fn unreadable_file_is_refused_clearly() {
         Ok(kv) => kv.list("/").await.expect_err("garbage file refused"),
     };
     assert!(err.to_string().contains("lease file"), "{err}");
+    assert!(!err.is_retryable(), "{err}");
+    let sqlite = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<rusqlite::Error>());
+    assert!(
+        sqlite.is_some(),
+        "SQLite's error is kept as the source: {err:?}"
+    );
 }
 
 #[test]

@@ -12,7 +12,10 @@
 
 mod cni;
 mod dataplane;
+mod feed;
 mod footprint;
+mod kube_api;
+mod kube_scale;
 mod leases;
 mod machine;
 mod netns;
@@ -67,8 +70,17 @@ pub struct RunArgs {
     peers: Vec<u32>,
     /// Leave the scale lab (`bench-scale`) up at the largest K, agent
     /// running, for profiling; `weft lab down --name bench-scale` removes it.
+    /// The kube-scale labs (`bench-kube`, `bench-kube-base`) are left up too.
     #[arg(long)]
     keep: bool,
+    /// kube-scale part: also measure the weftd in DIR (an earlier build;
+    /// DIR must hold weftd and weft-kube-testserver), in the same runs,
+    /// alternating with this build's, and report this build against it.
+    #[arg(long, value_name = "DIR")]
+    baseline_bin_dir: Option<PathBuf>,
+    /// What the baseline build is, for the report (a commit, "before …").
+    #[arg(long, value_name = "TEXT", default_value = "baseline")]
+    baseline_label: String,
     /// Data plane part: only these backends (comma-separated). Default: all.
     #[arg(long, value_enum, value_delimiter = ',', value_name = "BACKEND")]
     dp_backends: Vec<Variant>,
@@ -91,6 +103,9 @@ pub struct Ctx {
     pub dp_backends: Vec<Variant>,
     /// Appended to data plane lab names, with a '-'.
     pub lab_suffix: Option<String>,
+    /// kube-scale: an earlier build's directory, measured alongside.
+    pub baseline_bin_dir: Option<PathBuf>,
+    pub baseline_label: String,
     started: Instant,
 }
 
@@ -129,6 +144,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             bin_dir.display()
         );
     }
+    // Absolute: the labs start these binaries from their own directories.
+    let baseline_bin_dir = match &args.baseline_bin_dir {
+        Some(dir) if dir.join("weftd").is_file() => Some(std::fs::canonicalize(dir)?),
+        Some(dir) => anyhow::bail!(
+            "--baseline-bin-dir {} has no weftd: build the earlier commit and pass the \
+             directory holding its weftd and weft-kube-testserver",
+            dir.display()
+        ),
+        None => None,
+    };
+    let bin_dir = std::fs::canonicalize(&bin_dir)?;
     let ctx = Ctx {
         short: args.short,
         keep: args.keep,
@@ -148,6 +174,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bin_dir,
         dp_backends: args.dp_backends,
         lab_suffix: args.lab_suffix,
+        baseline_bin_dir,
+        baseline_label: args.baseline_label,
         started: Instant::now(),
     };
     if !ctx.bin_dir.to_string_lossy().contains("release") {
@@ -174,8 +202,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         failures: Vec::new(),
         dataplane: None,
         scale: None,
+        kube_scale: None,
         cni: None,
         routes: None,
+        merged: Vec::new(),
     };
     for part in parts {
         ctx.say(format!("=== {part:?} ==="));
@@ -215,6 +245,10 @@ fn run_part(ctx: &Ctx, part: Part, results: &mut Results) {
         Part::Scale => match scale::run(ctx) {
             Ok(s) => results.scale = Some(s),
             Err(e) => failures.push(format!("control plane at scale: {e:#}")),
+        },
+        Part::KubeScale => match kube_scale::run(ctx) {
+            Ok(k) => results.kube_scale = Some(k),
+            Err(e) => failures.push(format!("control plane at scale, Kubernetes store: {e:#}")),
         },
         Part::Cni => match cni::run(ctx) {
             Ok(c) => results.cni = Some(c),

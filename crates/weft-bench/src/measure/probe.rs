@@ -64,11 +64,32 @@ pub fn cpu_ns(pid: i32) -> Result<u64> {
 /// A GET on `addr` (HTTP/1.0 semantics, `Connection: close`); call it on
 /// a thread inside the agent's namespace. Returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16, String)> {
+    http_request(addr, "GET", path, None, timeout)
+}
+
+/// One request on `addr` with an optional JSON body, `Connection: close`;
+/// call it on a thread inside the server's namespace. Returns (status,
+/// body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+    timeout: Duration,
+) -> Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
+    let body = json.unwrap_or_default();
+    let kind = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: bench\r\n{kind}Content-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

@@ -9,9 +9,11 @@
 //! delivery (an etcd watch in this process on the same key); (c) CPU per
 //! reconcile pass with nothing to change, from the agent's thread run
 //! times in `/proc` around bursts of triggers. Memory and `/readyz` time
-//! are read on the way.
+//! are read on the way. The measurements are written over the [`Feed`]
+//! seam, so that the Kubernetes part (`kube_scale.rs`) runs the same ones.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -20,6 +22,7 @@ use weft_bench::stats::{Summary, finite, ms, percentile, ratios};
 use weft_core::etcd_key;
 use weft_lab::{Backend, Lab, LabSpec, Signal, StoreKind};
 
+use super::feed::Feed;
 use super::leases::{self, NET_CONF, Peer, SAMPLE_BASE};
 use super::probe::{self, PassCounters};
 use super::routes::raw_install;
@@ -29,27 +32,29 @@ use super::{Ctx, footprint};
 
 /// The agent's health port inside its node (`/readyz`, `/metrics`).
 const HEALTH_PORT: u16 = 9911;
-const NODE: &str = "node1";
+/// The one lab node, whose agent is measured.
+pub(super) const NODE: &str = "node1";
 
 /// Everything measured at one K, sample by sample.
 #[derive(Debug, Clone, Default)]
-struct AtK {
-    k: u32,
+pub(super) struct AtK {
+    pub k: u32,
     /// Cold start until every entry is in, ms, one per run.
-    cold_ms: Vec<f64>,
+    pub cold_ms: Vec<f64>,
     /// The same entries through bare netlink batches, ms, one per run.
-    raw_ms: Vec<f64>,
+    pub raw_ms: Vec<f64>,
     /// Start until `/readyz` answers 200, ms.
-    ready_ms: Vec<f64>,
+    pub ready_ms: Vec<f64>,
     /// weftd's resident and peak memory after each cold start, KiB.
-    rss_kib: Vec<f64>,
-    hwm_kib: Vec<f64>,
-    anon_kib: Vec<f64>,
+    pub rss_kib: Vec<f64>,
+    pub hwm_kib: Vec<f64>,
+    pub anon_kib: Vec<f64>,
     /// New lease → route, ms, one per sample.
-    lease_ms: Vec<f64>,
-    /// New lease → the etcd watch in this process, ms.
-    watch_ms: Vec<f64>,
-    cpu: Option<PassCpu>,
+    pub lease_ms: Vec<f64>,
+    /// New lease → the store confirmed it (etcd: the watch in this
+    /// process heard of it), ms.
+    pub watch_ms: Vec<f64>,
+    pub cpu: Option<PassCpu>,
 }
 
 fn metrics(lab: &Lab) -> Result<PassCounters> {
@@ -68,84 +73,103 @@ fn agent_pid(lab: &Lab) -> Result<i32> {
         .ok_or_else(|| anyhow!("no agent pid recorded for {NODE}"))
 }
 
-struct Bench<'a> {
-    ctx: &'a Ctx,
-    lab: &'a mut Lab,
-    store: Store,
-    watcher: Watcher,
+/// One lab node's agent, the store its peers are written into, and its
+/// kernel seen from inside: what every control-plane measurement needs.
+pub(super) struct Bench<'a, F: Feed> {
+    pub ctx: &'a Ctx,
+    pub lab: &'a mut Lab,
+    pub feed: &'a F,
+    pub watcher: &'a Watcher,
 }
 
-impl Bench<'_> {
-    /// Cold starts at `k` peers; leaves the agent running.
+impl<F: Feed> Bench<'_, F> {
+    /// Cold starts at `k` peers; leaves the agent running. Baseline: the
+    /// same entries through bare netlink batches, between stop and start.
     fn cold_starts(&mut self, at: &mut AtK) -> Result<()> {
         let k = at.k;
-        let last = k.checked_sub(1).map(Peer::new);
-        let readyz = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, HEALTH_PORT));
         for run in 0..self.ctx.runs {
             self.ctx.say(format!(
                 "scale: K = {k}: cold start {}/{}",
                 run + 1,
                 self.ctx.runs
             ));
-            if self.lab.agent_running(NODE)? {
-                self.lab.kill_agent(NODE, Signal::SIGTERM)?;
-            }
-            self.watcher.delete_vxlan()?;
-            at.raw_ms.push(ms(raw_install(k)?));
-            std::thread::sleep(Duration::from_millis(300));
-            let probe = last.map_or((readyz.ip(), readyz.ip()), |p| (p.probe(), p.gateway()));
-            let t0 = Instant::now();
-            let rx = self.watcher.cold_start(t0, readyz, probe, k as usize)?;
-            self.lab.start_agent(NODE)?;
-            let cold = rx
-                .recv_timeout(Duration::from_secs(150))
-                .map_err(|_| anyhow!("the cold start at K = {k} did not finish"))??;
-            self.ctx.say(format!(
-                "scale: K = {k}: ready {:.0} ms, last route {:.0} ms, all {} × 3 entries {:.0} ms (bare netlink {:.0} ms)",
-                ms(cold.ready),
-                ms(cold.last_route),
-                cold.counts.routes,
-                ms(cold.complete),
-                at.raw_ms.last().copied().unwrap_or(f64::NAN),
-            ));
-            at.cold_ms.push(ms(cold.complete));
-            at.ready_ms.push(ms(cold.ready));
-            std::thread::sleep(Duration::from_secs(1));
-            let m = probe::memory_kib(agent_pid(self.lab)?)?;
-            at.rss_kib.push(m.rss as f64);
-            at.hwm_kib.push(m.peak as f64);
-            at.anon_kib.push(m.anon as f64);
+            self.cold_start(at, |at| {
+                at.raw_ms.push(ms(raw_install(k)?));
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
-    /// New leases, one at a time, on the agent holding `k` peers; the
-    /// one-off leases are removed afterwards.
-    fn new_leases(&mut self, at: &mut AtK) -> Result<()> {
-        let samples = if self.ctx.short { 20 } else { 50 };
+    /// One cold start at `at.k` peers: the agent stopped and `flannel.1`
+    /// deleted, `while_stopped` run, the agent started; the time until it
+    /// is ready and until every entry is in, and its memory a second later.
+    pub fn cold_start(
+        &mut self,
+        at: &mut AtK,
+        while_stopped: impl FnOnce(&mut AtK) -> Result<()>,
+    ) -> Result<()> {
+        let k = at.k;
+        let readyz = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, HEALTH_PORT));
+        if self.lab.agent_running(NODE)? {
+            self.lab.kill_agent(NODE, Signal::SIGTERM)?;
+        }
+        self.watcher.delete_vxlan()?;
+        while_stopped(at)?;
+        std::thread::sleep(Duration::from_millis(300));
+        let last = k.checked_sub(1).map(Peer::new);
+        let probe = last.map_or((readyz.ip(), readyz.ip()), |p| (p.probe(), p.gateway()));
+        let t0 = Instant::now();
+        let rx = self.watcher.cold_start(t0, readyz, probe, k as usize)?;
+        self.lab.start_agent(NODE)?;
+        let cold = rx
+            .recv_timeout(Duration::from_secs(150))
+            .map_err(|_| anyhow!("the cold start at K = {k} did not finish"))??;
+        // A baseline only when `while_stopped` measured one for this start.
+        let raw = (at.raw_ms.len() > at.cold_ms.len())
+            .then(|| at.raw_ms.last().copied())
+            .flatten()
+            .map_or(String::new(), |r| format!(" (bare netlink {r:.0} ms)"));
         self.ctx.say(format!(
-            "scale: K = {}: {samples} new leases, one at a time",
+            "scale: K = {k}: ready {:.0} ms, last route {:.0} ms, all {} × 3 entries {:.0} ms{raw}",
+            ms(cold.ready),
+            ms(cold.last_route),
+            cold.counts.routes,
+            ms(cold.complete),
+        ));
+        at.cold_ms.push(ms(cold.complete));
+        at.ready_ms.push(ms(cold.ready));
+        std::thread::sleep(Duration::from_secs(1));
+        let m = probe::memory_kib(agent_pid(self.lab)?)?;
+        at.rss_kib.push(m.rss as f64);
+        at.hwm_kib.push(m.peak as f64);
+        at.anon_kib.push(m.anon as f64);
+        Ok(())
+    }
+
+    /// `samples` new peers, one at a time, on the agent holding `at.k`
+    /// peers; the one-off peers are removed afterwards.
+    pub fn new_leases(&mut self, at: &mut AtK, samples: u32) -> Result<()> {
+        self.ctx.say(format!(
+            "scale: K = {}: {samples} new peers, one at a time",
             at.k
         ));
         let mut gap = Duration::from_millis(100);
-        for s in 0..samples {
-            let p = Peer::new(SAMPLE_BASE + s);
+        let peers: Vec<Peer> = (0..samples).map(|s| Peer::new(SAMPLE_BASE + s)).collect();
+        for p in &peers {
             let rx = self.watcher.route(p.probe(), p.gateway())?;
-            let put = self.store.timed_put(p.key(), p.value())?;
+            let put = self.feed.add_timed(p)?;
             let appeared = rx
                 .recv_timeout(Duration::from_secs(150))
                 .map_err(|_| anyhow!("no answer about the route to {}", p.subnet))??;
             let lat = appeared.saturating_duration_since(put.sent);
             at.lease_ms.push(ms(lat));
             at.watch_ms
-                .push(ms(put.watched.saturating_duration_since(put.sent)));
+                .push(ms(put.confirmed.saturating_duration_since(put.sent)));
             gap = gap.max(lat * 3);
             std::thread::sleep(gap);
         }
-        for s in 0..samples {
-            self.store
-                .delete_prefix(&Peer::new(SAMPLE_BASE + s).key())?;
-        }
+        self.feed.remove(&peers)?;
         self.wait_routes(at.k as usize)
     }
 
@@ -163,8 +187,9 @@ impl Bench<'_> {
         }
     }
 
-    /// CPU of passes with nothing to change (see [`PassCpu`]).
-    fn pass_cpu(&mut self, at: &mut AtK) -> Result<()> {
+    /// CPU of passes with nothing to change (see [`PassCpu`]), on the agent
+    /// holding `at.k` peers whose new-peer latencies are in `at`.
+    pub fn pass_cpu(&mut self, at: &AtK) -> Result<PassCpu> {
         let triggers = if self.ctx.short { 10 } else { 20 };
         self.ctx.say(format!(
             "scale: K = {}: CPU per pass, {triggers} triggers",
@@ -182,24 +207,23 @@ impl Bench<'_> {
         let peer = Peer::new(0);
         let m0 = metrics(self.lab)?;
         let c0 = probe::cpu_ns(pid)?;
-        for _ in 0..triggers {
-            self.store.put(vec![(peer.key(), peer.value())])?;
+        for n in 0..triggers {
+            self.feed.renew(&peer, n)?;
             std::thread::sleep(gap);
         }
         let store_cpu = probe::cpu_ns(pid)?.saturating_sub(c0) as f64;
         let m1 = metrics(self.lab)?;
         let store_passes = m1.passes - m0.passes;
 
-        let (key, value) = leases::rejected();
         let c0 = probe::cpu_ns(pid)?;
-        for _ in 0..triggers {
-            self.store.put(vec![(key.clone(), value.clone())])?;
+        for n in 0..triggers {
+            self.feed.skip(n)?;
             std::thread::sleep(gap);
         }
         let full_cpu = probe::cpu_ns(pid)?.saturating_sub(c0) as f64;
         let m2 = metrics(self.lab)?;
         let passes = m2.passes - m1.passes;
-        self.store.delete_prefix(&key)?;
+        self.feed.unskip()?;
         let n = triggers as f64;
         // Each window costs n store-side events plus its passes (a resync
         // can fall into either window): two equations, two unknowns.
@@ -207,7 +231,7 @@ impl Bench<'_> {
         //   pass window:  full_cpu  - idle = n·store + passes·pass
         let extra_passes = passes - store_passes;
         if extra_passes < 1.0 {
-            bail!("rewriting a skipped lease triggered no reconcile pass (beyond resyncs)");
+            bail!("rewriting a skipped peer triggered no reconcile pass (beyond resyncs)");
         }
         let pass_us = ((full_cpu - store_cpu) / 1e3 / extra_passes).max(0.0);
         let store_us = (((store_cpu - idle) / 1e3 - store_passes * pass_us) / n).max(0.0);
@@ -217,42 +241,43 @@ impl Bench<'_> {
                 at.k
             ));
         }
-        at.cpu = Some(PassCpu {
+        Ok(PassCpu {
             store_us,
             pass_us,
             pass_us_per_peer: pass_us / f64::from(at.k),
             pass_wall_us: finite((m2.seconds - m1.seconds) / passes * 1e6),
             triggers,
             passes,
-        });
-        Ok(())
+        })
     }
 }
 
-fn lab_up(ctx: &Ctx) -> Result<Lab> {
-    let mut spec = LabSpec::new("bench-scale")?;
+/// A one-node vxlan lab named `name` on `store`, its agent (weftd from
+/// `bin_dir`) answering `/metrics` on [`HEALTH_PORT`].
+pub(super) fn lab_up(ctx: &Ctx, name: &str, store: StoreKind, bin_dir: &Path) -> Result<Lab> {
+    let mut spec = LabSpec::new(name)?;
     spec.nodes = 1;
     spec.pods_per_node = 0;
     spec.backend = Backend::Vxlan;
-    spec.store = StoreKind::Etcd;
-    spec.bin_dir = ctx.bin_dir.clone();
+    spec.store = store;
+    spec.bin_dir = bin_dir.to_owned();
     spec.agent_args = vec![format!("--healthz-port={HEALTH_PORT}")];
-    ctx.say("scale: bringing lab bench-scale up (1 node, etcd)");
-    Lab::up(&spec).context("the scale lab did not come up")
+    ctx.say(format!("bringing lab {name} up (1 node, {store})"));
+    Lab::up(&spec).with_context(|| format!("the lab {name} did not come up"))
 }
 
 /// Runs the whole scale sequence (the idle agent, K = 0, first) and
 /// weftd's footprint.
 pub fn run(ctx: &Ctx) -> Result<Scale> {
     let sizes: &[u32] = &ctx.peers;
-    let mut lab = lab_up(ctx)?;
+    let mut lab = lab_up(ctx, "bench-scale", StoreKind::Etcd, &ctx.bin_dir)?;
     let max = sizes.iter().copied().max().unwrap_or(0);
-    let result = prepare(&mut lab, max).and_then(|(store, watcher)| {
+    let result = prepare(&mut lab, max).and_then(|(feed, watcher)| {
         let mut b = Bench {
             ctx,
             lab: &mut lab,
-            store,
-            watcher,
+            feed: &feed,
+            watcher: &watcher,
         };
         measure_all(&mut b, sizes)
     });
@@ -296,9 +321,9 @@ fn summarize(at: &AtK) -> results::AtK {
     }
 }
 
-/// Stops the agent, switches the cluster to the big network, empties the
-/// subnet directory, and opens the store and the node's kernel.
-fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
+/// Stops the agent of [`NODE`], once sure that its subnet leaves room for
+/// `max` synthetic peers (a rejected peer must not count as missing).
+pub(super) fn stop_for_peers(lab: &mut Lab, max: u32) -> Result<()> {
     let own = lab
         .node(NODE)?
         .subnets
@@ -309,6 +334,13 @@ fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
         bail!("{NODE}'s subnet {own} collides with the synthetic peers: run again");
     }
     lab.kill_agent(NODE, Signal::SIGTERM)?;
+    Ok(())
+}
+
+/// Stops the agent, switches the cluster to the big network, empties the
+/// subnet directory, and opens the store and the node's kernel.
+fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
+    stop_for_peers(lab, max)?;
     let store = Store::open(&lab.netns_of("store")?)?;
     store.set_config(NET_CONF)?;
     store.delete_prefix(&etcd_key::subnets_dir(etcd_key::DEFAULT_PREFIX))?;
@@ -316,7 +348,7 @@ fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
     Ok((store, watcher))
 }
 
-fn measure_all(b: &mut Bench<'_>, sizes: &[u32]) -> Result<Vec<AtK>> {
+fn measure_all(b: &mut Bench<'_, Store>, sizes: &[u32]) -> Result<Vec<AtK>> {
     let mut out = Vec::new();
     let mut idle = AtK::default();
     b.cold_starts(&mut idle)?;
@@ -331,18 +363,18 @@ fn measure_all(b: &mut Bench<'_>, sizes: &[u32]) -> Result<Vec<AtK>> {
                 (p.key(), p.value())
             })
             .collect();
-        b.store.put(kvs)?;
+        b.feed.put(kvs)?;
         // The last peer alone, so it is the newest lease: programmed last.
         let last = Peer::new(k - 1);
-        b.store.put(vec![(last.key(), last.value())])?;
+        b.feed.put(vec![(last.key(), last.value())])?;
         written = k;
         let mut at = AtK {
             k,
             ..AtK::default()
         };
         b.cold_starts(&mut at)?;
-        b.new_leases(&mut at)?;
-        b.pass_cpu(&mut at)?;
+        b.new_leases(&mut at, if b.ctx.short { 20 } else { 50 })?;
+        at.cpu = Some(b.pass_cpu(&at)?);
         out.push(at);
     }
     Ok(out)

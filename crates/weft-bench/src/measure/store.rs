@@ -15,15 +15,10 @@ use anyhow::{Context as _, Result, anyhow};
 use etcd_client::{Client, DeleteOptions, Txn, TxnOp, WatchOptions};
 use weft_core::etcd_key;
 
+use super::feed::TimedPut;
+
 /// etcd's limit on operations per transaction is 128 by default.
 const TXN_OPS: usize = 100;
-
-/// When one write happened and when a watcher heard of it.
-#[derive(Debug, Clone, Copy)]
-pub struct TimedPut {
-    pub sent: Instant,
-    pub watched: Instant,
-}
 
 enum Cmd {
     Put(Vec<(String, String)>, mpsc::Sender<Result<()>>),
@@ -164,7 +159,7 @@ async fn timed_put(c: &mut Client, key: String, value: String) -> Result<TimedPu
             Some(resp) if !resp.events().is_empty() => {
                 return Ok(TimedPut {
                     sent,
-                    watched: Instant::now(),
+                    confirmed: Instant::now(),
                 });
             }
             Some(_) => {}

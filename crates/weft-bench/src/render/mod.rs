@@ -9,13 +9,14 @@
 
 mod cni;
 mod dataplane;
+mod kube_scale;
 mod markdown;
 mod routes;
 mod scale;
 
 use markdown::{Report, Section, Table};
 
-use crate::results::{Machine, Results};
+use crate::results::{Machine, MergedRun, Part, Results};
 
 /// First line of the file: the Markdown is generated, and the doc test
 /// (tests/recorded.rs) fails when it no longer matches its JSON.
@@ -41,6 +42,9 @@ pub fn render(results: &Results) -> String {
         report.sections.extend(s);
         report.verdicts.extend(v);
     }
+    if let Some(k) = &results.kube_scale {
+        report.sections.push(kube_scale::section(k));
+    }
     if let Some(c) = &results.cni {
         report.sections.push(cni::section(c));
     }
@@ -60,21 +64,23 @@ fn mode(results: &Results) -> String {
         mode.push_str(" --short");
     }
     if results.is_partial() {
-        let only: Vec<String> = results
-            .run
-            .only
-            .iter()
-            .filter_map(clap::ValueEnum::to_possible_value)
-            .map(|v| v.get_name().to_owned())
-            .collect();
-        mode.push_str(&format!(" --only {}", only.join(",")));
+        mode.push_str(&format!(" --only {}", names(&results.run.only).join(",")));
     }
     mode
 }
 
+/// The parts' names as `--only` takes them.
+fn names(parts: &[Part]) -> Vec<String> {
+    parts
+        .iter()
+        .filter_map(clap::ValueEnum::to_possible_value)
+        .map(|v| v.get_name().to_owned())
+        .collect()
+}
+
 fn header(results: &Results) -> Vec<String> {
     let mode = mode(results);
-    vec![
+    let mut lines = vec![
         format!(
             "Written by `bench/run.sh{mode}` (`weft-bench run{mode}`) on {}; the whole run took {:.0} \
              minutes. Every figure is min / median / max over {} runs unless said, each next to a \
@@ -86,7 +92,28 @@ fn header(results: &Results) -> Vec<String> {
         "Kernel and hardware limits that shape these numbers, and what was profiled and changed, \
          are discussed after the tables."
             .to_owned(),
-    ]
+    ];
+    lines.extend(results.merged.iter().map(merged));
+    lines
+}
+
+/// Where the figures of a merged partial run come from.
+fn merged(m: &MergedRun) -> String {
+    let only = names(&m.run.only);
+    format!(
+        "The figures of `{}` come from a separate run, `weft-bench run --only {}{}` on {} \
+         (commit {}, load average at start / end {} / {}, {:.1} minutes, {} runs), merged into \
+         these results with `weft-bench merge`; the machine table above describes the full run.",
+        only.join("`, `"),
+        only.join(","),
+        if m.run.short { " --short" } else { "" },
+        m.machine.date,
+        m.machine.commit,
+        m.machine.load_start,
+        m.machine.load_end,
+        m.run.minutes,
+        m.run.runs
+    )
 }
 
 fn machine(m: &Machine) -> Table {

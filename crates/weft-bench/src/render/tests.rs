@@ -51,8 +51,16 @@ fn renders_the_report_from_a_json_fixture() {
             "| `VERSION` (start, answer, exit) | 1.09 / 1.52 / 1.95 |",
             "| flannel's shape + a distinct metric per route | 110 / 118 / 131 | 0.06 |",
             "| 1000 | 36.9 / 44.4 / 51.2 | 44.4 |",
+            "| figure | 77e1202 (before) | this build | this build / baseline |",
+            "| new Node → route p50 / p90 / max, ms | 9.5 / 19.0 / 28.5 | 6.5 / 13.0 / 19.5 | p50 0.684 × |",
+            "| CPU per Node event that changes no lease, µs | 2000 / 2500 / 3000 | 32 / 40 / 48 | 0.010 / 0.016 / 0.020 × |",
+            "| CPU per change that runs a pass with nothing to change, µs | 10800 / 12000 / 13200 | 8100 / 9000 / 9900 | n/a |",
         ],
     );
+    assert!(md.contains(
+        "The figures of `kube-scale` come from a separate run, `weft-bench run --only kube-scale \
+         --short` on 2026-12-09 (commit abc1234,"
+    ));
     assert!(md.contains(
         "Written by `bench/run.sh --short` (`weft-bench run --short`) on 2026-12-08; the whole run \
          took 6 minutes. Every figure is min / median / max over 3 runs unless said"
@@ -71,6 +79,7 @@ fn renders_the_report_from_a_json_fixture() {
         "## WireGuard: weft's userspace tunnel against wireguard-go",
         "## Control plane at scale",
         "## Footprint",
+        "## Control plane at scale, Kubernetes store",
         "## CNI: ADD and DEL per pod",
         "## Kernel: installing 10 000 vxlan routes, by route shape",
         "## Notes",
@@ -92,7 +101,9 @@ fn a_partial_run_shows_only_its_parts_and_says_so() {
     r.run.short = false;
     r.dataplane = None;
     r.scale = None;
+    r.kube_scale = None;
     r.routes = None;
+    r.merged.clear();
     r.failures.clear();
     let md = render(&r);
     assert!(md.contains("Written by `bench/run.sh --only cni` (`weft-bench run --only cni`)"));
@@ -127,4 +138,21 @@ fn tables_lay_out_as_markdown() {
     assert!(md.contains("| nproc | 2 |"));
     assert!(md.contains("| vxlan ≥ 0.80 | 0.9 | yes |"));
     assert!(md.contains("## Data plane\n\nprose\n\n| a | b |\n| --- | --- |"));
+}
+
+/// Without a baseline the Kubernetes section shows one build, no ratios.
+#[test]
+fn the_kubernetes_section_without_a_baseline_has_one_column() {
+    let mut r = small();
+    let ks = r.kube_scale.as_mut().unwrap();
+    ks.baseline = None;
+    let md = render(&r);
+    assert_lines(
+        &md,
+        &[
+            "| figure | this build |",
+            "| new Node → route p50 / p90 / max, ms | 6.5 / 13.0 / 19.5 |",
+        ],
+    );
+    assert!(!md.contains("Two builds of weftd"));
 }

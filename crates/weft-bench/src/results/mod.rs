@@ -23,7 +23,9 @@
 //! makes them read back exactly: a run renders its Markdown from the JSON
 //! it wrote, so rendering the kept file later gives the same text. A part
 //! not run (`--only`) or failed is absent; a figure never measured is
-//! `null`.
+//! `null`. A part added later (`kube_scale`) and the record of merged runs
+//! (`merged`) are optional, so files written before them still read as
+//! the same format.
 
 mod parts;
 
@@ -34,8 +36,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use parts::{
-    AtK, BinarySizes, Cni, CniOp, Dataplane, Figure, Growth, LeaseLatency, MeasuredBackend,
-    PassCpu, PathComparison, Routes, Scale, Shape, ShapeTime, Variant,
+    AtK, BinarySizes, Cni, CniOp, Dataplane, Figure, Growth, KubeFigures, KubeScale, LeaseLatency,
+    MeasuredBackend, NodeRoute, PassCpu, PathComparison, Routes, Scale, Shape, ShapeTime, Variant,
 };
 
 /// The version of the file's layout this code reads and writes.
@@ -56,11 +58,22 @@ pub enum Part {
     Cni,
     /// The kernel alone: 10 000 routes by route shape.
     Routes,
+    /// New node → route, CPU per event and per pass at 5 000 peer Nodes,
+    /// Kubernetes store; optionally against an earlier build.
+    #[serde(rename = "kube-scale")]
+    #[value(name = "kube-scale")]
+    KubeScale,
 }
 
 impl Part {
     /// Every part, in the order a full run measures and the report shows them.
-    pub const ALL: [Part; 4] = [Part::Dataplane, Part::Scale, Part::Cni, Part::Routes];
+    pub const ALL: [Part; 5] = [
+        Part::Dataplane,
+        Part::Scale,
+        Part::KubeScale,
+        Part::Cni,
+        Part::Routes,
+    ];
 }
 
 /// Everything one run produced.
@@ -79,9 +92,24 @@ pub struct Results {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_scale: Option<KubeScale>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<Cni>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routes: Option<Routes>,
+    /// Partial runs whose parts were put into these results afterwards
+    /// (`weft-bench merge`): their parts were measured then and there, not
+    /// in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<MergedRun>,
+}
+
+/// A partial run merged into full results: what it measured, when, on what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MergedRun {
+    pub run: RunInfo,
+    pub machine: Machine,
 }
 
 /// How the run was asked for.
@@ -145,6 +173,11 @@ pub enum ResultsError {
     Format { origin: String, found: u64 },
     #[error("cannot encode the results: {0}")]
     Encode(serde_json::Error),
+    #[error(
+        "cannot merge: {0} (merge puts the parts of a partial run, `weft-bench run --only …`, \
+         into a full run's results)"
+    )]
+    Merge(&'static str),
 }
 
 impl Results {
@@ -187,6 +220,39 @@ impl Results {
             None => {}
         }
         serde_json::from_value(value).map_err(parse)
+    }
+
+    /// Puts the parts `partial` measured into these (full) results,
+    /// replacing them, and records where they came from.
+    pub fn merge(&mut self, partial: Results) -> Result<(), ResultsError> {
+        if self.is_partial() {
+            return Err(ResultsError::Merge("the results to merge into are partial"));
+        }
+        if !partial.is_partial() {
+            return Err(ResultsError::Merge("the results to merge are a full run"));
+        }
+        if !partial.failures.is_empty() {
+            return Err(ResultsError::Merge(
+                "the partial run has failures; a failed part would erase the recorded one",
+            ));
+        }
+        for part in &partial.run.only {
+            match part {
+                Part::Dataplane => self.dataplane.clone_from(&partial.dataplane),
+                Part::Scale => self.scale.clone_from(&partial.scale),
+                Part::KubeScale => self.kube_scale.clone_from(&partial.kube_scale),
+                Part::Cni => self.cni.clone_from(&partial.cni),
+                Part::Routes => self.routes.clone_from(&partial.routes),
+            }
+        }
+        // A part merged again replaces its earlier provenance.
+        self.merged
+            .retain(|m| !m.run.only.iter().any(|p| partial.run.only.contains(p)));
+        self.merged.push(MergedRun {
+            run: partial.run,
+            machine: partial.machine,
+        });
+        Ok(())
     }
 
     /// Reads the results file at `path`.

@@ -298,3 +298,59 @@ pub struct Routes {
     pub shapes: Vec<ShapeTime>,
     pub growth: Vec<Growth>,
 }
+
+/// New node → its route, over every sample of one weftd, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRoute {
+    pub samples: usize,
+    /// The node's create until a route lookup on the agent's node goes
+    /// via the new peer.
+    pub p50_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+    pub max_ms: Option<f64>,
+    /// Baseline: the create until the API server answered it.
+    pub api_p50_ms: Option<f64>,
+}
+
+/// One weftd in the Kubernetes part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeFigures {
+    /// Which build: `this build`, or the baseline's `--baseline-label`.
+    pub label: String,
+    /// Start until every route, neighbour and FDB entry is in.
+    pub cold_ms: Option<Summary>,
+    /// VmRSS one second after each start.
+    pub rss_mib: Option<Summary>,
+    pub route: NodeRoute,
+    /// CPU of a Node event that changes nothing a lease is made of (a
+    /// status update): the store side alone, no pass should follow; µs per
+    /// event.
+    pub store_us: Option<Summary>,
+    /// CPU of a Node change that alters the snapshot but nothing in the
+    /// kernel (a skipped Node's new version): the store side, the publish
+    /// and the pass together, µs per change. Together, because which of
+    /// them an event pays for is what the builds differ in.
+    pub change_us: Option<Summary>,
+    /// Wall time of that pass, from weftd's own histogram, µs.
+    pub pass_wall_us: Option<Summary>,
+}
+
+/// The control plane with the Kubernetes store at K peer Nodes: this
+/// build's weftd and, when asked, an earlier build's measured alternately
+/// in the same runs (each run measures both, back to back).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubeScale {
+    pub k: u32,
+    pub runs: usize,
+    pub subject: KubeFigures,
+    pub baseline: Option<KubeFigures>,
+    /// Subject over baseline, run by run.
+    pub cold_ratio: Option<Summary>,
+    pub store_ratio: Option<Summary>,
+    pub change_ratio: Option<Summary>,
+    /// The subject's p50 over the baseline's p50 (all samples of each).
+    pub route_p50_ratio: Option<f64>,
+}

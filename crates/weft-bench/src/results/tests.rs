@@ -71,3 +71,38 @@ fn non_integers_keep_six_significant_digits() {
         r#"{"a":1234.57,"b":[0.000123457],"c":3,"d":-2.5}"#
     );
 }
+
+#[test]
+fn a_partial_run_merges_into_a_full_one_and_is_recorded() {
+    let mut full = Results::from_json(SMALL, "small.json").unwrap();
+    full.merged.clear();
+    full.failures.clear();
+    let mut partial = full.clone();
+    partial.run.only = vec![Part::KubeScale];
+    partial.machine.commit = "fedcba9".into();
+    if let Some(k) = partial.kube_scale.as_mut() {
+        k.k = 5_000;
+    }
+    partial.scale = None;
+    // Only the parts the partial run measured are taken.
+    let recorded_scale = full.scale.clone();
+    full.merge(partial.clone()).unwrap();
+    assert_eq!(full.kube_scale.as_ref().unwrap().k, 5_000);
+    assert_eq!(full.scale, recorded_scale);
+    assert_eq!(full.merged.len(), 1);
+    assert_eq!(full.merged[0].machine.commit, "fedcba9");
+    assert!(!full.is_partial());
+    // Merging the part again replaces its record.
+    full.merge(partial.clone()).unwrap();
+    assert_eq!(full.merged.len(), 1);
+    let back = Results::from_json(&full.to_json().unwrap(), "merged").unwrap();
+    assert_eq!(back, full);
+
+    let e = partial.clone().merge(full.clone()).unwrap_err();
+    assert!(e.to_string().contains("are partial"), "{e}");
+    let e = full.clone().merge(full.clone()).unwrap_err();
+    assert!(e.to_string().contains("a full run"), "{e}");
+    partial.failures.push("kube-scale: no lab".into());
+    let e = full.merge(partial).unwrap_err();
+    assert!(e.to_string().contains("has failures"), "{e}");
+}

@@ -55,13 +55,12 @@ impl NodeIdentity {
         }
         match (var("POD_NAME"), var("POD_NAMESPACE")) {
             (Some(name), Some(namespace)) => Ok(NodeIdentity::Pod { namespace, name }),
-            _ => Err(StoreError::Refused {
-                store: client::STORE,
-                detail: "env variables POD_NAME and POD_NAMESPACE must be set (or NODE_NAME): \
-                         the DaemonSet sets them from the downward API (fieldRef \
-                         metadata.name / metadata.namespace)"
-                    .into(),
-            }),
+            _ => Err(StoreError::refused(
+                client::STORE,
+                "env variables POD_NAME and POD_NAMESPACE must be set (or NODE_NAME): the \
+                 DaemonSet sets them from the downward API (fieldRef metadata.name / \
+                 metadata.namespace)",
+            )),
         }
     }
 }
@@ -114,11 +113,10 @@ impl KubeLeaseStore {
     /// Checks the options and builds the client; no request is made yet
     /// (the API may be down while the agent starts).
     pub async fn connect(opts: KubeOptions) -> Result<KubeLeaseStore, StoreError> {
-        let keys =
-            AnnotationKeys::new(&opts.annotation_prefix).map_err(|e| StoreError::Refused {
-                store: client::STORE,
-                detail: format!("--kube-annotation-prefix {:?}: {e}", opts.annotation_prefix),
-            })?;
+        let keys = AnnotationKeys::new(&opts.annotation_prefix).map_err(|e| {
+            let detail = format!("--kube-annotation-prefix {:?}: {e}", opts.annotation_prefix);
+            StoreError::refused(client::STORE, detail).because(e)
+        })?;
         let client = client::build(opts.api_url.as_deref(), opts.kubeconfig.as_deref()).await?;
         Ok(KubeLeaseStore {
             nodes: Api::all(client.clone()),
@@ -157,9 +155,8 @@ impl KubeLeaseStore {
         let node = client::call(self.nodes.get(&name))
             .await
             .map_err(|f| client::store_error(&what, f))?;
-        let cidrs = node::pod_cidrs(&node).map_err(|detail| StoreError::Refused {
-            store: client::STORE,
-            detail: format!("node {name}: {detail}"),
+        let cidrs = node::pod_cidrs(&node).map_err(|detail| {
+            StoreError::refused(client::STORE, format!("node {name}: {detail}"))
         })?;
         Ok(cidrs.map(|c| {
             c.v4.map(|n| n.to_string())
@@ -178,9 +175,11 @@ impl KubeLeaseStore {
         pod.spec
             .and_then(|s| s.node_name)
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| StoreError::Refused {
-                store: client::STORE,
-                detail: format!("node name not present in pod spec '{namespace}/{name}'"),
+            .ok_or_else(|| {
+                StoreError::refused(
+                    client::STORE,
+                    format!("node name not present in pod spec '{namespace}/{name}'"),
+                )
             })
     }
 }
@@ -194,13 +193,13 @@ impl LeaseStore for KubeLeaseStore {
     /// parses it in this mode).
     async fn network_config(&self) -> Result<NetConfig, StoreError> {
         let path = &self.opts.net_config_path;
-        let text = std::fs::read_to_string(path).map_err(|e| StoreError::Refused {
-            store: client::STORE,
-            detail: format!(
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let detail = format!(
                 "failed to read net conf {}: {e}; mount the ConfigMap kube-flannel-cfg there or \
                  point --net-config-path at net-conf.json",
                 path.display()
-            ),
+            );
+            StoreError::refused(client::STORE, detail).because(e)
         })?;
         Ok(netconf::parse(&text)?)
     }

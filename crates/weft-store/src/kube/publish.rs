@@ -40,7 +40,7 @@ where
     let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(4));
     loop {
         match client::call(op()).await {
-            Err(Failure::Transient(detail)) if start.elapsed() < RETRY_FOR => {
+            Err(Failure::Transient { detail, .. }) if start.elapsed() < RETRY_FOR => {
                 let delay = backoff.next_delay();
                 warn!("{what}: {detail}; retrying in {delay:.1?}");
                 tokio::time::sleep(delay).await;
@@ -91,12 +91,7 @@ impl KubeLeaseStore {
                     warn!("{}", unassigned(node::name(&node)));
                     tokio::time::sleep(self.opts.poll_interval).await;
                 }
-                Err(e) => {
-                    return Err(StoreError::Refused {
-                        store: STORE,
-                        detail: e,
-                    });
-                }
+                Err(e) => return Err(StoreError::refused(STORE, e)),
             }
         };
         let subnets = lease_subnets(cfg, node::name(&node), cidrs)?;
@@ -140,10 +135,10 @@ impl KubeLeaseStore {
                 Err(f) => return Err(client::store_error(&what, f)),
             }
         }
-        Err(StoreError::Unavailable {
-            store: STORE,
-            detail: format!("{what}: it changed {MAX_CONFLICTS} times in a row while we wrote"),
-        })
+        Err(StoreError::unavailable(
+            STORE,
+            format!("{what}: it changed {MAX_CONFLICTS} times in a row while we wrote"),
+        ))
     }
 
     async fn patch_status(&self, name: &str, body: &Value) -> Result<Node, kube::Error> {
@@ -237,10 +232,7 @@ impl KubeLeaseStore {
 /// The lease's subnets: our podCIDRs of the enabled families, each inside
 /// the configured network (flannel's messages).
 fn lease_subnets(cfg: &NetConfig, name: &str, cidrs: PodCidrs) -> Result<LeaseSubnets, StoreError> {
-    let refused = |detail: String| StoreError::Refused {
-        store: STORE,
-        detail,
-    };
+    let refused = |detail: String| StoreError::refused(STORE, detail);
     let mut out = LeaseSubnets::default();
     if let Some(pool) = &cfg.ipv4 {
         let cidr = cidrs.v4.ok_or_else(|| {

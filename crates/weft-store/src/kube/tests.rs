@@ -11,7 +11,7 @@ use weft_core::lease::{LeaseAttrs, LeaseDecodeError, RawJson};
 use weft_core::peer::PeerRejection;
 
 use super::keys::AnnotationKeys;
-use super::node;
+use super::{client, node};
 
 fn keys() -> AnnotationKeys {
     AnnotationKeys::new("flannel.alpha.coreos.com").unwrap()
@@ -247,4 +247,33 @@ fn previous_attrs_and_stored_ips() {
     let (v4, v6) = node::stored_public_ips(&k, &n);
     assert_eq!(v4, Some("198.51.100.4".parse().unwrap()));
     assert_eq!(v6, None);
+}
+
+/// A refusal keeps the API server's answer behind its message, typed; the
+/// failure's `{:?}`, shown in log lines, is as it was.
+#[test]
+fn api_errors_stay_behind_the_store_error() {
+    use kube::core::Status;
+    let forbidden = Status::failure(r#"nodes "n1" is forbidden"#, "Forbidden").with_code(403);
+    let f = client::classify(kube::Error::Api(forbidden.boxed()));
+    assert_eq!(
+        format!("{f:?}"),
+        r#"Permanent { code: 403, message: "nodes \"n1\" is forbidden" }"#
+    );
+    let err = client::store_error("cannot patch node \"n1\"", f);
+    assert!(!err.is_retryable());
+    assert!(err.to_string().contains("ClusterRole needs"), "{err}");
+    let api = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<kube::Error>());
+    assert!(
+        matches!(api, Some(kube::Error::Api(s)) if s.code == 403),
+        "{err:?}"
+    );
+
+    let busy = Status::failure("etcdserver: too many requests", "").with_code(503);
+    let f = client::classify(kube::Error::Api(busy.boxed()));
+    assert_eq!(
+        format!("{f:?}"),
+        r#"Transient("etcdserver: too many requests (503)")"#
+    );
+    assert!(client::store_error("cannot list nodes", f).is_retryable());
 }

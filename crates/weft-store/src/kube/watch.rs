@@ -6,33 +6,33 @@
 //! so a snapshot never empties on the way. While the API is unreachable the
 //! last snapshot stays published. Only nodes annotated
 //! `kube-subnet-manager: "true"` are peers; our own node is left out by
-//! name. A malformed node is skipped with one warning per change of its
-//! relevant fields, and counted.
+//! name. Each node is checked when its relevant fields change (not on
+//! every snapshot); the shared [`Publisher`] screens, warns once per change
+//! of a skipped node, counts, and publishes.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt as _, StreamExt as _};
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
-use tracing::{debug, info, warn};
-use weft_core::lease::{Lease, LeaseSubnets};
+use tracing::{info, warn};
+use weft_core::lease::LeaseSubnets;
 use weft_core::netconf::NetConfig;
-use weft_core::peer::{self, PeerRejection};
+use weft_core::peer;
 
 use super::client::{self, Failure};
 use super::keys::AnnotationKeys;
 use super::node;
+use crate::SnapshotSender;
 use crate::backoff::Backoff;
 use crate::outage::OutageLog;
+use crate::publisher::{Entry, Ids, Publisher};
 
 /// How the store is named in log lines.
 const STORE: &str = "kubernetes";
-use crate::{PeerSnapshot, SnapshotSender};
 
 /// What the server is asked to keep a watch open for (kube-rs' default).
 const WATCH_TIMEOUT_SECS: u32 = 290;
@@ -41,34 +41,19 @@ const WATCH_IDLE: Duration = Duration::from_secs(WATCH_TIMEOUT_SECS as u64 + 30)
 /// Events applied before one snapshot is published (a burst coalesces).
 const BATCH: usize = 1000;
 
-/// One node, reduced to what matters here.
-struct Entry {
-    created: String,
-    fingerprint: u64,
-    managed: bool,
-    lease: Result<Lease, PeerRejection>,
-}
-
 struct Ctx<'a> {
     keys: &'a AnnotationKeys,
     /// The config peers are screened against (see [`screening_config`]).
     cfg: NetConfig,
-    own: LeaseSubnets,
     own_name: &'a str,
-    warned: HashMap<String, u64>,
-    skipped_total: BTreeMap<&'static str, u64>,
-    /// See [`PeerSnapshot::watch_restarts`]: a working watch lost, or a
-    /// 410; not every failed attempt to reconnect during one outage.
-    watch_restarts: BTreeMap<&'static str, u64>,
+    /// The peers, by node name, ordered by creationTimestamp then name
+    /// (oldest first, as flannel), versioned by [`fingerprint`].
+    publisher: Publisher<String>,
+    /// The version the watch resumes from.
+    resource_version: String,
     /// Whether the last watch connection was established (and not lost
     /// since), so that an outage counts once.
     watching: bool,
-}
-
-struct View {
-    resource_version: String,
-    nodes: BTreeMap<String, Entry>,
-    own_present: bool,
 }
 
 /// In Kubernetes mode the controller-manager's `--node-cidr-mask-size`
@@ -85,8 +70,9 @@ fn screening_config(cfg: &NetConfig, own: &LeaseSubnets) -> NetConfig {
     c
 }
 
-/// A hash of the fields a lease is made of; other changes (the kubelet's
-/// status updates) neither re-parse nor re-warn.
+/// A hash of the fields a lease is made of (the podCIDRs and every
+/// annotation weft writes, `kube-subnet-manager` included); other changes
+/// (the kubelet's status updates) neither re-check nor re-warn.
 fn fingerprint(keys: &AnnotationKeys, n: &Node) -> u64 {
     let mut h = DefaultHasher::new();
     let spec = n.spec.as_ref();
@@ -99,112 +85,85 @@ fn fingerprint(keys: &AnnotationKeys, n: &Node) -> u64 {
     h.finish()
 }
 
+fn created(n: &Node) -> String {
+    n.metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default()
+}
+
 impl Ctx<'_> {
-    fn entry(&self, n: &Node, old: Option<&Entry>) -> Entry {
-        let fp = fingerprint(self.keys, n);
-        let managed = node::is_managed(self.keys, n);
-        let created = n
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0.to_string())
-            .unwrap_or_default();
-        let lease = match old.filter(|o| o.fingerprint == fp) {
-            Some(old) => old.lease.clone(),
-            None => {
+    /// A peer node as the publisher keeps it: checked only when its
+    /// relevant fields changed since the version the publisher holds.
+    fn entry(&self, n: &Node, created: String, fingerprint: u64) -> Entry<String> {
+        let checked = match self.publisher.cached(node::name(n), fingerprint) {
+            Some(kept) => kept.clone(),
+            None => node::is_managed(self.keys, n).then(|| {
                 let (v4, v6) = (self.cfg.ipv4.is_some(), self.cfg.ipv6.is_some());
-                node::peer_lease(self.keys, v4, v6, n)
-            }
+                peer::precheck_other(&self.cfg, node::peer_lease(self.keys, v4, v6, n))
+            }),
         };
         Entry {
-            created,
-            fingerprint: fp,
-            managed,
-            lease,
+            order: created,
+            version: fingerprint,
+            checked,
         }
+    }
+
+    /// Whether our own node carries a lease (when it does not, the agent
+    /// acquires again).
+    fn own_present(&self, n: &Node) -> bool {
+        node::is_managed(self.keys, n) && node::annotations(n).contains_key(&self.keys.backend_type)
     }
 
     /// The watch has to start over for `reason` (`relist` or `error`).
     fn restarted(&mut self, reason: &'static str) {
         if reason == "relist" || self.watching {
-            *self.watch_restarts.entry(reason).or_default() += 1;
+            self.publisher.restarted(reason);
         }
         self.watching = false;
     }
 
-    fn apply(&self, view: &mut View, n: &Node, deleted: bool) {
-        let name = node::name(n).to_owned();
+    fn note_version(&mut self, rv: String) {
+        self.publisher.set_revision(rv.parse().unwrap_or(0));
+        self.resource_version = rv;
+    }
+
+    /// A fresh listing replaces every node at once.
+    fn listed(&mut self, items: &[Node], resource_version: String) {
+        let mut own_present = false;
+        let mut entries = Vec::with_capacity(items.len());
+        for n in items {
+            let name = node::name(n);
+            if name == self.own_name {
+                own_present = self.own_present(n);
+            } else {
+                let e = self.entry(n, created(n), fingerprint(self.keys, n));
+                entries.push((name.to_owned(), e));
+            }
+        }
+        self.publisher.replace_all(0, entries);
+        self.publisher.set_own_present(own_present);
+        self.note_version(resource_version);
+    }
+
+    /// One node event. Returns whether the snapshot may change.
+    fn apply(&mut self, n: &Node, deleted: bool) -> bool {
+        let name = node::name(n);
         if name == self.own_name {
-            view.own_present = !deleted
-                && node::is_managed(self.keys, n)
-                && node::annotations(n).contains_key(&self.keys.backend_type);
-            return;
+            let present = !deleted && self.own_present(n);
+            return self.publisher.set_own_present(present);
         }
         if deleted {
-            view.nodes.remove(&name);
-        } else {
-            let e = self.entry(n, view.nodes.get(&name));
-            view.nodes.insert(name, e);
+            return self.publisher.remove(name);
         }
-    }
-
-    fn publish(&mut self, view: &View, tx: &SnapshotSender) {
-        let mut ordered: Vec<(&String, &Entry)> =
-            view.nodes.iter().filter(|(_, e)| e.managed).collect();
-        ordered.sort_by(|a, b| (&a.1.created, a.0).cmp(&(&b.1.created, b.0)));
-        let screened = peer::screen_others(
-            &self.cfg,
-            &self.own,
-            ordered.iter().map(|(k, e)| ((*k).clone(), e.lease.clone())),
-        );
-        for rejected in &screened.rejected {
-            let fp = view.nodes.get(&rejected.id).map_or(0, |e| e.fingerprint);
-            if self.warned.get(&rejected.id) != Some(&fp) {
-                warn!(node = %rejected.id, reason = rejected.reason.kind(), "{rejected}");
-                self.warned.insert(rejected.id.clone(), fp);
-                *self
-                    .skipped_total
-                    .entry(rejected.reason.kind())
-                    .or_default() += 1;
-            }
+        let (created, fp) = (created(n), fingerprint(self.keys, n));
+        if self.publisher.holds(name, &created, fp) {
+            return false;
         }
-        self.warned.retain(|k, _| view.nodes.contains_key(k));
-        let snapshot = PeerSnapshot {
-            revision: view.resource_version.parse().unwrap_or(0),
-            peers: screened,
-            own_present: view.own_present,
-            skipped_total: self
-                .skipped_total
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-            watch_restarts: self
-                .watch_restarts
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), *v))
-                .collect(),
-        };
-        tx.send_if_modified(|current| {
-            let changed = current.as_ref().is_none_or(|c| {
-                c.peers != snapshot.peers
-                    || c.own_present != snapshot.own_present
-                    || c.skipped_total != snapshot.skipped_total
-                    || c.watch_restarts != snapshot.watch_restarts
-            });
-            if changed {
-                debug!(resource_version = %view.resource_version, peers = snapshot.peers.accepted.len(),
-                       skipped = snapshot.peers.rejected.len(), "peer snapshot");
-                *current = Some(Arc::new(snapshot));
-            }
-            changed
-        });
-    }
-}
-
-async fn pause(backoff: &mut Backoff, tx: &SnapshotSender) -> bool {
-    tokio::select! {
-        _ = tokio::time::sleep(backoff.next_delay()) => true,
-        _ = tx.closed() => false,
+        let e = self.entry(n, created, fp);
+        self.publisher.upsert(name.to_owned(), e)
     }
 }
 
@@ -229,66 +188,59 @@ pub(crate) async fn watch_peers(
     let mut ctx = Ctx {
         keys,
         cfg: screening_config(cfg, &own),
-        own,
         own_name,
-        warned: HashMap::new(),
-        skipped_total: BTreeMap::new(),
-        watch_restarts: BTreeMap::new(),
+        publisher: Publisher::new(own, Ids::Nodes),
+        resource_version: String::new(),
         watching: false,
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut outage = OutageLog::new("node watch");
-    let mut view: Option<View> = None;
+    // Whether the publisher holds a listing to resume from (false at the
+    // start and after 410 Gone: list again).
+    let mut listed = false;
     let mut listed_at = Instant::now();
     while !tx.is_closed() {
-        let mut current = match view.take() {
-            Some(v) => v,
-            None => {
-                match client::call(nodes.list(&ListParams::default())).await {
-                    Ok(list) => {
-                        listed_at = Instant::now();
-                        outage.recovered(STORE);
-                        let mut v = View {
-                            resource_version: list.metadata.resource_version.unwrap_or_default(),
-                            nodes: BTreeMap::new(),
-                            own_present: false,
-                        };
-                        for n in &list.items {
-                            ctx.apply(&mut v, n, false);
-                        }
-                        ctx.publish(&v, &tx);
-                        backoff.reset();
-                        v
-                    }
-                    Err(f) => {
-                        outage.failed(
+        if !listed {
+            match client::call(nodes.list(&ListParams::default())).await {
+                Ok(list) => {
+                    listed_at = Instant::now();
+                    outage.recovered(STORE);
+                    let rv = list.metadata.resource_version.unwrap_or_default();
+                    ctx.listed(&list.items, rv);
+                    ctx.publisher.publish(&tx);
+                    backoff.reset();
+                    listed = true;
+                }
+                Err(f) => {
+                    outage.failed(
                         STORE,
-                        &format!("cannot list nodes ({f:?}); keeping the last peer snapshot and retrying"),
+                        &format!(
+                            "cannot list nodes ({f:?}); keeping the last peer snapshot and retrying"
+                        ),
                     );
-                        if !pause(&mut backoff, &tx).await {
-                            return;
-                        }
-                        continue;
+                    if !backoff.pause(&tx).await {
+                        return;
                     }
+                    continue;
                 }
             }
-        };
+        }
         let ended = tokio::select! {
-            e = watch_once(nodes, &mut ctx, &mut current, &tx, &mut backoff, &mut outage) => e,
+            e = watch_once(nodes, &mut ctx, &tx, &mut backoff, &mut outage) => e,
             _ = tx.closed() => return,
         };
         match ended {
             Ended::Resume { quick } => {
-                view = Some(current);
-                if quick && !pause(&mut backoff, &tx).await {
+                if quick && !backoff.pause(&tx).await {
                     return;
                 }
             }
             Ended::Relist => {
                 info!("node watch expired (410 Gone); listing the nodes again");
+                listed = false;
                 // A server answering 410 to a version it just listed must
                 // not be hammered.
-                if listed_at.elapsed() < Duration::from_secs(1) && !pause(&mut backoff, &tx).await {
+                if listed_at.elapsed() < Duration::from_secs(1) && !backoff.pause(&tx).await {
                     return;
                 }
             }
@@ -297,11 +249,10 @@ pub(crate) async fn watch_peers(
                     STORE,
                     &format!(
                         "{detail}; keeping the last peer snapshot, resuming from resourceVersion {}",
-                        current.resource_version
+                        ctx.resource_version
                     ),
                 );
-                view = Some(current);
-                if !pause(&mut backoff, &tx).await {
+                if !backoff.pause(&tx).await {
                     return;
                 }
             }
@@ -309,23 +260,22 @@ pub(crate) async fn watch_peers(
     }
 }
 
-/// Runs one watch connection from `view.resource_version`.
+/// Runs one watch connection from `ctx.resource_version`.
 async fn watch_once(
     nodes: &Api<Node>,
     ctx: &mut Ctx<'_>,
-    view: &mut View,
     tx: &SnapshotSender,
     backoff: &mut Backoff,
     outage: &mut OutageLog,
 ) -> Ended {
     let params = WatchParams::default().timeout(WATCH_TIMEOUT_SECS);
     let started = Instant::now();
-    let stream = match client::call(nodes.watch(&params, &view.resource_version)).await {
+    let stream = match client::call(nodes.watch(&params, &ctx.resource_version)).await {
         Ok(s) => {
             outage.recovered(STORE);
             ctx.watching = true;
             // Publishes the restart count if it moved.
-            ctx.publish(view, tx);
+            ctx.publisher.publish(tx);
             s
         }
         Err(Failure::Gone) => {
@@ -369,16 +319,14 @@ async fn watch_once(
         for item in batch {
             match item {
                 Ok(WatchEvent::Added(n)) | Ok(WatchEvent::Modified(n)) => {
-                    note_version(view, &n);
-                    ctx.apply(view, &n, false);
-                    changed = true;
+                    note_version(ctx, &n);
+                    changed |= ctx.apply(&n, false);
                 }
                 Ok(WatchEvent::Deleted(n)) => {
-                    note_version(view, &n);
-                    ctx.apply(view, &n, true);
-                    changed = true;
+                    note_version(ctx, &n);
+                    changed |= ctx.apply(&n, true);
                 }
-                Ok(WatchEvent::Bookmark(b)) => view.resource_version = b.metadata.resource_version,
+                Ok(WatchEvent::Bookmark(b)) => ctx.note_version(b.metadata.resource_version),
                 Ok(WatchEvent::Error(s)) if s.code == 410 => end = Some(Ended::Relist),
                 Ok(WatchEvent::Error(s)) => {
                     end = Some(Ended::Failed(format!("{} ({})", s.message, s.code)))
@@ -393,7 +341,7 @@ async fn watch_once(
             }
         }
         if changed {
-            ctx.publish(view, tx);
+            ctx.publisher.publish(tx);
         }
         if let Some(e) = end {
             ctx.restarted(match e {
@@ -405,8 +353,8 @@ async fn watch_once(
     }
 }
 
-fn note_version(view: &mut View, n: &Node) {
+fn note_version(ctx: &mut Ctx<'_>, n: &Node) {
     if let Some(rv) = &n.metadata.resource_version {
-        view.resource_version = rv.clone();
+        ctx.note_version(rv.clone());
     }
 }

@@ -62,15 +62,16 @@ pub struct LocalKv {
 
 pub(super) fn sql_err(e: rusqlite::Error) -> KvError {
     use rusqlite::ErrorCode;
-    match e.sqlite_error_code() {
+    let mapped = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            KvError::Unavailable(format!("the lease file is locked by another process: {e}"))
+            KvError::unavailable(format!("the lease file is locked by another process: {e}"))
         }
         Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::NotADatabase) => {
-            KvError::Refused(format!("cannot use the lease file: {e}"))
+            KvError::refused(format!("cannot use the lease file: {e}"))
         }
-        _ => KvError::Unavailable(format!("lease file: {e}")),
-    }
+        _ => KvError::unavailable(format!("lease file: {e}")),
+    };
+    mapped.because(e)
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {
@@ -155,8 +156,9 @@ impl LocalKv {
     pub fn open(path: impl AsRef<Path>) -> Result<LocalKv, KvError> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| KvError::Refused(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                KvError::refused(format!("cannot create {}: {e}", dir.display())).because(e)
+            })?;
         }
         let conn = Connection::open(&path).map_err(sql_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err)?;
@@ -204,7 +206,7 @@ impl LocalKv {
             let started = std::time::Instant::now();
             let mut guard = conn
                 .lock()
-                .map_err(|_| KvError::Unavailable("lease file handle poisoned".into()))?;
+                .map_err(|_| KvError::unavailable("lease file handle poisoned"))?;
             f(&mut guard).map_err(|e| {
                 if is_busy(&e) {
                     outage.failed(started);
@@ -213,7 +215,7 @@ impl LocalKv {
             })
         })
         .await
-        .map_err(|e| KvError::Unavailable(format!("lease file worker failed: {e}")))?
+        .map_err(|e| KvError::unavailable(format!("lease file worker failed: {e}")).because(e))?
     }
 
     /// Runs `f` in a write transaction after sweeping expired keys.
