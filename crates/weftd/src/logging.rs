@@ -124,3 +124,47 @@ mod tests {
         assert!(warning.is_some_and(|w| w.contains("RUST_LOG")));
     }
 }
+
+/// An error with its causes, for the one line an operator reads: each
+/// cause whose text the line already holds is left out (typed errors keep
+/// their cause as a source *and* often quote it in their own message, as
+/// the store's "etcd is unreachable: tcp connect error" does).
+pub fn chain(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("etcd is unreachable: {detail}")]
+    struct Quoting {
+        detail: String,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_said_once_and_a_new_one_is_added() {
+        let quoted = Quoting {
+            detail: "connection refused".into(),
+            source: std::io::Error::other("connection refused"),
+        };
+        let e = anyhow::Error::from(quoted).context("failed to acquire a lease");
+        assert_eq!(
+            chain(&e),
+            "failed to acquire a lease: etcd is unreachable: connection refused"
+        );
+        let fresh = anyhow::anyhow!(std::io::Error::other("disk full")).context("cannot write");
+        assert_eq!(chain(&fresh), "cannot write: disk full");
+    }
+}

@@ -75,11 +75,11 @@ fn main() -> ExitCode {
     match runtime.block_on(agent::run(flags)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<agent::NotBuilt>().is_some() => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", logging::chain(&e));
             ExitCode::from(2)
         }
         Err(e) => {
-            tracing::error!("{e:#}");
+            tracing::error!("{}", logging::chain(&e));
             ExitCode::from(1)
         }
     }

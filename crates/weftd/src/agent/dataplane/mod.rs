@@ -176,7 +176,10 @@ impl Dataplane<Netlink> {
             let snapshot = snap_rx.borrow_and_update().clone();
             let Some(snapshot) = snapshot else { continue };
             if let Err(e) = self.pass(&lease, &snapshot).await {
-                tracing::error!("reconcile pass failed: {e:#}; retrying at the next resync");
+                tracing::error!(
+                    "reconcile pass failed: {}; retrying at the next resync",
+                    crate::logging::chain(&e)
+                );
             }
         }
         if let Some(wg) = self.wireguard.take() {
