@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{DUAL_STACK_ENV, Netns, Node, can_run};
+use common::{DUAL_STACK_ENV, Netns, Node, require_root};
 use serde_json::{Value, json};
 
 /// The addresses (`addr/len`) of `dev` in `ns`.
@@ -34,9 +34,7 @@ fn route_dsts(ns: &Netns, family: &str) -> Vec<String> {
 
 #[test]
 fn add_check_del_dual_stack() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new(DUAL_STACK_ENV);
     let pod = Netns::new();
     let conf = node.conf(json!({}));
@@ -119,9 +117,7 @@ fn add_check_del_dual_stack() {
 
 #[test]
 fn a_delegate_failing_after_ipam_leaks_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new(DUAL_STACK_ENV);
     let pod = Netns::new();
     // A route through a gateway the pod cannot reach: bridge creates the
@@ -146,9 +142,7 @@ fn a_delegate_failing_after_ipam_leaks_nothing() {
 
 #[test]
 fn a_missing_delegate_is_reported_and_nothing_is_left() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new(DUAL_STACK_ENV);
     let pod = Netns::new();
     let conf = node.conf(json!({"delegate": {"type": "nonexistent"}}));
@@ -163,9 +157,7 @@ fn a_missing_delegate_is_reported_and_nothing_is_left() {
 /// is all weft has to delete it with.
 #[test]
 fn deletes_a_pod_made_by_flannels_plugin() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new(DUAL_STACK_ENV);
     let pod = Netns::new();
     let mut saved: Value =
@@ -200,9 +192,7 @@ fn deletes_a_pod_made_by_flannels_plugin() {
 
 #[test]
 fn two_hundred_pods_leave_no_addresses_and_no_veths() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     const PODS: usize = 200;
     let node = Node::new(DUAL_STACK_ENV);
     let conf = node.conf(json!({}));
@@ -242,9 +232,7 @@ fn two_hundred_pods_leave_no_addresses_and_no_veths() {
 #[test]
 #[ignore = "measurement, run by hand"]
 fn add_latency() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     const RUNS: usize = 50;
     let node = Node::new(DUAL_STACK_ENV);
     let conf = node.conf(json!({}));

@@ -4,7 +4,7 @@
 
 mod common_rules;
 
-use common_rules::{Netns, family, fixture, layout, rules, skip_unless_root, spec_dual, spec_v4};
+use common_rules::{Netns, family, fixture, layout, require_root, rules, spec_dual, spec_v4};
 use weft_dataplane::rules::{Problem, Rules, RulesBackend, RulesError, RulesSpec};
 
 const JUMP: &[&str] = &[
@@ -18,9 +18,7 @@ const JUMP: &[&str] = &[
 
 #[test]
 fn installs_exactly_the_golden_layout() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_v4(true, true)).unwrap();
@@ -35,9 +33,7 @@ fn installs_exactly_the_golden_layout() {
 
 #[test]
 fn hostgw_without_masquerade_matches_its_golden() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_v4(false, true)).unwrap();
@@ -52,9 +48,7 @@ fn hostgw_without_masquerade_matches_its_golden() {
 
 #[test]
 fn applying_twice_or_after_a_tamper_never_duplicates() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     let spec = spec_v4(true, true);
@@ -70,9 +64,7 @@ fn applying_twice_or_after_a_tamper_never_duplicates() {
 
 #[test]
 fn tampering_is_reported_and_repaired() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     let spec = spec_v4(true, true);
@@ -146,9 +138,7 @@ fn tampering_is_reported_and_repaired() {
 
 #[test]
 fn duplicate_jumps_and_old_flannel_rules_are_removed_others_kept() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     let spec = spec_v4(true, true);
@@ -209,9 +199,7 @@ fn duplicate_jumps_and_old_flannel_rules_are_removed_others_kept() {
 
 #[test]
 fn a_new_network_or_lease_replaces_every_old_rule() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_v4(true, true)).unwrap();
@@ -230,9 +218,7 @@ fn a_new_network_or_lease_replaces_every_old_rule() {
 
 #[test]
 fn a_failing_commit_leaves_the_previous_rules() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_v4(true, true)).unwrap();
@@ -259,9 +245,7 @@ fn a_failing_commit_leaves_the_previous_rules() {
 
 #[test]
 fn switching_features_and_families_off_removes_their_chains() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_dual()).unwrap();
@@ -291,9 +275,7 @@ fn switching_features_and_families_off_removes_their_chains() {
 
 #[test]
 fn cleanup_removes_chains_and_jumps_and_is_idempotent() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Iptables);
     ns.apply(&r, &spec_dual()).unwrap();

@@ -12,7 +12,7 @@ mod common_rules;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common_rules::{Netns, rules, skip_unless_root, spec_v4};
+use common_rules::{Netns, require_root, rules, spec_v4};
 use weft_dataplane::rules::RulesBackend;
 
 struct Topology {
@@ -89,17 +89,13 @@ fn pod_egress_is_masqueraded(backend: RulesBackend) {
 
 #[test]
 fn iptables_masquerades_pod_egress() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     pod_egress_is_masqueraded(RulesBackend::Iptables);
 }
 
 #[test]
 fn nftables_masquerades_pod_egress() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     pod_egress_is_masqueraded(RulesBackend::Nftables);
 }
 
@@ -162,16 +158,12 @@ fn rewrites_leave_no_gap(backend: RulesBackend) {
 
 #[test]
 fn iptables_rewrites_leave_no_gap() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     rewrites_leave_no_gap(RulesBackend::Iptables);
 }
 
 #[test]
 fn nftables_rewrites_leave_no_gap() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     rewrites_leave_no_gap(RulesBackend::Nftables);
 }

@@ -6,7 +6,7 @@ mod common_rules;
 
 use std::sync::Arc;
 
-use common_rules::{Netns, family, rules, skip_unless_root, spec_dual, spec_v4};
+use common_rules::{Netns, family, require_root, rules, spec_dual, spec_v4};
 use serde_json::{Value, json};
 use weft_dataplane::rules::{Problem, Rules, RulesBackend, RulesError, RulesSpec};
 
@@ -49,9 +49,7 @@ fn addr_match(op: &str, proto: &str, field: &str, right: Value) -> Value {
 
 #[test]
 fn installs_flannels_tables_chains_and_rules() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     ns.apply(&r, &spec_dual()).unwrap();
@@ -161,9 +159,7 @@ fn installs_flannels_tables_chains_and_rules() {
 
 #[test]
 fn an_unchanged_spec_is_not_rewritten() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     ns.apply(&r, &spec_v4(true, true)).unwrap();
@@ -194,9 +190,7 @@ fn an_unchanged_spec_is_not_rewritten() {
 
 #[test]
 fn a_failing_transaction_leaves_the_previous_table() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     ns.apply(&r, &spec_v4(true, true)).unwrap();
@@ -228,9 +222,7 @@ fn a_failing_transaction_leaves_the_previous_table() {
 
 #[test]
 fn tampering_is_reported_and_repaired() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     let spec = spec_v4(true, true);
@@ -268,9 +260,7 @@ fn tampering_is_reported_and_repaired() {
 
 #[test]
 fn fully_random_off_and_features_off() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     let plain = RulesSpec {
@@ -300,9 +290,7 @@ fn fully_random_off_and_features_off() {
 
 #[test]
 fn cleanup_removes_both_tables_and_is_idempotent() {
-    if skip_unless_root() {
-        return;
-    }
+    require_root();
     let ns = Netns::new();
     let r = rules(RulesBackend::Nftables);
     ns.apply(&r, &spec_dual()).unwrap();

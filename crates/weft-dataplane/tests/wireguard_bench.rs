@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common_wg::{
-    ChildGuard, Node, can_run, close, peer, ping_ok, spec, underlay, unique_dev, weft_device,
+    ChildGuard, Node, close, peer, ping_ok, require_root, spec, underlay, unique_dev, weft_device,
 };
 use weft_core::wg_key::WgKey;
 use weft_dataplane::wireguard::{DEFAULT_UAPI_DIR, PathPolicy, WgDevice, WgPeerSpec};
@@ -26,9 +26,7 @@ use weft_dataplane::wireguard::{DEFAULT_UAPI_DIR, PathPolicy, WgDevice, WgPeerSp
 #[test]
 #[ignore = "measurement"]
 fn open_and_apply_100_peers() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     for multi_thread in [false, true] {
         let node = Node::new("b1", multi_thread).unwrap();
         let peers: Vec<WgPeerSpec> = (0..100u32)
@@ -242,9 +240,7 @@ fn wireguard_go_pair() -> f64 {
 #[test]
 #[ignore = "measurement"]
 fn throughput_weft_vs_wireguard_go() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let go = wireguard_go_pair();
     let weft_mt = weft_pair(true);
     let weft_ct = weft_pair(false);

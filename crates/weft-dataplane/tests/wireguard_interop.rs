@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common_wg::{
-    ChildGuard, Node, can_run, close, now_secs, peer, ping_ok, spec, tcp_echo, underlay,
+    ChildGuard, Node, close, now_secs, peer, ping_ok, require_root, spec, tcp_echo, underlay,
     unique_dev, weft_device, wg_dump,
 };
 use weft_core::wg_key::WgKey;
@@ -52,9 +52,7 @@ fn wg_keypair(dir: &Path) -> (std::path::PathBuf, WgKey) {
 }
 
 fn interop(psk: Option<WgKey>) {
-    if !can_run() {
-        return;
-    }
+    require_root();
     assert!(
         have("wireguard-go") && have("wg"),
         "needs wireguard-go and wg: apt-get install -y --no-install-recommends wireguard-go wireguard-tools (scripts/install-deps.sh does)"

@@ -267,7 +267,7 @@ fn splitting_keeps_every_peer_and_network_exactly_once() {
 #[test]
 #[ignore = "needs the WireGuard module: scripts/vm-test.sh runs it in the Debian-kernel VM"]
 fn kernel_path_against_the_kernel() {
-    assert!(common_wg::can_run(), "needs root");
+    common_wg::require_root();
     let node = common_wg::Node::new("kg", false).unwrap();
     let name = common_wg::unique_dev("k");
     let probe = name.clone();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common_wg::{
-    Node, can_run, close, now_secs, peer, ping_ok, spec, tcp_echo, underlay, unique_dev,
+    Node, close, now_secs, peer, ping_ok, require_root, spec, tcp_echo, underlay, unique_dev,
     weft_device, wg_dump,
 };
 use weft_core::wg_key::WgKey;
@@ -48,9 +48,7 @@ impl Pair {
 
 #[test]
 fn traffic_crosses_the_tunnel_and_wg_reports_it() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let pair = Pair::new(None, None);
     eprintln!("path: {}", pair.dev_a.path());
     assert!(
@@ -91,9 +89,7 @@ fn traffic_crosses_the_tunnel_and_wg_reports_it() {
 
 #[test]
 fn matching_psk_carries_traffic() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let psk = Some(WgKey([0x5a; 32]));
     let pair = Pair::new(psk, psk);
     assert!(ping_ok(&pair.a.ns, "10.244.2.0", Duration::from_secs(10)));
@@ -103,9 +99,7 @@ fn matching_psk_carries_traffic() {
 
 #[test]
 fn mismatched_psk_gives_no_handshake_and_no_traffic() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let pair = Pair::new(Some(WgKey([0x5a; 32])), Some(WgKey([0xa5; 32])));
     assert!(
         !ping_ok(&pair.a.ns, "10.244.2.0", Duration::from_secs(6)),

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common_wg::{Node, address_and_route, can_run, peer, spec, unique_dev, wg_dump};
+use common_wg::{Node, address_and_route, peer, require_root, spec, unique_dev, wg_dump};
 use weft_core::wg_key::WgKey;
 use weft_dataplane::wireguard::{
     DEFAULT_UAPI_DIR, PathPolicy, PeerChanges, PrivateKey, WgDevice, WgError, WgPath,
@@ -22,9 +22,7 @@ fn key(n: u8) -> WgKey {
 
 #[test]
 fn kernel_only_fails_clearly_without_the_module() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new("ko", false).unwrap();
     let spec = spec(&unique_dev("k"), 51820);
     let result = node.run(async move {
@@ -52,9 +50,7 @@ fn kernel_only_fails_clearly_without_the_module() {
 
 #[test]
 fn userspace_device_peers_are_reconciled_and_visible_to_wg() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new("us", false).unwrap();
     let name = unique_dev("u");
     let spec = spec(&name, 51820);
@@ -184,9 +180,7 @@ fn userspace_device_peers_are_reconciled_and_visible_to_wg() {
 
 #[test]
 fn uapi_dir_is_a_parameter_and_a_stale_socket_is_replaced() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new("ud", false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let name = unique_dev("d");
@@ -235,9 +229,7 @@ fn uapi_dir_is_a_parameter_and_a_stale_socket_is_replaced() {
 
 #[test]
 fn a_foreign_link_of_that_name_is_refused() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new("fl", false).unwrap();
     let name = unique_dev("f");
     node.exec("ip", &["link", "add", &name, "type", "bridge"])
@@ -255,9 +247,7 @@ fn a_foreign_link_of_that_name_is_refused() {
 
 #[test]
 fn a_live_device_is_not_opened_twice_and_its_name_is_free_after_close() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     let node = Node::new("tw", false).unwrap();
     let name = unique_dev("t");
     let (first, second, third) = (spec(&name, 51820), spec(&name, 51821), spec(&name, 51820));
@@ -290,9 +280,7 @@ fn a_live_device_is_not_opened_twice_and_its_name_is_free_after_close() {
 
 #[test]
 fn a_socket_served_by_another_node_is_not_taken_over() {
-    if !can_run() {
-        return;
-    }
+    require_root();
     // Two lab nodes, same device name, same socket directory.
     let (a, b) = (
         Node::new("sa", false).unwrap(),

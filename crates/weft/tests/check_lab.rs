@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestLab, etcd_net_conf, finding, root, weft_check};
+use common::{TestLab, etcd_net_conf, finding, require_root, weft_check};
 use weft_lab::{Backend, StoreKind};
 
 const ETCD: &str = "http://192.0.2.250:2379";
@@ -16,9 +16,7 @@ fn check(lab: &TestLab, conf: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn every_finding_on_a_lab_node_is_true() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up_with("chk", Backend::Vxlan, |spec| spec.store = StoreKind::Etcd);
     // The net-conf.json the agents read, from the lab's etcd.
     let dir = tempfile::tempdir().unwrap();

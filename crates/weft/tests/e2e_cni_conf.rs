@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, require_root, wait_until};
 use weft_core::cni_conflist::FLANNEL_CONFLIST;
 use weft_lab::Backend;
 
@@ -82,9 +82,7 @@ fn add_pod_with_conflist(lab: &TestLab, node: &str, pod_netns: &str, conflist: &
 
 #[test]
 fn agent_installs_the_conflist_once_ready_and_keeps_it() {
-    if !root() {
-        return;
-    }
+    require_root();
     let flag = format!("--cni-conf-file={IN_AGENT}");
     let mut lab = TestLab::up_with("e2cni", Backend::HostGw, |spec| {
         spec.nodes = 1;

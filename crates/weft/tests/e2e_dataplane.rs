@@ -6,12 +6,13 @@
 
 mod common;
 
-use common::{TestLab, root, scenarios};
+use common::{TestLab, require_root, scenarios};
 use weft_lab::Backend;
 
-/// A lab for one scenario, or `None` (having said why) without root.
-fn lab(name: &str, backend: Backend, agent_args: &[&str]) -> Option<TestLab> {
-    root().then(|| TestLab::up(name, backend, agent_args))
+/// A lab for one scenario (a failure saying how to run it without root).
+fn lab(name: &str, backend: Backend, agent_args: &[&str]) -> TestLab {
+    require_root();
+    TestLab::up(name, backend, agent_args)
 }
 
 macro_rules! suite {
@@ -21,51 +22,44 @@ macro_rules! suite {
 
             #[test]
             fn pod_matrix_passes() {
-                if let Some(lab) = lab(concat!("e2m", $tag), $backend, &[]) {
-                    lab.assert_matrix();
-                }
+                let lab = lab(concat!("e2m", $tag), $backend, &[]);
+                lab.assert_matrix();
             }
 
             #[test]
             fn departed_node_leaves_every_other_node() {
-                if let Some(mut lab) = lab(concat!("e2d", $tag), $backend, &[]) {
-                    scenarios::departed_node_is_cleaned_up(&mut lab, $backend);
-                }
+                let mut lab = lab(concat!("e2d", $tag), $backend, &[]);
+                scenarios::departed_node_is_cleaned_up(&mut lab, $backend);
             }
 
             #[test]
             fn agent_killed_under_load_loses_nothing() {
-                if let Some(mut lab) = lab(concat!("e2k", $tag), $backend, &[]) {
-                    scenarios::agent_killed_under_load_loses_nothing(&mut lab);
-                }
+                let mut lab = lab(concat!("e2k", $tag), $backend, &[]);
+                scenarios::agent_killed_under_load_loses_nothing(&mut lab);
             }
 
             #[test]
             fn tampering_is_repaired() {
-                if let Some(lab) = lab(concat!("e2t", $tag), $backend, &[]) {
-                    scenarios::tampering_is_repaired(&lab, $backend);
-                }
+                let lab = lab(concat!("e2t", $tag), $backend, &[]);
+                scenarios::tampering_is_repaired(&lab, $backend);
             }
 
             #[test]
             fn sigterm_leaves_the_dataplane_in_place() {
-                if let Some(mut lab) = lab(concat!("e2g", $tag), $backend, &[]) {
-                    scenarios::sigterm_leaves_the_dataplane_in_place(&mut lab, $backend);
-                }
+                let mut lab = lab(concat!("e2g", $tag), $backend, &[]);
+                scenarios::sigterm_leaves_the_dataplane_in_place(&mut lab, $backend);
             }
 
             #[test]
             fn pod_mtu_is_honest() {
-                if let Some(lab) = lab(concat!("e2u", $tag), $backend, &[]) {
-                    scenarios::pod_mtu_is_honest(&lab, $mtu);
-                }
+                let lab = lab(concat!("e2u", $tag), $backend, &[]);
+                scenarios::pod_mtu_is_honest(&lab, $mtu);
             }
 
             #[test]
             fn masquerade_reaches_the_outside_as_the_node() {
-                if let Some(lab) = lab(concat!("e2q", $tag), $backend, &["--ip-masq"]) {
-                    scenarios::masquerade_to_outside(&lab);
-                }
+                let lab = lab(concat!("e2q", $tag), $backend, &["--ip-masq"]);
+                scenarios::masquerade_to_outside(&lab);
             }
         }
     };
@@ -76,9 +70,7 @@ suite!(host_gw, Backend::HostGw, "hg", 1500);
 
 #[test]
 fn nftables_rules_have_flannels_tables() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("e2nft", Backend::Vxlan, |spec| {
         spec.agent_args = vec!["--ip-masq".into()];
         spec.net_conf_options
@@ -103,9 +95,7 @@ fn nftables_rules_have_flannels_tables() {
 
 #[test]
 fn ipip_on_a_kernel_without_ipip_fails_clearly() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut spec = weft_lab::LabSpec::new("e2ip").unwrap();
     spec.backend = Backend::Ipip;
     spec.nodes = 1;

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, require_root, wait_until};
 use weft_lab::{Backend, Family, IpFamily, Signal};
 
 fn dual(name: &str, backend: Backend, family: IpFamily, agent_args: &[&str]) -> TestLab {
@@ -62,9 +62,7 @@ fn matrix_covers(lab: &TestLab, families: &[Family]) {
 }
 
 fn dual_matrix(name: &str, backend: Backend) {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = dual(name, backend, IpFamily::Dual, &[]);
     matrix_covers(&lab, &[Family::V4, Family::V6]);
     let env = subnet_env(&lab, "node1");
@@ -110,9 +108,7 @@ mod ipv6_only {
     use super::*;
 
     fn v6_only(name: &str, backend: Backend) {
-        if !root() {
-            return;
-        }
+        require_root();
         let lab = dual(name, backend, IpFamily::Ipv6, &[]);
         matrix_covers(&lab, &[Family::V6]);
         let env = subnet_env(&lab, "node1");
@@ -149,9 +145,7 @@ mod ipv6_only {
 /// with DF crosses, one byte more is refused at once.
 #[test]
 fn dual_stack_vxlan_pod_mtu_fits_the_ipv6_tunnel() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = dual("e6mtu", Backend::Vxlan, IpFamily::Dual, &[]);
     let mtu: u32 = env_value(&subnet_env(&lab, "node1"), "FLANNEL_MTU")
         .unwrap()
@@ -193,9 +187,7 @@ fn dual_stack_vxlan_pod_mtu_fits_the_ipv6_tunnel() {
 /// every other node.
 #[test]
 fn departed_dual_stack_node_leaves_both_families() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = dual("e6dep", Backend::Vxlan, IpFamily::Dual, &[]);
     let gone4 = node_subnet(&lab, "node3", Family::V4);
     let gone6 = node_subnet(&lab, "node3", Family::V6);
@@ -226,9 +218,7 @@ fn departed_dual_stack_node_leaves_both_families() {
 /// the IPv6 network.
 #[test]
 fn ipv6_pod_traffic_to_the_outside_is_masqueraded() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = dual("e6masq", Backend::Vxlan, IpFamily::Dual, &["--ip-masq"]);
     let peer =
         common::outside_connection_source(&lab, "node1-pod1", "2001:db8:ffff::1".parse().unwrap());
@@ -257,9 +247,7 @@ fn ipv6_pod_traffic_to_the_outside_is_masqueraded() {
 /// its public address, as flannel does).
 #[test]
 fn restarted_agent_keeps_both_subnets() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = dual("e6rst", Backend::Vxlan, IpFamily::Dual, &[]);
     let before = lab.lab().node("node2").unwrap().subnets.clone();
     lab.lab_mut().kill_agent("node2", Signal::SIGTERM).unwrap();
@@ -275,9 +263,7 @@ fn restarted_agent_keeps_both_subnets() {
 /// table, and pods' IPv6 egress is rewritten to the node's address.
 #[test]
 fn nftables_masquerades_ipv6_in_its_own_table() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("e6nft", Backend::Vxlan, |spec| {
         spec.ip_family = IpFamily::Dual;
         spec.agent_args = vec!["--ip-masq".into()];
@@ -301,9 +287,7 @@ fn nftables_masquerades_ipv6_in_its_own_table() {
 /// `flannel-wg` whose peers hold both subnets.
 #[test]
 fn wireguard_single_device_mode_carries_both_families() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("e6wga", Backend::Wireguard, |spec| {
         spec.ip_family = IpFamily::Dual;
         spec.backend_options

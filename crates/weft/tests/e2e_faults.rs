@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::load_while;
-use common::{TestLab, root, wait_until};
+use common::{TestLab, require_root, wait_until};
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal, StoreKind};
@@ -37,9 +37,7 @@ fn write_fake_peer(lab: &TestLab, subnet: &str) {
 
 #[test]
 fn etcd_down_for_60s_loses_nothing_then_catches_up() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up_with("f-etcd", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Etcd;
         spec.agent_args = vec!["--subnet-lease-ttl=20".into()];
@@ -106,9 +104,7 @@ fn etcd_down_for_60s_loses_nothing_then_catches_up() {
 
 #[test]
 fn local_store_locked_for_60s_loses_nothing() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("f-lock", Backend::HostGw, |spec| {
         spec.agent_args = vec!["--subnet-lease-ttl=20".into()];
     });
@@ -182,9 +178,7 @@ fn local_store_locked_for_60s_loses_nothing() {
 
 #[test]
 fn vanished_node_expires_and_leaves_the_others() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up_with("f-gone", Backend::Vxlan, |spec| {
         spec.agent_args = vec!["--subnet-lease-ttl=8".into()];
     });
@@ -234,9 +228,7 @@ fn vanished_node_expires_and_leaves_the_others() {
 
 #[test]
 fn thirty_agents_join_at_once_and_converge() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("f-30", Backend::HostGw, |spec| {
         spec.nodes = 30;
         spec.pods_per_node = 0;
@@ -265,9 +257,7 @@ fn thirty_agents_join_at_once_and_converge() {
 
 #[test]
 fn tampered_entries_and_rules_are_restored_within_a_resync() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("f-tamper", Backend::Vxlan, &["--ip-masq"]);
     let peer_gw = lab.subnet("node2").split('/').next().unwrap().to_owned();
     lab.ok(
@@ -329,9 +319,7 @@ fn tampered_entries_and_rules_are_restored_within_a_resync() {
 
 #[test]
 fn deleted_nft_table_is_restored() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("f-nft", Backend::HostGw, |spec| {
         spec.agent_args = vec!["--ip-masq".into()];
         spec.net_conf_options
@@ -350,9 +338,7 @@ fn deleted_nft_table_is_restored() {
 
 #[test]
 fn node_cut_off_from_etcd_keeps_forwarding_and_catches_up() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("f-cut", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Etcd;
     });
@@ -406,9 +392,7 @@ fn node_cut_off_from_etcd_keeps_forwarding_and_catches_up() {
 
 #[test]
 fn underlay_mtu_change_reaches_the_device_and_subnet_env() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("f-mtu", Backend::Vxlan, &[]);
     lab.ok("node1", &["ip", "link", "set", "eth0", "mtu", "1400"]);
     let env = lab.lab().node("node1").unwrap().dir.join("subnet.env");
@@ -429,9 +413,7 @@ fn underlay_mtu_change_reaches_the_device_and_subnet_env() {
 /// within a resync, and traffic flows again.
 #[test]
 fn tampered_wireguard_peers_are_restored_within_a_resync() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("f-wgtamper", Backend::Wireguard, &[]);
     let wg = |node: &str, args: &[&str]| {
         let mut argv = vec!["wg"];

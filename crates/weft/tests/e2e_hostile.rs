@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::agent::{kube_node, metric, wait_for_a_full_pass};
-use common::{TestLab, http, root, wait_until};
+use common::{TestLab, http, require_root, wait_until};
 use serde_json::Value;
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
@@ -262,17 +262,13 @@ fn run(name: &str, family: IpFamily) {
 
 #[test]
 fn hostile_leases_leave_the_kernel_untouched_ipv4() {
-    if !root() {
-        return;
-    }
+    require_root();
     run("hostile4", IpFamily::Ipv4);
 }
 
 #[test]
 fn hostile_leases_leave_the_kernel_untouched_dual_stack() {
-    if !root() {
-        return;
-    }
+    require_root();
     run("hostile6", IpFamily::Dual);
 }
 
@@ -281,9 +277,7 @@ fn hostile_leases_leave_the_kernel_untouched_dual_stack() {
 #[test]
 fn status_socket_is_root_only() {
     use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, PermissionsExt as _};
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("hostsock", Backend::HostGw, |spec| {
         spec.nodes = 2;
         spec.pods_per_node = 0;
@@ -319,9 +313,7 @@ fn status_socket_is_root_only() {
 /// kernel; the good one does, the skips are counted, pods still talk.
 #[test]
 fn hostile_kube_nodes_leave_the_kernel_untouched() {
-    if !root() {
-        return;
-    }
+    require_root();
     const API: &str = "192.0.2.250:6443";
     let lab = TestLab::up_with("hostkube", Backend::Vxlan, |spec| {
         spec.store = weft_lab::StoreKind::Kube;

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestLab, http, root, wait_until};
+use common::{TestLab, http, require_root, wait_until};
 use weft_lab::{Backend, Signal, StoreKind};
 
 const API: &str = "192.0.2.250:6443";
@@ -32,9 +32,7 @@ fn kube_lab(name: &str) -> TestLab {
 
 #[test]
 fn pods_reach_each_other_and_nodes_carry_flannels_annotations() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = kube_lab("k-mx");
     lab.assert_matrix();
     let n = node(&lab, "node1");
@@ -66,9 +64,7 @@ fn pods_reach_each_other_and_nodes_carry_flannels_annotations() {
 
 #[test]
 fn a_rebooted_node_keeps_its_vtep_mac_from_its_annotation() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = kube_lab("k-mac");
     let before =
         node(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
@@ -89,9 +85,7 @@ fn a_rebooted_node_keeps_its_vtep_mac_from_its_annotation() {
 
 #[test]
 fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("k-down", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Kube;
         spec.agent_args.push("--healthz-port=8081".to_owned());
@@ -179,9 +173,7 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
 /// flannel-v6.1's MAC; and pods reach each other over both.
 #[test]
 fn dual_stack_nodes_carry_both_families() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("k-ds", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Kube;
         spec.ip_family = weft_lab::IpFamily::Dual;
@@ -213,9 +205,7 @@ fn dual_stack_nodes_carry_both_families() {
 /// an unknown node name fails naming it.
 #[test]
 fn weft_check_reads_the_node_and_its_podcidr() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = kube_lab("k-chk");
     let kubeconfig = match &lab.lab().state().store {
         weft_lab::StoreState::Kube(k) => k.kubeconfig.clone(),

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, http, lab_exec_ok, root, wait_until};
+use common::{TestLab, http, lab_exec_ok, require_root, wait_until};
 use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Lab, Signal, StoreKind};
@@ -73,9 +73,7 @@ fn gateway_of(subnet: &str) -> String {
 
 #[test]
 fn a_lease_deleted_by_an_operator_is_taken_again_loudly() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = etcd_lab("l-gone");
     let subnet = lab.subnet("node1");
     let key = lease_key(&lab, "node1");
@@ -148,9 +146,7 @@ fn retry_delays(log: &str, what: &str) -> Vec<Duration> {
 
 #[test]
 fn an_agent_started_while_etcd_is_down_waits_with_backoff_then_serves() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = etcd_lab("l-down");
     let subnet = lab.subnet("node1");
     lab.lab_mut().kill_agent("node1", Signal::SIGTERM).unwrap();
@@ -242,9 +238,7 @@ fn published_key(lab: &TestLab, name: &str) -> String {
 
 #[test]
 fn kube_mode_keeps_the_wireguard_key_across_a_restart() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up_with("l-kwg", Backend::Wireguard, |spec| {
         spec.store = StoreKind::Kube;
     });

@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
-use common::{TestLab, root, wait_until};
+use common::{TestLab, require_root, wait_until};
 use weft_lab::Backend;
 
 fn status(lab: &TestLab, node: &str) -> serde_json::Value {
@@ -59,9 +59,7 @@ fn http_get(lab: &TestLab, node: &str, path: &str) -> (u16, String) {
 
 #[test]
 fn status_lists_peers_and_flags_drift_until_repaired() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("e2st", Backend::Vxlan, &[]);
     let s = status(&lab, "node1");
     assert_eq!(s["ok"], true, "{s:#}");
@@ -156,9 +154,7 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
 
 #[test]
 fn readyz_and_metrics_answer_and_count() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("e2mt", Backend::HostGw, &["--healthz-port=8081"]);
     assert_eq!(
         http_get(&lab, "node1", "/healthz"),

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bulk::bulk_tcp_is_intact;
-use common::{TestLab, icmp_echos_received, lab_exec, root, wait_for_pings, wait_until};
+use common::{TestLab, icmp_echos_received, lab_exec, require_root, wait_for_pings, wait_until};
 use weft_lab::{Backend, Signal};
 
 /// ICMP payload of the ping that closes a capture: its encrypted packets are
@@ -38,9 +38,7 @@ fn wg_show(lab: &TestLab, node: &str, what: &[&str]) -> String {
 
 #[test]
 fn matrix_and_wg_show_list_every_peer_with_a_handshake() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("w-mx", Backend::Wireguard, &[]);
     lab.assert_matrix();
     for node in ["node1", "node2", "node3"] {
@@ -119,9 +117,7 @@ fn matrix_and_wg_show_list_every_peer_with_a_handshake() {
 
 #[test]
 fn no_plaintext_on_the_wire() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("w-wire", Backend::Wireguard, &[]);
     let pcap = lab.lab().name().state_dir().join("wire.pcap");
     let pcap_arg = pcap.to_string_lossy().into_owned();
@@ -237,9 +233,7 @@ fn no_plaintext_on_the_wire() {
 
 #[test]
 fn interop_with_wireguard_go() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up("w-go", Backend::Wireguard, &[]);
     // node3's tunnel moves from weft's in-process implementation to
     // Debian's wireguard-go, set up from node3's key and its peers' leases.
@@ -317,9 +311,7 @@ fn interop_with_wireguard_go() {
 
 #[test]
 fn a_new_key_is_published_and_picked_up() {
-    if !root() {
-        return;
-    }
+    require_root();
     let mut lab = TestLab::up("w-key", Backend::Wireguard, &[]);
     let before = wg_show(&lab, "node2", &["flannel-wg", "public-key"]);
     lab.lab_mut().kill_agent("node2", Signal::SIGTERM).unwrap();
@@ -344,9 +336,7 @@ fn a_new_key_is_published_and_picked_up() {
 
 #[test]
 fn psk_must_match() {
-    if !root() {
-        return;
-    }
+    require_root();
     let psk_a = "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=";
     let psk_b = "YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=";
     let mut lab = TestLab::up_with("w-psk", Backend::Wireguard, |spec| {
@@ -386,9 +376,7 @@ fn psk_must_match() {
 
 #[test]
 fn userspace_restart_gap_is_under_a_second() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up("w-gap", Backend::Wireguard, &[]);
     let target = lab.pod_ip("node2-pod1");
     lab.ok("node1-pod1", &["ping", "-c", "2", &target]);

@@ -23,9 +23,9 @@ pub const DUAL_STACK_ENV: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=
     FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:5::1/64\n\
     FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
-/// True, or a failure saying what is missing (root, the reference
+/// A failure saying what is missing (root, the reference
 /// plugins): a test that cannot run must not pass.
-pub fn can_run() -> bool {
+pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
@@ -34,7 +34,6 @@ pub fn can_run() -> bool {
         Path::new(PLUGINS).join("bridge").is_file(),
         "{PLUGINS}/bridge is missing: apt-get install -y --no-install-recommends containernetworking-plugins"
     );
-    true
 }
 
 /// `CNI_PATH`: where the plugin lives (as /opt/cni/bin holds flannel on a

@@ -14,14 +14,13 @@ use std::process::Command;
 use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
 use weft_dataplane::netns::{Netns, with_runtime};
 
-/// True, or a failure saying how to run these tests: a test that cannot
+/// A failure saying how to run these tests unless run as root: a test that cannot
 /// run must not pass.
-pub fn can_run() -> bool {
+pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
     );
-    true
 }
 
 /// Runs `f` on a new thread in a new network namespace, on a current-thread
@@ -31,7 +30,7 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    can_run();
+    require_root();
     match with_runtime(&Netns::Fresh, f) {
         Ok(Ok(())) => {}
         Ok(Err(e)) => panic!("test failed: {e:#}"),

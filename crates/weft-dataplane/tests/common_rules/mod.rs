@@ -81,15 +81,14 @@ pub fn strip_comments(text: &str) -> String {
         .collect()
 }
 
-/// False, or a failure saying how to run these tests: a test that cannot
+/// A failure saying how to run these tests unless run as root: a test that cannot
 /// run must not pass (the `unprivileged` nextest profile skips them
 /// visibly instead).
-pub fn skip_unless_root() -> bool {
+pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
     );
-    false
 }
 
 type Job = Box<dyn FnOnce() + Send>;

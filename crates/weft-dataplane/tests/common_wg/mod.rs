@@ -23,15 +23,14 @@ use weft_dataplane::wireguard::{PrivateKey, WgDevice, WgDeviceSpec, WgPeerSpec};
 
 const PREFIX: &str = "weftwg-";
 
-/// True, or a failure saying how to run these tests: a test that cannot
+/// A failure saying how to run these tests unless run as root: a test that cannot
 /// run must not pass.
-pub fn can_run() -> bool {
+pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
     );
     remove_leftovers();
-    true
 }
 
 /// Deletes namespaces of earlier runs whose process is gone.

@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 
 use weft_lab::{Backend, Lab, LabSpec};
 
-/// True, or a failure saying how to run these tests: a test that cannot
+/// A failure saying how to run these tests unless run as root: a test that cannot
 /// run must not pass (the `unprivileged` nextest profile skips them
 /// visibly instead).
-pub fn root() -> bool {
+pub fn require_root() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
     );
-    true
 }
 
 /// A lab removed when the test ends, pass or fail.
