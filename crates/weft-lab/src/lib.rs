@@ -51,7 +51,7 @@ pub use check::{CheckOptions, CheckReport, PairResult};
 pub use error::LabError;
 pub use lab::{Lab, require_root};
 pub use names::LabName;
-pub use netns::{in_netns, netns_path, with_netlink};
+pub use netns::{create_netns, in_netns, netns_path, remove_netns, with_netlink};
 pub use nix::sys::signal::Signal;
 pub use spec::{Backend, IpFamily, LabSpec, StoreKind, default_bin_dir};
 pub use state::{LabState, NodeRecord, PodRecord, StoreState, Underlay};

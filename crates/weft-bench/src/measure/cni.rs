@@ -22,7 +22,6 @@ use weft_bench::stats::{Summary, finite, ms};
 use weft_lab::{Backend, Lab, LabError, LabSpec};
 
 use super::Ctx;
-use super::netns::{create_named, remove_named};
 
 const SYSTEM_PLUGINS: &str = "/usr/lib/cni";
 
@@ -142,7 +141,7 @@ fn measure(ctx: &Ctx, lab: &Lab) -> Result<Samples> {
         lab.name().netns_of("node1-pod2"),
     ];
     for p in &pods {
-        create_named(p)?;
+        weft_lab::create_netns(p)?;
     }
     // The delegate configuration the plugin builds, read back from its file.
     node.flannel("ADD", "warm", &pods[0])?;
@@ -185,7 +184,7 @@ fn measure(ctx: &Ctx, lab: &Lab) -> Result<Samples> {
             .push(node.call(&node.plugin, "VERSION", "", &pods[0], "", "")?.0);
     }
     for p in &pods {
-        remove_named(p)?;
+        weft_lab::remove_netns(p)?;
     }
     Ok(s)
 }

@@ -18,7 +18,6 @@ mod kube_api;
 mod kube_scale;
 mod leases;
 mod machine;
-mod netns;
 mod probe;
 mod routes;
 mod scale;

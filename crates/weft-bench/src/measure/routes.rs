@@ -24,10 +24,10 @@ use weft_bench::results::{Growth, Routes, Shape, ShapeTime};
 use weft_bench::stats::{Summary, finite, ms};
 use weft_core::mac::Mac;
 use weft_dataplane::netlink::{Netlink, RouteSpec, VxlanLinkSpec};
+use weft_dataplane::netns::{Netns, with_runtime};
 
 use super::Ctx;
 use super::leases::Peer;
-use super::netns::with_fresh_netlink;
 
 /// An underlay `eth0` and an up `flannel.1` on it, as on a lab node.
 async fn vxlan_node(nl: &Netlink) -> Result<u32> {
@@ -284,4 +284,16 @@ pub fn run(ctx: &Ctx) -> Result<Routes> {
         shapes,
         growth,
     })
+}
+
+/// Runs the async `f` with a netlink connection in a new, empty network
+/// namespace, gone when `f` ends: the kernel timed alone, nothing else in
+/// the way, and the root namespace untouched.
+fn with_fresh_netlink<T, F, Fut>(f: F) -> Result<T>
+where
+    T: Send,
+    F: FnOnce(Netlink) -> Fut + Send,
+    Fut: Future<Output = Result<T>>,
+{
+    with_runtime(&Netns::Fresh, || async { f(Netlink::connect()?).await })?
 }

@@ -2,121 +2,73 @@
 //! store's namespace, with timing of a single write as the agents' watch
 //! sees it.
 //!
-//! A dedicated thread enters the store namespace and builds a tokio
-//! runtime there (its worker threads inherit the namespace), so the etcd
-//! client's connections exist in the lab and nowhere else; the benchmark
-//! talks to it through a channel.
+//! A resident thread enters the store namespace and builds a tokio runtime
+//! there (its worker threads inherit the namespace), so the etcd client's
+//! connections exist in the lab and nowhere else.
 
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow};
 use etcd_client::{Client, DeleteOptions, Txn, TxnOp, WatchOptions};
+use tokio::runtime::Runtime;
 use weft_core::etcd_key;
+use weft_dataplane::netns::{Resident, named};
 
 use super::feed::TimedPut;
 
 /// etcd's limit on operations per transaction is 128 by default.
 const TXN_OPS: usize = 100;
 
-enum Cmd {
-    Put(Vec<(String, String)>, mpsc::Sender<Result<()>>),
-    DeletePrefix(String, mpsc::Sender<Result<()>>),
-    Timed(String, String, mpsc::Sender<Result<TimedPut>>),
-}
-
 /// The etcd of a lab, reachable from this process.
 pub struct Store {
-    tx: Option<mpsc::Sender<Cmd>>,
-    thread: Option<JoinHandle<()>>,
+    resident: Resident<(Runtime, Client)>,
 }
 
 impl Store {
     /// Connects to etcd at 127.0.0.1:2379 inside `netns` (the lab's store).
     pub fn open(netns: &str) -> Result<Store> {
-        let file = std::fs::File::open(weft_lab::netns_path(netns))
-            .with_context(|| format!("cannot open network namespace {netns}"))?;
-        let (tx, rx) = mpsc::channel::<Cmd>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-        let thread = std::thread::spawn(move || {
-            let setup = (|| -> Result<(tokio::runtime::Runtime, Client)> {
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .context("cannot enter the store's namespace")?;
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(1)
-                    .enable_all()
-                    .build()?;
-                let client = rt
-                    .block_on(Client::connect(["http://127.0.0.1:2379"], None))
-                    .context("cannot connect to the lab's etcd")?;
-                Ok((rt, client))
-            })();
-            let (rt, client) = match setup {
-                Ok(ok) => {
-                    let _ = ready_tx.send(Ok(()));
-                    ok
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while let Ok(cmd) = rx.recv() {
-                let mut c = client.clone();
-                match cmd {
-                    Cmd::Put(kvs, reply) => {
-                        let _ = reply.send(rt.block_on(put_many(&mut c, kvs)));
-                    }
-                    Cmd::DeletePrefix(prefix, reply) => {
-                        let r = rt.block_on(async {
-                            c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
-                                .await
-                                .map(|_| ())
-                                .map_err(anyhow::Error::from)
-                        });
-                        let _ = reply.send(r);
-                    }
-                    Cmd::Timed(key, value, reply) => {
-                        let _ = reply.send(rt.block_on(timed_put(&mut c, key, value)));
-                    }
-                }
-            }
-        });
-        ready_rx
-            .recv()
-            .map_err(|_| anyhow!("the etcd thread ended"))??;
-        Ok(Store {
-            tx: Some(tx),
-            thread: Some(thread),
+        let resident = Resident::start(named(netns), || -> Result<(Runtime, Client)> {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let client = rt
+                .block_on(Client::connect(["http://127.0.0.1:2379"], None))
+                .context("cannot connect to the lab's etcd")?;
+            Ok((rt, client))
         })
+        .with_context(|| format!("cannot enter the store's namespace {netns}"))??;
+        Ok(Store { resident })
     }
 
-    fn call<T>(&self, make: impl FnOnce(mpsc::Sender<Result<T>>) -> Cmd) -> Result<T> {
-        let (reply, answer) = mpsc::channel();
-        self.tx
-            .as_ref()
-            .ok_or_else(|| anyhow!("the etcd thread is closed"))?
-            .send(make(reply))
-            .map_err(|_| anyhow!("the etcd thread ended"))?;
-        answer
-            .recv()
-            .map_err(|_| anyhow!("the etcd thread ended"))?
+    /// Runs `op` with a client on the store's thread.
+    fn call<T, Fut>(&self, op: impl FnOnce(Client) -> Fut + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.resident
+            .run(move |(rt, client)| rt.block_on(op(client.clone())))?
     }
 
     /// Writes every pair, in order, [`TXN_OPS`] per transaction.
     pub fn put(&self, kvs: Vec<(String, String)>) -> Result<()> {
-        self.call(|r| Cmd::Put(kvs, r))
+        self.call(|mut c| async move { put_many(&mut c, kvs).await })
     }
 
     /// Deletes every key under `prefix`.
     pub fn delete_prefix(&self, prefix: &str) -> Result<()> {
-        self.call(|r| Cmd::DeletePrefix(prefix.to_owned(), r))
+        let prefix = prefix.to_owned();
+        self.call(|mut c| async move {
+            c.delete(prefix, Some(DeleteOptions::new().with_prefix()))
+                .await?;
+            Ok(())
+        })
     }
 
     /// Writes one key and waits until a watch on it reports the write.
     pub fn timed_put(&self, key: String, value: String) -> Result<TimedPut> {
-        self.call(|r| Cmd::Timed(key, value, r))
+        self.call(|mut c| async move { timed_put(&mut c, key, value).await })
     }
 
     /// Replaces net-conf.json under flannel's config key.
@@ -125,15 +77,6 @@ impl Store {
             etcd_key::config_key(etcd_key::DEFAULT_PREFIX),
             net_conf.to_owned(),
         )])
-    }
-}
-
-impl Drop for Store {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -9,11 +9,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use tokio::runtime::Runtime;
 use weft_dataplane::netlink::{Family, NeighState, Netlink};
+use weft_dataplane::netns::{Resident, named};
 
 use super::probe::http_get;
 
@@ -44,103 +45,54 @@ pub struct ColdStart {
     pub counts: Counts,
 }
 
-enum Cmd {
-    /// Wait for `/readyz`, then the route to `last`, then `n` of each entry.
-    Cold {
-        t0: Instant,
-        readyz: SocketAddr,
-        last: (IpAddr, IpAddr),
-        n: usize,
-        reply: mpsc::Sender<Result<ColdStart>>,
-    },
-    /// Wait until a lookup of `probe` goes via `gateway`.
-    Route {
-        probe: IpAddr,
-        gateway: IpAddr,
-        reply: mpsc::Sender<Result<Instant>>,
-    },
-    Counts(mpsc::Sender<Result<Counts>>),
-    DeleteVxlan(mpsc::Sender<Result<()>>),
-}
-
-/// A thread inside one node's namespace, answering [`Cmd`]s.
+/// A resident thread inside one node's namespace, with a netlink
+/// connection there.
 pub struct Watcher {
-    tx: Option<mpsc::Sender<Cmd>>,
-    thread: Option<JoinHandle<()>>,
+    resident: Resident<(Runtime, Netlink)>,
 }
 
 const LIMIT: Duration = Duration::from_secs(120);
 
 impl Watcher {
     pub fn open(netns: &str) -> Result<Watcher> {
-        let file = std::fs::File::open(weft_lab::netns_path(netns))
-            .with_context(|| format!("cannot open network namespace {netns}"))?;
-        let (tx, rx) = mpsc::channel::<Cmd>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
-        let thread = std::thread::spawn(move || {
-            let setup = (|| -> Result<(tokio::runtime::Runtime, Netlink)> {
-                nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)?;
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                let nl = rt.block_on(async { Netlink::connect() })?;
-                Ok((rt, nl))
-            })();
-            let (rt, nl) = match setup {
-                Ok(ok) => {
-                    let _ = ready_tx.send(Ok(()));
-                    ok
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            while let Ok(cmd) = rx.recv() {
-                match cmd {
-                    Cmd::Cold {
-                        t0,
-                        readyz,
-                        last,
-                        n,
-                        reply,
-                    } => {
-                        let _ = reply.send(rt.block_on(cold(&nl, t0, readyz, last, n)));
-                    }
-                    Cmd::Route {
-                        probe,
-                        gateway,
-                        reply,
-                    } => {
-                        let _ = reply.send(rt.block_on(route_appears(&nl, probe, gateway)));
-                    }
-                    Cmd::Counts(reply) => {
-                        let _ = reply.send(rt.block_on(counts(&nl)));
-                    }
-                    Cmd::DeleteVxlan(reply) => {
-                        let _ = reply.send(rt.block_on(delete_vxlan(&nl)));
-                    }
-                }
-            }
-        });
-        ready_rx
-            .recv()
-            .map_err(|_| anyhow!("the watcher thread ended"))??;
-        Ok(Watcher {
-            tx: Some(tx),
-            thread: Some(thread),
+        let resident = Resident::start(named(netns), || -> Result<(Runtime, Netlink)> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let nl = rt.block_on(async { Netlink::connect() })?;
+            Ok((rt, nl))
         })
+        .with_context(|| format!("cannot enter network namespace {netns}"))??;
+        Ok(Watcher { resident })
     }
 
-    fn send(&self, cmd: Cmd) -> Result<()> {
-        self.tx
-            .as_ref()
-            .ok_or_else(|| anyhow!("the watcher is closed"))?
-            .send(cmd)
-            .map_err(|_| anyhow!("the watcher thread ended"))
+    /// Starts `op` on the watcher's thread; its answer comes on the
+    /// receiver.
+    fn submit<T, Fut>(
+        &self,
+        op: impl FnOnce(Netlink) -> Fut + Send + 'static,
+    ) -> Result<mpsc::Receiver<Result<T>>>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>>,
+    {
+        Ok(self
+            .resident
+            .submit(move |(rt, nl)| rt.block_on(op(nl.clone())))?)
     }
 
-    /// Starts watching a cold start; the answer comes on the receiver.
+    fn call<T, Fut>(&self, op: impl FnOnce(Netlink) -> Fut + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.submit(op)?
+            .recv()
+            .map_err(|_| anyhow!("the watcher thread ended"))?
+    }
+
+    /// Starts watching a cold start: `/readyz`, then the route to `last`,
+    /// then `n` of each entry. The answer comes on the receiver.
     pub fn cold_start(
         &self,
         t0: Instant,
@@ -148,50 +100,23 @@ impl Watcher {
         last: (IpAddr, IpAddr),
         n: usize,
     ) -> Result<mpsc::Receiver<Result<ColdStart>>> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Cmd::Cold {
-            t0,
-            readyz,
-            last,
-            n,
-            reply,
-        })?;
-        Ok(rx)
+        self.submit(move |nl| async move { cold(&nl, t0, readyz, last, n).await })
     }
 
-    /// Starts waiting for a route; the moment it appeared comes on the
-    /// receiver.
+    /// Starts waiting until a lookup of `probe` goes via `gateway`; the
+    /// moment it did comes on the receiver.
     pub fn route(&self, probe: IpAddr, gateway: IpAddr) -> Result<mpsc::Receiver<Result<Instant>>> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Cmd::Route {
-            probe,
-            gateway,
-            reply,
-        })?;
-        Ok(rx)
+        self.submit(move |nl| async move { route_appears(&nl, probe, gateway).await })
     }
 
     pub fn counts(&self) -> Result<Counts> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Cmd::Counts(reply))?;
-        rx.recv().map_err(|_| anyhow!("the watcher thread ended"))?
+        self.call(|nl| async move { counts(&nl).await })
     }
 
     /// Deletes `flannel.1` and with it every route, neighbour and FDB
     /// entry on it: the node is as fresh as after a reboot.
     pub fn delete_vxlan(&self) -> Result<()> {
-        let (reply, rx) = mpsc::channel();
-        self.send(Cmd::DeleteVxlan(reply))?;
-        rx.recv().map_err(|_| anyhow!("the watcher thread ended"))?
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.call(|nl| async move { delete_vxlan(&nl).await })
     }
 }
 

@@ -4,12 +4,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::thread;
 
+use weft_dataplane::netns::Resident;
 use weft_dataplane::rules::{Drift, FamilyRules, Rules, RulesBackend, RulesError, RulesSpec};
 
 pub const NETWORK: &str = "10.244.0.0/16";
@@ -91,53 +89,29 @@ pub fn require_root() {
     );
 }
 
-type Job = Box<dyn FnOnce() + Send>;
-
 /// A thread living in a fresh network namespace; work is sent to it.
-pub struct Netns {
-    jobs: Option<mpsc::Sender<Job>>,
-    tid: i32,
-    thread: Option<thread::JoinHandle<()>>,
-}
+pub struct Netns(Resident<()>);
 
 impl Netns {
     pub fn new() -> Netns {
-        let (jobs, rx) = mpsc::channel::<Job>();
-        let (ready, ready_rx) = mpsc::channel();
-        let thread = thread::spawn(move || {
-            weft_dataplane::netns::enter(&weft_dataplane::netns::Netns::Fresh)
-                .expect("a fresh network namespace");
-            ready.send(nix::unistd::gettid().as_raw()).unwrap();
-            for job in rx {
-                job();
-            }
-        });
-        let tid = ready_rx.recv().expect("namespace thread died");
-        let ns = Netns {
-            jobs: Some(jobs),
-            tid,
-            thread: Some(thread),
-        };
+        let resident = Resident::start(weft_dataplane::netns::Netns::Fresh, || Ok::<(), ()>(()))
+            .expect("a fresh network namespace")
+            .expect("no set-up to fail");
+        let ns = Netns(resident);
         ns.sh(&["ip", "link", "set", "lo", "up"]);
         ns
     }
 
     /// The thread's id: `ip link set … netns <tid>` moves a device here.
     pub fn tid(&self) -> i32 {
-        self.tid
+        self.0.tid()
     }
 
     /// Runs `f` inside the namespace; a panic in `f` is re-raised here.
     pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
-        let (tx, rx) = mpsc::channel();
-        let job: Job = Box::new(move || {
-            let _ = tx.send(catch_unwind(AssertUnwindSafe(f)));
-        });
-        self.jobs.as_ref().unwrap().send(job).unwrap();
-        match rx.recv().unwrap() {
-            Ok(r) => r,
-            Err(panic) => resume_unwind(panic),
-        }
+        self.0
+            .run(move |()| f())
+            .expect("the namespace thread ended")
     }
 
     /// Runs a future inside the namespace on a current-thread runtime built
@@ -223,15 +197,6 @@ impl Netns {
     /// `nft -j list ruleset`, parsed.
     pub fn nft_ruleset(&self) -> serde_json::Value {
         serde_json::from_str(&self.sh(&["nft", "-j", "list", "ruleset"])).unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        drop(self.jobs.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -44,6 +44,8 @@ pub enum NetnsError {
     },
     #[error("cannot start an async runtime in the namespace: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("the namespace's resident thread has ended")]
+    ResidentGone,
 }
 
 /// Moves the *calling thread* into `target`. Only for a thread of the
@@ -102,3 +104,6 @@ where
 pub fn named(name: &str) -> Netns {
     Netns::At(Path::new("/run/netns").join(name))
 }
+
+mod resident;
+pub use resident::Resident;
