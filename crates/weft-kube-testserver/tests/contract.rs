@@ -96,6 +96,17 @@ async fn get(addr: SocketAddr, path: &str) -> Reply {
     http(addr, "GET", path, &[], "").await
 }
 
+/// A GET carrying `token` as its bearer.
+async fn get_with_token(addr: SocketAddr, path: &str, token: &str) -> Reply {
+    let bearer = format!("Bearer {token}");
+    http(addr, "GET", path, &[("Authorization", &bearer)], "").await
+}
+
+/// A POST to the control API, which takes no token.
+async fn post(addr: SocketAddr, path: &str, body: &str) -> Reply {
+    http(addr, "POST", path, &[], body).await
+}
+
 async fn patch(addr: SocketAddr, path: &str, ct: &str, body: Value) -> Reply {
     http(
         addr,
@@ -105,6 +116,11 @@ async fn patch(addr: SocketAddr, path: &str, ct: &str, body: Value) -> Reply {
         &body.to_string(),
     )
     .await
+}
+
+/// A patch of node `a`'s status subresource, where flannel writes.
+async fn patch_a_status(s: &TestServer, ct: &str, body: Value) -> Reply {
+    patch(s.addr(), "/api/v1/nodes/a/status", ct, body).await
 }
 
 const SMP: &str = "application/strategic-merge-patch+json";
@@ -124,6 +140,19 @@ async fn server(opts: ServerOptions) -> TestServer {
     TestServer::start(opts, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap()
+}
+
+/// A watch from a version the server compacted away just before.
+async fn watch_from_compacted(opts: ServerOptions) -> Reply {
+    let s = server(opts).await;
+    s.add_node(NodeSpec::new("a")).unwrap();
+    let rv = s.resource_version();
+    s.compact();
+    get(
+        s.addr(),
+        &format!("/api/v1/nodes?watch=true&resourceVersion={rv}"),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -197,15 +226,7 @@ async fn watch_replays_bookmarks_and_times_out() {
 
 #[tokio::test]
 async fn a_compacted_version_is_gone() {
-    let s = server(ServerOptions::default()).await;
-    s.add_node(NodeSpec::new("a")).unwrap();
-    let rv = s.resource_version();
-    s.compact();
-    let r = get(
-        s.addr(),
-        &format!("/api/v1/nodes?watch=true&resourceVersion={rv}"),
-    )
-    .await;
+    let r = watch_from_compacted(ServerOptions::default()).await;
     assert_eq!(r.code, 200);
     let ev = r.events();
     assert_eq!(ev.len(), 1);
@@ -213,18 +234,10 @@ async fn a_compacted_version_is_gone() {
     assert_eq!(ev[0]["object"]["code"], 410);
     assert_eq!(ev[0]["object"]["reason"], "Expired");
 
-    let s = server(ServerOptions {
+    let r = watch_from_compacted(ServerOptions {
         gone_as_http_status: true,
         ..ServerOptions::default()
     })
-    .await;
-    s.add_node(NodeSpec::new("a")).unwrap();
-    let rv = s.resource_version();
-    s.compact();
-    let r = get(
-        s.addr(),
-        &format!("/api/v1/nodes?watch=true&resourceVersion={rv}"),
-    )
     .await;
     assert_status(&r, 410, "Expired");
 }
@@ -234,9 +247,7 @@ async fn strategic_merge_merges_conditions_and_merge_patch_replaces() {
     let s = server(ServerOptions::default()).await;
     s.add_node(NodeSpec::new("a")).unwrap();
     let cond = json!({"status": {"conditions": [{"type": "NetworkUnavailable", "status": "False", "reason": "FlannelIsUp"}]}});
-    let n = patch(s.addr(), "/api/v1/nodes/a/status", SMP, cond.clone())
-        .await
-        .json();
+    let n = patch_a_status(&s, SMP, cond.clone()).await.json();
     let types: Vec<&str> = n["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -244,15 +255,11 @@ async fn strategic_merge_merges_conditions_and_merge_patch_replaces() {
         .map(|c| c["type"].as_str().unwrap())
         .collect();
     assert_eq!(types, ["Ready", "NetworkUnavailable"]);
-    let n = patch(s.addr(), "/api/v1/nodes/a/status", MERGE, cond)
-        .await
-        .json();
+    let n = patch_a_status(&s, MERGE, cond).await.json();
     assert_eq!(n["status"]["conditions"].as_array().unwrap().len(), 1);
     // Annotations through status; spec changes through status are dropped.
     let body = json!({"metadata": {"annotations": {"flannel.alpha.coreos.com/public-ip": "192.0.2.1"}}, "spec": {"podCIDR": "10.1.0.0/24"}});
-    let n = patch(s.addr(), "/api/v1/nodes/a/status", SMP, body)
-        .await
-        .json();
+    let n = patch_a_status(&s, SMP, body).await.json();
     assert_eq!(
         n["metadata"]["annotations"]["flannel.alpha.coreos.com/public-ip"],
         "192.0.2.1"
@@ -284,7 +291,7 @@ async fn patch_errors_have_the_real_shape() {
     s.add_node(NodeSpec::new("a")).unwrap();
     let stale =
         json!({"metadata": {"resourceVersion": "1", "annotations": {"a.example.com/x": "1"}}});
-    let r = patch(s.addr(), "/api/v1/nodes/a/status", SMP, stale).await;
+    let r = patch_a_status(&s, SMP, stale).await;
     assert_status(&r, 409, "Conflict");
     assert!(
         r.json()["message"]
@@ -295,31 +302,18 @@ async fn patch_errors_have_the_real_shape() {
     let rv = s.node("a").unwrap()["metadata"]["resourceVersion"].clone();
     let fresh =
         json!({"metadata": {"resourceVersion": rv, "annotations": {"a.example.com/x": "1"}}});
-    assert_eq!(
-        patch(s.addr(), "/api/v1/nodes/a/status", SMP, fresh)
-            .await
-            .code,
-        200
-    );
-    let r = patch(
-        s.addr(),
-        "/api/v1/nodes/a/status",
-        "application/json-patch+json",
-        json!([]),
-    )
-    .await;
+    assert_eq!(patch_a_status(&s, SMP, fresh).await.code, 200);
+    let r = patch_a_status(&s, "application/json-patch+json", json!([])).await;
     assert_status(&r, 415, "UnsupportedMediaType");
-    let r = patch(
-        s.addr(),
-        "/api/v1/nodes/a/status",
+    let r = patch_a_status(
+        &s,
         SMP,
         json!({"metadata": {"annotations": {"Bad_Key/x": "1"}}}),
     )
     .await;
     assert_status(&r, 422, "Invalid");
-    let r = patch(
-        s.addr(),
-        "/api/v1/nodes/a/status",
+    let r = patch_a_status(
+        &s,
         SMP,
         json!({"metadata": {"annotations": {"a.example.com/x": 1}}}),
     )
@@ -328,7 +322,7 @@ async fn patch_errors_have_the_real_shape() {
     let r = patch(s.addr(), "/api/v1/nodes/zz/status", SMP, json!({})).await;
     assert_status(&r, 404, "NotFound");
     s.forbid("patch", "nodes/status");
-    let r = patch(s.addr(), "/api/v1/nodes/a/status", SMP, json!({})).await;
+    let r = patch_a_status(&s, SMP, json!({})).await;
     assert_status(&r, 403, "Forbidden");
     assert_eq!(
         r.json()["message"],
@@ -344,49 +338,29 @@ async fn tokens_pods_and_the_control_api() {
     })
     .await;
     assert_status(&get(s.addr(), "/api/v1/nodes").await, 401, "Unauthorized");
-    let ok = http(
-        s.addr(),
-        "GET",
-        "/api/v1/nodes",
-        &[("Authorization", "Bearer t0k")],
-        "",
-    )
-    .await;
+    let ok = get_with_token(s.addr(), "/api/v1/nodes", "t0k").await;
     assert_eq!(ok.code, 200);
     // The control API needs no token (test only).
-    let n = http(
+    let n = post(
         s.addr(),
-        "POST",
         "/weft-test/v1/nodes",
-        &[],
         r#"{"name":"w1","internalIP":"192.0.2.7"}"#,
     )
     .await;
     assert_eq!(n.code, 200, "{}", n.body);
     assert_eq!(n.json()["spec"]["podCIDR"], "10.244.0.0/24");
-    let p = http(
+    let p = post(
         s.addr(),
-        "POST",
         "/weft-test/v1/pods",
-        &[],
         r#"{"namespace":"kube-flannel","name":"p","nodeName":"w1"}"#,
     )
     .await;
     assert_eq!(p.code, 200);
-    let pod = http(
-        s.addr(),
-        "GET",
-        "/api/v1/namespaces/kube-flannel/pods/p",
-        &[("Authorization", "Bearer t0k")],
-        "",
-    )
-    .await;
+    let pod = get_with_token(s.addr(), "/api/v1/namespaces/kube-flannel/pods/p", "t0k").await;
     assert_eq!(pod.json()["spec"]["nodeName"], "w1");
-    let a = http(
+    let a = post(
         s.addr(),
-        "POST",
         "/weft-test/v1/nodes/w1/annotations",
-        &[],
         r#"{"x.example.com/k":"v"}"#,
     )
     .await;
@@ -412,7 +386,7 @@ async fn stopping_refuses_connections_and_starting_serves_again() {
     assert_eq!(s.addr(), addr);
     assert_eq!(get(addr, "/api/v1/nodes/a").await.code, 200);
     // An outage through the control API ends by itself.
-    let r = http(addr, "POST", "/weft-test/v1/outage?seconds=1", &[], "").await;
+    let r = post(addr, "/weft-test/v1/outage?seconds=1", "").await;
     assert_eq!(r.code, 200);
     let asked = tokio::time::Instant::now();
     // The outage starts on a task of its own, soon after the reply.

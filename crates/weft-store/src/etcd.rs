@@ -182,6 +182,22 @@ impl EtcdKv {
         }
     }
 
+    /// Runs a conditional write made under the fresh `lease`; when it does
+    /// not go through, the lease is revoked so that nothing is left behind.
+    async fn commit_or_revoke(&self, txn: Txn, lease: i64) -> Result<bool, KvError> {
+        match self.client.clone().txn(txn).await {
+            Ok(resp) if resp.succeeded() => Ok(true),
+            Ok(_) => {
+                self.revoke(lease).await;
+                Ok(false)
+            }
+            Err(e) => {
+                self.revoke(lease).await;
+                Err(kv_err(e))
+            }
+        }
+    }
+
     fn put_op(key: &str, value: &[u8], lease: i64) -> TxnOp {
         let opts = (lease != 0).then(|| PutOptions::new().with_lease(lease));
         TxnOp::put(key, value.to_vec(), opts)
@@ -226,17 +242,7 @@ impl Kv for EtcdKv {
                 Compare::mod_revision(dir, CompareOp::Less, since_rev + 1).with_prefix(),
             ])
             .and_then([Self::put_op(key, value, lease)]);
-        match self.client.clone().txn(txn).await {
-            Ok(resp) if resp.succeeded() => Ok(true),
-            Ok(_) => {
-                self.revoke(lease).await;
-                Ok(false)
-            }
-            Err(e) => {
-                self.revoke(lease).await;
-                Err(kv_err(e))
-            }
-        }
+        self.commit_or_revoke(txn, lease).await
     }
 
     async fn replace(
@@ -262,22 +268,11 @@ impl Kv for EtcdKv {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_rev)])
             .and_then([Self::put_op(key, value, lease)]);
-        match self.client.clone().txn(txn).await {
-            Ok(resp) if resp.succeeded() => {
-                if old_lease != lease {
-                    self.revoke(old_lease).await;
-                }
-                Ok(true)
-            }
-            Ok(_) => {
-                self.revoke(lease).await;
-                Ok(false)
-            }
-            Err(e) => {
-                self.revoke(lease).await;
-                Err(kv_err(e))
-            }
+        let written = self.commit_or_revoke(txn, lease).await?;
+        if written && old_lease != lease {
+            self.revoke(old_lease).await;
         }
+        Ok(written)
     }
 
     async fn delete(&self, key: &str, mod_rev: i64) -> Result<bool, KvError> {

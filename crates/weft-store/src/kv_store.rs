@@ -12,7 +12,7 @@ use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::{self, NetConfig};
 
 use crate::backoff::Backoff;
-use crate::kv::{Kv, KvError, Ttl};
+use crate::kv::{Kv, KvEntry, KvError, Ttl};
 use crate::{AcquireRequest, LeaseStore, SnapshotSender, StoreError, acquire, peer_watch};
 
 /// Where the network configuration comes from.
@@ -55,6 +55,19 @@ impl<K: Kv> KvLeaseStore<K> {
 
     fn map_err(&self, e: KvError) -> StoreError {
         StoreError::from_kv(self.kv.name(), e)
+    }
+
+    /// The key's entry, if any, with the store's error mapping.
+    async fn entry(&self, key: &str) -> Result<Option<KvEntry>, StoreError> {
+        self.kv.get(key).await.map_err(|e| self.map_err(e))
+    }
+
+    /// Rewrites the entry if it is still as read; false if it moved on.
+    async fn rewrite(&self, entry: &KvEntry, value: &[u8], ttl: Ttl) -> Result<bool, StoreError> {
+        self.kv
+            .replace(&entry.key, entry.mod_rev, value, ttl)
+            .await
+            .map_err(|e| self.map_err(e))
     }
 
     async fn config_from_key(&self) -> Result<NetConfig, StoreError> {
@@ -139,38 +152,18 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
     async fn renew(&self, lease: &Lease) -> Result<Lease, StoreError> {
         let key = etcd_key::lease_key(&self.prefix, &lease.subnets);
         let gone = || StoreError::LeaseGone { key: key.clone() };
-        let entry = self
-            .kv
-            .get(&key)
-            .await
-            .map_err(|e| self.map_err(e))?
-            .ok_or_else(gone)?;
+        let entry = self.entry(&key).await?.ok_or_else(gone)?;
         let ttl = if entry.expires {
             Ttl::For(self.ttl)
         } else {
             Ttl::Forever
         };
         let value = lease.attrs.to_json().into_bytes();
-        if !self
-            .kv
-            .replace(&key, entry.mod_rev, &value, ttl)
-            .await
-            .map_err(|e| self.map_err(e))?
-        {
+        if !self.rewrite(&entry, &value, ttl).await? {
             // Changed under us: re-read once so a concurrent rewrite is not
             // mistaken for a lost lease.
-            let entry = self
-                .kv
-                .get(&key)
-                .await
-                .map_err(|e| self.map_err(e))?
-                .ok_or_else(gone)?;
-            if !self
-                .kv
-                .replace(&key, entry.mod_rev, &value, ttl)
-                .await
-                .map_err(|e| self.map_err(e))?
-            {
+            let entry = self.entry(&key).await?.ok_or_else(gone)?;
+            if !self.rewrite(&entry, &value, ttl).await? {
                 return Err(gone());
             }
         }
@@ -186,7 +179,7 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         let key = etcd_key::lease_key(&self.prefix, &lease.subnets);
-        if let Some(entry) = self.kv.get(&key).await.map_err(|e| self.map_err(e))? {
+        if let Some(entry) = self.entry(&key).await? {
             self.kv
                 .delete(&key, entry.mod_rev)
                 .await

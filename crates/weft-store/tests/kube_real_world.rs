@@ -6,12 +6,10 @@
 
 mod common_kube;
 
-use std::sync::Arc;
-
-use common_kube::{Cluster, peer_names, vxlan, wait_for, watch};
+use common_kube::{Cluster, node1, peer_names, vxlan, wait_for};
 use serde_json::Value;
+use weft_store::StoreError;
 use weft_store::kube::{KubeLeaseStore, KubeOptions, NodeIdentity};
-use weft_store::{AcquireRequest, LeaseStore, StoreError};
 
 /// A kubeadm worker's Node as `kubectl get node -o json` prints it, with
 /// the annotations flannel (vxlan) writes. Written by hand from the real
@@ -32,17 +30,9 @@ async fn a_kubectl_node_becomes_the_peer_lease_flannel_announced() {
     c.server.add_node_object(kubectl_node()).unwrap();
     // Our own node, registered after it: its podCIDR is allocated around
     // the fixture's.
-    c.add_node("node1", "192.0.2.1");
-    let store = Arc::new(c.store("node1").await);
-    let cfg = store.network_config().await.unwrap();
-    let req = AcquireRequest {
-        attrs: vxlan("192.0.2.1", "ee:a4:86:c3:7f:01"),
-        previous: Default::default(),
-    };
-    let lease = store.acquire(&cfg, &req).await.unwrap();
+    let (_store, lease, mut rx) = node1(&c).await;
     assert_ne!(lease.subnets.v4.unwrap().to_string(), "10.244.1.0/24");
 
-    let (mut rx, _task) = watch(Arc::clone(&store), cfg, lease.subnets);
     let s = wait_for(&mut rx, "the kubectl node as a peer", |s| {
         peer_names(s) == ["k8s-worker-1"]
     })

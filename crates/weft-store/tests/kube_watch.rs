@@ -9,25 +9,9 @@ mod common_kube;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common_kube::{Cluster, count_requests, fast_options, peer_names, vxlan, wait_for, watch};
-use weft_core::lease::Lease;
+use common_kube::{Cluster, count_requests, fast_options, node1, peer_names, vxlan, wait_for};
 use weft_kube_testserver::{NodeSpec, ServerOptions};
-use weft_store::kube::KubeLeaseStore;
-use weft_store::{AcquireRequest, LeaseStore};
-
-/// Registers and annotates our own node1, takes its lease, starts the watch.
-async fn node1(c: &Cluster) -> (Arc<KubeLeaseStore>, Lease, common_kube::SnapshotRx) {
-    c.add_node("node1", "192.0.2.1");
-    let store = Arc::new(c.store("node1").await);
-    let cfg = store.network_config().await.unwrap();
-    let req = AcquireRequest {
-        attrs: vxlan("192.0.2.1", "ee:a4:86:c3:7f:01"),
-        previous: Default::default(),
-    };
-    let lease = store.acquire(&cfg, &req).await.unwrap();
-    let (rx, _task) = watch(Arc::clone(&store), cfg, lease.subnets);
-    (store, lease, rx)
-}
+use weft_store::LeaseStore;
 
 fn watch_requests(c: &Cluster) -> usize {
     c.server

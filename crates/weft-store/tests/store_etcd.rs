@@ -24,6 +24,11 @@ fn put_with_etcdctl(server: &EtcdServer, key: &str, value: &[u8]) {
     );
 }
 
+/// etcdctl as a writer behind the store's back, as an operator would use it.
+fn etcdctl_put(server: &EtcdServer) -> impl AsyncFn(&str, &[u8]) {
+    async move |k: &str, v: &[u8]| put_with_etcdctl(server, k, v)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_agents_get_distinct_subnets() {
     let server = EtcdServer::start();
@@ -34,48 +39,15 @@ async fn fifty_agents_get_distinct_subnets() {
     contract::concurrent_acquisitions_are_distinct(kvs).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn restart_reuses_and_release_frees() {
+contract::contract_tests! {
     let server = EtcdServer::start();
-    contract::restart_reuses_and_release_frees(server.kv().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn renewal_and_expiry() {
-    let server = EtcdServer::start();
-    contract::renewal_and_expiry(server.kv().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn deleted_lease_is_noticed() {
-    let server = EtcdServer::start();
-    contract::deleted_lease_is_noticed(server.kv().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn reservation_is_honoured() {
-    let server = EtcdServer::start();
-    let kv = server.kv().await;
-    contract::reservation_is_honoured(kv, async |k: &str, v: &str| {
-        put_with_etcdctl(&server, k, v.as_bytes())
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn exhausted_pool_says_how_to_grow() {
-    let server = EtcdServer::start();
-    contract::exhausted_pool_says_how_to_grow(server.kv().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_entries_written_with_etcdctl_are_skipped() {
-    let server = EtcdServer::start();
-    let kv = server.kv().await;
-    contract::malformed_entries_are_skipped(kv, async |k: &str, v: &[u8]| {
-        put_with_etcdctl(&server, k, v)
-    })
-    .await;
+    restart_reuses_and_release_frees(server.kv().await);
+    renewal_and_expiry(server.kv().await);
+    deleted_lease_is_noticed(server.kv().await);
+    reservation_is_honoured(server.kv().await, etcdctl_put(&server));
+    exhausted_pool_says_how_to_grow(server.kv().await);
+    malformed_entries_are_skipped(server.kv().await, etcdctl_put(&server))
+        as malformed_entries_written_with_etcdctl_are_skipped;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,6 +15,13 @@ fn open(dir: &tempfile::TempDir) -> LocalKv {
     LocalKv::open(dir.path().join("leases.db")).unwrap()
 }
 
+/// Another handle on the file, writing keys without TTL behind the store's
+/// back, as another process would.
+fn writer(dir: &tempfile::TempDir) -> impl AsyncFn(&str, &[u8]) {
+    let kv = open(dir);
+    async move |k: &str, v: &[u8]| kv.put(k, v, Ttl::Forever).await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_agents_get_distinct_subnets() {
     let dir = tempfile::tempdir().unwrap();
@@ -22,48 +29,14 @@ async fn fifty_agents_get_distinct_subnets() {
     contract::concurrent_acquisitions_are_distinct(kvs).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn restart_reuses_and_release_frees() {
+contract::contract_tests! {
     let dir = tempfile::tempdir().unwrap();
-    contract::restart_reuses_and_release_frees(open(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn renewal_and_expiry() {
-    let dir = tempfile::tempdir().unwrap();
-    contract::renewal_and_expiry(open(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn deleted_lease_is_noticed() {
-    let dir = tempfile::tempdir().unwrap();
-    contract::deleted_lease_is_noticed(open(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn reservation_is_honoured() {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = open(&dir);
-    contract::reservation_is_honoured(open(&dir), async |k: &str, v: &str| {
-        writer.put(k, v.as_bytes(), Ttl::Forever).await.unwrap()
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn exhausted_pool_says_how_to_grow() {
-    let dir = tempfile::tempdir().unwrap();
-    contract::exhausted_pool_says_how_to_grow(open(&dir)).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_entries_are_skipped() {
-    let dir = tempfile::tempdir().unwrap();
-    let writer = open(&dir);
-    contract::malformed_entries_are_skipped(open(&dir), async |k: &str, v: &[u8]| {
-        writer.put(k, v, Ttl::Forever).await.unwrap()
-    })
-    .await;
+    restart_reuses_and_release_frees(open(&dir));
+    renewal_and_expiry(open(&dir));
+    deleted_lease_is_noticed(open(&dir));
+    reservation_is_honoured(open(&dir), writer(&dir));
+    exhausted_pool_says_how_to_grow(open(&dir));
+    malformed_entries_are_skipped(open(&dir), writer(&dir));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,6 +13,15 @@ use weft_core::peer::PeerRejection;
 use super::keys::AnnotationKeys;
 use super::{client, node};
 
+/// The backend-data annotation flannel writes for a vxlan node with
+/// VtepMAC ee:a4:86:c3:7f:56 (several tests' nodes carry it).
+const VXLAN_DATA: (&str, &str) = (
+    "flannel.alpha.coreos.com/backend-data",
+    r#"{"VNI":1,"VtepMAC":"ee:a4:86:c3:7f:56"}"#,
+);
+/// The backend-type annotation beside it.
+const VXLAN_TYPE: (&str, &str) = ("flannel.alpha.coreos.com/backend-type", "vxlan");
+
 fn keys() -> AnnotationKeys {
     AnnotationKeys::new("flannel.alpha.coreos.com").unwrap()
 }
@@ -91,11 +100,8 @@ fn vxlan_annotations_are_flannels() {
     let n = node_with(&["10.244.1.0/24"], &[]);
     let want = node::desired(&k, &vxlan("192.0.2.1", "ee:a4:86:c3:7f:56"), &n);
     let expect: BTreeMap<String, String> = [
-        (
-            "flannel.alpha.coreos.com/backend-data",
-            r#"{"VNI":1,"VtepMAC":"ee:a4:86:c3:7f:56"}"#,
-        ),
-        ("flannel.alpha.coreos.com/backend-type", "vxlan"),
+        VXLAN_DATA,
+        VXLAN_TYPE,
         ("flannel.alpha.coreos.com/kube-subnet-manager", "true"),
         ("flannel.alpha.coreos.com/public-ip", "192.0.2.1"),
     ]
@@ -175,11 +181,8 @@ fn peer_lease_reads_a_flannel_node() {
     let n = node_with(
         &["10.244.2.0/24"],
         &[
-            (
-                "flannel.alpha.coreos.com/backend-data",
-                r#"{"VNI":1,"VtepMAC":"ee:a4:86:c3:7f:56"}"#,
-            ),
-            ("flannel.alpha.coreos.com/backend-type", "vxlan"),
+            VXLAN_DATA,
+            VXLAN_TYPE,
             ("flannel.alpha.coreos.com/kube-subnet-manager", "true"),
             ("flannel.alpha.coreos.com/public-ip", "192.0.2.2"),
         ],
@@ -229,11 +232,8 @@ fn previous_attrs_and_stored_ips() {
     let n = node_with(
         &["10.244.1.0/24"],
         &[
-            (
-                "flannel.alpha.coreos.com/backend-data",
-                r#"{"VNI":1,"VtepMAC":"ee:a4:86:c3:7f:56"}"#,
-            ),
-            ("flannel.alpha.coreos.com/backend-type", "vxlan"),
+            VXLAN_DATA,
+            VXLAN_TYPE,
             ("flannel.alpha.coreos.com/public-ip", "192.0.2.1"),
             ("flannel.alpha.coreos.com/node-public-ip", "198.51.100.4"),
             ("flannel.alpha.coreos.com/node-public-ipv6", "garbage"),

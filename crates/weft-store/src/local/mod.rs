@@ -138,6 +138,40 @@ pub(super) fn log_event(
     Ok(())
 }
 
+/// Stores `key` as written at `rev` and logs the event: the last step of
+/// every write, so that the row and its event always agree. `create_rev`
+/// is `rev` for a new key and the key's own for a rewrite.
+fn store_key(
+    tx: &rusqlite::Transaction<'_>,
+    rev: i64,
+    key: &str,
+    value: &[u8],
+    create_rev: i64,
+    ttl: Ttl,
+) -> rusqlite::Result<()> {
+    let exp = expiry(ttl);
+    tx.execute(
+        "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, expires_at_ms, ttl_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![key, value, create_rev, rev, exp, ttl_ms(ttl)],
+    )?;
+    log_event(tx, rev, key, Some(value), create_rev, exp.is_some())
+}
+
+/// The create revision of `key` if it is still at `mod_rev`: the
+/// compare-and-swap check of a rewrite or delete.
+fn create_rev_at(
+    tx: &rusqlite::Transaction<'_>,
+    key: &str,
+    mod_rev: i64,
+) -> rusqlite::Result<Option<i64>> {
+    tx.query_row(
+        "SELECT create_rev FROM kv WHERE key = ?1 AND mod_rev = ?2",
+        params![key, mod_rev],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
 fn row_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<KvEntry> {
     let expires_at: Option<i64> = r.get(4)?;
     Ok(KvEntry {
@@ -242,15 +276,14 @@ impl LocalKv {
         self.write(move |tx| {
             let rev = bump(tx)?;
             let create_rev: i64 = tx
-                .query_row("SELECT create_rev FROM kv WHERE key = ?1", params![key], |r| r.get(0))
+                .query_row(
+                    "SELECT create_rev FROM kv WHERE key = ?1",
+                    params![key],
+                    |r| r.get(0),
+                )
                 .optional()?
                 .unwrap_or(rev);
-            let exp = expiry(ttl);
-            tx.execute(
-                "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, expires_at_ms, ttl_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key, value, create_rev, rev, exp, ttl_ms(ttl)],
-            )?;
-            log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())
+            store_key(tx, rev, &key, &value, create_rev, ttl)
         })
         .await
     }
@@ -318,12 +351,7 @@ impl Kv for LocalKv {
                 return Ok(false);
             }
             let rev = bump(tx)?;
-            let exp = expiry(ttl);
-            tx.execute(
-                "INSERT INTO kv (key, value, create_rev, mod_rev, expires_at_ms, ttl_ms) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
-                params![key, value, rev, exp, ttl_ms(ttl)],
-            )?;
-            log_event(tx, rev, &key, Some(&value), rev, exp.is_some())?;
+            store_key(tx, rev, &key, &value, rev, ttl)?;
             Ok(true)
         })
         .await
@@ -338,23 +366,11 @@ impl Kv for LocalKv {
     ) -> Result<bool, KvError> {
         let (key, value) = (key.to_owned(), value.to_vec());
         self.write(move |tx| {
-            let create_rev: Option<i64> = tx
-                .query_row(
-                    "SELECT create_rev FROM kv WHERE key = ?1 AND mod_rev = ?2",
-                    params![key, mod_rev],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(create_rev) = create_rev else {
+            let Some(create_rev) = create_rev_at(tx, &key, mod_rev)? else {
                 return Ok(false);
             };
             let rev = bump(tx)?;
-            let exp = expiry(ttl);
-            tx.execute(
-                "UPDATE kv SET value = ?2, mod_rev = ?3, expires_at_ms = ?4, ttl_ms = ?5 WHERE key = ?1",
-                params![key, value, rev, exp, ttl_ms(ttl)],
-            )?;
-            log_event(tx, rev, &key, Some(&value), create_rev, exp.is_some())?;
+            store_key(tx, rev, &key, &value, create_rev, ttl)?;
             Ok(true)
         })
         .await
@@ -363,14 +379,7 @@ impl Kv for LocalKv {
     async fn delete(&self, key: &str, mod_rev: i64) -> Result<bool, KvError> {
         let key = key.to_owned();
         self.write(move |tx| {
-            let create_rev: Option<i64> = tx
-                .query_row(
-                    "SELECT create_rev FROM kv WHERE key = ?1 AND mod_rev = ?2",
-                    params![key, mod_rev],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            let Some(create_rev) = create_rev else {
+            let Some(create_rev) = create_rev_at(tx, &key, mod_rev)? else {
                 return Ok(false);
             };
             let rev = bump(tx)?;

@@ -16,6 +16,37 @@ use weft_store::{
 
 pub const PREFIX: &str = "/coreos.com/network";
 
+/// One `#[tokio::test]` per contract behaviour, so that each store's file
+/// gives its set-up once and lists the behaviours instead of wrapping each
+/// by hand. `let x = setup;` starts every test (a fresh datastore); each
+/// `behaviour(args) [as test_name];` then calls `contract::behaviour(args)`
+/// in a test named after the behaviour, or `test_name`.
+macro_rules! contract_tests {
+    (
+        let $fixture:ident = $setup:expr;
+        $($contract:ident($($arg:expr),*) $(as $test:ident)?;)+
+    ) => {
+        $(
+            $crate::common::contract::contract_tests!(
+                @test [$fixture = $setup] $contract($($arg),*) $($test)?
+            );
+        )+
+    };
+    (@test [$fixture:ident = $setup:expr] $contract:ident($($arg:expr),*) $test:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            let $fixture = $setup;
+            $crate::common::contract::$contract($($arg),*).await;
+        }
+    };
+    (@test [$fixture:ident = $setup:expr] $contract:ident($($arg:expr),*)) => {
+        $crate::common::contract::contract_tests!(
+            @test [$fixture = $setup] $contract($($arg),*) $contract
+        );
+    };
+}
+pub(crate) use contract_tests;
+
 pub fn config(json: &str) -> NetConfig {
     netconf::parse(json).expect("test config is valid")
 }
@@ -207,14 +238,14 @@ pub async fn deleted_lease_is_noticed<K: Kv + Clone>(kv: K) {
 
 /// A reservation (a key without TTL) is taken by the node with that public
 /// IP and stays without TTL across renewals.
-pub async fn reservation_is_honoured<K: Kv + Clone>(kv: K, put_forever: impl AsyncFn(&str, &str)) {
+pub async fn reservation_is_honoured<K: Kv + Clone>(kv: K, put_forever: impl AsyncFn(&str, &[u8])) {
     let cfg = none_config();
     let reserved = LeaseSubnets {
         v4: Some("10.244.77.0/24".parse().unwrap()),
         v6: None,
     };
     let key = etcd_key::lease_key(PREFIX, &reserved);
-    put_forever(&key, r#"{"PublicIP":"192.0.2.7","PublicIPv6":null}"#).await;
+    put_forever(&key, br#"{"PublicIP":"192.0.2.7","PublicIPv6":null}"#).await;
     let s = store(kv.clone(), Duration::from_secs(3));
     let lease = s.acquire(&cfg, &request(7)).await.unwrap();
     assert_eq!(lease.subnets, reserved);

@@ -160,6 +160,17 @@ impl Drop for EtcdServer {
     }
 }
 
+/// `openssl req` options for a new unencrypted P-256 key, written to the
+/// path that follows: the CA's and each certificate's key are made alike.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+];
+
 /// Makes a CA, a server certificate for 127.0.0.1/localhost and a client
 /// certificate with the openssl tool.
 pub fn make_tls(dir: &Path, name: &str) -> TlsFiles {
@@ -178,40 +189,29 @@ pub fn make_tls(dir: &Path, name: &str) -> TlsFiles {
     let s = |p: &PathBuf| p.to_string_lossy().into_owned();
     let (ca, ca_key) = (p("ca.pem"), p("ca-key.pem"));
     run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        &s(&ca_key),
-        "-out",
-        &s(&ca),
-        "-days",
-        "2",
-        "-subj",
-        &format!("/CN={name}-ca"),
-    ]);
+        &["req", "-x509"],
+        NEW_KEY,
+        &[
+            &s(&ca_key),
+            "-out",
+            &s(&ca),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}-ca"),
+        ],
+    ]
+    .concat());
     let issue = |cn: &str, cert: &PathBuf, key: &PathBuf, ext: &str| {
         let csr = dir.join(format!("{name}-{cn}.csr"));
         let extfile = dir.join(format!("{name}-{cn}.ext"));
         std::fs::write(&extfile, ext).expect("write ext");
         run(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &s(key),
-            "-out",
-            &s(&csr),
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
+            &["req"],
+            NEW_KEY,
+            &[&s(key), "-out", &s(&csr), "-subj", &format!("/CN={cn}")],
+        ]
+        .concat());
         run(&[
             "x509",
             "-req",

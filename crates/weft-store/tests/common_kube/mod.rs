@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::watch;
-use weft_core::lease::{LeaseAttrs, LeaseSubnets, RawJson};
+use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets, RawJson};
 use weft_core::netconf::NetConfig;
 use weft_kube_testserver::{NodeSpec, ServerOptions, TestServer};
 use weft_store::PeerSnapshot;
 use weft_store::kube::{KubeLeaseStore, KubeOptions, NodeIdentity};
-use weft_store::{LeaseStore, SnapshotSender};
+use weft_store::{AcquireRequest, LeaseStore, SnapshotSender, StoreError};
 
 pub const NETCONF: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
 
@@ -31,6 +31,34 @@ pub fn vxlan(ip: &str, mac: &str) -> LeaseAttrs {
         backend_data: Some(RawJson::parse(&format!(r#"{{"VNI":1,"VtepMAC":"{mac}"}}"#)).unwrap()),
         ..Default::default()
     }
+}
+
+/// A request to publish `attrs`, with no earlier lease to keep.
+pub fn request_for(attrs: LeaseAttrs) -> AcquireRequest {
+    AcquireRequest {
+        attrs,
+        previous: Default::default(),
+    }
+}
+
+/// Reads the net config and asks for a vxlan lease: the acquire most tests
+/// make, spelled once.
+pub async fn acquire(store: &KubeLeaseStore, ip: &str, mac: &str) -> Result<Lease, StoreError> {
+    let cfg = store.network_config().await.unwrap();
+    store.acquire(&cfg, &request_for(vxlan(ip, mac))).await
+}
+
+/// Registers our own node1, takes its lease and starts the peer watch: how
+/// every watch test begins.
+pub async fn node1(c: &Cluster) -> (Arc<KubeLeaseStore>, Lease, SnapshotRx) {
+    c.add_node("node1", "192.0.2.1");
+    let store = Arc::new(c.store("node1").await);
+    let lease = acquire(&store, "192.0.2.1", "ee:a4:86:c3:7f:01")
+        .await
+        .unwrap();
+    let cfg = store.network_config().await.unwrap();
+    let (rx, _task) = watch(Arc::clone(&store), cfg, lease.subnets);
+    (store, lease, rx)
 }
 
 pub struct Cluster {
