@@ -5,15 +5,18 @@
 //! a peer accepted with an unusable address would be programmed into the
 //! kernel, which is exactly what screening exists to prevent.
 
-use std::net::IpAddr;
 use std::sync::OnceLock;
 
-use weft_core::backend_data::{VxlanData, WireguardData};
 use weft_core::etcd_key;
 use weft_core::lease::{Lease, LeaseSubnets};
-use weft_core::netconf::{self, BackendConfig, NetConfig};
+use weft_core::netconf::{self, NetConfig};
 use weft_core::peer::{self, PeerRejection, ScreenedPeers};
-use weft_core::prefix::{self, Family};
+
+/// The properties of an accepted lease, shared with the hostile-corpus
+/// test so that fuzzer and test judge the same way.
+#[path = "../../crates/weft-core/tests/fixtures/hostile/accepted.rs"]
+mod accepted;
+pub use accepted::assert_valid;
 
 /// A config peers are screened against, our own subnets, and an older,
 /// good peer whose subnet a hostile entry may try to take.
@@ -113,74 +116,5 @@ pub fn check(s: &Setting, screened: &ScreenedPeers) {
     }
     for (_, lease) in &screened.accepted {
         assert_valid(&s.cfg, &s.own, lease);
-    }
-}
-
-/// What an accepted lease must satisfy before the planner sees it,
-/// restated independently of `peer.rs`.
-pub fn assert_valid(cfg: &NetConfig, own: &LeaseSubnets, lease: &Lease) {
-    assert!(!lease.subnets.is_empty(), "{lease:?}");
-    for subnet in lease.subnets.iter() {
-        let pool = cfg
-            .pool(Family::of_net(subnet))
-            .unwrap_or_else(|| panic!("subnet of a disabled family: {lease:?}"));
-        assert!(pool.network.contains(&subnet), "{lease:?}");
-        assert_eq!(subnet.prefix_len(), pool.subnet_len, "{lease:?}");
-        assert_eq!(subnet, subnet.trunc(), "{lease:?}");
-        for o in own.iter() {
-            assert!(!prefix::overlaps(o, subnet), "overlaps own: {lease:?}");
-        }
-    }
-    let ips: Vec<IpAddr> = Family::ALL
-        .iter()
-        .filter_map(|f| lease.attrs.public_addr(*f))
-        .collect();
-    assert!(!ips.is_empty(), "{lease:?}");
-    for ip in ips {
-        let usable = match ip {
-            IpAddr::V4(a) => {
-                !(a.is_unspecified()
-                    || a.is_loopback()
-                    || a.is_multicast()
-                    || a.is_broadcast()
-                    || a.octets()[0] == 0)
-            }
-            IpAddr::V6(a) => {
-                !(a.is_unspecified()
-                    || a.is_loopback()
-                    || a.is_multicast()
-                    || a.is_unicast_link_local()
-                    || a.to_ipv4_mapped().is_some())
-            }
-        };
-        assert!(usable, "unusable public IP accepted: {lease:?}");
-        assert!(
-            !cfg.pools().any(|p| p.network.contains(&ip)),
-            "public IP inside the pod network accepted: {lease:?}"
-        );
-    }
-    assert!(
-        lease
-            .attrs
-            .backend_type
-            .eq_ignore_ascii_case(cfg.backend.type_name()),
-        "{lease:?}"
-    );
-    for family in Family::ALL {
-        if lease.subnets.get(family).is_none() {
-            continue;
-        }
-        let data = lease.attrs.backend_data_for(family);
-        match &cfg.backend {
-            BackendConfig::Vxlan(_) => {
-                let d = VxlanData::decode(data).expect("accepted vxlan data decodes");
-                assert!(d.vtep_mac.is_valid_unicast() && d.vni <= VxlanData::MAX_VNI);
-            }
-            BackendConfig::Wireguard(_) => {
-                let d = WireguardData::decode(data).expect("accepted wireguard data decodes");
-                assert_ne!(d.public_key.0, [0; 32]);
-            }
-            _ => {}
-        }
     }
 }

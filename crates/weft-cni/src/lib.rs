@@ -18,6 +18,8 @@ pub mod exec;
 pub mod netconf;
 pub mod state;
 pub mod subnet;
+#[cfg(test)]
+mod test_files;
 pub mod version;
 
 use std::io::{Read, Write};

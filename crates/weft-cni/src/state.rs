@@ -131,6 +131,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::test_files::fifo_refusal;
 
     #[test]
     fn saves_private_files_and_reads_them_back() {
@@ -165,15 +166,8 @@ mod tests {
     #[test]
     fn a_fifo_is_refused_without_waiting() {
         let root = tempfile::tempdir().unwrap();
-        let p = path(root.path(), "c1");
-        nix::unistd::mkfifo(&p, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
         let dir = root.path().to_owned();
-        std::thread::spawn(move || tx.send(load(&dir, "c1")));
-        let e = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("load blocked on a FIFO")
-            .unwrap_err();
+        let e = fifo_refusal(&path(&dir, "c1"), move || load(&dir, "c1"));
         assert_eq!(e.code, code::IO);
         assert!(e.msg.contains("not a regular file"), "{}", e.msg);
     }

@@ -137,6 +137,11 @@ fn kind(t: FileType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_files::{fifo_refusal, file_with};
+
+    /// A complete subnet.env, as the agent writes it.
+    const GOOD: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n\
+                        FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
     #[test]
     fn missing_file_is_try_again_later_with_a_hint() {
@@ -156,13 +161,10 @@ mod tests {
 
     #[test]
     fn incomplete_file_names_the_keys_as_flannel_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("subnet.env");
-        std::fs::write(
-            &path,
+        let (_dir, path) = file_with(
+            "subnet.env",
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n",
-        )
-        .unwrap();
+        );
         let e = load(&path).unwrap_err();
         assert_eq!(e.code, code::INVALID_NETCONF);
         assert!(
@@ -174,9 +176,7 @@ mod tests {
 
     #[test]
     fn bad_value_is_invalid() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("subnet.env");
-        std::fs::write(&path, "FLANNEL_MTU=big\n").unwrap();
+        let (_dir, path) = file_with("subnet.env", "FLANNEL_MTU=big\n");
         assert_eq!(load(&path).unwrap_err().code, code::INVALID_NETCONF);
     }
 
@@ -209,29 +209,19 @@ mod tests {
     fn a_fifo_is_refused_without_waiting() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("subnet.env");
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
         let p = path.clone();
-        std::thread::spawn(move || tx.send(load(&p)));
-        let e = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("load blocked on a FIFO")
-            .unwrap_err();
+        let e = fifo_refusal(&path, move || load(&p));
         assert_eq!(e.code, code::IO);
         assert!(e.msg.contains("it is a FIFO"), "{}", e.msg);
     }
 
     #[test]
     fn an_oversized_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("subnet.env");
-        let good = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n\
-                    FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
         // Exactly the limit is read (and parsed: comments pad it).
-        let pad = MAX_SUBNET_ENV_BYTES as usize - good.len() - 1;
-        std::fs::write(&path, format!("{good}#{}", "x".repeat(pad))).unwrap();
+        let pad = MAX_SUBNET_ENV_BYTES as usize - GOOD.len() - 1;
+        let (_dir, path) = file_with("subnet.env", &format!("{GOOD}#{}", "x".repeat(pad)));
         load(&path).unwrap();
-        std::fs::write(&path, format!("{good}#{}", "x".repeat(pad + 1))).unwrap();
+        std::fs::write(&path, format!("{GOOD}#{}", "x".repeat(pad + 1))).unwrap();
         let e = load(&path).unwrap_err();
         assert_eq!(e.code, code::INVALID_NETCONF);
         assert!(e.msg.contains("larger than 1048576 bytes"), "{}", e.msg);
@@ -239,13 +229,7 @@ mod tests {
 
     #[test]
     fn a_symlink_to_the_file_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let real = dir.path().join("real.env");
-        std::fs::write(
-            &real,
-            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
-        )
-        .unwrap();
+        let (dir, real) = file_with("real.env", GOOD);
         let link = dir.path().join("subnet.env");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         assert_eq!(load(&link).unwrap().mtu, Some(1450));

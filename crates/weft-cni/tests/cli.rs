@@ -3,14 +3,14 @@
 //! (stand-in scripts, so the cleanup path is visible without root).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::{FLANNEL, GOOD_SUBNET_ENV, output_with_stdin};
 use serde_json::{Value, json};
-
-const FLANNEL: &str = env!("CARGO_BIN_EXE_flannel");
 
 struct Out {
     ok: bool,
@@ -30,17 +30,16 @@ impl Out {
     }
 }
 
+/// The message of an error result.
+fn msg(e: &Value) -> &str {
+    e["msg"].as_str().unwrap()
+}
+
 fn flannel(env: &[(&str, &str)], stdin: &[u8]) -> Out {
-    let mut child = Command::new(FLANNEL)
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(FLANNEL).env_clear().envs(env.iter().copied()),
+        stdin,
+    );
     Out {
         ok: out.status.success(),
         stdout: String::from_utf8(out.stdout).unwrap(),
@@ -59,11 +58,7 @@ impl Setup {
             dir: tempfile::tempdir().unwrap(),
         };
         std::fs::create_dir(s.bin()).unwrap();
-        std::fs::write(
-            s.dir.path().join("subnet.env"),
-            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n",
-        )
-        .unwrap();
+        std::fs::write(s.dir.path().join("subnet.env"), GOOD_SUBNET_ENV).unwrap();
         s
     }
 
@@ -154,7 +149,7 @@ fn bad_stdin_is_a_decode_error_with_its_position() {
         .run("ADD", "c1", b"{\"name\": \"cbr0\",\n \"cniVersion\": }")
         .error();
     assert_eq!(e["code"], 6);
-    assert!(e["msg"].as_str().unwrap().contains("line 2 column"), "{e}");
+    assert!(msg(&e).contains("line 2 column"), "{e}");
     // Nothing saved for a request that was refused.
     assert!(!s.data_dir().exists());
 }
@@ -173,7 +168,7 @@ fn unknown_version_is_incompatible() {
         .run("ADD", "c1", &s.conf(json!({"cniVersion": "9.9.9"})))
         .error();
     assert_eq!(e["code"], 1);
-    assert!(e["msg"].as_str().unwrap().contains("\"9.9.9\""), "{e}");
+    assert!(msg(&e).contains("\"9.9.9\""), "{e}");
 }
 
 #[test]
@@ -181,10 +176,7 @@ fn missing_variables_are_named() {
     let e = flannel(&[("CNI_COMMAND", "ADD"), ("CNI_IFNAME", "eth0")], b"{}").error();
     assert_eq!(e["code"], 4);
     assert!(
-        e["msg"]
-            .as_str()
-            .unwrap()
-            .contains("[CNI_CONTAINERID,CNI_NETNS,CNI_PATH]"),
+        msg(&e).contains("[CNI_CONTAINERID,CNI_NETNS,CNI_PATH]"),
         "{e}"
     );
 }
@@ -211,7 +203,7 @@ fn missing_subnet_env_says_the_agent_is_not_ready() {
         serde_json::from_str(include_str!("golden/cni-error-missing-subnet-env.json")).unwrap();
     assert_eq!(golden["code"], 999);
     assert_eq!(e["code"], 11);
-    let msg = e["msg"].as_str().unwrap();
+    let msg = msg(&e);
     assert!(
         msg.starts_with(&format!(
             "{} is missing: the agent on this node",
@@ -241,7 +233,7 @@ fn a_missing_delegate_fails_before_anything_is_saved() {
         )
         .error();
     assert_eq!(e["code"], 7);
-    let msg = e["msg"].as_str().unwrap();
+    let msg = msg(&e);
     assert!(
         msg.contains("\"no-such-plugin\" not found in CNI_PATH"),
         "{msg}"
@@ -275,13 +267,7 @@ fn a_delegate_crash_without_a_result_is_reported() {
     s.fake_delegate("bridge", "echo 'segfault at 0' >&2; exit 139");
     let e = s.run("ADD", "c1", &s.conf(json!({}))).error();
     assert_eq!(e["code"], 999);
-    assert!(
-        e["msg"]
-            .as_str()
-            .unwrap()
-            .starts_with("delegate bridge failed"),
-        "{e}"
-    );
+    assert!(msg(&e).starts_with("delegate bridge failed"), "{e}");
     assert_eq!(e["details"], "segfault at 0");
 }
 
@@ -313,13 +299,7 @@ fn status_reports_an_agent_that_is_not_ready() {
     let conf = s.conf(json!({"cniVersion": "1.1.0", "subnetFile": missing}));
     let e = s.run("STATUS", "", &conf).error();
     assert_eq!(e["code"], 50);
-    assert!(
-        e["msg"]
-            .as_str()
-            .unwrap()
-            .contains("has not written it yet"),
-        "{e}"
-    );
+    assert!(msg(&e).contains("has not written it yet"), "{e}");
 }
 
 #[test]

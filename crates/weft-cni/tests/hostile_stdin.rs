@@ -8,29 +8,23 @@
 //! through the library entry point and through the installed binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../weft-core/tests/fixtures/hostile/known_gaps.rs"]
+mod known_gaps;
+
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::{FLANNEL, GOOD_SUBNET_ENV, output_with_stdin};
 use serde_json::{Map, Value, json};
-
-const FLANNEL: &str = env!("CARGO_BIN_EXE_flannel");
 
 /// Cases the plugin does not handle as the fixture says yet, each with the
 /// fix it needs. They still run (no panic, valid output); once fixed, the
 /// test fails until the entry is removed, so the list cannot go stale.
 const KNOWN_GAPS: &[(&str, &str)] = &[];
-
-fn known_gap(name: &str) -> Option<&'static str> {
-    KNOWN_GAPS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, why)| *why)
-}
-
-const GOOD_SUBNET_ENV: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
 /// The most an error result may take, whatever the input.
 const MAX_ERROR_BYTES: usize = 4096;
@@ -235,17 +229,8 @@ fn judge(case: &Case, out: &[u8], status: i32) -> Result<(), String> {
 }
 
 fn run_binary(env: &HashMap<String, String>, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, i32) {
-    let mut child = Command::new(FLANNEL)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // The plugin may refuse before reading all of a huge input.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(Command::new(FLANNEL).env_clear().envs(env), stdin);
     (out.stdout, out.stderr, out.status.code().unwrap_or(-1))
 }
 
@@ -349,7 +334,10 @@ fn every_hostile_invocation_is_a_clean_error() {
             ));
         }
 
-        match (known_gap(&case.name), problems.is_empty()) {
+        match (
+            known_gaps::lookup(KNOWN_GAPS, &case.name),
+            problems.is_empty(),
+        ) {
             (None, true) => {}
             (None, false) => failures.push(format!("{}: {}", case.name, problems.join("; "))),
             (Some(_), true) => {

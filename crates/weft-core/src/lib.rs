@@ -19,6 +19,8 @@ pub mod plan;
 pub mod prefix;
 pub mod status;
 pub mod subnet_env;
+#[cfg(test)]
+mod test_leases;
 pub mod wg_key;
 
 pub use prefix::Family;

@@ -140,11 +140,7 @@ pub fn screen(
     own: &LeaseSubnets,
     candidates: impl IntoIterator<Item = (String, Result<Lease, PeerRejection>)>,
 ) -> ScreenedPeers {
-    let checked: Vec<(String, Precheck)> = candidates
-        .into_iter()
-        .map(|(id, c)| (id, precheck(cfg, own, c)))
-        .collect();
-    screen_prechecked(own, checked.iter().map(|(id, c)| (id.as_str(), c)))
+    screen_with(own, candidates, |c| precheck(cfg, own, c))
 }
 
 /// [`screen`] for a store that has left this node's own lease out by
@@ -154,9 +150,19 @@ pub fn screen_others(
     own: &LeaseSubnets,
     candidates: impl IntoIterator<Item = (String, Result<Lease, PeerRejection>)>,
 ) -> ScreenedPeers {
+    screen_with(own, candidates, |c| precheck_other(cfg, c))
+}
+
+/// Prechecks every candidate with `check`, then settles the overlaps: the
+/// one-shot screens differ only in how they tell this node's own lease.
+fn screen_with(
+    own: &LeaseSubnets,
+    candidates: impl IntoIterator<Item = (String, Result<Lease, PeerRejection>)>,
+    check: impl Fn(Result<Lease, PeerRejection>) -> Precheck,
+) -> ScreenedPeers {
     let checked: Vec<(String, Precheck)> = candidates
         .into_iter()
-        .map(|(id, c)| (id, precheck_other(cfg, c)))
+        .map(|(id, c)| (id, check(c)))
         .collect();
     screen_prechecked(own, checked.iter().map(|(id, c)| (id.as_str(), c)))
 }
@@ -318,42 +324,22 @@ fn check_overlap(
 mod tests {
     use super::*;
     use crate::backend_data::VxlanData;
-    use crate::lease::LeaseAttrs;
     use crate::mac::Mac;
+    use crate::test_leases::{VXLAN_V4, cfg, v4, v4_lease};
 
     fn lease(subnet: &str, ip: &str, backend: &str) -> Result<Lease, PeerRejection> {
-        Ok(Lease {
-            subnets: LeaseSubnets {
-                v4: Some(subnet.parse().unwrap()),
-                v6: None,
-            },
-            attrs: LeaseAttrs {
-                public_ip: Some(ip.parse().unwrap()),
-                backend_type: backend.to_owned(),
-                backend_data: Some(
-                    VxlanData {
-                        vni: 1,
-                        vtep_mac: Mac([0x0e, 0, 0, 0, 0, 1]),
-                    }
-                    .encode(),
-                ),
-                ..LeaseAttrs::default()
-            },
-            expiration: None,
-        })
+        let data = VxlanData {
+            vni: 1,
+            vtep_mac: Mac([0x0e, 0, 0, 0, 0, 1]),
+        };
+        Ok(v4_lease(subnet, ip, backend, Some(data.encode())))
     }
 
     /// The store checks each lease once and screens the cached verdicts:
     /// the outcome must be exactly the one-shot screen's.
     #[test]
     fn prechecked_screening_equals_screening() {
-        let cfg =
-            crate::netconf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
-                .unwrap();
-        let own = LeaseSubnets {
-            v4: Some("10.244.6.0/24".parse().unwrap()),
-            v6: None,
-        };
+        let (cfg, own) = (cfg(VXLAN_V4), v4("10.244.6.0/24"));
         let candidates = vec![
             ("a".to_owned(), lease("10.244.1.0/24", "192.0.2.2", "vxlan")),
             (
@@ -397,13 +383,7 @@ mod tests {
     /// [`screen`] (etcd: subnets are the identity) would take it for us.
     #[test]
     fn another_node_with_our_exact_subnet_is_an_overlap() {
-        let cfg =
-            crate::netconf::parse(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
-                .unwrap();
-        let own = LeaseSubnets {
-            v4: Some("10.244.6.0/24".parse().unwrap()),
-            v6: None,
-        };
+        let (cfg, own) = (cfg(VXLAN_V4), v4("10.244.6.0/24"));
         let candidates = vec![
             (
                 "node-b".to_owned(),

@@ -7,32 +7,26 @@
 //! node reads, and a single panic there would stop every agent at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "fixtures/hostile/accepted.rs"]
+mod accepted;
 #[path = "fixtures/hostile/corpus.rs"]
 mod corpus;
+#[path = "fixtures/hostile/known_gaps.rs"]
+mod known_gaps;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
+use accepted::assert_valid;
 use corpus::{KINDS, LeaseCase, config, decode, load_leases};
 use proptest::prelude::*;
-use weft_core::backend_data::{VxlanData, WireguardData};
-use weft_core::lease::{Lease, LeaseSubnets};
-use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_core::lease::Lease;
 use weft_core::peer::{self, ScreenedPeers};
-use weft_core::prefix::{self, Family};
 
 /// Cases whose expectation the product does not meet yet, each with the
 /// fix it needs. They are still run (no panic, nothing invalid accepted);
 /// once fixed, the test fails until the entry is removed, so this list
 /// cannot go stale.
 const KNOWN_GAPS: &[(&str, &str)] = &[];
-
-fn known_gap(name: &str) -> Option<&'static str> {
-    KNOWN_GAPS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, why)| *why)
-}
 
 /// The good peer of each config: the `accept-<config>` fixture.
 fn good_peer(cases: &[LeaseCase], config: &str) -> (String, Lease) {
@@ -109,7 +103,7 @@ fn each_hostile_lease_is_rejected_for_its_reason_next_to_a_good_peer() {
         }
         let (kind, message) = outcome(&screened, &c.name);
         let met = kind == c.expect && message.contains(&c.text);
-        if let Some(why) = known_gap(&c.name) {
+        if let Some(why) = known_gaps::lookup(KNOWN_GAPS, &c.name) {
             if met {
                 failures.push(format!("{}: fixed, remove it from KNOWN_GAPS", c.name));
             } else {
@@ -147,81 +141,14 @@ fn all_hostile_leases_together_give_the_same_outcomes() {
         );
         let screened = peer::screen(&cfg, &own, candidates);
         assert_eq!(outcome(&screened, &good.0).0, "accept");
-        for c in mine.into_iter().filter(|c| known_gap(&c.name).is_none()) {
+        for c in mine
+            .into_iter()
+            .filter(|c| known_gaps::lookup(KNOWN_GAPS, &c.name).is_none())
+        {
             assert_eq!(outcome(&screened, &c.name).0, c.expect, "{}", c.name);
         }
         for (_, lease) in &screened.accepted {
             assert_valid(&cfg, &own, lease);
-        }
-    }
-}
-
-/// Everything an accepted lease must satisfy before the planner may turn it
-/// into routes, neighbours and FDB entries, restated independently of
-/// `peer.rs` so that a screening bug cannot hide behind its own logic.
-fn assert_valid(cfg: &NetConfig, own: &LeaseSubnets, lease: &Lease) {
-    assert!(!lease.subnets.is_empty(), "{lease:?}");
-    for subnet in lease.subnets.iter() {
-        let pool = cfg
-            .pool(Family::of_net(subnet))
-            .unwrap_or_else(|| panic!("subnet of a disabled family kept: {lease:?}"));
-        assert!(pool.network.contains(&subnet), "{lease:?}");
-        assert_eq!(subnet.prefix_len(), pool.subnet_len, "{lease:?}");
-        assert_eq!(subnet, subnet.trunc(), "{lease:?}");
-        for o in own.iter() {
-            assert!(!prefix::overlaps(o, subnet), "overlaps own: {lease:?}");
-        }
-    }
-    let ips: Vec<IpAddr> = Family::ALL
-        .iter()
-        .filter_map(|f| lease.attrs.public_addr(*f))
-        .collect();
-    assert!(!ips.is_empty(), "{lease:?}");
-    for ip in ips {
-        let usable = match ip {
-            IpAddr::V4(a) => {
-                !a.is_unspecified()
-                    && !a.is_loopback()
-                    && !a.is_multicast()
-                    && !a.is_broadcast()
-                    && a.octets()[0] != 0
-            }
-            IpAddr::V6(a) => {
-                !a.is_unspecified()
-                    && !a.is_loopback()
-                    && !a.is_multicast()
-                    && !a.is_unicast_link_local()
-                    && a.to_ipv4_mapped().is_none()
-            }
-        };
-        assert!(usable, "unusable public IP kept: {lease:?}");
-        assert!(
-            !cfg.pools().any(|p| p.network.contains(&ip)),
-            "public IP in the pod network kept: {lease:?}"
-        );
-    }
-    assert!(
-        lease
-            .attrs
-            .backend_type
-            .eq_ignore_ascii_case(cfg.backend.type_name()),
-        "{lease:?}"
-    );
-    for family in Family::ALL {
-        if lease.subnets.get(family).is_none() {
-            continue;
-        }
-        let data = lease.attrs.backend_data_for(family);
-        match &cfg.backend {
-            BackendConfig::Vxlan(_) => {
-                let d = VxlanData::decode(data).unwrap();
-                assert!(d.vtep_mac.is_valid_unicast() && d.vni <= VxlanData::MAX_VNI);
-            }
-            BackendConfig::Wireguard(_) => {
-                let d = WireguardData::decode(data).unwrap();
-                assert_ne!(d.public_key.0, [0; 32]);
-            }
-            _ => {}
         }
     }
 }

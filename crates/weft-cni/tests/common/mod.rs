@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use nix::sched::{CloneFlags, setns};
@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 pub const FLANNEL: &str = env!("CARGO_BIN_EXE_flannel");
 /// Debian's containernetworking-plugins.
 pub const PLUGINS: &str = "/usr/lib/cni";
+
+/// An IPv4 node's subnet.env, as the agent writes it.
+pub const GOOD_SUBNET_ENV: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n";
 
 /// The golden dual-stack subnet.env (flannel-golden, `--ip-masq`).
 pub const DUAL_STACK_ENV: &str = "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.5.1/24\n\
@@ -229,6 +232,21 @@ impl Node {
     }
 }
 
+/// Runs `cmd` with `stdin` written to it and its stdout and stderr
+/// captured. The write may fail when the program refuses before reading
+/// all of a large input: that is the program's answer, which the output
+/// shows, not a failure of the test.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &[u8]) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `program` inside `ns`: a dedicated thread enters the namespace and
 /// spawns the child, which inherits the thread's namespace. The thread ends
 /// with the child, so nothing else ever runs in the namespace.
@@ -242,17 +260,13 @@ pub fn run_in(ns: &Netns, program: &str, env: &[(&str, String)], stdin: &[u8]) -
     let stdin = stdin.to_vec();
     std::thread::spawn(move || {
         setns(File::open(&path).unwrap(), CloneFlags::CLONE_NEWNET).unwrap();
-        let mut child = Command::new(program)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let _ = child.stdin.take().unwrap().write_all(&stdin);
-        let out = child.wait_with_output().unwrap();
+        let out = output_with_stdin(
+            Command::new(program)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(env),
+            &stdin,
+        );
         Run {
             ok: out.status.success(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

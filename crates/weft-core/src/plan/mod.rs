@@ -202,6 +202,43 @@ pub struct Desired {
     pub skipped: Vec<(String, String)>,
 }
 
+impl Desired {
+    /// An empty plan with the pod MTU: what every backend starts from.
+    fn with_mtu(mtu: u32) -> Desired {
+        Desired {
+            mtu,
+            ..Desired::default()
+        }
+    }
+
+    /// The peer's public address of `family`. A peer without one is noted
+    /// as skipped for that family (and `None` returned): a tunnel or route
+    /// needs somewhere to go, and the operator needs to see why none was
+    /// made.
+    fn public_addr_or_skip(&mut self, id: &str, peer: &Lease, family: Family) -> Option<IpAddr> {
+        let public = peer.attrs.public_addr(family);
+        if public.is_none() {
+            self.skipped.push((
+                id.to_owned(),
+                format!("no public {family} address for its {family} subnet"),
+            ));
+        }
+        public
+    }
+
+    /// A route to `dst` via `gateway` out of `dev`.
+    fn route_via(&mut self, dst: IpNet, gateway: IpAddr, dev: Dev, onlink: bool) {
+        self.routes.push(RoutePlan {
+            dst,
+            target: RouteTarget::Via {
+                gateway,
+                dev,
+                onlink,
+            },
+        });
+    }
+}
+
 /// Why no plan could be made at all (configuration the node cannot run).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -253,10 +290,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Desired, PlanError> {
         }
         BackendConfig::HostGw => routed::host_gw(input, pod_mtu(input, None)?),
         BackendConfig::Ipip(opts) => routed::ipip(input, opts, pod_mtu(input, None)?)?,
-        BackendConfig::None => Desired {
-            mtu: pod_mtu(input, None)?,
-            ..Desired::default()
-        },
+        BackendConfig::None => Desired::with_mtu(pod_mtu(input, None)?),
         BackendConfig::Wireguard(opts) => {
             let mtu = pod_mtu(input, opts.mtu)?;
             wireguard::plan(input, opts, mtu)

@@ -6,28 +6,19 @@
 use crate::netconf::IpipOptions;
 use crate::prefix::Family;
 
-use super::{
-    Desired, Dev, DeviceSpec, IpipDevice, PlanError, PlanInput, RoutePlan, RouteTarget, host_prefix,
-};
+use super::{Desired, Dev, DeviceSpec, IpipDevice, PlanError, PlanInput, host_prefix};
 
 /// flannel's ipip device name.
 pub const IPIP_DEVICE: &str = "flannel.ipip";
 
 pub(super) fn host_gw(input: &PlanInput<'_>, mtu: u32) -> Desired {
-    let mut desired = Desired {
-        mtu,
-        ..Desired::default()
-    };
+    let mut desired = Desired::with_mtu(mtu);
     for (id, peer) in input.peers {
         for family in Family::ALL {
             let (Some(subnet), Some(_)) = (peer.subnets.get(family), input.own.get(family)) else {
                 continue;
             };
-            let Some(public) = peer.attrs.public_addr(family) else {
-                desired.skipped.push((
-                    id.clone(),
-                    format!("no public {family} address for its {family} subnet"),
-                ));
+            let Some(public) = desired.public_addr_or_skip(id, peer, family) else {
                 continue;
             };
             if !input.underlay.on_link(public) {
@@ -46,14 +37,7 @@ pub(super) fn host_gw(input: &PlanInput<'_>, mtu: u32) -> Desired {
                 ));
                 continue;
             }
-            desired.routes.push(RoutePlan {
-                dst: subnet,
-                target: RouteTarget::Via {
-                    gateway: public,
-                    dev: Dev::Underlay,
-                    onlink: false,
-                },
-            });
+            desired.route_via(subnet, public, Dev::Underlay, false);
         }
     }
     desired
@@ -64,10 +48,7 @@ pub(super) fn ipip(
     opts: &IpipOptions,
     mtu: u32,
 ) -> Result<Desired, PlanError> {
-    let mut desired = Desired {
-        mtu,
-        ..Desired::default()
-    };
+    let mut desired = Desired::with_mtu(mtu);
     let Some(own) = input.own.get(Family::V4) else {
         return Ok(desired);
     };
@@ -89,11 +70,7 @@ pub(super) fn ipip(
         let Some(subnet) = peer.subnets.get(Family::V4) else {
             continue;
         };
-        let Some(public) = peer.attrs.public_addr(Family::V4) else {
-            desired.skipped.push((
-                id.clone(),
-                "no public IPv4 address for its IPv4 subnet".to_owned(),
-            ));
+        let Some(public) = desired.public_addr_or_skip(id, peer, Family::V4) else {
             continue;
         };
         let dev = if opts.direct_routing && input.underlay.on_link(public) {
@@ -101,14 +78,7 @@ pub(super) fn ipip(
         } else {
             Dev::Named(IPIP_DEVICE.to_owned())
         };
-        desired.routes.push(RoutePlan {
-            dst: subnet,
-            target: RouteTarget::Via {
-                gateway: public,
-                dev,
-                onlink: true,
-            },
-        });
+        desired.route_via(subnet, public, dev, true);
     }
     Ok(desired)
 }

@@ -10,8 +10,7 @@ use crate::netconf::VxlanOptions;
 use crate::prefix::Family;
 
 use super::{
-    Desired, Dev, DeviceSpec, FdbPlan, NeighPlan, PlanError, PlanInput, RoutePlan, RouteTarget,
-    VxlanDevice, host_prefix,
+    Desired, Dev, DeviceSpec, FdbPlan, NeighPlan, PlanError, PlanInput, VxlanDevice, host_prefix,
 };
 
 /// The device name of a family: `flannel.1`, `flannel-v6.1`.
@@ -37,10 +36,7 @@ pub(super) fn plan(
     opts: &VxlanOptions,
     mtu: u32,
 ) -> Result<Desired, PlanError> {
-    let mut desired = Desired {
-        mtu,
-        ..Desired::default()
-    };
+    let mut desired = Desired::with_mtu(mtu);
     for family in Family::ALL {
         let Some(own) = input.own.get(family) else {
             continue;
@@ -80,22 +76,11 @@ pub(super) fn plan(
             let Some(subnet) = peer.subnets.get(family) else {
                 continue;
             };
-            let Some(public) = peer.attrs.public_addr(family) else {
-                desired.skipped.push((
-                    id.clone(),
-                    format!("no public {family} address for its {family} subnet"),
-                ));
+            let Some(public) = desired.public_addr_or_skip(id, peer, family) else {
                 continue;
             };
             if opts.direct_routing && input.underlay.on_link(public) {
-                desired.routes.push(RoutePlan {
-                    dst: subnet,
-                    target: RouteTarget::Via {
-                        gateway: public,
-                        dev: Dev::Underlay,
-                        onlink: false,
-                    },
-                });
+                desired.route_via(subnet, public, Dev::Underlay, false);
                 continue;
             }
             let data = match VxlanData::decode(peer.attrs.backend_data_for(family)) {
@@ -118,14 +103,7 @@ pub(super) fn plan(
                 mac: data.vtep_mac,
                 dst: public,
             });
-            desired.routes.push(RoutePlan {
-                dst: subnet,
-                target: RouteTarget::Via {
-                    gateway,
-                    dev: Dev::Named(name.clone()),
-                    onlink: true,
-                },
-            });
+            desired.route_via(subnet, gateway, Dev::Named(name.clone()), true);
         }
     }
     Ok(desired)

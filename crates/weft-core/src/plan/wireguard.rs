@@ -135,10 +135,7 @@ fn peer_plan(
 }
 
 pub(super) fn plan(input: &PlanInput<'_>, opts: &WireguardOptions, mtu: u32) -> Desired {
-    let mut desired = Desired {
-        mtu,
-        ..Desired::default()
-    };
+    let mut desired = Desired::with_mtu(mtu);
     let families: Vec<Family> = Family::ALL
         .into_iter()
         .filter(|f| input.cfg.pool(*f).is_some() && input.own.get(*f).is_some())

@@ -91,33 +91,30 @@ pub(super) fn lookup(name: &str) -> Option<&'static FlagSpec> {
 /// One table row. The last argument says where the value goes:
 /// `field = parse` stores `parse(value)?`, `field += parse` appends it.
 macro_rules! flag {
-    ($name:literal, $kind:expr, $group:ident, $default:literal, $help:literal,
-     $field:ident = $parse:expr $(,)?) => {
+    (@spec $name:literal, $kind:expr, $group:ident, $default:literal, $help:literal,
+     $set:expr) => {
         FlagSpec {
             name: $name,
             kind: $kind,
             group: Group::$group,
             default: $default,
             help: $help,
-            set: |f, v| {
-                f.$field = $parse(v)?;
-                Ok(())
-            },
+            set: $set,
         }
     };
     ($name:literal, $kind:expr, $group:ident, $default:literal, $help:literal,
+     $field:ident = $parse:expr $(,)?) => {
+        flag!(@spec $name, $kind, $group, $default, $help, |f, v| {
+            f.$field = $parse(v)?;
+            Ok(())
+        })
+    };
+    ($name:literal, $kind:expr, $group:ident, $default:literal, $help:literal,
      $field:ident += $parse:expr $(,)?) => {
-        FlagSpec {
-            name: $name,
-            kind: $kind,
-            group: Group::$group,
-            default: $default,
-            help: $help,
-            set: |f, v| {
-                f.$field.push($parse(v)?);
-                Ok(())
-            },
-        }
+        flag!(@spec $name, $kind, $group, $default, $help, |f, v| {
+            f.$field.push($parse(v)?);
+            Ok(())
+        })
     };
 }
 

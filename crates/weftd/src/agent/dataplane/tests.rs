@@ -120,6 +120,16 @@ fn routes(dp: &Dataplane<FakeKernel>) -> Vec<IpNet> {
     dsts
 }
 
+/// The index of the vxlan device in the fake kernel (0 if there is none,
+/// which no lookup by index then finds).
+fn vxlan_index(dp: &Dataplane<FakeKernel>) -> u32 {
+    dp.reconciler
+        .netlink()
+        .link("flannel.1")
+        .map(|l| l.index)
+        .unwrap_or_default()
+}
+
 /// After a restart the first pass runs before the store has said who the
 /// peers are: it makes the device, subnet.env and the node ready, and must
 /// not take "no peers yet" for "every peer left" — the routes a previous
@@ -176,12 +186,7 @@ fn snapshots_add_and_remove_peers() {
         routes(&dp),
         vec![net("10.244.2.0/24"), net("10.244.3.0/24")]
     );
-    let index = dp
-        .reconciler
-        .netlink()
-        .link("flannel.1")
-        .map(|l| l.index)
-        .unwrap_or_default();
+    let index = vxlan_index(&dp);
     assert_eq!(dp.reconciler.netlink().all_fdb(index).len(), 2);
     let desired = dp
         .status
@@ -227,12 +232,7 @@ fn a_failed_pass_is_reported_and_the_next_one_recovers() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let mut dp = node1(dir.path(), |_, _| {});
     run(dp.start(&lease(1))).unwrap_or_else(|e| panic!("{e:#}"));
-    let index = dp
-        .reconciler
-        .netlink()
-        .link("flannel.1")
-        .map(|l| l.index)
-        .unwrap_or_default();
+    let index = vxlan_index(&dp);
     run(async {
         use weft_dataplane::reconcile::Kernel as _;
         dp.reconciler.netlink().delete_link(index).await
