@@ -4,7 +4,9 @@
 
 mod common_rules;
 
-use common_rules::{Netns, family, fixture, layout, require_root, rules, spec_dual, spec_v4};
+use common_rules::{
+    Netns, applied, family, fixture, layout, require_root, rules, spec_dual, spec_v4,
+};
 use weft_dataplane::rules::{Problem, Rules, RulesBackend, RulesError, RulesSpec};
 
 const JUMP: &[&str] = &[
@@ -18,10 +20,7 @@ const JUMP: &[&str] = &[
 
 #[test]
 fn installs_exactly_the_golden_layout() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_v4(true, true)).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec_v4(true, true));
     // Byte for byte what a flannel node shows (current POSTRTG order), once
     // timestamps are dropped: a fresh namespace holds nothing else.
     assert_eq!(
@@ -33,10 +32,7 @@ fn installs_exactly_the_golden_layout() {
 
 #[test]
 fn hostgw_without_masquerade_matches_its_golden() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_v4(false, true)).unwrap();
+    let (ns, _rules) = applied(RulesBackend::Iptables, &spec_v4(false, true));
     let golden = fixture("iptables-hostgw-noipmasq.v0.20.2.txt");
     assert_eq!(layout(&ns.iptables_save(false)), layout(&golden));
     let filter = common_rules::strip_comments(&ns.sh(&["iptables-save", "-t", "filter"]));
@@ -48,11 +44,8 @@ fn hostgw_without_masquerade_matches_its_golden() {
 
 #[test]
 fn applying_twice_or_after_a_tamper_never_duplicates() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
     let spec = spec_v4(true, true);
-    ns.apply(&r, &spec).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec);
     let first = ns.iptables_save(false);
     ns.apply(&r, &spec).unwrap();
     assert_eq!(ns.iptables_save(false), first);
@@ -64,11 +57,8 @@ fn applying_twice_or_after_a_tamper_never_duplicates() {
 
 #[test]
 fn tampering_is_reported_and_repaired() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
     let spec = spec_v4(true, true);
-    ns.apply(&r, &spec).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec);
     let good = ns.iptables_save(false);
 
     ns.sh(&["iptables", "-t", "nat", "-F", "FLANNEL-POSTRTG"]);
@@ -199,10 +189,7 @@ fn duplicate_jumps_and_old_flannel_rules_are_removed_others_kept() {
 
 #[test]
 fn a_new_network_or_lease_replaces_every_old_rule() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_v4(true, true)).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec_v4(true, true));
     let moved = RulesSpec {
         families: vec![family("10.245.0.0/16", "10.245.9.0/24")],
         ..spec_v4(true, true)
@@ -218,10 +205,7 @@ fn a_new_network_or_lease_replaces_every_old_rule() {
 
 #[test]
 fn a_failing_commit_leaves_the_previous_rules() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_v4(true, true)).unwrap();
+    let (ns, _rules) = applied(RulesBackend::Iptables, &spec_v4(true, true));
     let before = ns.iptables_save(false);
 
     let mut broken = Rules::new(RulesBackend::Iptables);
@@ -245,10 +229,7 @@ fn a_failing_commit_leaves_the_previous_rules() {
 
 #[test]
 fn switching_features_and_families_off_removes_their_chains() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_dual()).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec_dual());
     assert!(ns.check(&r, &spec_dual()).is_clean());
     let v6 = ns.iptables_save(true);
     assert!(v6.contains("-A FLANNEL-POSTRTG -s fd00:10:244::/56 ! -d ff00::/8 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"), "{v6}");
@@ -275,10 +256,7 @@ fn switching_features_and_families_off_removes_their_chains() {
 
 #[test]
 fn cleanup_removes_chains_and_jumps_and_is_idempotent() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Iptables);
-    ns.apply(&r, &spec_dual()).unwrap();
+    let (ns, r) = applied(RulesBackend::Iptables, &spec_dual());
     // From the nftables manager, as weftd does at startup in nft mode.
     let nft = rules(RulesBackend::Nftables);
     ns.cleanup(&nft, nft.backend().other()).unwrap();

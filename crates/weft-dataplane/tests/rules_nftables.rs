@@ -6,7 +6,7 @@ mod common_rules;
 
 use std::sync::Arc;
 
-use common_rules::{Netns, family, require_root, rules, spec_dual, spec_v4};
+use common_rules::{Netns, applied, family, require_root, rules, spec_dual, spec_v4};
 use serde_json::{Value, json};
 use weft_dataplane::rules::{Problem, Rules, RulesBackend, RulesError, RulesSpec};
 
@@ -49,10 +49,7 @@ fn addr_match(op: &str, proto: &str, field: &str, right: Value) -> Value {
 
 #[test]
 fn installs_flannels_tables_chains_and_rules() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Nftables);
-    ns.apply(&r, &spec_dual()).unwrap();
+    let (ns, r) = applied(RulesBackend::Nftables, &spec_dual());
     let ruleset = ns.nft_ruleset();
 
     let v4 = chains(&ruleset, "ip", "flannel-ipv4");
@@ -159,10 +156,7 @@ fn installs_flannels_tables_chains_and_rules() {
 
 #[test]
 fn an_unchanged_spec_is_not_rewritten() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Nftables);
-    ns.apply(&r, &spec_v4(true, true)).unwrap();
+    let (ns, r) = applied(RulesBackend::Nftables, &spec_v4(true, true));
     let handle = table_handle(&ns.nft_ruleset(), "ip", "flannel-ipv4").unwrap();
     ns.apply(&r, &spec_v4(true, true)).unwrap();
     let ruleset = ns.nft_ruleset();
@@ -190,10 +184,7 @@ fn an_unchanged_spec_is_not_rewritten() {
 
 #[test]
 fn a_failing_transaction_leaves_the_previous_table() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Nftables);
-    ns.apply(&r, &spec_v4(true, true)).unwrap();
+    let (ns, r) = applied(RulesBackend::Nftables, &spec_v4(true, true));
     let before = ns.sh(&["nft", "list", "ruleset"]);
     let moved = RulesSpec {
         families: vec![family("10.244.0.0/16", "10.244.7.0/24")],
@@ -222,11 +213,8 @@ fn a_failing_transaction_leaves_the_previous_table() {
 
 #[test]
 fn tampering_is_reported_and_repaired() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Nftables);
     let spec = spec_v4(true, true);
-    ns.apply(&r, &spec).unwrap();
+    let (ns, r) = applied(RulesBackend::Nftables, &spec);
 
     ns.sh(&["nft", "flush", "chain", "ip", "flannel-ipv4", "postrtg"]);
     ns.sh(&["nft", "delete", "chain", "ip", "flannel-ipv4", "forward"]);
@@ -290,10 +278,7 @@ fn fully_random_off_and_features_off() {
 
 #[test]
 fn cleanup_removes_both_tables_and_is_idempotent() {
-    require_root();
-    let ns = Netns::new();
-    let r = rules(RulesBackend::Nftables);
-    ns.apply(&r, &spec_dual()).unwrap();
+    let (ns, r) = applied(RulesBackend::Nftables, &spec_dual());
     // Someone else's table is left alone.
     ns.sh(&["nft", "add", "table", "inet", "kube-proxy"]);
     let ipt = rules(RulesBackend::Iptables);

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::agent::{kube_node, metric, wait_for_a_full_pass};
-use common::{TestLab, http, require_root, wait_until};
+use common::{TestLab, kube_api, require_root, wait_until};
 use serde_json::Value;
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
@@ -314,7 +314,6 @@ fn status_socket_is_root_only() {
 #[test]
 fn hostile_kube_nodes_leave_the_kernel_untouched() {
     require_root();
-    const API: &str = "192.0.2.250:6443";
     let lab = TestLab::up_with("hostkube", Backend::Vxlan, |spec| {
         spec.store = weft_lab::StoreKind::Kube;
         spec.agent_args = vec!["--healthz-port=8081".into()];
@@ -380,13 +379,13 @@ fn hostile_kube_nodes_leave_the_kernel_untouched() {
     let count = hostile.len();
     for (name, ip, mac, cidr, spoil) in hostile {
         let body = kube_node(name, ip, mac, cidr, spoil);
-        let (code, reply) = http(&lab, "store", API, "POST", "/weft-test/v1/nodes", &body);
+        let (code, reply) = kube_api(&lab, "POST", "/weft-test/v1/nodes", &body);
         assert!(code < 300, "{name}: {code} {reply}");
     }
     let good = kube_node("good9", "192.0.2.9", "02:42:00:00:00:09", None, |_| {});
-    let (code, reply) = http(&lab, "store", API, "POST", "/weft-test/v1/nodes", &good);
+    let (code, reply) = kube_api(&lab, "POST", "/weft-test/v1/nodes", &good);
     assert!(code < 300, "{code} {reply}");
-    let (code, reply) = http(&lab, "store", API, "GET", "/api/v1/nodes/good9", "");
+    let (code, reply) = kube_api(&lab, "GET", "/api/v1/nodes/good9", "");
     assert_eq!(code, 200, "{reply}");
     let good_cidr = serde_json::from_str::<Value>(&reply).unwrap()["spec"]["podCIDR"]
         .as_str()

@@ -8,23 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestLab, http, require_root, wait_until};
+use common::{TestLab, http, kube_api, node_from_api, require_root, wait_until};
 use weft_lab::{Backend, Signal, StoreKind};
-
-const API: &str = "192.0.2.250:6443";
-
-fn node(lab: &TestLab, name: &str) -> serde_json::Value {
-    let (code, body) = http(
-        lab,
-        "store",
-        API,
-        "GET",
-        &format!("/api/v1/nodes/{name}"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 fn kube_lab(name: &str) -> TestLab {
     TestLab::up_with(name, Backend::Vxlan, |spec| spec.store = StoreKind::Kube)
@@ -35,7 +20,7 @@ fn pods_reach_each_other_and_nodes_carry_flannels_annotations() {
     require_root();
     let lab = kube_lab("k-mx");
     lab.assert_matrix();
-    let n = node(&lab, "node1");
+    let n = node_from_api(&lab, "node1");
     let a = &n["metadata"]["annotations"];
     assert_eq!(a["flannel.alpha.coreos.com/kube-subnet-manager"], "true");
     assert_eq!(a["flannel.alpha.coreos.com/backend-type"], "vxlan");
@@ -67,14 +52,14 @@ fn a_rebooted_node_keeps_its_vtep_mac_from_its_annotation() {
     require_root();
     let mut lab = kube_lab("k-mac");
     let before =
-        node(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+        node_from_api(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
             .clone();
     // A reboot: the agent stops and the device is gone.
     lab.lab_mut().kill_agent("node2", Signal::SIGTERM).unwrap();
     lab.ok("node2", &["ip", "link", "del", "flannel.1"]);
     lab.lab_mut().start_agent("node2").unwrap();
     let after =
-        node(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
+        node_from_api(&lab, "node2")["metadata"]["annotations"]["flannel.alpha.coreos.com/backend-data"]
             .clone();
     assert_eq!(
         before, after,
@@ -93,14 +78,7 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     let target = lab.pod_ip("node2-pod1");
     let routes_before = lab.ok("node1", &["ip", "route", "show", "proto", "87"]);
     let server = common::iperf3_server(&lab, "node2-pod1");
-    let (code, body) = http(
-        &lab,
-        "store",
-        API,
-        "POST",
-        "/weft-test/v1/outage?seconds=60",
-        "",
-    );
+    let (code, body) = kube_api(&lab, "POST", "/weft-test/v1/outage?seconds=60", "");
     assert!(code == 200 || code == 204, "{code} {body}");
     // A ping every 10 ms and a TCP stream, both for the whole outage. The
     // ping runs to a deadline, not a count: iputils' 10 ms interval is
@@ -139,18 +117,16 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
     );
     // Back: a node registered after the outage shows up in node1's routes.
     wait_until(Duration::from_secs(30), "the API to serve again", || {
-        http(&lab, "store", API, "GET", "/healthz", "").0 == 200
+        kube_api(&lab, "GET", "/healthz", "").0 == 200
     });
-    let (code, body) = http(
+    let (code, body) = kube_api(
         &lab,
-        "store",
-        API,
         "POST",
         "/weft-test/v1/nodes",
         r#"{"name":"node9","internalIP":"192.0.2.9","annotations":{"flannel.alpha.coreos.com/kube-subnet-manager":"true","flannel.alpha.coreos.com/backend-type":"vxlan","flannel.alpha.coreos.com/public-ip":"192.0.2.9","flannel.alpha.coreos.com/backend-data":"{\"VNI\":1,\"VtepMAC\":\"02:42:00:00:00:09\"}"}}"#,
     );
     assert!(code < 300, "{code} {body}");
-    let cidr = node(&lab, "node9")["spec"]["podCIDR"]
+    let cidr = node_from_api(&lab, "node9")["spec"]["podCIDR"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -179,7 +155,7 @@ fn dual_stack_nodes_carry_both_families() {
         spec.ip_family = weft_lab::IpFamily::Dual;
     });
     lab.assert_matrix();
-    let n = node(&lab, "node2");
+    let n = node_from_api(&lab, "node2");
     let cidrs = n["spec"]["podCIDRs"].as_array().unwrap();
     assert_eq!(cidrs.len(), 2, "{cidrs:?}");
     assert!(cidrs[1].as_str().unwrap().starts_with("fd00:10:244:"));
@@ -211,8 +187,8 @@ fn weft_check_reads_the_node_and_its_podcidr() {
         weft_lab::StoreState::Kube(k) => k.kubeconfig.clone(),
         other => panic!("not a kube lab: {other:?}"),
     };
-    let check = |node: &str| {
-        let out = lab.run(
+    let run_check = |node: &str| {
+        lab.run(
             "node1",
             &[
                 env!("CARGO_BIN_EXE_weft"),
@@ -224,7 +200,10 @@ fn weft_check_reads_the_node_and_its_podcidr() {
                 "--node-name",
                 node,
             ],
-        );
+        )
+    };
+    let check = |node: &str| {
+        let out = run_check(node);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
         let find = |name: &str| {
@@ -250,10 +229,8 @@ fn weft_check_reads_the_node_and_its_podcidr() {
         "{cidr}"
     );
 
-    let (code, body) = http(
+    let (code, body) = kube_api(
         &lab,
-        "store",
-        API,
         "POST",
         "/weft-test/v1/nodes",
         r#"{"name":"node8","internalIP":"192.0.2.8","allocatePodCIDR":false}"#,
@@ -270,19 +247,7 @@ fn weft_check_reads_the_node_and_its_podcidr() {
         "{cidr}"
     );
 
-    let out = lab.run(
-        "node1",
-        &[
-            env!("CARGO_BIN_EXE_weft"),
-            "check",
-            "--json",
-            "--kube-subnet-mgr",
-            "--kubeconfig-file",
-            kubeconfig.to_str().unwrap(),
-            "--node-name",
-            "no-such-node",
-        ],
-    );
+    let out = run_check("no-such-node");
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("cannot read node no-such-node"), "{text}");

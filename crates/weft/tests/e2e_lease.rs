@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, http, lab_exec_ok, require_root, wait_until};
+use common::{TestLab, lab_exec_ok, node_from_api, require_root, wait_until};
 use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Lab, Signal, StoreKind};
@@ -211,21 +211,11 @@ fn an_agent_started_while_etcd_is_down_waits_with_backoff_then_serves() {
     lab.assert_matrix();
 }
 
-const API: &str = "192.0.2.250:6443";
 const BACKEND_DATA: &str = "flannel.alpha.coreos.com/backend-data";
 
 /// The PublicKey in `name`'s backend-data annotation, from the API server.
 fn published_key(lab: &TestLab, name: &str) -> String {
-    let (code, body) = http(
-        lab,
-        "store",
-        API,
-        "GET",
-        &format!("/api/v1/nodes/{name}"),
-        "",
-    );
-    assert_eq!(code, 200, "{body}");
-    let node: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let node = node_from_api(lab, name);
     let data = node["metadata"]["annotations"][BACKEND_DATA]
         .as_str()
         .unwrap_or_else(|| panic!("no {BACKEND_DATA} on {name}: {node}"));

@@ -13,7 +13,6 @@
 //! the tests run in parallel with each other and with anybody's `weft` lab.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
@@ -26,23 +25,10 @@ use support::*;
 
 #[test]
 fn lab_lifecycle_with_backend_none() {
-    if prerequisites().is_none() {
-        return;
-    }
+    prerequisites();
     let lab = LabName::new("life");
     let name = lab.0.as_str();
-    weft_ok(&[
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--backend",
-        "none",
-        "--nodes",
-        "2",
-        "--pods-per-node",
-        "2",
-    ]);
+    lab.up_none(2, 2);
 
     // Nodes exist, each with its own subnet, as the agents leased them.
     let state = lab.state();
@@ -126,10 +112,7 @@ fn lab_lifecycle_with_backend_none() {
     assert_eq!(agents_of(name).len(), 2);
 
     // down removes everything, and again is fine.
-    weft_ok(&["lab", "down", "--name", name]);
-    assert_eq!(netns_of(name), Vec::<String>::new());
-    assert!(!Path::new("/run/weft-lab").join(name).exists());
-    assert_eq!(agents_of(name), Vec::<u32>::new());
+    lab.down_leaves_nothing();
     let again = weft_ok(&["lab", "down", "--name", name]);
     assert!(
         text(&again.stdout).contains("nothing to remove"),
@@ -140,59 +123,20 @@ fn lab_lifecycle_with_backend_none() {
 
 #[test]
 fn up_replaces_a_lab_of_the_same_name() {
-    if prerequisites().is_none() {
-        return;
-    }
+    prerequisites();
     let lab = LabName::new("twice");
     let name = lab.0.as_str();
-    let up = [
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--backend",
-        "none",
-        "--nodes",
-        "1",
-        "--pods-per-node",
-        "1",
-    ];
-    weft_ok(&up);
+    lab.up_none(1, 1);
     let first: Vec<u32> = agents_of(name);
     assert_eq!(first.len(), 1);
 
-    weft_ok(&up);
+    lab.up_none(1, 1);
     let second = agents_of(name);
     assert_eq!(second.len(), 1, "the first lab's agent must be gone");
     assert_ne!(first, second);
     let state = lab.state();
     assert_eq!(state["pods"].as_array().unwrap().len(), 1);
-    let addr: IpAddr = state["pods"][0]["addresses"][0]
-        .as_str()
-        .unwrap()
-        .parse::<IpNet>()
-        .unwrap()
-        .addr();
-    // The pod answers from its node: the second lab is wired, not a husk.
-    let out = weft_ok(&[
-        "lab",
-        "exec",
-        "--name",
-        name,
-        "node1",
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        &addr.to_string(),
-    ]);
-    assert!(
-        text(&out.stdout).contains("1 received"),
-        "{}",
-        text(&out.stdout)
-    );
+    lab.first_pod_answers();
 }
 
 /// Issue 4, "leftovers of a crashed lab are removed first": the previous
@@ -201,24 +145,10 @@ fn up_replaces_a_lab_of_the_same_name() {
 /// same name cleans them and starts a working lab; `down` leaves nothing.
 #[test]
 fn up_over_a_crashed_lab_of_the_same_name() {
-    if prerequisites().is_none() {
-        return;
-    }
+    prerequisites();
     let lab = LabName::new("crashed");
     let name = lab.0.as_str();
-    let up = [
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--backend",
-        "none",
-        "--nodes",
-        "2",
-        "--pods-per-node",
-        "1",
-    ];
-    weft_ok(&up);
+    lab.up_none(2, 1);
     let mut namespaces = netns_of(name);
     namespaces.sort();
     let first = agents_of(name);
@@ -247,7 +177,7 @@ fn up_over_a_crashed_lab_of_the_same_name() {
             .exists()
     );
 
-    weft_ok(&up);
+    lab.up_none(2, 1);
     let second = agents_of(name);
     assert_eq!(second.len(), 2, "one live agent per node: {second:?}");
     assert!(
@@ -257,45 +187,13 @@ fn up_over_a_crashed_lab_of_the_same_name() {
     let mut again = netns_of(name);
     again.sort();
     assert_eq!(again, namespaces, "no duplicate or missing namespaces");
-    let state = lab.state();
-    let addr: IpAddr = state["pods"][0]["addresses"][0]
-        .as_str()
-        .unwrap()
-        .parse::<IpNet>()
-        .unwrap()
-        .addr();
-    let node = state["pods"][0]["node"].as_str().unwrap();
-    let out = weft_ok(&[
-        "lab",
-        "exec",
-        "--name",
-        name,
-        node,
-        "--",
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "2",
-        &addr.to_string(),
-    ]);
-    assert!(
-        text(&out.stdout).contains("1 received"),
-        "{}",
-        text(&out.stdout)
-    );
-
-    weft_ok(&["lab", "down", "--name", name]);
-    assert_eq!(netns_of(name), Vec::<String>::new());
-    assert!(!Path::new("/run/weft-lab").join(name).exists());
-    assert_eq!(agents_of(name), Vec::<u32>::new());
+    lab.first_pod_answers();
+    lab.down_leaves_nothing();
 }
 
 #[test]
 fn errors_name_the_problem() {
-    if prerequisites().is_none() {
-        return;
-    }
+    prerequisites();
     let out = weft(&["lab", "up", "--name", "Bad_Name"]);
     assert!(!out.status.success());
     assert!(
@@ -354,9 +252,7 @@ fn health_get(lab: &str, node: &str, path: &str) -> Result<String, String> {
 /// modules.
 #[test]
 fn wireguard_lab_names_the_path_of_each_agent() {
-    if prerequisites().is_none() {
-        return;
-    }
+    prerequisites();
     let lab = LabName::new("wgpath");
     let name = lab.0.as_str();
     let out = weft_ok(&[

@@ -203,3 +203,13 @@ impl Netns {
 pub fn rules(backend: RulesBackend) -> Arc<Rules> {
     Arc::new(Rules::new(backend))
 }
+
+/// A fresh namespace (failing without root) where new `backend` rules
+/// have applied `spec`: where most rules tests start.
+pub fn applied(backend: RulesBackend, spec: &RulesSpec) -> (Netns, Arc<Rules>) {
+    require_root();
+    let ns = Netns::new();
+    let r = rules(backend);
+    ns.apply(&r, spec).unwrap();
+    (ns, r)
+}

@@ -223,6 +223,23 @@ pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Where a Kubernetes lab's API test server listens, in the store's
+/// namespace.
+pub const KUBE_API: &str = "192.0.2.250:6443";
+
+/// A request to a Kubernetes lab's API test server, from the store's
+/// namespace.
+pub fn kube_api(lab: &TestLab, method: &str, path: &str, body: &str) -> (u16, String) {
+    http(lab, "store", KUBE_API, method, path, body)
+}
+
+/// The Node `name` as the lab's API server holds it.
+pub fn node_from_api(lab: &TestLab, name: &str) -> serde_json::Value {
+    let (code, body) = kube_api(lab, "GET", &format!("/api/v1/nodes/{name}"), "");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 /// A plain HTTP/1.1 request from inside `target`'s namespace.
 pub fn http(
     lab: &TestLab,

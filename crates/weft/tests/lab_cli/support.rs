@@ -32,10 +32,9 @@ pub fn weft_ok(args: &[&str]) -> Output {
     out
 }
 
-/// `None` (after printing why) when these tests cannot run here; panics
-/// when the workspace binaries are missing, which is a build problem to
-/// fix, not a reason to skip.
-pub fn prerequisites() -> Option<()> {
+/// Fails, saying how to run these tests, without root; fails when the
+/// workspace binaries are missing, which is a build problem to fix.
+pub fn prerequisites() {
     assert!(
         nix::unistd::geteuid().is_root(),
         "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
@@ -48,7 +47,6 @@ pub fn prerequisites() -> Option<()> {
             dir.join(bin).display()
         );
     }
-    Some(())
 }
 
 /// A lab name unique to this test run; removes the lab when dropped, so a
@@ -63,6 +61,52 @@ impl LabName {
     pub fn state(&self) -> Value {
         let path = format!("/run/weft-lab/{}/lab.json", self.0);
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    }
+
+    /// `weft lab up` of a backend-`none` lab with `nodes` nodes and `pods`
+    /// pods on each.
+    pub fn up_none(&self, nodes: u32, pods: u32) {
+        let (nodes, pods) = (nodes.to_string(), pods.to_string());
+        weft_ok(&[
+            "lab",
+            "up",
+            "--name",
+            &self.0,
+            "--backend",
+            "none",
+            "--nodes",
+            &nodes,
+            "--pods-per-node",
+            &pods,
+        ]);
+    }
+
+    /// The lab's first pod answers a ping from its node: the lab is wired,
+    /// not a husk.
+    pub fn first_pod_answers(&self) {
+        let state = self.state();
+        let pod = &state["pods"][0];
+        let addr = pod["addresses"][0]
+            .as_str()
+            .unwrap()
+            .parse::<IpNet>()
+            .unwrap();
+        let node = pod["node"].as_str().unwrap();
+        let target = addr.addr().to_string();
+        let out = weft_ok(&[
+            "lab", "exec", "--name", &self.0, node, "--", "ping", "-c", "1", "-W", "2", &target,
+        ]);
+        let out = text(&out.stdout);
+        assert!(out.contains("1 received"), "{out}");
+    }
+
+    /// `weft lab down`, then nothing of the lab is left: namespaces, state
+    /// directory, agents.
+    pub fn down_leaves_nothing(&self) {
+        weft_ok(&["lab", "down", "--name", &self.0]);
+        assert_eq!(netns_of(&self.0), Vec::<String>::new());
+        assert!(!Path::new("/run/weft-lab").join(&self.0).exists());
+        assert_eq!(agents_of(&self.0), Vec::<u32>::new());
     }
 }
 
