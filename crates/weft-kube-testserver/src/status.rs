@@ -37,14 +37,26 @@ impl ApiError {
         status
     }
 
-    /// `errors.NewNotFound`: `nodes "x" not found`.
-    pub fn not_found(resource: &str, name: &str) -> ApiError {
+    /// An error about one object: the server names it in `details`.
+    fn about(
+        code: u16,
+        reason: &'static str,
+        resource: &str,
+        name: &str,
+        message: String,
+    ) -> ApiError {
         ApiError {
-            code: 404,
-            reason: "NotFound",
-            message: format!("{resource} \"{name}\" not found"),
+            code,
+            reason,
+            message,
             details: Some(json!({"name": name, "kind": resource})),
         }
+    }
+
+    /// `errors.NewNotFound`: `nodes "x" not found`.
+    pub fn not_found(resource: &str, name: &str) -> ApiError {
+        let message = format!("{resource} \"{name}\" not found");
+        Self::about(404, "NotFound", resource, name, message)
     }
 
     /// What the server answers for a path it does not serve.
@@ -59,25 +71,17 @@ impl ApiError {
 
     /// `errors.NewConflict` for a failed resourceVersion precondition.
     pub fn conflict(resource: &str, name: &str) -> ApiError {
-        ApiError {
-            code: 409,
-            reason: "Conflict",
-            message: format!(
-                "Operation cannot be fulfilled on {resource} \"{name}\": the object has been \
-                 modified; please apply your changes to the latest version and try again"
-            ),
-            details: Some(json!({"name": name, "kind": resource})),
-        }
+        let message = format!(
+            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been \
+             modified; please apply your changes to the latest version and try again"
+        );
+        Self::about(409, "Conflict", resource, name, message)
     }
 
     /// `errors.NewAlreadyExists`.
     pub fn already_exists(resource: &str, name: &str) -> ApiError {
-        ApiError {
-            code: 409,
-            reason: "AlreadyExists",
-            message: format!("{resource} \"{name}\" already exists"),
-            details: Some(json!({"name": name, "kind": resource})),
-        }
+        let message = format!("{resource} \"{name}\" already exists");
+        Self::about(409, "AlreadyExists", resource, name, message)
     }
 
     /// RBAC's denial, as the authorizer words it.

@@ -142,6 +142,13 @@ async fn server(opts: ServerOptions) -> TestServer {
         .unwrap()
 }
 
+/// A server holding one node, `a`, as the patch tests start.
+async fn server_with_node_a() -> TestServer {
+    let s = server(ServerOptions::default()).await;
+    s.add_node(NodeSpec::new("a")).unwrap();
+    s
+}
+
 /// A watch from a version the server compacted away just before.
 async fn watch_from_compacted(opts: ServerOptions) -> Reply {
     let s = server(opts).await;
@@ -244,8 +251,7 @@ async fn a_compacted_version_is_gone() {
 
 #[tokio::test]
 async fn strategic_merge_merges_conditions_and_merge_patch_replaces() {
-    let s = server(ServerOptions::default()).await;
-    s.add_node(NodeSpec::new("a")).unwrap();
+    let s = server_with_node_a().await;
     let cond = json!({"status": {"conditions": [{"type": "NetworkUnavailable", "status": "False", "reason": "FlannelIsUp"}]}});
     let n = patch_a_status(&s, SMP, cond.clone()).await.json();
     let types: Vec<&str> = n["status"]["conditions"]
@@ -287,8 +293,7 @@ async fn strategic_merge_merges_conditions_and_merge_patch_replaces() {
 
 #[tokio::test]
 async fn patch_errors_have_the_real_shape() {
-    let s = server(ServerOptions::default()).await;
-    s.add_node(NodeSpec::new("a")).unwrap();
+    let s = server_with_node_a().await;
     let stale =
         json!({"metadata": {"resourceVersion": "1", "annotations": {"a.example.com/x": "1"}}});
     let r = patch_a_status(&s, SMP, stale).await;
@@ -374,8 +379,7 @@ async fn tokens_pods_and_the_control_api() {
 
 #[tokio::test]
 async fn stopping_refuses_connections_and_starting_serves_again() {
-    let s = server(ServerOptions::default()).await;
-    s.add_node(NodeSpec::new("a")).unwrap();
+    let s = server_with_node_a().await;
     let addr = s.addr();
     s.stop_serving().await;
     assert!(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -231,6 +232,24 @@ async fn watch_recovers_from_compaction() {
     );
 }
 
+/// A client of the TLS server trusting `ca`, with whichever of the client
+/// certificate and key are given.
+async fn connect_tls(
+    server: &EtcdServer,
+    ca: &Path,
+    cert: Option<&PathBuf>,
+    key: Option<&PathBuf>,
+) -> Result<EtcdKv, KvError> {
+    EtcdKv::connect(&EtcdOptions {
+        endpoints: vec![server.endpoint()],
+        cafile: Some(ca.to_owned()),
+        certfile: cert.cloned(),
+        keyfile: key.cloned(),
+        ..Default::default()
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
@@ -238,28 +257,14 @@ async fn tls_with_client_certificates() {
     let wrong = make_tls(dir.path(), "wrong");
     let server = EtcdServer::start_tls(tls.clone());
 
-    let good = EtcdKv::connect(&EtcdOptions {
-        endpoints: vec![server.endpoint()],
-        cafile: Some(tls.ca.clone()),
-        certfile: Some(tls.client_cert.clone()),
-        keyfile: Some(tls.client_key.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let (cert, key) = (Some(&tls.client_cert), Some(&tls.client_key));
+    let good = connect_tls(&server, &tls.ca, cert, key).await.unwrap();
     assert!(
         good.get("/x").await.is_ok(),
         "the right CA and client cert must work"
     );
 
-    let bad_ca = EtcdKv::connect(&EtcdOptions {
-        endpoints: vec![server.endpoint()],
-        cafile: Some(wrong.ca.clone()),
-        certfile: Some(tls.client_cert.clone()),
-        keyfile: Some(tls.client_key.clone()),
-        ..Default::default()
-    })
-    .await;
+    let bad_ca = connect_tls(&server, &wrong.ca, cert, key).await;
     let refused = match bad_ca {
         Err(e) => e,
         Ok(kv) => kv
@@ -269,12 +274,7 @@ async fn tls_with_client_certificates() {
     };
     let _ = refused;
 
-    let no_cert = EtcdKv::connect(&EtcdOptions {
-        endpoints: vec![server.endpoint()],
-        cafile: Some(tls.ca.clone()),
-        ..Default::default()
-    })
-    .await;
+    let no_cert = connect_tls(&server, &tls.ca, None, None).await;
     match no_cert {
         Err(_) => {}
         Ok(kv) => {
@@ -284,13 +284,7 @@ async fn tls_with_client_certificates() {
         }
     }
 
-    let half = EtcdKv::connect(&EtcdOptions {
-        endpoints: vec![server.endpoint()],
-        cafile: Some(tls.ca.clone()),
-        certfile: Some(tls.client_cert.clone()),
-        ..Default::default()
-    })
-    .await;
+    let half = connect_tls(&server, &tls.ca, cert, None).await;
     assert!(
         matches!(&half, Err(KvError::Refused { detail, .. }) if detail.contains("--etcd-keyfile")),
         "a cert without key must be refused clearly"
