@@ -183,14 +183,9 @@ pub(crate) async fn get<T>(
 where
     T: Debug + NetlinkSerializable + NetlinkDeserializable,
 {
-    let request = request_message(message, flags | NLM_F_REQUEST);
-    let mut stream = handle
-        .request(request, SocketAddr::new(0, 0))
-        .map_err(|_| NetlinkError::ConnectionClosed { op: op() })?;
+    let mut stream = send(handle, message, flags, &op)?;
     while let Some(answer) = stream.next().await {
-        if let Some((errno, said)) = error_of(&answer) {
-            return Err(NetlinkError::from_errno(op(), errno, said.as_deref()));
-        }
+        refused(&answer, &op)?;
         if let NetlinkPayload::InnerMessage(inner) = answer.payload {
             return Ok(inner);
         }
@@ -230,16 +225,11 @@ async fn dump_once<T>(
 where
     T: Debug + NetlinkSerializable + NetlinkDeserializable,
 {
-    let request = request_message(message, NLM_F_REQUEST | NLM_F_DUMP);
-    let mut stream = handle
-        .request(request, SocketAddr::new(0, 0))
-        .map_err(|_| NetlinkError::ConnectionClosed { op: op() })?;
+    let mut stream = send(handle, message, NLM_F_DUMP, op)?;
     let mut items = Vec::new();
     let mut interrupted = false;
     while let Some(answer) = stream.next().await {
-        if let Some((errno, said)) = error_of(&answer) {
-            return Err(NetlinkError::from_errno(op(), errno, said.as_deref()));
-        }
+        refused(&answer, op)?;
         interrupted |= answer.header.flags & NLM_F_DUMP_INTR != 0;
         match answer.payload {
             NetlinkPayload::InnerMessage(inner) => items.push(inner),
@@ -255,6 +245,31 @@ where
         }
     }
     Err(NetlinkError::ConnectionClosed { op: op() })
+}
+
+/// Sends one request (a get or a dump) whose answers come as a stream.
+fn send<T, F>(
+    handle: &ConnectionHandle<T>,
+    message: T,
+    flags: u16,
+    op: &F,
+) -> Result<impl futures::Stream<Item = NetlinkMessage<T>> + use<T, F>, NetlinkError>
+where
+    T: Debug + NetlinkSerializable + NetlinkDeserializable,
+    F: Fn() -> String,
+{
+    let request = request_message(message, flags | NLM_F_REQUEST);
+    handle
+        .request(request, SocketAddr::new(0, 0))
+        .map_err(|_| NetlinkError::ConnectionClosed { op: op() })
+}
+
+/// The kernel's refusal in `answer`, as the error of `op`.
+fn refused<T>(answer: &NetlinkMessage<T>, op: &impl Fn() -> String) -> Result<(), NetlinkError> {
+    match error_of(answer) {
+        Some((errno, said)) => Err(NetlinkError::from_errno(op(), errno, said.as_deref())),
+        None => Ok(()),
+    }
 }
 
 /// The errno (positive) and the kernel's extended-ack sentence of an error

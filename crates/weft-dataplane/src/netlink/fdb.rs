@@ -67,15 +67,10 @@ impl Netlink {
         index: u32,
         entries: &[(Mac, IpAddr)],
     ) -> Vec<Result<(), NetlinkError>> {
-        let messages = entries
-            .iter()
-            .map(|(mac, dst)| RouteNetlinkMessage::NewNeighbour(fdb_message(index, *mac, *dst)))
-            .collect();
-        let op = |i: usize| {
-            let (mac, dst) = entries[i];
-            format!("replacing fdb entry {mac} dst {dst} on link {index}")
-        };
-        conn::ack_batch(&self.handle, messages, NLM_F_CREATE | NLM_F_REPLACE, &op).await
+        let replace = RouteNetlinkMessage::NewNeighbour;
+        let flags = NLM_F_CREATE | NLM_F_REPLACE;
+        self.fdb_batch(index, entries, replace, flags, "replacing")
+            .await
     }
 
     /// [`Netlink::delete_fdb`] for many entries on one link.
@@ -84,15 +79,28 @@ impl Netlink {
         index: u32,
         entries: &[(Mac, IpAddr)],
     ) -> Vec<Result<(), NetlinkError>> {
+        let delete = RouteNetlinkMessage::DelNeighbour;
+        self.fdb_batch(index, entries, delete, 0, "deleting").await
+    }
+
+    /// One `kind` message per entry, sent in batches; errors say `doing`.
+    async fn fdb_batch(
+        &self,
+        index: u32,
+        entries: &[(Mac, IpAddr)],
+        kind: fn(NeighbourMessage) -> RouteNetlinkMessage,
+        flags: u16,
+        doing: &str,
+    ) -> Vec<Result<(), NetlinkError>> {
         let messages = entries
             .iter()
-            .map(|(mac, dst)| RouteNetlinkMessage::DelNeighbour(fdb_message(index, *mac, *dst)))
+            .map(|(mac, dst)| kind(fdb_message(index, *mac, *dst)))
             .collect();
         let op = |i: usize| {
             let (mac, dst) = entries[i];
-            format!("deleting fdb entry {mac} dst {dst} on link {index}")
+            format!("{doing} fdb entry {mac} dst {dst} on link {index}")
         };
-        conn::ack_batch(&self.handle, messages, 0, &op).await
+        conn::ack_batch(&self.handle, messages, flags, &op).await
     }
 }
 
