@@ -82,14 +82,20 @@ fn node(index: u32) -> NodeContext {
     }
 }
 
+/// A node in this namespace: its underlay (eth0, MTU 1500) and a
+/// reconciler on its own netlink connection.
+async fn a_node() -> anyhow::Result<(Reconciler<Netlink>, Underlay)> {
+    let nl = Netlink::connect()?;
+    let ul = node_underlay(underlay(&nl).await?, 1500);
+    Ok((Reconciler::new(nl), ul))
+}
+
 const VXLAN: &str = r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#;
 
 #[test]
 fn vxlan_state_is_programmed_exactly_and_idempotently() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let peers = [peer(2, "vxlan"), peer(3, "vxlan")];
         let d = desired(&cfg(VXLAN), &ul, &peers);
         let first = rec.apply(&d, &node(ul.index)).await?;
@@ -144,9 +150,7 @@ fn vxlan_state_is_programmed_exactly_and_idempotently() {
 #[test]
 fn departed_peers_are_removed_and_new_ones_added() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let c = cfg(VXLAN);
         rec.apply(
             &desired(&c, &ul, &[peer(2, "vxlan"), peer(3, "vxlan")]),
@@ -183,9 +187,7 @@ fn departed_peers_are_removed_and_new_ones_added() {
 #[test]
 fn deleted_device_is_recreated_with_every_peer() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let d = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan"), peer(3, "vxlan")]);
         rec.apply(&d, &node(ul.index)).await?;
         ip(&["link", "del", "flannel.1"])?;
@@ -223,10 +225,8 @@ fn mtu_change_reaches_the_existing_device() {
 #[test]
 fn flannel_routes_are_adopted_and_strangers_left_alone() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let index = underlay(&nl).await?;
-        let ul = node_underlay(index, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
+        let index = ul.index;
         let c = cfg(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"host-gw"}}"#);
         // What a flannel host-gw node left: one route still wanted, one for a
         // peer that left while no agent ran, and a route nobody in the
@@ -274,9 +274,7 @@ fn flannel_routes_are_adopted_and_strangers_left_alone() {
 #[test]
 fn stray_entries_on_our_device_are_cleaned() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let d = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan")]);
         rec.apply(&d, &node(ul.index)).await?;
         ip(&[
@@ -319,9 +317,7 @@ fn stray_entries_on_our_device_are_cleaned() {
 #[test]
 fn backend_change_removes_the_old_device_and_blackhole_is_kept() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         rec.apply(
             &desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan")]),
             &node(ul.index),
@@ -359,9 +355,7 @@ fn backend_change_removes_the_old_device_and_blackhole_is_kept() {
 #[test]
 fn additions_go_in_first_and_the_full_pass_has_nothing_left() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let before = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan")]);
         rec.apply(&before, &node(ul.index)).await?;
         let after = desired(&cfg(VXLAN), &ul, &[peer(2, "vxlan"), peer(3, "vxlan")]);
