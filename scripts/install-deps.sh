@@ -14,6 +14,7 @@ packages=(
   nftables iptables            # read rules back in tests
   iperf3 tcpdump               # throughput and wire checks
   python3-venv                 # scripts/validate-manifests.sh's pinned validator
+  podman buildah runc mmdebstrap  # scripts/image.sh and `weft lab up --image` (no daemon, no registry)
 )
 
 missing=()
