@@ -131,16 +131,17 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
                 .env("NODE_NAME", node);
         }
     }
+    let record = state.nodes.iter().find(|n| n.dir == paths.dir);
     cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
         .arg("--healthz-port=0")
         .args(&state.agent_args)
-        .args(
-            state
-                .nodes
+        .args(record.map(|n| n.extra_args.as_slice()).unwrap_or_default())
+        .envs(
+            record
+                .map(|n| n.extra_env.as_slice())
+                .unwrap_or_default()
                 .iter()
-                .find(|n| n.dir == paths.dir)
-                .map(|n| n.extra_args.as_slice())
-                .unwrap_or_default(),
+                .map(|(k, v)| (k, v)),
         )
         .current_dir(&paths.dir);
     // A FLANNELD_* variable in the caller's environment would silently

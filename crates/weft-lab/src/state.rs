@@ -129,6 +129,10 @@ pub struct NodeRecord {
     /// repeated flag wins): tests give one node a different config.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Environment variables for this node's agent only (e.g. systemd's
+    /// `NOTIFY_SOCKET`, which tests point at a socket they read).
+    #[serde(default)]
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl NodeRecord {

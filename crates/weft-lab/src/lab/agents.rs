@@ -54,6 +54,16 @@ impl Lab {
         self.set_node(node, |n| n.extra_args = args.clone())
     }
 
+    /// Sets environment variables for `node`'s agent alone, used from its
+    /// next start.
+    pub fn set_agent_env(&mut self, node: &str, env: &[(&str, &str)]) -> Result<(), LabError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.set_node(node, |n| n.extra_env = env.clone())
+    }
+
     /// How long a start may take, as the lab was brought up with.
     fn ready_timeout(&self) -> Duration {
         Duration::from_secs(self.state.ready_timeout_secs)

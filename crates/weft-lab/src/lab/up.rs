@@ -179,6 +179,7 @@ impl Lab {
             pid: None,
             dir: paths.dir,
             extra_args,
+            extra_env: Vec::new(),
         });
         self.state.save()
     }
