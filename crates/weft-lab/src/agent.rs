@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use weft_core::status::StatusView;
 
 use crate::LabError;
+use crate::container;
 use crate::error::IoContext as _;
 use crate::http;
 use crate::names::NodePaths;
@@ -157,7 +158,7 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
 /// Starts the agent of `node` in its namespace and writes its pid file.
 pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<Child, LabError> {
     let weftd = state.bin_dir.join(WEFTD);
-    if !weftd.is_file() {
+    if state.image.is_none() && !weftd.is_file() {
         return Err(LabError::Missing(format!(
             "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
             weftd.display()
@@ -186,11 +187,23 @@ pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<C
         .try_clone()
         .ctx(|| format!("cannot reopen {}", paths.log.display()))?;
     let mut cmd = command(state, paths);
+    if let Some(image) = &state.image {
+        // As a kubelet does: the init containers, then the agent's.
+        container::run_init_steps(state, image, paths)?;
+        cmd = container::agent_command(state, image, node, paths, &cmd)?;
+    }
     cmd.stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(err_log))
         .process_group(0);
     let program = cmd.get_program().to_string_lossy().into_owned();
+    if state.image.is_some() {
+        // podman puts the container in the node's namespaces itself; the
+        // pid file gets weftd's pid once it runs (adopt_container_pid).
+        return cmd
+            .spawn()
+            .ctx(|| format!("cannot start {program} (install it: scripts/install-deps.sh)"));
+    }
     let child = in_netns(&node.netns, || {
         runfs::enter_private_run(&paths.run)?;
         cmd.spawn()
@@ -198,6 +211,27 @@ pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<C
     })?;
     process::write_pid_file(&paths.pid, child.id())?;
     Ok(child)
+}
+
+/// For an agent in a container: the child this process holds is `podman
+/// run`, so once the agent is ready its weftd (found in `/proc` by the
+/// node's marker) becomes the recorded pid. `None` for a native agent,
+/// whose pid is already the child's.
+pub fn adopt_container_pid(
+    state: &LabState,
+    node: &NodeRecord,
+    paths: &NodePaths,
+) -> Result<Option<u32>, LabError> {
+    if state.image.is_none() {
+        return Ok(None);
+    }
+    let marker = node_marker(node);
+    let Some(pid) = expected(&marker).find_all().into_iter().next() else {
+        return Ok(None);
+    };
+    let pid = pid.unsigned_abs();
+    process::write_pid_file(&paths.pid, pid)?;
+    Ok(Some(pid))
 }
 
 /// Makes `/run/flannel/weftd.sock`, weftd's default status socket, lead

@@ -33,6 +33,7 @@
 mod agent;
 mod check;
 mod cni;
+mod container;
 mod error;
 pub mod http;
 mod lab;

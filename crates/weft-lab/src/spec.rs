@@ -179,6 +179,10 @@ pub struct LabSpec {
     pub node_agent_args: BTreeMap<String, Vec<String>>,
     /// How long each agent (and etcd) gets to become ready.
     pub ready_timeout: Duration,
+    /// Run each agent inside this container image (podman and runc, in
+    /// the node's namespace, as deploy/kube-weft.yml runs it) instead of
+    /// running `weftd` from `bin_dir` directly.
+    pub image: Option<String>,
 }
 
 impl LabSpec {
@@ -198,6 +202,7 @@ impl LabSpec {
             agent_args: Vec::new(),
             node_agent_args: BTreeMap::new(),
             ready_timeout: Duration::from_secs(30),
+            image: None,
         })
     }
 

@@ -41,6 +41,10 @@ pub struct LabState {
     /// at every later start (slow hosts and emulated kernels need more).
     #[serde(default = "default_ready_timeout_secs")]
     pub ready_timeout_secs: u64,
+    /// The container image the agents run in (`up --image`); `None` runs
+    /// `weftd` from `bin_dir`.
+    #[serde(default)]
+    pub image: Option<String>,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
 }

@@ -63,6 +63,7 @@ pub fn down(name: &LabName, state: Option<&LabState>) -> Result<DownReport, LabE
 
     delete_pods(name, state, &namespaces, &mut report);
     stop_processes(name, &mut report)?;
+    remove_containers(name, &mut report);
 
     // Pods first, the underlay last: the reverse of creation.
     for (_, ns) in namespaces.iter().rev() {
@@ -156,6 +157,22 @@ fn stop_processes(name: &LabName, report: &mut DownReport) -> Result<(), LabErro
         report.processes.push(format!("{program} pid {pid}"));
     }
     Ok(())
+}
+
+/// Removes the lab's containers (`up --image`) once their agents have
+/// stopped: normally `--rm` already did, but a crash can leave them. A
+/// host without podman has none; a podman that fails is a warning, so it
+/// never blocks removing a lab that did not use it.
+fn remove_containers(name: &LabName, report: &mut DownReport) {
+    if !crate::container::podman_installed() {
+        return;
+    }
+    match crate::container::remove_all(name) {
+        Ok(removed) => report
+            .processes
+            .extend(removed.into_iter().map(|c| format!("container {c}"))),
+        Err(e) => report.warnings.push(e.to_string()),
+    }
 }
 
 /// The pids in this lab's pid files of `program`.

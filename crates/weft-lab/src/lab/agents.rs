@@ -64,6 +64,17 @@ impl Lab {
         self.set_node(node, |n| n.extra_env = env.clone())
     }
 
+    /// Records the containerised weftd's pid in place of `podman run`'s
+    /// (see [`agent::adopt_container_pid`]).
+    pub(super) fn adopt_container_pid(&mut self, node: &str) -> Result<(), LabError> {
+        let record = self.node(node)?.clone();
+        let paths = self.state.name.node_paths(&record.name);
+        if let Some(pid) = agent::adopt_container_pid(&self.state, &record, &paths)? {
+            self.set_node(node, |n| n.pid = Some(pid))?;
+        }
+        Ok(())
+    }
+
     /// How long a start may take, as the lab was brought up with.
     fn ready_timeout(&self) -> Duration {
         Duration::from_secs(self.state.ready_timeout_secs)
@@ -90,6 +101,7 @@ impl Lab {
             deadline,
         )?;
         self.set_node(node, |n| n.subnets = status.subnets.clone())?;
+        self.adopt_container_pid(node)?;
         Ok(status)
     }
 

@@ -156,8 +156,9 @@ impl Lab {
         let pod_netns = self.state.name.netns_of(&pod);
         topology::create_host_netns(&pod_netns)?;
         let paths = self.state.name.node_paths(&record.name);
+        let bin_dir = self.cni_bin_dir(&paths);
         let call = PodCall {
-            bin_dir: &self.state.bin_dir,
+            bin_dir: &bin_dir,
             node_netns: &record.netns,
             node_paths: &paths,
             pod: &pod,
@@ -188,8 +189,9 @@ impl Lab {
         let record = self.pod(pod)?.clone();
         let node = self.node(&record.node)?.clone();
         let paths = self.state.name.node_paths(&node.name);
+        let bin_dir = self.cni_bin_dir(&paths);
         cni::del(&PodCall {
-            bin_dir: &self.state.bin_dir,
+            bin_dir: &bin_dir,
             node_netns: &node.netns,
             node_paths: &paths,
             pod: &record.name,
@@ -232,6 +234,16 @@ impl Lab {
             .ok_or_else(|| LabError::Invalid(format!("no node {node:?}")))?;
         change(record);
         self.state.save()
+    }
+
+    /// Where a node's CNI plugin is: in an image lab, the one its init
+    /// container installed (as a kubelet would run it); else `bin_dir`.
+    fn cni_bin_dir(&self, paths: &names::NodePaths) -> std::path::PathBuf {
+        self.state
+            .image
+            .as_ref()
+            .and_then(|_| crate::container::installed_plugin(paths))
+            .unwrap_or_else(|| self.state.bin_dir.clone())
     }
 
     fn unknown(&self, what: &str, name: &str) -> LabError {

@@ -34,7 +34,9 @@ impl Lab {
         spec.validate()?;
         require_root()?;
         let weftd = spec.bin_dir.join(agent::WEFTD);
-        if !weftd.is_file() {
+        if let Some(image) = &spec.image {
+            crate::container::check_image(image)?;
+        } else if !weftd.is_file() {
             return Err(LabError::Missing(format!(
                 "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
                 weftd.display()
@@ -102,6 +104,7 @@ impl Lab {
                 net_conf,
                 store,
                 bin_dir: spec.bin_dir.clone(),
+                image: spec.image.clone(),
                 agent_args: spec.agent_args.clone(),
                 ip_family: spec.ip_family,
                 ready_timeout_secs: spec.ready_timeout.as_secs().max(1),
@@ -202,6 +205,7 @@ impl Lab {
             let status =
                 agent::wait_ready(&record, &paths, self.children.get_mut(&node.name), deadline)?;
             self.set_node(&node.name, |n| n.subnets = status.subnets.clone())?;
+            self.adopt_container_pid(&node.name)?;
         }
         Ok(())
     }

@@ -110,6 +110,23 @@ pub struct UpArgs {
     /// node2=userspace` mixes a userspace node into a kernel lab.
     #[arg(long = "wireguard-path", value_name = "[NODE=]PATH")]
     wireguard_paths: Vec<String>,
+    /// Run each node's agent inside this container image, as
+    /// deploy/kube-weft.yml runs it on a Kubernetes node, instead of
+    /// running weftd from --bin-dir directly.
+    ///
+    /// Each agent is a podman container (runtime runc) in its node's
+    /// network namespace (--network ns:/run/netns/<lab>-<node>), with the
+    /// manifest's securityContext (all capabilities dropped but NET_ADMIN
+    /// and NET_RAW, no privilege escalation, the default seccomp profile),
+    /// its mounts (the node's /run/flannel, /var/run/wireguard and
+    /// xtables.lock, /dev/net/tun) and its init containers (which install
+    /// the CNI plugin and conflist into the node's directory; the pods are
+    /// then made with that plugin). The image's entrypoint, iptables-select,
+    /// picks the iptables backend. `weft lab down` removes the containers.
+    /// Build the image with scripts/image.sh (localhost/weft:dev); needs
+    /// podman and runc (scripts/install-deps.sh).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -215,6 +232,7 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
     for choice in &args.wireguard_paths {
         wireguard_path(&mut spec, choice)?;
     }
+    spec.image = args.image.clone();
     let result = Lab::up_with_progress(&spec, &mut |line| say_err(&format!("weft lab: {line}")));
     match result {
         Ok(lab) => {
