@@ -1,10 +1,12 @@
 //! subnet.env as the CNI plugin reads it (`SubnetEnv::parse`). Properties:
-//! no panic; an error formats; a parsed file renders (as the agent writes
-//! it) to text that parses back to the same values.
+//! no panic; an error formats; a file the plugin would accept (nothing
+//! missing, no problems) has an MTU a link can have and each subnet inside
+//! its family's network; a parsed file renders (as the agent writes it) to
+//! text that parses back to the same values.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weft_core::subnet_env::SubnetEnv;
+use weft_core::subnet_env::{MTU_RANGE, SubnetEnv};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -15,7 +17,15 @@ fuzz_target!(|data: &[u8]| {
             let _ = e.to_string();
         }
         Ok(env) => {
-            let _ = env.missing_keys();
+            if env.missing_keys().is_empty() && env.problems().is_empty() {
+                assert!(env.mtu.is_some_and(|m| MTU_RANGE.contains(&m)), "{env:?}");
+                if let Some(s) = env.subnet {
+                    assert!(env.networks.iter().any(|n| n.contains(&s)), "{env:?}");
+                }
+                if let Some(s) = env.ipv6_subnet {
+                    assert!(env.ipv6_networks.iter().any(|n| n.contains(&s)), "{env:?}");
+                }
+            }
             // The file carries a subnet's first host (10.244.1.1/24); a /32
             // or /128 has none, and no agent ever leases one.
             let host_route = env.subnet.is_some_and(|s| s.prefix_len() == 32)

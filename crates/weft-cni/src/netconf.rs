@@ -83,7 +83,7 @@ pub fn parse(bytes: &[u8]) -> Result<NetConf, CniError> {
         cni_version,
         name,
         subnet_file: path_field(&obj, "subnetFile", DEFAULT_SUBNET_FILE)?,
-        data_dir: path_field(&obj, "dataDir", DEFAULT_DATA_DIR)?,
+        data_dir: data_dir(&obj)?,
         delegate: object_field(&mut obj, "delegate")?.unwrap_or_default(),
         ipam: object_field(&mut obj, "ipam")?,
         runtime_config: object_field(&mut obj, "runtimeConfig")?,
@@ -126,6 +126,27 @@ fn path_field(obj: &Map<String, Value>, key: &str, default: &str) -> Result<Path
         return refuse("has a '..' component: write the path without '..'");
     }
     Ok(PathBuf::from(s))
+}
+
+/// `dataDir`: a path as [`path_field`] takes it, and not the filesystem
+/// root, where a file named after each container would land among the
+/// system's top-level directories.
+fn data_dir(obj: &Map<String, Value>) -> Result<PathBuf, CniError> {
+    let dir = path_field(obj, "dataDir", DEFAULT_DATA_DIR)?;
+    if dir
+        .components()
+        .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        return Err(CniError::new(
+            code::INVALID_NETCONF,
+            format!(
+                "dataDir {:?} is the filesystem root: the plugin keeps a file per container \
+                 there; name a directory of its own (default {DEFAULT_DATA_DIR})",
+                dir.display().to_string()
+            ),
+        ));
+    }
+    Ok(dir)
 }
 
 fn object_field(
@@ -226,6 +247,16 @@ mod tests {
                 "NUL",
             ),
             (r#"{"name":"n","subnetFile":"\u0000"}"#, "subnetFile", "NUL"),
+            (
+                r#"{"name":"n","dataDir":"/"}"#,
+                "dataDir",
+                "filesystem root",
+            ),
+            (
+                r#"{"name":"n","dataDir":"//./"}"#,
+                "dataDir",
+                "filesystem root",
+            ),
         ] {
             let e = parse(conf.as_bytes()).unwrap_err();
             assert_eq!(e.code, code::INVALID_NETCONF, "{conf}");

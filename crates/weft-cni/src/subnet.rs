@@ -25,8 +25,10 @@ const AGENT_HINT: &str = "check that the weft (or flannel) agent pod on this nod
 pub const MAX_SUBNET_ENV_BYTES: u64 = 1 << 20;
 
 /// Loads and checks the file: a regular file of at most
-/// `MAX_SUBNET_ENV_BYTES`, parsable, and holding a network and a subnet of
-/// some family, the MTU and the masquerade setting.
+/// `MAX_SUBNET_ENV_BYTES`, parsable, holding a network and a subnet of
+/// some family, the MTU and the masquerade setting, and consistent
+/// ([`SubnetEnv::problems`]): a bad file is refused here, before any
+/// delegate runs, instead of failing later as a veth the kernel refused.
 pub fn load(path: &Path) -> Result<SubnetEnv, CniError> {
     let text = read(path)?;
     let shown = path.display();
@@ -45,6 +47,17 @@ pub fn load(path: &Path) -> Result<SubnetEnv, CniError> {
             format!(
                 "{shown} is missing {}; the agent writes this file, {AGENT_HINT}",
                 missing.join(", ")
+            ),
+        ));
+    }
+    let problems = env.problems();
+    if !problems.is_empty() {
+        return Err(CniError::new(
+            code::INVALID_NETCONF,
+            format!(
+                "{shown} is not a valid subnet.env: {}; nothing was created for the pod; \
+                 the agent writes this file, {AGENT_HINT}",
+                problems.join("; ")
             ),
         ));
     }
@@ -169,6 +182,36 @@ mod tests {
         assert_eq!(e.code, code::INVALID_NETCONF);
         assert!(
             e.msg.contains("is missing FLANNEL_MTU, FLANNEL_IPMASQ;"),
+            "{}",
+            e.msg
+        );
+    }
+
+    #[test]
+    fn an_inconsistent_file_is_refused_naming_each_field() {
+        let (_dir, path) = file_with(
+            "subnet.env",
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.9.1.1/24\n\
+             FLANNEL_MTU=99999999\nFLANNEL_IPMASQ=true\n",
+        );
+        let e = load(&path).unwrap_err();
+        assert_eq!(e.code, code::INVALID_NETCONF);
+        for want in [
+            "FLANNEL_MTU=99999999 is outside 68–65535",
+            "FLANNEL_SUBNET=10.9.1.0/24 is outside FLANNEL_NETWORK=10.244.0.0/16",
+            "nothing was created for the pod",
+        ] {
+            assert!(e.msg.contains(want), "{want}: {}", e.msg);
+        }
+        let (_dir, path) = file_with(
+            "subnet.env",
+            "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n\
+             FLANNEL_MTU=1450\nFLANNEL_IPMASQ=maybe\n",
+        );
+        let e = load(&path).unwrap_err();
+        assert!(
+            e.msg
+                .contains("FLANNEL_IPMASQ has an invalid value \"maybe\""),
             "{}",
             e.msg
         );

@@ -99,7 +99,13 @@ impl SubnetEnv {
                 "FLANNEL_MTU" => {
                     env.mtu = Some(value.parse().map_err(|_| bad(line, "FLANNEL_MTU", value))?)
                 }
-                "FLANNEL_IPMASQ" => env.ipmasq = Some(value == "true"),
+                "FLANNEL_IPMASQ" => {
+                    env.ipmasq = Some(match value {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(line, "FLANNEL_IPMASQ", value)),
+                    })
+                }
                 _ => {}
             }
         }
@@ -124,6 +130,70 @@ impl SubnetEnv {
             missing.push("FLANNEL_IPMASQ");
         }
         missing
+    }
+}
+
+/// The MTUs a link may have: IPv4's minimum (RFC 791) to the largest the
+/// kernel's 16-bit length fields allow.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+impl SubnetEnv {
+    /// What makes a complete file unusable even though every value parses:
+    /// an MTU no link can have, a subnet outside the network of its
+    /// family, a family with a network but no subnet or the reverse. Each
+    /// names its key, so a consumer can refuse the file before acting on
+    /// it (the CNI plugin creates no interface for a bad one).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(mtu) = self.mtu
+            && !MTU_RANGE.contains(&mtu)
+        {
+            out.push(format!(
+                "FLANNEL_MTU={mtu} is outside {}–{}",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            ));
+        }
+        family_problems(&mut out, "", &self.networks, self.subnet, |n, s| {
+            n.contains(&s)
+        });
+        family_problems(
+            &mut out,
+            "IPV6_",
+            &self.ipv6_networks,
+            self.ipv6_subnet,
+            |n, s| n.contains(&s),
+        );
+        out
+    }
+}
+
+/// One family's network and subnet: both or neither, and the subnet
+/// inside one of the networks.
+fn family_problems<N: std::fmt::Display, S: std::fmt::Display + Copy>(
+    out: &mut Vec<String>,
+    family: &str,
+    networks: &[N],
+    subnet: Option<S>,
+    contains: impl Fn(&N, S) -> bool,
+) {
+    match (networks.is_empty(), subnet) {
+        (true, None) => {}
+        (false, None) => out.push(format!(
+            "FLANNEL_{family}NETWORK is set but FLANNEL_{family}SUBNET is not"
+        )),
+        (true, Some(s)) => out.push(format!(
+            "FLANNEL_{family}SUBNET={s} is set but FLANNEL_{family}NETWORK is not"
+        )),
+        (false, Some(s)) => {
+            if !networks.iter().any(|n| contains(n, s)) {
+                let nets: Vec<String> = networks.iter().map(ToString::to_string).collect();
+                out.push(format!(
+                    "FLANNEL_{family}SUBNET={s} is outside FLANNEL_{family}NETWORK={}",
+                    nets.join(",")
+                ));
+            }
+        }
     }
 }
 
@@ -195,6 +265,68 @@ fn parse_subnet<N: FamilyNet>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn problems_of(text: &str) -> Vec<String> {
+        SubnetEnv::parse(text).unwrap().problems()
+    }
+
+    #[test]
+    fn a_good_file_has_no_problems() {
+        assert!(problems_of(&vxlan_masq().render()).is_empty());
+        assert!(
+            problems_of(
+                "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.6.1/24\n\
+                 FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:6::1/64\n\
+                 FLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn each_problem_names_its_key() {
+        assert_eq!(
+            problems_of(
+                "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.9.1.1/24\n\
+                 FLANNEL_MTU=99999999\nFLANNEL_IPMASQ=true\n"
+            ),
+            [
+                "FLANNEL_MTU=99999999 is outside 68–65535",
+                "FLANNEL_SUBNET=10.9.1.0/24 is outside FLANNEL_NETWORK=10.244.0.0/16",
+            ]
+        );
+        assert_eq!(
+            problems_of(
+                "FLANNEL_MTU=67\nFLANNEL_IPV6_SUBNET=fd00::1/64\nFLANNEL_NETWORK=10.0.0.0/8\n"
+            ),
+            [
+                "FLANNEL_MTU=67 is outside 68–65535",
+                "FLANNEL_NETWORK is set but FLANNEL_SUBNET is not",
+                "FLANNEL_IPV6_SUBNET=fd00::/64 is set but FLANNEL_IPV6_NETWORK is not",
+            ]
+        );
+        assert!(problems_of("FLANNEL_MTU=68\n").is_empty());
+        assert!(problems_of("FLANNEL_MTU=65535\n").is_empty());
+    }
+
+    #[test]
+    fn ipmasq_is_true_or_false() {
+        for (value, want) in [("true", Some(true)), ("false", Some(false))] {
+            let env = SubnetEnv::parse(&format!("FLANNEL_IPMASQ={value}\n")).unwrap();
+            assert_eq!(env.ipmasq, want);
+        }
+        for value in ["maybe", "1", "TRUE", ""] {
+            assert_eq!(
+                SubnetEnv::parse(&format!("FLANNEL_IPMASQ={value}\n")),
+                Err(SubnetEnvError::Value {
+                    line: 1,
+                    key: "FLANNEL_IPMASQ",
+                    value: value.to_owned()
+                }),
+                "{value}"
+            );
+        }
+    }
 
     fn vxlan_masq() -> SubnetEnv {
         SubnetEnv {
