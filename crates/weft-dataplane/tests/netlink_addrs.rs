@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::netns::{in_new_netns, ip_json, vxlan_node};
+use common::netns::{in_new_netns, in_vxlan_node, ip_json};
 use ipnet::IpNet;
 use weft_dataplane::netlink::{Netlink, Scope};
 
@@ -20,9 +20,7 @@ fn ip_addrs(dev: &str) -> anyhow::Result<Vec<String>> {
 
 #[test]
 fn add_is_idempotent_list_and_delete() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let v4: IpNet = "10.244.6.0/32".parse()?;
         nl.add_address(vx, v4).await?;
         nl.add_address(vx, v4).await?; // replace: no EEXIST

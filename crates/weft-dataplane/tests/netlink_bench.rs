@@ -8,10 +8,10 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use common::netns::{in_new_netns, vxlan_node};
+use common::netns::in_vxlan_node;
 use ipnet::IpNet;
 use weft_core::mac::Mac;
-use weft_dataplane::netlink::{Family, Netlink, RouteSpec};
+use weft_dataplane::netlink::{Family, RouteSpec};
 
 const PEERS: u32 = 10_000;
 
@@ -45,9 +45,7 @@ fn ms(t: Instant) -> f64 {
 #[test]
 #[ignore = "timing run; see the module doc"]
 fn ten_thousand_peers() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let peers = peers();
         let routes: Vec<RouteSpec> = peers
             .iter()

@@ -3,16 +3,13 @@
 
 mod common;
 
-use common::netns::{VTEP_MAC, flannel1_spec, in_new_netns, ip, ip_json, underlay, vxlan_node};
+use common::netns::{VTEP_MAC, flannel1_spec, in_new_netns, in_vxlan_node, ip, ip_json, underlay};
 use weft_core::mac::Mac;
 use weft_dataplane::netlink::{LinkKind, Netlink, NetlinkError, OperState};
 
 #[test]
 fn vxlan_device_matches_flannel() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (ul, vx) = vxlan_node(&nl).await?;
-
+    in_vxlan_node(|nl, ul, vx| async move {
         // Read back with iproute2, the fields of the golden link-vxlan.txt.
         let j = ip_json(&["-d", "link", "show", "flannel.1"])?;
         let link = &j[0];
@@ -95,9 +92,7 @@ fn vxlan_options_gbp_learning_and_ipv6() {
 
 #[test]
 fn mtu_and_mac_change_in_place() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         nl.set_link_mtu(vx, 1400).await?;
         assert_eq!(ip_json(&["link", "show", "flannel.1"])?[0]["mtu"], 1400);
         assert_eq!(nl.link_by_index(vx).await?.unwrap().mtu, 1400);
@@ -125,10 +120,7 @@ fn mtu_and_mac_change_in_place() {
 
 #[test]
 fn errors_are_sorted() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (ul, vx) = vxlan_node(&nl).await?;
-
+    in_vxlan_node(|nl, ul, vx| async move {
         let again = nl.create_vxlan(&flannel1_spec(ul)?).await.unwrap_err();
         assert!(matches!(again, NetlinkError::Exists { .. }), "{again}");
         assert!(again.to_string().contains("flannel.1"), "{again}");

@@ -6,17 +6,15 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::netns::{in_new_netns, ip, run, vxlan_node};
+use common::netns::{in_vxlan_node, ip, run};
 use weft_core::mac::Mac;
-use weft_dataplane::netlink::{NeighState, Netlink};
+use weft_dataplane::netlink::NeighState;
 
 const PEER_MAC: &str = "2e:1d:8b:97:dc:f0";
 
 #[test]
 fn permanent_neighbour_like_flannel() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let mac: Mac = PEER_MAC.parse()?;
         let peer: IpAddr = "10.244.1.0".parse()?;
         nl.replace_neighbour(vx, peer, mac).await?;
@@ -67,9 +65,7 @@ fn permanent_neighbour_like_flannel() {
 
 #[test]
 fn self_fdb_entry_like_flannel() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let mac: Mac = PEER_MAC.parse()?;
         let vtep: IpAddr = "192.0.2.2".parse()?;
         nl.replace_fdb(vx, mac, vtep).await?;
@@ -103,9 +99,7 @@ fn self_fdb_entry_like_flannel() {
 
 #[test]
 fn batches_of_neighbours_and_fdb_entries() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let peers: Vec<(IpAddr, Mac, IpAddr)> = (0..600u32)
             .map(|i| {
                 let subnet = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 244, 0, 0)) + (i << 8));

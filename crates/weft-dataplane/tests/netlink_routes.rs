@@ -5,7 +5,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::netns::{in_new_netns, ip, ip_json, vxlan_node};
+use common::netns::{in_new_netns, in_vxlan_node, ip, ip_json};
 use ipnet::IpNet;
 use weft_dataplane::netlink::{
     Family, Netlink, NetlinkError, RouteKind, RouteSpec, Scope, WEFT_ROUTE_PROTOCOL,
@@ -21,9 +21,7 @@ fn peer_route(vx: u32) -> RouteSpec {
 
 #[test]
 fn onlink_route_replace_list_delete() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let route = peer_route(vx);
         nl.replace_route(&route).await?;
         nl.replace_route(&route).await?; // idempotent
@@ -69,9 +67,7 @@ fn onlink_route_replace_list_delete() {
 
 #[test]
 fn delete_never_touches_routes_of_another_protocol() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         ip(&[
             "route",
             "add",
@@ -117,9 +113,7 @@ fn blackhole_route() {
 
 #[test]
 fn errors_name_the_route_and_the_reason() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (ul, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, ul, vx| async move {
         // Without onlink the gateway must be reachable: it is not.
         let bad = RouteSpec::unicast("10.244.2.0/24".parse()?)
             .via("10.244.2.0".parse()?)
@@ -148,9 +142,7 @@ fn errors_name_the_route_and_the_reason() {
 
 #[test]
 fn ipv6_route() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (ul, _) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, ul, _| async move {
         nl.add_address(ul, "2001:db8::1/64".parse()?).await?;
         let mut v6 = common::netns::flannel1_spec(ul)?;
         v6.name = "flannel-v6.1".into();
@@ -178,9 +170,7 @@ fn ipv6_route() {
 
 #[test]
 fn metric_round_trips() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let r = peer_route(vx).metric(17);
         nl.replace_route(&r).await?;
         let shown = ip(&["route", "show", "proto", "87"])?;
@@ -197,9 +187,7 @@ fn metric_round_trips() {
 
 #[test]
 fn route_get_tells_onlink_peers() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (ul, _) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, ul, _| async move {
         // A peer on the underlay segment: one route, no gateway.
         let on = nl.route_get("192.0.2.2".parse()?).await?.unwrap();
         assert_eq!((on.gateway, on.oif), (None, Some(ul)));
@@ -219,9 +207,7 @@ fn route_get_tells_onlink_peers() {
 
 #[test]
 fn batch_of_1000_routes_all_appear() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         let routes: Vec<RouteSpec> = (0..1000u32)
             .map(|i| {
                 let net = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + (i << 8));
@@ -277,9 +263,7 @@ fn batch_of_1000_routes_all_appear() {
 
 #[test]
 fn a_batch_that_fails_entirely_reports_every_item() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let (_, vx) = vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, vx| async move {
         // No onlink: every gateway is unreachable, every item fails with an
         // extended-ack message (the largest answers the kernel queues).
         let bad: Vec<RouteSpec> = (0..3000u32)

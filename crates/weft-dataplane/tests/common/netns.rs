@@ -106,3 +106,17 @@ pub async fn vxlan_node(nl: &Netlink) -> anyhow::Result<(u32, u32)> {
     nl.set_link_up(vx).await?;
     Ok((ul, vx))
 }
+
+/// [`in_new_netns`] on a [`vxlan_node`], where most netlink tests start:
+/// `f` gets the connection and the underlay's and `flannel.1`'s indexes.
+pub fn in_vxlan_node<F, Fut>(f: F)
+where
+    F: FnOnce(Netlink, u32, u32) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    in_new_netns(|| async move {
+        let nl = Netlink::connect()?;
+        let (ul, vx) = vxlan_node(&nl).await?;
+        f(nl, ul, vx).await
+    })
+}
