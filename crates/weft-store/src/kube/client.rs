@@ -161,8 +161,8 @@ pub(crate) fn store_error(what: &str, f: Failure) -> StoreError {
         } => {
             let detail = match code {
                 403 => format!(
-                    "{what}: {message}. The agent's ClusterRole needs: pods get; nodes get, list, \
-                     watch; nodes/status patch (see deploy/kube-flannel.yml)"
+                    "{what}: {message}. The agent's ClusterRole needs: nodes get, list, watch; \
+                     nodes/status patch (the ClusterRole `weft` in deploy/kube-weft.yml)"
                 ),
                 401 => format!(
                     "{what}: {message}: the API server does not accept these credentials; check \

@@ -262,7 +262,14 @@ fn api_errors_stay_behind_the_store_error() {
     );
     let err = client::store_error("cannot patch node \"n1\"", f);
     assert!(!err.is_retryable());
-    assert!(err.to_string().contains("ClusterRole needs"), "{err}");
+    // The rule weft needs and the manifest that grants it, nothing more.
+    let text = err.to_string();
+    assert!(
+        text.contains("nodes get, list, watch; nodes/status patch"),
+        "{text}"
+    );
+    assert!(text.contains("deploy/kube-weft.yml"), "{text}");
+    assert!(!text.contains("pods"), "{text}");
     let api = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<kube::Error>());
     assert!(
         matches!(api, Some(kube::Error::Api(s)) if s.code == 403),
