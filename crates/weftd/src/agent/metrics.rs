@@ -176,8 +176,8 @@ impl Metrics {
         self.lease_expiry.set(secs);
     }
 
-    pub fn set_ready(&self) {
-        self.ready.set(1);
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
     }
 
     pub fn observe_snapshot(&self, snapshot: &PeerSnapshot) {
@@ -269,7 +269,7 @@ mod tests {
             ..ApplyReport::default()
         };
         m.observe_pass(Duration::from_millis(2), Some(&report));
-        m.set_ready();
+        m.set_ready(true);
         let text = m.encode();
         assert!(text.contains("weft_reconcile_passes_total 1"), "{text}");
         assert!(

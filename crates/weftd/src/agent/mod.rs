@@ -3,8 +3,11 @@
 
 pub mod cni_conf;
 mod dataplane;
+mod etcd_transport;
+mod health;
 mod lease_loop;
 mod metrics;
+mod notify;
 mod peer_log;
 mod renewal;
 mod servers;
@@ -29,9 +32,13 @@ use status::StatusHandle;
 
 pub use crate::unbuilt::NotBuilt;
 
-/// Runs the agent until SIGTERM/SIGINT.
+/// Runs the agent until SIGTERM/SIGINT. systemd (`Type=notify`) hears
+/// `READY=1` when the node first becomes ready and `STOPPING=1` at the
+/// first signal.
 pub async fn run(flags: Flags) -> Result<()> {
-    let shutdown = Shutdown::install()?;
+    let notifier = notify::Notifier::from_env();
+    let shutdown = Shutdown::install(notifier.clone())?;
+    let status = StatusHandle::new(notifier);
     let ttl = Duration::from_secs(flags.subnet_lease_ttl_secs);
     if flags.kube_subnet_mgr {
         let node = NodeIdentity::from_env().context("cannot tell which node this is")?;
@@ -45,7 +52,7 @@ pub async fn run(flags: Flags) -> Result<()> {
             .await
             .context("cannot set up the Kubernetes client")?;
         tracing::info!("using the Kubernetes lease store (node annotations)");
-        run_with(store, flags, shutdown).await
+        run_with(store, flags, shutdown, status).await
     } else if let Some(path) = &flags.local_store {
         let kv = LocalKv::open(path)
             .with_context(|| format!("cannot open the local store {}", path.display()))?;
@@ -56,7 +63,7 @@ pub async fn run(flags: Flags) -> Result<()> {
             ConfigSource::File(flags.net_config_path.clone()),
             ttl,
         );
-        run_with(store, flags, shutdown).await
+        run_with(store, flags, shutdown, status).await
     } else {
         let options = EtcdOptions {
             endpoints: flags.etcd_endpoints.clone(),
@@ -66,20 +73,28 @@ pub async fn run(flags: Flags) -> Result<()> {
             username: flags.etcd_username.clone(),
             password: flags.etcd_password.as_ref().map(|p| p.expose().to_owned()),
         };
-        if options.certfile.is_none() && options.keyfile.is_none() {
-            tracing::warn!("connecting to etcd with http. This is insecure");
+        for warning in etcd_transport::warnings(&options.endpoints) {
+            tracing::warn!("{warning}");
+        }
+        let client_cert = options.certfile.is_some() && options.keyfile.is_some();
+        if let Some(note) = etcd_transport::note(&options.endpoints, client_cert) {
+            tracing::info!("{note}");
         }
         let kv = EtcdKv::connect(&options)
             .await
             .context("cannot set up the etcd client")?;
         tracing::info!(endpoints = ?options.endpoints, "using the etcd lease store");
         let store = KvLeaseStore::new(kv, flags.etcd_prefix.clone(), ConfigSource::StoreKey, ttl);
-        run_with(store, flags, shutdown).await
+        run_with(store, flags, shutdown, status).await
     }
 }
 
-async fn run_with<S: LeaseStore>(store: S, mut flags: Flags, shutdown: Shutdown) -> Result<()> {
-    let status = StatusHandle::default();
+async fn run_with<S: LeaseStore>(
+    store: S,
+    mut flags: Flags,
+    shutdown: Shutdown,
+    status: StatusHandle,
+) -> Result<()> {
     if flags.healthz_port > 0 {
         let addr = SocketAddr::new(flags.healthz_ip, flags.healthz_port);
         servers::spawn_health(addr, status.clone(), shutdown.clone()).await?;

@@ -1,6 +1,6 @@
 //! The health server (`/healthz`, `/readyz`, flanneld's contract, and
-//! `/metrics`) and the
-//! local status API on a root-only Unix socket.
+//! `/metrics`; what the probes decide is in `health.rs`) and the local
+//! status API on a root-only Unix socket.
 
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
@@ -24,20 +24,32 @@ pub async fn spawn_health(
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen on {addr} for /healthz (--healthz-ip/--healthz-port)")
     })?;
-    let metrics = status.metrics().clone();
+    let for_metrics = status.clone();
     let app = Router::new()
-        .route("/healthz", get(|| async { "flanneld is running" }))
+        .route(
+            "/healthz",
+            get({
+                let status = status.clone();
+                move || {
+                    let status = status.clone();
+                    async move { answer(status.liveness(), "flanneld is running") }
+                }
+            }),
+        )
         .route(
             "/metrics",
             get(move || {
-                let metrics = metrics.clone();
+                let status = for_metrics.clone();
                 async move {
+                    // The weft_ready gauge follows /readyz, which changes
+                    // with time alone (a lease expiring unrenewed).
+                    let _ = status.readiness();
                     (
                         [(
                             axum::http::header::CONTENT_TYPE,
                             "application/openmetrics-text; version=1.0.0; charset=utf-8",
                         )],
-                        metrics.encode(),
+                        status.metrics().encode(),
                     )
                 }
             }),
@@ -46,13 +58,7 @@ pub async fn spawn_health(
             "/readyz",
             get(move || {
                 let status = status.clone();
-                async move {
-                    if status.is_ready() {
-                        (StatusCode::OK, "flanneld is ready")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "flanneld is not ready yet")
-                    }
-                }
+                async move { answer(status.readiness(), "flanneld is ready") }
             }),
         );
     tracing::info!(%addr, "health server listening");
@@ -65,6 +71,14 @@ pub async fn spawn_health(
         }
     });
     Ok(())
+}
+
+/// 200 with flanneld's body, or 503 with the one-line reason.
+fn answer(verdict: Result<(), String>, ok: &'static str) -> (StatusCode, String) {
+    match verdict {
+        Ok(()) => (StatusCode::OK, ok.to_owned()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+    }
 }
 
 /// Starts the status API on a Unix socket, mode 0600: it shows leases and

@@ -1,9 +1,12 @@
-//! SIGINT/SIGTERM handling: the first signal asks every task to stop; a
-//! second one ends the process at once, as flanneld does.
+//! SIGINT/SIGTERM handling: the first signal asks every task to stop (and
+//! tells systemd `STOPPING=1`, as flanneld does); a second one ends the
+//! process at once, as flanneld does.
 
 use anyhow::{Context as _, Result};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
+
+use super::notify::Notifier;
 
 /// A handle every long-running task selects on.
 #[derive(Clone)]
@@ -11,7 +14,7 @@ pub struct Shutdown(watch::Receiver<bool>);
 
 impl Shutdown {
     /// Installs the handlers. Must run inside the runtime.
-    pub fn install() -> Result<Shutdown> {
+    pub fn install(notifier: Notifier) -> Result<Shutdown> {
         let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
         let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
         let (tx, rx) = watch::channel(false);
@@ -20,6 +23,7 @@ impl Shutdown {
                 _ = term.recv() => tracing::info!("SIGTERM received: shutting down"),
                 _ = int.recv() => tracing::info!("SIGINT received: shutting down"),
             }
+            notifier.stopping();
             tx.send_replace(true);
             tokio::select! {
                 _ = term.recv() => {},

@@ -2,9 +2,9 @@
 //! health server.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
-use weft_core::lease::Lease;
+use weft_core::lease::{Lease, LeaseSubnets};
 use weft_core::plan::{Desired, Dev, DeviceSpec, RouteTarget};
 use weft_core::status::{
     DesiredView, DeviceView, FdbView, LeaseView, NeighView, PeerView, RouteView, SkippedView,
@@ -12,7 +12,9 @@ use weft_core::status::{
 };
 use weft_store::PeerSnapshot;
 
+use super::health::{self, HeldLease};
 use super::metrics::Metrics;
+use super::notify::Notifier;
 
 /// Shared, cheaply cloned handle on the agent's state and its metrics.
 #[derive(Clone, Default)]
@@ -22,7 +24,13 @@ pub struct StatusHandle(Arc<Mutex<State>>, Metrics);
 struct State {
     store: &'static str,
     backend: String,
-    ready: bool,
+    /// The subnets subnet.env and the dataplane were last programmed for.
+    programmed: Option<LeaseSubnets>,
+    /// When the reconcile loop last finished a pass (`/healthz`).
+    last_pass: Option<Instant>,
+    /// systemd's socket, told `READY=1` the first time `/readyz` is 200.
+    notifier: Notifier,
+    notified_ready: bool,
     lease: Option<Lease>,
     snapshot: Option<Arc<PeerSnapshot>>,
     /// The last pass's desired state and the underlay's name, rendered
@@ -35,6 +43,14 @@ struct State {
 }
 
 impl StatusHandle {
+    /// A handle that tells `notifier` when the node first becomes ready
+    /// (the default handle tells no one).
+    pub fn new(notifier: Notifier) -> StatusHandle {
+        let handle = StatusHandle::default();
+        handle.lock().notifier = notifier;
+        handle
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave State inconsistent
         // (every write is a plain assignment), so keep serving it.
@@ -54,6 +70,7 @@ impl StatusHandle {
     pub fn set_lease(&self, lease: &Lease) {
         self.1.set_lease_expiry(lease.expiration);
         self.lock().lease = Some(lease.clone());
+        self.notify_if_first_ready();
     }
 
     pub fn set_snapshot(&self, snapshot: Option<Arc<PeerSnapshot>>) {
@@ -63,17 +80,64 @@ impl StatusHandle {
         self.lock().snapshot = snapshot;
     }
 
-    /// Ready once subnet.env is written and the dataplane programmed:
-    /// what `/readyz` reports.
-    pub fn set_ready(&self, ready: bool) {
-        if ready {
-            self.1.set_ready();
+    /// Records that subnet.env is written and the dataplane programmed
+    /// for `subnets` (which also counts as a finished pass).
+    pub fn set_programmed(&self, subnets: LeaseSubnets) {
+        {
+            let mut s = self.lock();
+            s.programmed = Some(subnets);
+            s.last_pass = Some(Instant::now());
         }
-        self.lock().ready = ready;
+        self.notify_if_first_ready();
     }
 
+    /// Records that the reconcile loop finished a pass (or woke and found
+    /// nothing to program yet): what `/healthz` watches.
+    pub fn pass_finished(&self) {
+        self.lock().last_pass = Some(Instant::now());
+    }
+
+    /// `/healthz`: see [`health::liveness`]; the loop wakes at least every
+    /// resync period.
+    pub fn liveness(&self) -> Result<(), String> {
+        let last_pass = self.lock().last_pass;
+        health::liveness(last_pass, super::dataplane::RESYNC, Instant::now())
+    }
+
+    /// `/readyz`: see [`health::readiness`]. Also keeps the `weft_ready`
+    /// gauge in step, since readiness changes with time alone.
+    pub fn readiness(&self) -> Result<(), String> {
+        let ready = Self::readiness_of(&self.lock());
+        self.1.set_ready(ready.is_ok());
+        ready
+    }
+
+    #[cfg(test)]
     pub fn is_ready(&self) -> bool {
-        self.lock().ready
+        self.readiness().is_ok()
+    }
+
+    fn readiness_of(s: &State) -> Result<(), String> {
+        let held = s.lease.as_ref().map(|l| HeldLease {
+            subnets: l.subnets,
+            expiration: l.expiration,
+        });
+        health::readiness(held.as_ref(), s.programmed.as_ref(), SystemTime::now())
+    }
+
+    /// Sends `READY=1` the first time the node is ready: subnet.env is
+    /// written and the first pass done, the moment `/readyz` turns 200.
+    fn notify_if_first_ready(&self) {
+        let notifier = {
+            let mut s = self.lock();
+            if s.notified_ready || Self::readiness_of(&s).is_err() {
+                return;
+            }
+            s.notified_ready = true;
+            s.notifier.clone()
+        };
+        self.1.set_ready(true);
+        notifier.ready();
     }
 
     /// Records what the last pass wanted, for `weft status` to compare with
@@ -101,7 +165,7 @@ impl StatusHandle {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             store: s.store.to_owned(),
             backend: s.backend.clone(),
-            ready: s.ready,
+            ready: Self::readiness_of(&s).is_ok(),
             lease: s.lease.as_ref().map(|l| LeaseView {
                 subnets: l.subnets.iter().map(|n| n.to_string()).collect(),
                 public_ip: l.attrs.public_ip.map(|a| a.to_string()),

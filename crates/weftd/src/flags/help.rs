@@ -164,7 +164,9 @@ pub fn reference_markdown(extra: &str) -> String {
     out.push_str(
         "Other variables, as flanneld reads them: `NODE_NAME` (or `POD_NAME` and \
 `POD_NAMESPACE`) names the node in Kubernetes mode; `WIREGUARD_KEY_FILE` overrides the \
-WireGuard key file `/run/flannel/wgkey`.\n\n",
+WireGuard key file `/run/flannel/wgkey`; `NOTIFY_SOCKET` (set by systemd for a \
+`Type=notify` unit) is told `READY=1` once the node is first ready and `STOPPING=1` at \
+SIGTERM.\n\n",
     );
     out.push_str(extra);
     let _ = writeln!(out, "## Exit status\n\n{EXIT_STATUS}");

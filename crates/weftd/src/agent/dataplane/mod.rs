@@ -32,7 +32,7 @@ use super::wireguard::WireguardState;
 
 /// How often the kernel state is re-read and repaired without a trigger
 /// (flannel's host-gw route check runs every 10 s).
-const RESYNC: Duration = Duration::from_secs(10);
+pub(super) const RESYNC: Duration = Duration::from_secs(10);
 
 /// The dataplane's state. Generic over the kernel so that its passes (what
 /// a lease and a peer snapshot turn into, what the first pass may and may
@@ -174,13 +174,17 @@ impl Dataplane<Netlink> {
                 continue;
             }
             let snapshot = snap_rx.borrow_and_update().clone();
-            let Some(snapshot) = snapshot else { continue };
-            if let Err(e) = self.pass(&lease, &snapshot).await {
+            if let Some(snapshot) = snapshot
+                && let Err(e) = self.pass(&lease, &snapshot).await
+            {
                 tracing::error!(
                     "reconcile pass failed: {}; retrying at the next resync",
                     crate::logging::chain(&e)
                 );
             }
+            // The loop turned (a pass failing or waiting for the first
+            // peer snapshot included): what /healthz watches.
+            self.status.pass_finished();
         }
         if let Some(wg) = self.wireguard.take() {
             wg.close().await;

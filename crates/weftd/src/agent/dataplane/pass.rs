@@ -72,7 +72,7 @@ impl<K: Kernel> Dataplane<K> {
                 }
             }
         }
-        self.status.set_ready(true);
+        self.status.set_programmed(lease.subnets);
         tracing::info!("weft is ready");
         Ok(())
     }
@@ -129,6 +129,7 @@ impl<K: Kernel> Dataplane<K> {
             tracing::warn!("reconcile: {e}");
         }
         self.write_subnet_env(lease, mtu)?;
+        self.status.set_programmed(lease.subnets);
         Ok(())
     }
 }

@@ -170,6 +170,10 @@ fn the_first_pass_keeps_what_a_previous_run_programmed() {
             .any(|c| c.starts_with("delete") || c.starts_with("create")),
         "the first pass recreated or removed something: {changes:?}"
     );
+    // Ready once the lease loop's lease (recorded before it reaches the
+    // dataplane) is held and programmed.
+    assert!(!dp.status.is_ready(), "no lease recorded yet");
+    dp.status.set_lease(&lease(1));
     assert!(dp.status.is_ready());
     let env = std::fs::read_to_string(dir.path().join("subnet.env")).unwrap_or_default();
     assert!(env.contains("FLANNEL_SUBNET=10.244.1.1/24"), "{env}");
