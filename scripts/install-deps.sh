@@ -15,6 +15,7 @@ packages=(
   iperf3 tcpdump               # throughput and wire checks
   python3-venv                 # scripts/validate-manifests.sh's pinned validator
   podman buildah runc mmdebstrap  # scripts/image.sh and `weft lab up --image` (no daemon, no registry)
+  python3-yaml                 # weft-lab's test that the lab's container settings are kube-weft.yml's
 )
 
 missing=()
