@@ -87,20 +87,27 @@ fn build_image() {
     assert!(status.success(), "scripts/image.sh failed ({status})");
 }
 
-/// The lab's containers (running or not), by its label.
-fn containers(lab: &str) -> Vec<String> {
-    run(
+/// The lab's containers (running or not), by its label: `{{.Names}}` or
+/// `{{.ID}}`, sorted.
+fn containers_by(lab: &str, format: &str) -> Vec<String> {
+    let mut out: Vec<String> = run(
         "podman",
         &[
             "ps",
             "--all",
-            "--format={{.Names}}",
+            &format!("--format={format}"),
             &format!("--filter=label=weft-lab={lab}"),
         ],
     )
     .lines()
     .map(str::to_owned)
-    .collect()
+    .collect();
+    out.sort();
+    out
+}
+
+fn containers(lab: &str) -> Vec<String> {
+    containers_by(lab, "{{.Names}}")
 }
 
 /// One line of `/proc/<pid>/status`, e.g. `CapEff`.
@@ -133,13 +140,23 @@ fn lab_in_image(backend: &str, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     weft_ok(&args);
+    let first = containers_by(name, "{{.ID}}");
+
+    // A crash that loses lab.json leaves running containers behind; the
+    // next `up` of the same name finds them by their label and replaces
+    // them, as it does the native lab's processes.
+    std::fs::remove_file(format!("/run/weft-lab/{name}/lab.json")).unwrap();
+    weft_ok(&args);
+    let second = containers_by(name, "{{.ID}}");
+    assert!(
+        second.iter().all(|id| !first.contains(id)),
+        "{first:?} {second:?}"
+    );
 
     let state = lab.state();
     assert_eq!(state["image"], IMAGE);
-    let mut running = containers(name);
-    running.sort();
     assert_eq!(
-        running,
+        containers(name),
         [
             format!("weft-lab-{name}-node1"),
             format!("weft-lab-{name}-node2")
@@ -160,6 +177,9 @@ fn lab_in_image(backend: &str, extra: &[&str]) {
         let dir = Path::new(node["dir"].as_str().unwrap());
         assert!(dir.join("opt-cni-bin/flannel").is_file());
         assert!(dir.join("cni-net.d/10-flannel.conflist").is_file());
+        // The image's entrypoint chose an iptables backend, then ran weftd.
+        let log = std::fs::read_to_string(dir.join("weftd.log")).unwrap();
+        assert!(log.contains("iptables-select: using the"), "{log}");
         // With /proc/sys read-only the agent cannot write sysctls; what
         // the dataplane needs must hold anyway: forwarding on, no IPv6
         // address of the node stuck in duplicate address detection.
