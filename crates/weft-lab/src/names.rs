@@ -46,6 +46,10 @@ pub const STORE_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x
 /// An IPv6 address "outside the cluster", held by the underlay namespace.
 pub const OUTSIDE_IP_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1);
 
+/// The most etcd members a lab runs (`up --etcd-members`): member `k`
+/// sits at `192.0.2.<240 + k>`, clear of the nodes, .250 and .254.
+pub const MAX_ETCD_MEMBERS: u32 = 7;
+
 /// Node addresses are `192.0.2.<i>`; .250 and .254 are taken, so stay well below.
 pub const MAX_NODES: u32 = 200;
 /// host-local hands out at most 253 addresses of a /24; keep a lab readable.
@@ -133,6 +137,7 @@ impl LabName {
         match rest {
             "ul" => Some(NetnsRole::Underlay),
             "store" => Some(NetnsRole::Store),
+            _ if parse_etcd_member(rest).is_some() => Some(NetnsRole::Store),
             _ => {
                 if let Some(i) = parse_node_name(rest) {
                     Some(NetnsRole::Node(i))
@@ -220,6 +225,24 @@ pub fn parse_node_name(s: &str) -> Option<u32> {
     canonical_number(s.strip_prefix("node")?)
 }
 
+/// `etcd2` → 2: the members of a multi-member etcd (`up --etcd-members`).
+pub fn parse_etcd_member(s: &str) -> Option<u32> {
+    canonical_number(s.strip_prefix("etcd")?).filter(|k| *k <= MAX_ETCD_MEMBERS)
+}
+
+/// Member `k`'s name (`etcd<k>`): its etcd `--name`, its namespace's
+/// suffix and what `weft lab store` commands take.
+pub fn etcd_member_name(k: u32) -> String {
+    format!("etcd{k}")
+}
+
+/// Member `k`'s underlay address, `192.0.2.<240 + k>`.
+pub fn etcd_member_ip(k: u32) -> Option<Ipv4Addr> {
+    (1..=MAX_ETCD_MEMBERS)
+        .contains(&k)
+        .then(|| Ipv4Addr::new(192, 0, 2, 240 + k as u8))
+}
+
 /// `node3-pod2` → (3, 2).
 pub fn parse_pod_name(s: &str) -> Option<(u32, u32)> {
     let (node, pod) = s.split_once("-pod")?;
@@ -281,6 +304,7 @@ mod tests {
         assert_eq!(lab.classify("a-store"), Some(NetnsRole::Store));
         assert_eq!(lab.classify("a-node12"), Some(NetnsRole::Node(12)));
         assert_eq!(lab.classify("a-node1-pod3"), Some(NetnsRole::Pod(1, 3)));
+        assert_eq!(lab.classify("a-etcd3"), Some(NetnsRole::Store));
         // Other labs' namespaces, including labs whose name starts with "a-".
         for other in [
             "a-node1-ul",
@@ -294,6 +318,9 @@ mod tests {
             "a",
             "a-",
             "a-node1-pod",
+            "a-etcd0",
+            "a-etcd8",
+            "a-etcd1-ul",
         ] {
             assert_eq!(lab.classify(other), None, "{other}");
         }

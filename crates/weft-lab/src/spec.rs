@@ -183,6 +183,10 @@ pub struct LabSpec {
     /// the node's namespace, as deploy/kube-weft.yml runs it) instead of
     /// running `weftd` from `bin_dir` directly.
     pub image: Option<String>,
+    /// How many etcd members `--store etcd` runs (1, the default, is the
+    /// single etcd of `<lab>-store`; more form one cluster, each member
+    /// in its own namespace `<lab>-etcd<k>`).
+    pub etcd_members: u32,
 }
 
 impl LabSpec {
@@ -203,6 +207,7 @@ impl LabSpec {
             node_agent_args: BTreeMap::new(),
             ready_timeout: Duration::from_secs(30),
             image: None,
+            etcd_members: 1,
         })
     }
 
@@ -234,6 +239,7 @@ impl LabSpec {
                 self.nodes
             )));
         }
+        crate::store_cluster::validate_members(self.store, self.etcd_members)?;
         if self
             .backend_options
             .keys()

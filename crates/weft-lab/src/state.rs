@@ -74,14 +74,42 @@ pub enum StoreState {
         net_conf_path: PathBuf,
     },
     Etcd {
+        /// What the agents' `--etcd-endpoints` gets: one URL, or every
+        /// member's, comma-separated (`up --etcd-members`).
         endpoint: String,
+        /// The single etcd's namespace, or the first member's.
         netns: String,
         address: Ipv4Addr,
         pid: Option<u32>,
         log: PathBuf,
         data_dir: PathBuf,
+        /// The members of a multi-member etcd; empty for the single etcd
+        /// of `<lab>-store`, which the fields above describe.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        members: Vec<EtcdMember>,
     },
     Kube(KubeStore),
+}
+
+/// One member of a multi-member etcd: its own namespace on the underlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    /// `etcd<k>`: etcd's `--name` and the `weft lab store` argument.
+    pub name: String,
+    pub netns: String,
+    pub address: Ipv4Addr,
+    /// `http://192.0.2.<240+k>:2379`.
+    pub client_url: String,
+    /// `http://192.0.2.<240+k>:2380`: on the underlay, so a partition
+    /// cuts the member off from its peers as well as from the agents.
+    pub peer_url: String,
+    /// The underlay bridge's port for it (`e<k>`), which a partition
+    /// sets down.
+    pub port: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    /// Its pid while it runs (`None` after `store kill`).
+    pub pid: Option<u32>,
 }
 
 /// The Kubernetes API test server of a `--store kube` lab.

@@ -84,6 +84,7 @@ pub fn start_etcd(
         pid: Some(child.id()),
         log: log.clone(),
         data_dir,
+        members: Vec::new(),
     };
 
     // etcd takes a moment to serve; retry the put until it lands.
@@ -195,7 +196,12 @@ pub fn restart_etcd(lab: &LabName, timeout: Duration) -> Result<Child, LabError>
 }
 
 /// `etcdctl put <config key> <net-conf>` from inside the store namespace.
-fn put_config(netns: &str, etcdctl: &Path, endpoint: &str, net_conf: &str) -> Result<(), String> {
+pub(crate) fn put_config(
+    netns: &str,
+    etcdctl: &Path,
+    endpoint: &str,
+    net_conf: &str,
+) -> Result<(), String> {
     let output = in_netns(netns, || {
         Command::new(etcdctl)
             .env("ETCDCTL_API", "3")

@@ -4,7 +4,10 @@
 //! file holds the rest: opening, looking up, exec, check, pods, teardown.
 
 mod agents;
+mod etcd_members;
 mod up;
+
+pub use etcd_members::MemberStatus;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, ExitStatus};
@@ -77,7 +80,8 @@ impl Lab {
     }
 
     /// The namespace of an exec target: a node, a pod, `underlay` or
-    /// (with `--store etcd`) `store`.
+    /// (with `--store etcd`) `store`, or a member (`etcd2`) of a
+    /// multi-member etcd.
     pub fn netns_of(&self, target: &str) -> Result<String, LabError> {
         if let Some(node) = self.state.node(target) {
             return Ok(node.netns.clone());
@@ -89,6 +93,11 @@ impl Lab {
             ("underlay", _) => Ok(self.state.underlay.netns.clone()),
             ("store", StoreState::Etcd { netns, .. }) => Ok(netns.clone()),
             ("store", StoreState::Kube(k)) => Ok(k.netns.clone()),
+            (member, StoreState::Etcd { members, .. })
+                if members.iter().any(|m| m.name == member) =>
+            {
+                Ok(self.state.name.netns_of(member))
+            }
             _ => Err(self.unknown("node, pod, `underlay` or `store`", target)),
         }
     }

@@ -69,6 +69,23 @@ impl Lab {
         let mut children = HashMap::new();
         let store = match spec.store {
             crate::StoreKind::Local => store::prepare_local(name, &net_conf)?,
+            crate::StoreKind::Etcd if spec.etcd_members > 1 => {
+                progress(&format!(
+                    "store: etcd of {} members in netns {}",
+                    spec.etcd_members,
+                    name.netns_of("etcd<k>")
+                ));
+                let (state, members) = crate::store_cluster::start(
+                    name,
+                    &net_conf,
+                    spec.etcd_members,
+                    spec.ready_timeout,
+                )?;
+                for (member, child) in members {
+                    children.insert(format!("{}:{member}", store::ETCD), child);
+                }
+                state
+            }
             crate::StoreKind::Etcd => {
                 progress(&format!("store: etcd in netns {}", name.store_netns()));
                 let (state, child) = store::start_etcd(name, &net_conf, spec.ready_timeout)?;

@@ -6,6 +6,7 @@
 //! statuses.
 
 mod print;
+mod store;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -55,6 +56,13 @@ pub enum LabCommand {
     /// keep their addresses and, on a real backend, their traffic.
     Restart(RestartArgs),
 
+    /// Rehearse etcd member loss: status, kill, start, partition, heal.
+    ///
+    /// For labs brought up with `--store etcd --etcd-members N`, whose
+    /// members etcd1 … etcdN each run in their own namespace on the
+    /// underlay. `weft lab store <command> --help` says what each does.
+    Store(store::StoreArgs),
+
     /// Remove everything a lab made: agents, etcd, namespaces, files.
     ///
     /// Works without the lab's state file (after a crash) and when there
@@ -82,6 +90,14 @@ pub struct UpArgs {
     /// Where leases are kept.
     #[arg(long, value_enum, default_value_t = StoreArg::Local)]
     store: StoreArg,
+    /// With --store etcd: how many etcd members (1 to 7). More than one
+    /// forms one cluster, each member in its own namespace on the underlay
+    /// (`<name>-etcd<k>`, 192.0.2.<240+k>), and every agent is given all
+    /// their endpoints in --etcd-endpoints, as an operator configures a
+    /// cluster's agents. `weft lab store` then kills, restarts and
+    /// partitions members.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    etcd_members: u32,
     /// How many pods on each node (0 to 50).
     #[arg(long, default_value_t = 1)]
     pods_per_node: u32,
@@ -189,6 +205,7 @@ pub fn run(command: LabCommand) -> ExitCode {
         LabCommand::Check(args) => check(&args),
         LabCommand::Exec(args) => exec(&args),
         LabCommand::Restart(args) => restart(&args),
+        LabCommand::Store(args) => store::run(args),
         LabCommand::Down(args) => down(&args),
     });
     result.unwrap_or_else(|e| {
@@ -233,6 +250,7 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
         wireguard_path(&mut spec, choice)?;
     }
     spec.image = args.image.clone();
+    spec.etcd_members = args.etcd_members;
     let result = Lab::up_with_progress(&spec, &mut |line| say_err(&format!("weft lab: {line}")));
     match result {
         Ok(lab) => {
