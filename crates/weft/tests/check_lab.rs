@@ -29,6 +29,16 @@ fn every_finding_on_a_lab_node_is_true() {
         .lines()
         .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
         .unwrap();
+    // The agent said once at start what it chose and why.
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("vxlan TX checksum offload"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("offload on (kernel "), "{}", said[0]);
+    assert!(said[0].contains("driver veth)"), "{}", said[0]);
     for (name, seen) in [
         ("net-conf.json", "backend vxlan".to_owned()),
         ("kernel vxlan", "can be created".to_owned()),
@@ -40,9 +50,13 @@ fn every_finding_on_a_lab_node_is_true() {
         ("pod MTU", format!("= {mtu}")),
         ("udp port 8472", "in use by flannel.1".to_owned()),
         ("firewall 8472/udp", "no host rule drops it".to_owned()),
+        // This kernel has the #1279 fix and the underlay is a veth: weft
+        // keeps offload on, says why, and the device holds it.
+        ("vxlan checksum offload", "on (kernel ".to_owned()),
+        ("vxlan checksum offload", ", driver veth)".to_owned()),
         (
             "checksum offload flannel.1",
-            "TX checksum offload off on flannel.1".to_owned(),
+            "TX checksum offload on on flannel.1, as chosen".to_owned(),
         ),
         ("etcd", "/coreos.com/network/config exists".to_owned()),
         ("clock", format!("within 5s of {ETCD}")),
