@@ -102,3 +102,46 @@ fn every_finding_on_a_lab_node_is_true() {
     );
     assert_eq!(report["ok"], false);
 }
+
+/// `"TxChecksumOffload": false` still turns offload off on a node where
+/// weft would keep it on: the agent says so, the device holds it, and
+/// `weft check` names net-conf as the reason without warning about it.
+#[test]
+fn explicit_false_turns_checksum_offload_off() {
+    if !root() {
+        return;
+    }
+    let lab = TestLab::up_with("chkoff", Backend::Vxlan, |spec| {
+        spec.store = StoreKind::Etcd;
+        spec.nodes = 2;
+        spec.backend_options
+            .insert("TxChecksumOffload".into(), false.into());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = etcd_net_conf(&lab, dir.path());
+
+    let features = lab.ok("node1", &["ethtool", "-k", "flannel.1"]);
+    assert!(
+        features.contains("tx-checksum-ip-generic: off"),
+        "{features}"
+    );
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(
+        log.contains("vxlan TX checksum offload off: TxChecksumOffload is false in net-conf.json"),
+        "{log}"
+    );
+
+    let report = check(&lab, &path);
+    let f = finding(&report, "vxlan checksum offload");
+    assert_eq!(f["level"], "ok", "{f}");
+    let seen = f["seen"].as_str().unwrap();
+    assert!(
+        seen.starts_with("off: TxChecksumOffload is false in net-conf.json"),
+        "{seen}"
+    );
+    assert!(seen.contains("weft would keep it on here"), "{seen}");
+    let f = finding(&report, "checksum offload flannel.1");
+    assert_eq!(f["level"], "ok", "{f}");
+    assert_eq!(f["seen"], "TX checksum offload off on flannel.1, as chosen");
+}
