@@ -31,7 +31,8 @@ pub const BACKPORTS: &[(u32, u32, u32)] = &[(5, 6, 13), (5, 4, 41), (4, 19, 123)
 /// stack leaves to them, with where that was seen.
 pub const BAD_DRIVERS: &[(&str, &str)] = &[(
     "vmxnet3",
-    "VMware's vmxnet3 sends VXLAN packets with bad inner checksums (kURL #5041, flannel #2152)",
+    "VMware deployments drop VXLAN packets for bad checksums with offload on \
+     (kURL #5041 turns it off on every vmxnet3 node; talos #10238)",
 )];
 
 /// Why [`decide`] chose what it chose.
