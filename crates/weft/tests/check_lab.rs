@@ -108,9 +108,7 @@ fn every_finding_on_a_lab_node_is_true() {
 /// `weft check` names net-conf as the reason without warning about it.
 #[test]
 fn explicit_false_turns_checksum_offload_off() {
-    if !root() {
-        return;
-    }
+    require_root();
     let lab = TestLab::up_with("chkoff", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Etcd;
         spec.nodes = 2;
