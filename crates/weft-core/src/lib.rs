@@ -14,6 +14,7 @@ pub mod fast_hash;
 pub mod lease;
 pub mod mac;
 pub mod netconf;
+pub mod offload_policy;
 pub mod peer;
 pub mod plan;
 pub mod prefix;

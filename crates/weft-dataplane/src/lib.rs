@@ -5,6 +5,7 @@
 //! (nftables or iptables), and the reconciler that diffs the two and applies
 //! the smallest set of changes. Decisions live in `weft-core`'s planner.
 
+pub mod drvinfo;
 pub mod external;
 pub mod netlink;
 pub mod netns;

@@ -5,6 +5,7 @@
 mod common;
 
 use common::netns::{in_new_netns, run, vxlan_node};
+use weft_dataplane::drvinfo;
 use weft_dataplane::netlink::Netlink;
 
 /// `ethtool -k <dev>`'s line for tx-checksum-ip-generic, or `None` without
@@ -61,6 +62,29 @@ fn ethtool_errors() {
             nl.ethtool_feature("flannel.1", "tx-checksum-ipv4").await?,
             Some(false)
         );
+        Ok(())
+    });
+}
+
+/// The underlay's driver, which the TX checksum offload choice reads
+/// (`weft_core::offload_policy`), cross-checked with `ethtool -i`.
+#[test]
+fn drivers_as_ethtool_names_them() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        vxlan_node(&nl).await?;
+        assert_eq!(drvinfo::driver("eth0")?.as_deref(), Some("veth"));
+        assert_eq!(drvinfo::driver("flannel.1")?.as_deref(), Some("vxlan"));
+        if let Ok(out) = run("ethtool", &["-i", "eth0"]) {
+            assert!(out.lines().any(|l| l == "driver: veth"), "{out}");
+        }
+        let missing = drvinfo::driver("nosuchdev").unwrap_err();
+        assert!(
+            matches!(missing, drvinfo::DrvInfoError::NoSuchDevice(_)),
+            "{missing}"
+        );
+        // Whatever lo says, it is an answer, not an error.
+        drvinfo::driver("lo")?;
         Ok(())
     });
 }

@@ -57,10 +57,19 @@ fn node_underlay(index: u32, mtu: u32) -> Underlay {
         addr_v4: Some("192.0.2.1".parse().unwrap()),
         addr_v6: None,
         connected: vec!["192.0.2.0/24".parse().unwrap()],
+        driver: Some("veth".into()),
     }
 }
 
+/// A kernel with the #1279 fix: vxlan keeps TX checksum offload on.
+const KERNEL: &str = "6.1.0-28-amd64";
+
 fn desired(c: &NetConfig, ul: &Underlay, peers: &[(String, Lease)]) -> Desired {
+    desired_on(KERNEL, c, ul, peers)
+}
+
+/// The plan of a node running kernel `release`.
+fn desired_on(release: &str, c: &NetConfig, ul: &Underlay, peers: &[(String, Lease)]) -> Desired {
     plan::plan(&PlanInput {
         cfg: c,
         own: &own(),
@@ -71,6 +80,7 @@ fn desired(c: &NetConfig, ul: &Underlay, peers: &[(String, Lease)]) -> Desired {
         },
         peers,
         blackhole: false,
+        kernel_release: release,
     })
     .unwrap()
 }
@@ -132,10 +142,7 @@ fn vxlan_state_is_programmed_exactly_and_idempotently() {
             fdb.contains("2e:1d:8b:97:dc:02 dst 192.0.2.2 self permanent"),
             "{fdb}"
         );
-        let csum = run("ethtool", &["-k", "flannel.1"]).unwrap_or_default();
-        if !csum.is_empty() {
-            assert!(csum.contains("tx-checksum-ip-generic: off"), "{csum}");
-        }
+        assert_eq!(tx_checksum_says(), "tx-checksum-ip-generic: on");
 
         let second = rec.apply(&d, &node(ul.index)).await?;
         assert_eq!(
@@ -143,6 +150,55 @@ fn vxlan_state_is_programmed_exactly_and_idempotently() {
             0,
             "a second pass must change nothing: {second}"
         );
+        Ok(())
+    });
+}
+
+/// `ethtool -k flannel.1`'s line for the feature flannel #1279 is about.
+fn tx_checksum_says() -> String {
+    let out = run("ethtool", &["-k", "flannel.1"]).expect(
+        "needs ethtool to read the device back: apt-get install -y ethtool (scripts/install-deps.sh does)",
+    );
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("tx-checksum-ip-generic:"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// TX checksum offload follows the decision on an existing device: on by
+/// default on a fixed kernel, off when net-conf says false, off when the
+/// node's kernel predates the fix, on again when net-conf says true.
+#[test]
+fn tx_checksum_offload_follows_net_conf_and_the_kernel() {
+    in_new_netns(|| async {
+        let nl = Netlink::connect()?;
+        let ul = node_underlay(underlay(&nl).await?, 1500);
+        let rec = Reconciler::new(nl);
+        let off = cfg(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","TxChecksumOffload":false}}"#,
+        );
+        let on = cfg(
+            r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","TxChecksumOffload":true}}"#,
+        );
+        for (release, c, want) in [
+            (KERNEL, &cfg(VXLAN), "on"),
+            (KERNEL, &off, "off"),
+            (KERNEL, &cfg(VXLAN), "on"),
+            ("5.4.0-42-generic", &cfg(VXLAN), "off"),
+            ("5.4.0-42-generic", &on, "on"),
+        ] {
+            let r = rec
+                .apply(&desired_on(release, c, &ul, &[]), &node(ul.index))
+                .await?;
+            assert!(r.errors.is_empty(), "{:?}", r.errors);
+            assert_eq!(
+                tx_checksum_says(),
+                format!("tx-checksum-ip-generic: {want}"),
+                "kernel {release}, {:?}",
+                c.backend
+            );
+        }
         Ok(())
     });
 }

@@ -29,6 +29,16 @@ fn every_finding_on_a_lab_node_is_true() {
         .lines()
         .find_map(|l| l.strip_prefix("FLANNEL_MTU="))
         .unwrap();
+    // The agent said once at start what it chose and why.
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("vxlan TX checksum offload"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("offload on (kernel "), "{}", said[0]);
+    assert!(said[0].contains("driver veth)"), "{}", said[0]);
     for (name, seen) in [
         ("net-conf.json", "backend vxlan".to_owned()),
         ("kernel vxlan", "can be created".to_owned()),
@@ -40,9 +50,13 @@ fn every_finding_on_a_lab_node_is_true() {
         ("pod MTU", format!("= {mtu}")),
         ("udp port 8472", "in use by flannel.1".to_owned()),
         ("firewall 8472/udp", "no host rule drops it".to_owned()),
+        // This kernel has the #1279 fix and the underlay is a veth: weft
+        // keeps offload on, says why, and the device holds it.
+        ("vxlan checksum offload", "on (kernel ".to_owned()),
+        ("vxlan checksum offload", ", driver veth)".to_owned()),
         (
             "checksum offload flannel.1",
-            "TX checksum offload off on flannel.1".to_owned(),
+            "TX checksum offload on on flannel.1, as chosen".to_owned(),
         ),
         ("etcd", "/coreos.com/network/config exists".to_owned()),
         ("clock", format!("within 5s of {ETCD}")),
@@ -87,4 +101,45 @@ fn every_finding_on_a_lab_node_is_true() {
         "{report:#}"
     );
     assert_eq!(report["ok"], false);
+}
+
+/// `"TxChecksumOffload": false` still turns offload off on a node where
+/// weft would keep it on: the agent says so, the device holds it, and
+/// `weft check` names net-conf as the reason without warning about it.
+#[test]
+fn explicit_false_turns_checksum_offload_off() {
+    require_root();
+    let lab = TestLab::up_with("chkoff", Backend::Vxlan, |spec| {
+        spec.store = StoreKind::Etcd;
+        spec.nodes = 2;
+        spec.backend_options
+            .insert("TxChecksumOffload".into(), false.into());
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = etcd_net_conf(&lab, dir.path());
+
+    let features = lab.ok("node1", &["ethtool", "-k", "flannel.1"]);
+    assert!(
+        features.contains("tx-checksum-ip-generic: off"),
+        "{features}"
+    );
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(
+        log.contains("vxlan TX checksum offload off: TxChecksumOffload is false in net-conf.json"),
+        "{log}"
+    );
+
+    let report = check(&lab, &path);
+    let f = finding(&report, "vxlan checksum offload");
+    assert_eq!(f["level"], "ok", "{f}");
+    let seen = f["seen"].as_str().unwrap();
+    assert!(
+        seen.starts_with("off: TxChecksumOffload is false in net-conf.json"),
+        "{seen}"
+    );
+    assert!(seen.contains("weft would keep it on here"), "{seen}");
+    let f = finding(&report, "checksum offload flannel.1");
+    assert_eq!(f["level"], "ok", "{f}");
+    assert_eq!(f["seen"], "TX checksum offload off on flannel.1, as chosen");
 }

@@ -92,7 +92,7 @@ fn valid_file_prints_the_effective_config() {
                 "GBP": false,
                 "Learning": false,
                 "DirectRouting": false,
-                "TxChecksumOffload": false
+                "TxChecksumOffload": null
             }
         })
     );

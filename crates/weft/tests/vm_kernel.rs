@@ -1,6 +1,7 @@
 //! The kernel paths this host's kernel lacks — kernel WireGuard (K3s's
-//! `wireguard-native`) and ipip — and vxlan and host-gw on an older kernel,
-//! run in a VM with Debian's stock kernel (6.1, every module).
+//! `wireguard-native`) and ipip — and vxlan (with its TX checksum offload
+//! choice) and host-gw on an older kernel, run in a VM with Debian's stock
+//! kernel (6.1, every module).
 //!
 //! Every test here is `#[ignore]`d: on the host they show as ignored, never
 //! as passed. `scripts/vm-test.sh` (run by `scripts/test.sh`) boots the VM
@@ -338,4 +339,45 @@ fn vxlan_and_host_gw_on_the_debian_kernel() {
         lab.assert_matrix();
         scenarios::tampering_is_repaired(&lab, backend);
     }
+}
+
+/// vxlan TX checksum offload on Debian's 6.1 kernel, which has the fix
+/// for flannel #1279: weft keeps it on (a second kernel version beside the
+/// host's), each agent logged why, and `weft check` names the kernel and
+/// the underlay's driver as the reason.
+#[test]
+#[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
+fn vxlan_checksum_offload_is_on_on_the_debian_kernel() {
+    let lab = vm_lab("vcs", Backend::Vxlan, |spec| spec.nodes = 2);
+    let release = nix::sys::utsname::uname()
+        .unwrap()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let reason = format!("on (kernel {release}, driver veth)");
+    for node in nodes(&lab) {
+        let features = lab.ok(&node, &["ethtool", "-k", "flannel.1"]);
+        assert!(
+            features.contains("tx-checksum-ip-generic: on"),
+            "{node} on {release}: {features}"
+        );
+        let log =
+            std::fs::read_to_string(lab.lab().node(&node).unwrap().dir.join("weftd.log")).unwrap();
+        assert!(
+            log.contains(&format!("vxlan TX checksum offload {reason}")),
+            "{node}: {log}"
+        );
+    }
+    let conf = lab.lab().name().state_dir().join("net-conf.json");
+    let report = weft_check(&lab, "node1", &conf, &[]);
+    let choice = finding(&report, "vxlan checksum offload");
+    assert_eq!(choice["level"], "ok", "{choice}");
+    assert_eq!(choice["seen"], reason.as_str(), "{choice}");
+    let device = finding(&report, "checksum offload flannel.1");
+    assert_eq!(device["level"], "ok", "{device}");
+    assert_eq!(
+        device["seen"],
+        "TX checksum offload on on flannel.1, as chosen"
+    );
+    lab.assert_matrix();
 }

@@ -114,13 +114,13 @@ pub struct VxlanOptions {
     /// Route straight to peers on the same layer-2 segment instead of
     /// encapsulating.
     pub direct_routing: bool,
-    /// weft's own option, default **false**: weft turns TX checksum offload
-    /// off on the vxlan device, because with it on, packets NATed by
-    /// kube-proxy leave with a bad inner UDP checksum and the peer drops them
-    /// (flannel issue #1279; flannel only documents the manual fix,
-    /// `ethtool -K flannel.1 tx-checksum-ip-generic off`). Set true to keep
-    /// the kernel's default. flannel ignores this key.
-    pub tx_checksum_offload: bool,
+    /// weft's own option (flannel ignores the key): TX checksum offload on
+    /// the vxlan device. `None` (absent or null, the default): chosen per
+    /// node at start by [`crate::offload_policy::decide`], on unless the
+    /// kernel or the underlay's driver is known to corrupt checksums with it
+    /// (flannel #1279: "UDP: bad checksum"); off costs most of the vxlan
+    /// throughput. `Some` forces it either way.
+    pub tx_checksum_offload: Option<bool>,
 }
 
 /// The kernel's VXLAN port when none is given (Linux's historic default,
@@ -136,7 +136,7 @@ impl Default for VxlanOptions {
             gbp: false,
             learning: false,
             direct_routing: false,
-            tx_checksum_offload: false,
+            tx_checksum_offload: None,
         }
     }
 }
@@ -264,7 +264,9 @@ impl fmt::Debug for IpsecPsk {
 
 /// Written in flannel's shape (`{"Type": "vxlan", "VNI": 1, …}`) with every
 /// option at its effective value, so the output is itself a valid `Backend`
-/// section, except that pre-shared keys read `"<redacted>"`.
+/// section, except that pre-shared keys read `"<redacted>"` and an unset
+/// `TxChecksumOffload` reads `null` (each node chooses at start; null reads
+/// back as unset).
 impl Serialize for BackendConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;

@@ -145,6 +145,12 @@ fn flag(obj: &CiObject, name: &str, default: bool) -> Result<bool, NetConfError>
     Ok(obj.read(name, |r| bool_of(&field, r))?.unwrap_or(default))
 }
 
+/// A boolean option that has no fixed default: `None` when absent or null.
+fn optional_flag(obj: &CiObject, name: &str) -> Result<Option<bool>, NetConfError> {
+    let field = format!("Backend.{name}");
+    obj.read(name, |r| bool_of(&field, r))
+}
+
 /// An integer option in `min..=max`, `default` when absent.
 fn number(
     obj: &CiObject,
@@ -208,7 +214,7 @@ fn vxlan(obj: &CiObject, families: Families) -> Result<VxlanOptions, NetConfErro
         gbp: flag(obj, "GBP", d.gbp)?,
         learning: flag(obj, "Learning", d.learning)?,
         direct_routing: flag(obj, "DirectRouting", d.direct_routing)?,
-        tx_checksum_offload: flag(obj, "TxChecksumOffload", d.tx_checksum_offload)?,
+        tx_checksum_offload: optional_flag(obj, "TxChecksumOffload")?,
     })
 }
 

@@ -35,6 +35,10 @@ pub struct Underlay {
     /// lies in one is on the same layer-2 segment: host-gw can route to it
     /// and DirectRouting skips the tunnel for it.
     pub connected: Vec<IpNet>,
+    /// The interface's driver (`ethtool -i`), `None` if the kernel did not
+    /// say: some drivers corrupt vxlan checksums with TX checksum offload on
+    /// ([`crate::offload_policy`]).
+    pub driver: Option<String>,
 }
 
 impl Underlay {
@@ -78,6 +82,10 @@ pub struct PlanInput<'a> {
     pub peers: &'a [(String, Lease)],
     /// `--ip-blackhole-route`.
     pub blackhole: bool,
+    /// The running kernel's release (`uname -r`): kernels without the fix
+    /// for flannel #1279 get vxlan TX checksum offload off
+    /// ([`crate::offload_policy`]).
+    pub kernel_release: &'a str,
 }
 
 /// A device weft creates and owns.
@@ -129,6 +137,7 @@ pub struct VxlanDevice {
     pub mac: Mac,
     pub gbp: bool,
     pub learning: bool,
+    /// TX checksum offload, as [`crate::offload_policy::decide`] chose it.
     pub tx_checksum_offload: bool,
     /// The subnet's network address as a host prefix (`10.244.1.0/32`).
     pub address: IpNet,

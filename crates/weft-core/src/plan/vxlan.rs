@@ -7,6 +7,7 @@
 
 use crate::backend_data::VxlanData;
 use crate::netconf::VxlanOptions;
+use crate::offload_policy;
 use crate::prefix::Family;
 
 use super::{
@@ -37,6 +38,12 @@ pub(super) fn plan(
     mtu: u32,
 ) -> Result<Desired, PlanError> {
     let mut desired = Desired::with_mtu(mtu);
+    let tx_checksum_offload = offload_policy::decide(
+        input.kernel_release,
+        input.underlay.driver.as_deref(),
+        opts.tx_checksum_offload,
+    )
+    .on;
     for family in Family::ALL {
         let Some(own) = input.own.get(family) else {
             continue;
@@ -69,7 +76,7 @@ pub(super) fn plan(
             mac,
             gbp: opts.gbp,
             learning: opts.learning,
-            tx_checksum_offload: opts.tx_checksum_offload,
+            tx_checksum_offload,
             address: host_prefix(own),
         }));
         for (id, peer) in input.peers {

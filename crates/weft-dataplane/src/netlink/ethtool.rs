@@ -1,10 +1,12 @@
 //! Device offload features through the ethtool generic netlink family
 //! (`ETHTOOL_MSG_FEATURES_GET`/`_SET`), without the `ethtool` binary.
 //!
-//! Why weft needs it: with TX checksum offload on, a kernel bug corrupts
-//! checksums of some packets leaving a vxlan device (flannel #1279, seen with
-//! kube-proxy's NodePort SNAT); flannel only documents the workaround
-//! `ethtool -K flannel.1 tx-checksum-ip-generic off`, weft applies it.
+//! Why weft needs it: with TX checksum offload on, some kernels and NIC
+//! drivers corrupt checksums of packets leaving a vxlan device (flannel
+//! #1279, seen with kube-proxy's NodePort SNAT; vmxnet3); flannel only
+//! documents the workaround `ethtool -K flannel.1 tx-checksum-ip-generic
+//! off`. weft applies it on such nodes and keeps offload on elsewhere
+//! (`weft_core::offload_policy`), as the planner decides.
 //!
 //! Why hand-built messages: the `ethtool` crate (0.3) only reads features,
 //! and the genetlink crate would pull a second netlink-proto. The family is
@@ -261,8 +263,8 @@ impl EthtoolClient {
 
 impl Netlink {
     /// Turns a device's TX checksum offload (`tx-checksum-ip-generic`) on or
-    /// off, as `ethtool -K <name> tx-checksum-ip-generic on|off` does. weft
-    /// turns it off on vxlan devices by default (flannel #1279).
+    /// off, as `ethtool -K <name> tx-checksum-ip-generic on|off` does, to
+    /// what the planner chose for the vxlan device (flannel #1279).
     pub async fn set_tx_checksum(&self, name: &str, on: bool) -> Result<(), NetlinkError> {
         self.ethtool
             .set_feature(name, TX_CHECKSUM_FEATURE, on)

@@ -52,9 +52,10 @@ pub fn run_checks(input: &CheckInput) -> CheckReport {
     let cfg = node::load_config(input, &mut findings);
     findings.extend(kernel::features(cfg.as_ref()));
     findings.extend(node::sysctls(cfg.as_ref()));
-    findings.extend(node::interface(input, cfg.as_ref()));
+    let (interface, external) = node::interface(input, cfg.as_ref());
+    findings.extend(interface);
     findings.extend(firewall::ports(cfg.as_ref()));
-    findings.extend(offload::findings());
+    findings.extend(offload::findings(cfg.as_ref(), external.as_deref()));
     findings.extend(node::store(input));
     if let Some(k) = &input.kube {
         findings.extend(kube::findings(k));

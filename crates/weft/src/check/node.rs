@@ -117,7 +117,9 @@ pub fn sysctls(cfg: Option<&NetConfig>) -> Vec<Finding> {
     out
 }
 
-pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
+/// The external interface and MTU findings, and the interface's name (the
+/// offload check reads its driver).
+pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> (Vec<Finding>, Option<String>) {
     let fallback;
     let cfg = match cfg {
         Some(c) => c,
@@ -126,7 +128,7 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
                 fallback = c;
                 &fallback
             }
-            Err(_) => return Vec::new(),
+            Err(_) => return (Vec::new(), None),
         },
     };
     let choice = weft_dataplane::external::InterfaceChoice {
@@ -144,11 +146,12 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
     let ext = match detected {
         Ok(ext) => ext,
         Err(e) => {
-            return vec![Finding::fail(
+            let fail = Finding::fail(
                 "external interface",
                 format!("{e:#}"),
                 "give the interface peers reach this node on with --iface (or weftd --iface / --public-ip)",
-            )];
+            );
+            return (vec![fail], None);
         }
     };
     let addrs = [
@@ -194,7 +197,7 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> Vec<Finding> {
             "set Backend.MTU to at most the interface's MTU, or leave it out",
         ));
     }
-    out
+    (out, Some(ext.name))
 }
 
 pub fn store(input: &CheckInput) -> Vec<Finding> {

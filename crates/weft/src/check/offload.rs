@@ -1,77 +1,114 @@
-//! The vxlan devices' TX checksum offload: off by default in weft (the
-//! "UDP: bad checksum" drops of flannel #1279), on when an operator chose
-//! `TxChecksumOffload: true` for throughput. On only risks the old bug on
-//! kernels without its fix, so only that combination is a warning.
+//! The vxlan devices' TX checksum offload: which way weft chooses on this
+//! node and why (`weft_core::offload_policy`, the same function the agent
+//! runs), and whether each vxlan device holds that choice.
+//!
+//! Off costs most of the vxlan throughput; on sends packets with bad
+//! checksums on old kernels and some NIC drivers (flannel #1279). So the
+//! choice is always shown with its reason, and only two things warn: an
+//! explicit `TxChecksumOffload: true` on a node where weft would turn it
+//! off, and a device that does not hold what weft chooses.
 
+use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_core::offload_policy::{self, Decision};
+use weft_dataplane::drvinfo;
 use weft_dataplane::netlink::Netlink;
 
 use super::Finding;
 
-/// The first kernel release with the fix everywhere (5.6.13 and the
-/// 5.4.41 / 4.19.123 / 4.14.181 backports are not told apart here: an
-/// older kernel is flagged as possibly affected).
-const FIXED_IN: (u32, u32) = (5, 7);
-
-/// One finding per vxlan device on this node (none before weft ran).
-pub fn findings() -> Vec<Finding> {
+/// The choice for this node with net-conf `cfg` (none: the file was not
+/// given or not valid, so `TxChecksumOffload` is taken as unset) and
+/// external interface `external`; then one finding per vxlan device. None
+/// for other backends.
+pub fn findings(cfg: Option<&NetConfig>, external: Option<&str>) -> Vec<Finding> {
+    let explicit = match cfg.map(|c| &c.backend) {
+        None => None,
+        Some(BackendConfig::Vxlan(o)) => o.tx_checksum_offload,
+        Some(_) => return Vec::new(),
+    };
     let kernel = kernel_release();
+    let driver = external.and_then(|name| drvinfo::driver(name).ok().flatten());
+    let decision = offload_policy::decide(&kernel, driver.as_deref(), explicit);
+    let automatic = offload_policy::decide(&kernel, driver.as_deref(), None);
+    let mut out = vec![choice(&decision, &automatic)];
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
-        return Vec::new();
+        return out;
     };
     rt.block_on(async {
         let Ok(nl) = Netlink::connect() else {
-            return Vec::new();
+            return;
         };
-        let mut out = Vec::new();
         for link in nl.links().await.unwrap_or_default() {
             if link.vxlan().is_none() {
                 continue;
             }
             let name = format!("checksum offload {}", link.name);
-            match nl.tx_checksum(&link.name).await {
-                Ok(on) => out.push(judge(&name, &link.name, on, &kernel)),
-                Err(e) => out.push(Finding::warn(
+            out.push(match nl.tx_checksum(&link.name).await {
+                Ok(on) => device(&name, &link.name, on, &decision, cfg.is_some()),
+                Err(e) => Finding::warn(
                     &name,
                     format!("cannot read {}'s features: {e}", link.name),
                     format!("ethtool -k {} | grep tx-checksum", link.name),
-                )),
-            }
+                ),
+            });
         }
-        out
-    })
+    });
+    out
 }
 
-fn judge(name: &str, device: &str, on: bool, kernel: &str) -> Finding {
-    if !on {
+/// The choice and its reason; a warning only when net-conf forces offload
+/// on where weft would turn it off (`automatic`).
+fn choice(decision: &Decision, automatic: &Decision) -> Finding {
+    const NAME: &str = "vxlan checksum offload";
+    if decision.on && !automatic.on {
+        return Finding::warn(
+            NAME,
+            format!("{decision}, but weft would turn it off here: {automatic}"),
+            "remove \"TxChecksumOffload\": true from net-conf.json's Backend (weft then turns it \
+             off on this node), or fix the kernel or driver named above",
+        );
+    }
+    if !decision.on && automatic.on {
         return Finding::ok(
-            name,
+            NAME,
             format!(
-                "TX checksum offload off on {device} (weft's default against flannel #1279; \
-                 it costs vxlan throughput, see docs/backends.md)"
+                "{decision}; weft would keep it on here, and off costs most of the vxlan \
+                 throughput (docs/backends.md)"
             ),
         );
     }
-    if fixed(kernel) {
-        Finding::ok(
+    Finding::ok(NAME, decision.to_string())
+}
+
+/// Whether vxlan device `device` holds the choice. With no net-conf given,
+/// a difference may be the operator's `TxChecksumOffload`, so the fix says
+/// to pass the file.
+fn device(name: &str, device: &str, on: bool, decision: &Decision, with_conf: bool) -> Finding {
+    let state = |on: bool| if on { "on" } else { "off" };
+    if on == decision.on {
+        return Finding::ok(
             name,
-            format!(
-                "TX checksum offload on on {device} (TxChecksumOffload: true); kernel {kernel} has the #1279 fix"
-            ),
-        )
-    } else {
-        Finding::warn(
-            name,
-            format!(
-                "TX checksum offload on on {device} and kernel {kernel} may lack the fix for \
-                 flannel #1279 (VXLAN + SNAT: \"UDP: bad checksum\", connections hanging 63 s)"
-            ),
-            "remove \"TxChecksumOffload\": true from net-conf.json's Backend (weft then turns it off), \
-             or upgrade the kernel",
-        )
+            format!("TX checksum offload {} on {device}, as chosen", state(on)),
+        );
     }
+    let fix = if with_conf {
+        "restart weftd with this net-conf.json: it sets the device at every pass; \
+         `ethtool -K <dev> tx-checksum-ip-generic on|off` by hand does not last"
+    } else {
+        "pass the net-conf.json weftd reads with --net-config: TxChecksumOffload there may \
+         explain it; else restart weftd"
+    };
+    Finding::warn(
+        name,
+        format!(
+            "TX checksum offload {} on {device}, but weft chooses {} here ({decision})",
+            state(on),
+            state(decision.on)
+        ),
+        fix,
+    )
 }
 
 fn kernel_release() -> String {
@@ -80,31 +117,75 @@ fn kernel_release() -> String {
         .unwrap_or_default()
 }
 
-/// Whether `release` (`6.18.44-…`) is at least [`FIXED_IN`]; an unreadable
-/// release counts as not fixed.
-fn fixed(release: &str) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= FIXED_IN,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::Level;
+    use offload_policy::decide;
 
     #[test]
-    fn only_offload_on_an_unfixed_kernel_warns() {
-        assert_eq!(judge("n", "flannel.1", false, "4.14.0").level, Level::Ok);
-        assert_eq!(judge("n", "flannel.1", true, "6.18.44-fc").level, Level::Ok);
-        assert_eq!(judge("n", "flannel.1", true, "5.7.0").level, Level::Ok);
-        let old = judge("n", "flannel.1", true, "5.4.0-42-generic");
-        assert_eq!(old.level, Level::Warn);
-        assert!(old.fix.unwrap_or_default().contains("TxChecksumOffload"));
-        assert_eq!(judge("n", "flannel.1", true, "garbage").level, Level::Warn);
+    fn the_choice_is_shown_with_its_reason() {
+        let d = decide("6.1.0-28-amd64", Some("virtio_net"), None);
+        let f = choice(&d, &d);
+        assert_eq!(f.level, Level::Ok);
+        assert_eq!(f.seen, "on (kernel 6.1.0-28-amd64, driver virtio_net)");
+
+        let d = decide("6.8.0", Some("vmxnet3"), None);
+        let f = choice(&d, &d);
+        assert_eq!(f.level, Level::Ok);
+        assert!(
+            f.seen.starts_with("off: underlay driver vmxnet3"),
+            "{}",
+            f.seen
+        );
+
+        let d = decide("5.4.0-42-generic", None, None);
+        assert!(
+            choice(&d, &d)
+                .seen
+                .starts_with("off: kernel 5.4.0-42-generic")
+        );
+    }
+
+    #[test]
+    fn only_forcing_it_on_where_weft_would_not_warns() {
+        let auto = decide("4.19.0", Some("virtio_net"), None);
+        let forced = decide("4.19.0", Some("virtio_net"), Some(true));
+        let f = choice(&forced, &auto);
+        assert_eq!(f.level, Level::Warn);
+        assert!(
+            f.seen.contains("kernel 4.19.0 may lack the fix"),
+            "{}",
+            f.seen
+        );
+        assert!(f.fix.unwrap_or_default().contains("TxChecksumOffload"));
+
+        let auto = decide("6.1.0", Some("virtio_net"), None);
+        let forced = decide("6.1.0", Some("virtio_net"), Some(false));
+        let f = choice(&forced, &auto);
+        assert_eq!(f.level, Level::Ok);
+        assert!(
+            f.seen.contains("costs most of the vxlan throughput"),
+            "{}",
+            f.seen
+        );
+    }
+
+    #[test]
+    fn a_device_that_differs_from_the_choice_warns() {
+        let d = decide("6.1.0", Some("veth"), None);
+        let ok = device("n", "flannel.1", true, &d, true);
+        assert_eq!(ok.level, Level::Ok);
+        assert_eq!(ok.seen, "TX checksum offload on on flannel.1, as chosen");
+        let off = device("n", "flannel.1", false, &d, true);
+        assert_eq!(off.level, Level::Warn);
+        assert!(
+            off.seen.contains("but weft chooses on here"),
+            "{}",
+            off.seen
+        );
+        assert!(off.fix.unwrap_or_default().contains("restart weftd"));
+        let unsure = device("n", "flannel.1", false, &d, false);
+        assert!(unsure.fix.unwrap_or_default().contains("--net-config"));
     }
 }

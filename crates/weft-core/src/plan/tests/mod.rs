@@ -2,6 +2,7 @@
 //! and the state captured from a real flannel node (flannel-golden), one
 //! file per backend; the node and peers they plan for are built here.
 
+mod offload;
 mod routed;
 mod vxlan;
 mod wireguard;
@@ -33,8 +34,12 @@ fn underlay() -> Underlay {
             "192.0.2.0/24".parse().unwrap(),
             "2001:db8::/64".parse().unwrap(),
         ],
+        driver: Some("virtio_net".into()),
     }
 }
+
+/// A kernel with the #1279 fix: vxlan keeps TX checksum offload on.
+const KERNEL: &str = "6.1.0-28-amd64";
 
 /// This node's subnet in the IPv4 tests.
 fn own() -> LeaseSubnets {
@@ -106,6 +111,7 @@ fn plan_on(
         local: &local(),
         peers,
         blackhole,
+        kernel_release: KERNEL,
     })
 }
 

@@ -26,7 +26,7 @@ fn vxlan_matches_the_golden_flannel_node() {
             mac: mac("1e:1f:68:f0:dd:61"),
             gbp: false,
             learning: false,
-            tx_checksum_offload: false,
+            tx_checksum_offload: true,
             address: "10.244.6.0/32".parse().unwrap(),
         })]
     );

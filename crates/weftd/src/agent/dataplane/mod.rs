@@ -42,6 +42,9 @@ pub struct Dataplane<K: Kernel = Netlink> {
     reconciler: Reconciler<K>,
     cfg: NetConfig,
     underlay: Underlay,
+    /// `uname -r`, read once: the planner's vxlan TX checksum offload
+    /// choice depends on it.
+    kernel_release: String,
     local: LocalIdentity,
     blackhole: bool,
     /// Until the first pass installs them; then the rules keeper's.
@@ -83,6 +86,7 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
             reconciler: Reconciler::new(kernel),
             cfg,
             underlay,
+            kernel_release: "6.1.0-28-amd64".into(),
             local,
             blackhole: false,
             rules: None,

@@ -21,6 +21,7 @@ impl<K: Kernel> Dataplane<K> {
             local: &self.local,
             peers,
             blackhole: self.blackhole,
+            kernel_release: &self.kernel_release,
         })
         .context("cannot plan the dataplane")
     }

@@ -10,7 +10,9 @@ use weft_core::backend_data::VxlanData;
 use weft_core::lease::LeaseAttrs;
 use weft_core::mac::Mac;
 use weft_core::netconf::{BackendConfig, NetConfig};
+use weft_core::offload_policy;
 use weft_core::plan::{self, LocalIdentity, Underlay};
+use weft_dataplane::drvinfo;
 use weft_dataplane::external::ExternalInterface;
 use weft_dataplane::netlink::Netlink;
 use weft_dataplane::reconcile::Reconciler;
@@ -34,7 +36,25 @@ async fn underlay_of(nl: &Netlink, ext: &ExternalInterface) -> Result<Underlay> 
         addr_v4: ext.iface_addr,
         addr_v6: ext.iface_addr_v6,
         connected: addrs.iter().map(|a| a.prefix.trunc()).collect(),
+        driver: driver_of(&ext.name),
     })
+}
+
+/// The external interface's driver, for the TX checksum offload choice; a
+/// failure only costs that choice its driver rule, so it is a warning.
+fn driver_of(name: &str) -> Option<String> {
+    drvinfo::driver(name).unwrap_or_else(|e| {
+        tracing::warn!("{e}; the vxlan TX checksum offload choice ignores the driver");
+        None
+    })
+}
+
+/// `uname -r`; empty if unreadable, which the offload choice treats as a
+/// kernel that may lack the fix.
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The VTEP MAC of a vxlan device: the one the device already has (a
@@ -72,6 +92,7 @@ impl Dataplane<Netlink> {
     ) -> Result<(Dataplane, LeaseAttrs)> {
         let nl = Netlink::connect().context("cannot open netlink")?;
         let underlay = underlay_of(&nl, ext).await?;
+        let kernel_release = kernel_release();
         let mut attrs = LeaseAttrs {
             public_ip: ext.ext_addr,
             public_ipv6: ext.ext_addr_v6,
@@ -82,6 +103,14 @@ impl Dataplane<Netlink> {
         let mut wireguard = None;
         match &cfg.backend {
             BackendConfig::Vxlan(opts) => {
+                // The planner makes the same choice on every pass, from the
+                // same facts; said once here so the log shows why.
+                let offload = offload_policy::decide(
+                    &kernel_release,
+                    underlay.driver.as_deref(),
+                    opts.tx_checksum_offload,
+                );
+                tracing::info!(interface = %underlay.name, "vxlan TX checksum offload {offload}");
                 for family in Family::ALL {
                     let (Some(_), Some(public)) = (cfg.pool(family), public_of(ext, family)) else {
                         continue;
@@ -143,6 +172,7 @@ impl Dataplane<Netlink> {
                 reconciler: Reconciler::new(nl),
                 cfg: cfg.clone(),
                 underlay,
+                kernel_release,
                 local,
                 blackhole: flags.ip_blackhole_route,
                 rules,

@@ -52,6 +52,7 @@ fn node1(dir: &std::path::Path, before: impl FnOnce(&FakeKernel, u32)) -> Datapl
         addr_v4: Some("192.0.2.1".parse().unwrap_or_else(|_| unreachable!())),
         addr_v6: None,
         connected: vec![net("192.0.2.0/24")],
+        driver: Some("virtio_net".into()),
     };
     let local = LocalIdentity {
         vtep_mac_v4: Some(Mac([2, 0x42, 0, 0, 0, 1])),
