@@ -78,6 +78,12 @@ pub fn up_summary(lab: &Lab) -> String {
         "files:    {}/ (lab.json; per node: subnet.env, weftd.log)",
         name.state_dir().display()
     );
+    if let Some(image) = &state.image {
+        let _ = writeln!(
+            o,
+            "agents:   containers of {image} (podman, runc): podman ps --filter label=weft-lab={name}"
+        );
+    }
     o.push('\n');
     let _ = writeln!(o, "next:");
     let first_pod = state.pods.first();
