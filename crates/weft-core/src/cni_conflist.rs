@@ -3,7 +3,7 @@
 //! (`--cni-conf-file`) and the tests compare against it.
 
 /// flannel's conflist, byte for byte the `cni-conf.json` of
-/// `deploy/kube-flannel-cfg.yml` (a test holds the two together): network
+/// `deploy/base/kube-flannel-cfg.yml` (a test holds the two together): network
 /// `cbr0`, the flannel plugin delegating to the bridge with hairpin mode and
 /// the default gateway, then `portmap` for hostPort.
 pub const FLANNEL_CONFLIST: &str = r#"{

@@ -1,6 +1,6 @@
 //! Agents in a container image (`weft lab up --image`): each node's weftd
 //! runs under podman and runc, in its node's network namespace, the way
-//! deploy/kube-weft.yml runs it on a Kubernetes node.
+//! deploy/base/kube-weft.yml runs it on a Kubernetes node.
 //!
 //! Why: the DaemonSet's promises (which capabilities suffice, that
 //! `/proc/sys` is read-only, that the init containers install the CNI

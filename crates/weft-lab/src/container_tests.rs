@@ -1,10 +1,10 @@
-//! The lab's container settings are deploy/kube-weft.yml's: this test reads
+//! The lab's container settings are deploy/base/kube-weft.yml's: this test reads
 //! the manifest and fails when they drift apart.
 
 use super::*;
 use serde_json::Value;
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/kube-weft.yml");
+const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base/kube-weft.yml");
 
 /// The manifest's documents as JSON, through Python's YAML parser
 /// (Debian's python3-yaml, which scripts/validate-manifests.sh relies on

@@ -180,7 +180,7 @@ pub struct LabSpec {
     /// How long each agent (and etcd) gets to become ready.
     pub ready_timeout: Duration,
     /// Run each agent inside this container image (podman and runc, in
-    /// the node's namespace, as deploy/kube-weft.yml runs it) instead of
+    /// the node's namespace, as deploy/base/kube-weft.yml runs it) instead of
     /// running `weftd` from `bin_dir` directly.
     pub image: Option<String>,
     /// How many etcd members `--store etcd` runs (1, the default, is the

@@ -1,5 +1,5 @@
 //! `weft lab up --image`: the agents run in weft's container image under
-//! podman and runc, with deploy/kube-weft.yml's securityContext, mounts
+//! podman and runc, with deploy/base/kube-weft.yml's securityContext, mounts
 //! and init containers, and the pods still reach each other.
 //!
 //! The image is built here by scripts/image.sh from the binaries this very

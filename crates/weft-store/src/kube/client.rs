@@ -162,7 +162,7 @@ pub(crate) fn store_error(what: &str, f: Failure) -> StoreError {
             let detail = match code {
                 403 => format!(
                     "{what}: {message}. The agent's ClusterRole needs: nodes get, list, watch; \
-                     nodes/status patch (the ClusterRole `weft` in deploy/kube-weft.yml)"
+                     nodes/status patch (the ClusterRole `weft` in deploy/base/kube-weft.yml)"
                 ),
                 401 => format!(
                     "{what}: {message}: the API server does not accept these credentials; check \

@@ -268,7 +268,7 @@ fn api_errors_stay_behind_the_store_error() {
         text.contains("nodes get, list, watch; nodes/status patch"),
         "{text}"
     );
-    assert!(text.contains("deploy/kube-weft.yml"), "{text}");
+    assert!(text.contains("deploy/base/kube-weft.yml"), "{text}");
     assert!(!text.contains("pods"), "{text}");
     let api = std::error::Error::source(&err).and_then(|s| s.downcast_ref::<kube::Error>());
     assert!(

@@ -127,7 +127,7 @@ pub struct UpArgs {
     #[arg(long = "wireguard-path", value_name = "[NODE=]PATH")]
     wireguard_paths: Vec<String>,
     /// Run each node's agent inside this container image, as
-    /// deploy/kube-weft.yml runs it on a Kubernetes node, instead of
+    /// deploy/base/kube-weft.yml runs it on a Kubernetes node, instead of
     /// running weftd from --bin-dir directly.
     ///
     /// Each agent is a podman container (runtime runc) in its node's
