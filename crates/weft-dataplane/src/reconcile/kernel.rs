@@ -167,14 +167,20 @@ impl Kernel for Netlink {
         // connection was opened in), written only when they differ.
         for key in ["accept_ra", "accept_dad"] {
             let path = format!("/proc/sys/net/ipv6/conf/{device}/{key}");
-            match std::fs::read_to_string(&path) {
-                Ok(v) if v.trim() == "0" => {}
-                Ok(_) => {
-                    if let Err(e) = std::fs::write(&path, "0") {
-                        tracing::warn!(device, key, error = %e, "cannot set an IPv6 sysctl of our device");
-                    }
+            let Ok(value) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            if ipv6_sysctl_is_off(key, value.trim()) {
+                continue;
+            }
+            if let Err(e) = std::fs::write(&path, "0") {
+                // Under a container runtime /proc/sys is read-only: say so
+                // once per device and setting, not on every pass.
+                if sysctl_refusal_is_new(device, key) {
+                    tracing::warn!(device, key, error = %e, "cannot set an IPv6 sysctl of our device");
+                } else {
+                    tracing::debug!(device, key, error = %e, "cannot set an IPv6 sysctl of our device");
                 }
-                Err(_) => {}
             }
         }
     }
@@ -225,5 +231,42 @@ impl Kernel for Netlink {
         entries: &[(Mac, IpAddr)],
     ) -> Vec<Result<(), NetlinkError>> {
         Netlink::delete_fdbs(self, index, entries).await
+    }
+}
+
+/// Whether an IPv6 setting of our device already does what `quiet_ipv6`
+/// wants: no router advertisements, no duplicate address detection. The
+/// kernel shows DAD as -1 on devices where it does not apply (a tun).
+fn ipv6_sysctl_is_off(key: &str, value: &str) -> bool {
+    match key {
+        "accept_dad" => value.parse::<i32>().is_ok_and(|v| v <= 0),
+        _ => value == "0",
+    }
+}
+
+/// True the first time this device's setting could not be written.
+fn sysctl_refusal_is_new(device: &str, key: &'static str) -> bool {
+    static SEEN: std::sync::Mutex<std::collections::BTreeSet<(String, &str)>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    SEEN.lock()
+        .map(|mut seen| seen.insert((device.to_owned(), key)))
+        .unwrap_or(true)
+}
+
+#[cfg(test)]
+mod sysctl_tests {
+    use super::*;
+
+    #[test]
+    fn dad_not_applicable_counts_as_off_and_refusals_warn_once() {
+        assert!(ipv6_sysctl_is_off("accept_dad", "-1"));
+        assert!(ipv6_sysctl_is_off("accept_dad", "0"));
+        assert!(!ipv6_sysctl_is_off("accept_dad", "1"));
+        assert!(ipv6_sysctl_is_off("accept_ra", "0"));
+        assert!(!ipv6_sysctl_is_off("accept_ra", "1"));
+        assert!(!ipv6_sysctl_is_off("accept_ra", "-1"));
+        assert!(sysctl_refusal_is_new("test-dev0", "accept_ra"));
+        assert!(!sysctl_refusal_is_new("test-dev0", "accept_ra"));
+        assert!(sysctl_refusal_is_new("test-dev0", "accept_dad"));
     }
 }
