@@ -4,7 +4,10 @@
 use super::*;
 use serde_json::Value;
 
-const MANIFEST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/base/kube-weft.yml");
+const MANIFEST: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/base/kube-weft.yml"
+);
 
 /// The manifest's documents as JSON, through Python's YAML parser
 /// (Debian's python3-yaml, which scripts/validate-manifests.sh relies on

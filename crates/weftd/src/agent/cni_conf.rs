@@ -101,7 +101,8 @@ mod tests {
     /// holds the same bytes weftd writes.
     #[test]
     fn conflist_is_the_manifests_cni_conf_json() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/kube-flannel-cfg.yml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/base/kube-flannel-cfg.yml");
         let text = fs::read_to_string(&path).unwrap();
         let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         assert_eq!(
