@@ -30,6 +30,21 @@ pub struct StatusView {
     /// WireGuard peers as the devices report them (never keys of ours).
     #[serde(default)]
     pub wireguard_peers: Vec<WgPeerView>,
+    /// Set while the agent cannot follow its lease store (etcd without
+    /// quorum, unreachable): the dataplane is kept as it was meanwhile.
+    #[serde(default)]
+    pub store_outage: Option<StoreOutageView>,
+}
+
+/// An ongoing lease store outage, as the agent sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreOutageView {
+    /// Seconds since the epoch when it began.
+    pub since_unix: u64,
+    /// How long it has lasted so far.
+    pub for_secs: u64,
+    /// The store's last error.
+    pub error: String,
 }
 
 /// One WireGuard peer as a device holds it.

@@ -5,6 +5,7 @@
 //! behind.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -12,7 +13,19 @@ use etcd_client::{
     PutOptions, TlsOptions, Txn, TxnOp, WatchOptions, WatchStream,
 };
 
+use crate::etcd_members::Members;
 use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch, Listing, Ttl};
+
+/// How long a connect to a member may take (a partitioned member never
+/// answers).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// HTTP/2 ping interval on a connection with streams; etcd refuses pings
+/// more often than every 5 s (`--grpc-keepalive-min-time`).
+const KEEPALIVE: Duration = Duration::from_secs(6);
+/// How long a ping may go unanswered before the connection is dead.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// How to reach etcd: flanneld's `--etcd-*` flags.
 #[derive(Clone, Default)]
@@ -38,10 +51,11 @@ impl std::fmt::Debug for EtcdOptions {
     }
 }
 
-/// A connected etcd client.
+/// A connected etcd client: one member in use at a time, the next one
+/// when it fails (`etcd_members.rs` says when).
 #[derive(Clone)]
 pub struct EtcdKv {
-    client: Client,
+    members: Arc<Members>,
 }
 
 fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, KvError> {
@@ -133,11 +147,17 @@ impl EtcdKv {
                 "no etcd endpoints given (--etcd-endpoints)",
             ));
         }
+        // A member that goes silent (cable cut) is found by HTTP/2 pings
+        // within KEEPALIVE + KEEPALIVE_TIMEOUT while a watch runs on it;
+        // idle connections send none (etcd closes connections that ping
+        // without streams). require_leader: a member without a leader
+        // refuses requests and cancels watches instead of serving stale
+        // data, which makes the agent move on.
         let mut connect = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(10))
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true)
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(REQUEST_TIMEOUT)
+            .with_keep_alive(KEEPALIVE, KEEPALIVE_TIMEOUT)
+            .with_keep_alive_while_idle(false)
             .with_require_leader(true);
         if let Some(tls) = tls_options(opts)? {
             connect = connect.with_tls(tls);
@@ -148,15 +168,32 @@ impl EtcdKv {
             }
             _ => {}
         }
-        let client = Client::connect(&opts.endpoints, Some(connect))
-            .await
-            .map_err(kv_err)?;
-        Ok(EtcdKv { client })
+        // Bad endpoints fail here, before any connection is made.
+        for endpoint in &opts.endpoints {
+            endpoint
+                .parse::<http::Uri>()
+                .map_err(|e| KvError::refused(format!("invalid etcd endpoint {endpoint}: {e}")))?;
+        }
+        let first = (crate::random::u64() % opts.endpoints.len() as u64) as usize;
+        Ok(EtcdKv {
+            members: Members::new(opts.endpoints.clone(), connect, first),
+        })
     }
 
-    /// The raw client, for tests and tools.
-    pub fn client(&self) -> Client {
-        self.client.clone()
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, KvError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.members.call(op).await.map_err(kv_err)
+    }
+
+    /// The client of the member in use, for tests and tools.
+    pub async fn client(&self) -> Result<Client, KvError> {
+        self.members
+            .client(self.members.current())
+            .await
+            .map_err(kv_err)
     }
 
     async fn grant(&self, ttl: Ttl) -> Result<i64, KvError> {
@@ -165,11 +202,8 @@ impl EtcdKv {
             Ttl::For(d) => {
                 let secs = d.as_secs().max(1) as i64;
                 let resp = self
-                    .client
-                    .clone()
-                    .lease_grant(secs, None)
-                    .await
-                    .map_err(kv_err)?;
+                    .call(|mut c| async move { c.lease_grant(secs, None).await })
+                    .await?;
                 Ok(resp.id())
             }
         }
@@ -178,14 +212,22 @@ impl EtcdKv {
     async fn revoke(&self, lease: i64) {
         if lease != 0 {
             // Best effort: an unrevoked lease with no keys just expires.
-            let _ = self.client.clone().lease_revoke(lease).await;
+            let _ = self
+                .call(|mut c| async move { c.lease_revoke(lease).await })
+                .await;
         }
     }
 
     /// Runs a conditional write made under the fresh `lease`; when it does
     /// not go through, the lease is revoked so that nothing is left behind.
     async fn commit_or_revoke(&self, txn: Txn, lease: i64) -> Result<bool, KvError> {
-        match self.client.clone().txn(txn).await {
+        match self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await
+        {
             Ok(resp) if resp.succeeded() => Ok(true),
             Ok(_) => {
                 self.revoke(lease).await;
@@ -193,7 +235,7 @@ impl EtcdKv {
             }
             Err(e) => {
                 self.revoke(lease).await;
-                Err(kv_err(e))
+                Err(e)
             }
         }
     }
@@ -210,17 +252,16 @@ impl Kv for EtcdKv {
     }
 
     async fn get(&self, key: &str) -> Result<Option<KvEntry>, KvError> {
-        let resp = self.client.clone().get(key, None).await.map_err(kv_err)?;
+        let resp = self
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?;
         Ok(resp.kvs().first().map(entry))
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing, KvError> {
         let resp = self
-            .client
-            .clone()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await
-            .map_err(kv_err)?;
+            .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+            .await?;
         Ok(Listing {
             revision: resp.header().map_or(0, |h| h.revision()),
             entries: resp.kvs().iter().map(entry).collect(),
@@ -253,11 +294,8 @@ impl Kv for EtcdKv {
         ttl: Ttl,
     ) -> Result<bool, KvError> {
         let old_lease = match self
-            .client
-            .clone()
-            .get(key, None)
-            .await
-            .map_err(kv_err)?
+            .call(|mut c| async move { c.get(key, None).await })
+            .await?
             .kvs()
             .first()
         {
@@ -279,42 +317,63 @@ impl Kv for EtcdKv {
         let txn = Txn::new()
             .when([Compare::mod_revision(key, CompareOp::Equal, mod_rev)])
             .and_then([TxnOp::delete(key, None)]);
-        let resp = self.client.clone().txn(txn).await.map_err(kv_err)?;
+        let resp = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         Ok(resp.succeeded())
     }
 
     async fn watch(&self, prefix: &str, from_rev: i64) -> Result<impl KvWatch, KvError> {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(from_rev);
         let stream = self
-            .client
-            .clone()
-            .watch(
-                prefix,
-                Some(
-                    WatchOptions::new()
-                        .with_prefix()
-                        .with_start_revision(from_rev),
-                ),
-            )
-            .await
-            .map_err(kv_err)?;
-        Ok(EtcdWatch { stream, from_rev })
+            .call(|mut c| {
+                let options = options.clone();
+                async move { c.watch(prefix, Some(options)).await }
+            })
+            .await?;
+        Ok(EtcdWatch {
+            stream,
+            from_rev,
+            member: self.members.current(),
+            members: Arc::clone(&self.members),
+        })
     }
 }
 
 struct EtcdWatch {
     stream: WatchStream,
     from_rev: i64,
+    /// The member the stream runs on, left when the stream fails so that
+    /// the watch resumes on another.
+    member: usize,
+    members: Arc<Members>,
+}
+
+impl EtcdWatch {
+    fn lost(&self, why: &dyn std::fmt::Display) {
+        self.members.abandon(self.member, why);
+    }
 }
 
 impl KvWatch for EtcdWatch {
     async fn next(&mut self) -> Result<(i64, Vec<KvEvent>), KvError> {
         loop {
-            let msg = self
-                .stream
-                .message()
-                .await
-                .map_err(kv_err)?
-                .ok_or_else(|| KvError::unavailable("etcd closed the watch stream"))?;
+            let msg = match self.stream.message().await {
+                Ok(Some(msg)) => msg,
+                Ok(None) => {
+                    self.lost(&"the watch stream ended");
+                    return Err(KvError::unavailable("etcd closed the watch stream"));
+                }
+                Err(e) => {
+                    self.lost(&e);
+                    return Err(kv_err(e));
+                }
+            };
             if msg.compact_revision() != 0 {
                 return Err(KvError::Compacted {
                     requested: self.from_rev,
@@ -322,6 +381,7 @@ impl KvWatch for EtcdWatch {
                 });
             }
             if msg.canceled() {
+                self.lost(&format!("it cancelled the watch: {}", msg.cancel_reason()));
                 return Err(KvError::unavailable(format!(
                     "etcd cancelled the watch: {}",
                     msg.cancel_reason()

@@ -12,6 +12,7 @@ use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::{self, NetConfig};
 
 use crate::backoff::Backoff;
+use crate::health::StoreHealth;
 use crate::kv::{Kv, KvEntry, KvError, Ttl};
 use crate::{AcquireRequest, LeaseStore, SnapshotSender, StoreError, acquire, peer_watch};
 
@@ -30,6 +31,7 @@ pub struct KvLeaseStore<K: Kv> {
     prefix: String,
     config: ConfigSource,
     ttl: Duration,
+    health: StoreHealth,
 }
 
 impl<K: Kv> KvLeaseStore<K> {
@@ -41,6 +43,7 @@ impl<K: Kv> KvLeaseStore<K> {
             prefix: prefix.into(),
             config,
             ttl,
+            health: StoreHealth::default(),
         }
     }
 
@@ -190,6 +193,10 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
     }
 
     async fn watch_peers(&self, cfg: NetConfig, own: LeaseSubnets, tx: SnapshotSender) {
-        peer_watch::watch_peers(&self.kv, &self.prefix, &cfg, own, tx).await
+        peer_watch::watch_peers(&self.kv, &self.prefix, &cfg, own, tx, &self.health).await
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.health.clone()
     }
 }

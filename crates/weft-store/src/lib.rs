@@ -12,6 +12,8 @@ mod acquire;
 mod backoff;
 mod error;
 pub mod etcd;
+mod etcd_members;
+mod health;
 pub mod kube;
 pub mod kv;
 mod kv_store;
@@ -32,6 +34,7 @@ use weft_core::netconf::NetConfig;
 use weft_core::peer::ScreenedPeers;
 
 pub use error::StoreError;
+pub use health::{HealthState, StoreHealth};
 pub use kv_store::{ConfigSource, KvLeaseStore};
 
 /// flannel's lease lifetime: a node that stops renewing loses its subnet
@@ -123,4 +126,11 @@ pub trait LeaseStore: Send + Sync + 'static {
         own: LeaseSubnets,
         tx: SnapshotSender,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Whether the peer watch can follow the store now (an outage begins
+    /// at its first failure and ends when it works again). Stores that do
+    /// not report it are always healthy here.
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
+    }
 }

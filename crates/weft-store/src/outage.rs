@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::health::StoreHealth;
+
 /// While an outage lasts, a reminder at most this often.
 const REMIND_EVERY: Duration = Duration::from_secs(300);
 
@@ -19,6 +21,8 @@ pub(crate) struct OutageLog {
     began: Option<Instant>,
     last_warned: Option<Instant>,
     failures: u32,
+    /// Where the outage is also reported (`weft status`, `/metrics`).
+    health: Option<StoreHealth>,
 }
 
 impl OutageLog {
@@ -28,12 +32,22 @@ impl OutageLog {
             began: None,
             last_warned: None,
             failures: 0,
+            health: None,
         }
+    }
+
+    /// Also reports each outage's beginning and end on `health`.
+    pub(crate) fn with_health(mut self, health: StoreHealth) -> OutageLog {
+        self.health = Some(health);
+        self
     }
 
     /// A failed attempt; `detail` says what failed and what happens next.
     pub(crate) fn failed(&mut self, store: &str, detail: &str) {
         self.failures += 1;
+        if let Some(health) = &self.health {
+            health.failed(detail);
+        }
         let now = Instant::now();
         let began = *self.began.get_or_insert(now);
         let remind = self
@@ -59,6 +73,9 @@ impl OutageLog {
 
     /// The store answered again; logs the outage's end if there was one.
     pub(crate) fn recovered(&mut self, store: &str) {
+        if let Some(health) = &self.health {
+            health.recovered();
+        }
         if let Some(began) = self.began.take() {
             info!(
                 store,

@@ -16,6 +16,7 @@ use weft_core::peer::{self, PeerRejection};
 
 use crate::SnapshotSender;
 use crate::backoff::Backoff;
+use crate::health::StoreHealth;
 use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch};
 use crate::outage::OutageLog;
 use crate::publisher::{Entry, Ids, Publisher};
@@ -64,12 +65,13 @@ pub(crate) async fn watch_peers<K: Kv>(
     cfg: &NetConfig,
     own: LeaseSubnets,
     tx: SnapshotSender,
+    health: &StoreHealth,
 ) {
     let dir = etcd_key::subnets_dir(prefix);
     let own_key = etcd_key::lease_key(prefix, &own);
     let mut publisher = KvPublisher::new(own, Ids::Keys);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut outage = OutageLog::new("lease watch");
+    let mut outage = OutageLog::new("lease watch").with_health(health.clone());
     // Whether the publisher holds a listing to resume from (false at the
     // start and after compaction: list again).
     let mut listed = false;

@@ -211,6 +211,13 @@ fn print_human(r: &Report) {
             .unwrap_or_default(),
         if a.ready { "ready" } else { "NOT READY" }
     );
+    if let Some(o) = &a.store_outage {
+        say!(
+            "store:   UNAVAILABLE for {}s ({}); the dataplane is kept as it was until it answers",
+            o.for_secs,
+            o.error
+        );
+    }
     match &a.lease {
         Some(l) => say!(
             "lease:   {} public {}{}",

@@ -52,6 +52,8 @@ pub struct Metrics {
     rules_repairs: Counter,
     wireguard_path: Family<PathLabel, Gauge>,
     handshake_age: Family<WgPeerLabel, Gauge>,
+    store_available: Gauge,
+    store_outages: Counter,
 }
 
 impl Default for Metrics {
@@ -151,8 +153,23 @@ impl Metrics {
             "Seconds since each WireGuard peer's last handshake (-1: never); over 180 means the tunnel is down",
             handshake_age.clone(),
         );
+        let store_available = Gauge::default();
+        store_available.set(1);
+        registry.register(
+            "store_available",
+            "1 while the peer watch follows the lease store, 0 during an outage (no quorum, unreachable): the dataplane is kept as it was meanwhile",
+            store_available.clone(),
+        );
+        let store_outages = Counter::default();
+        registry.register(
+            "store_outages",
+            "Lease store outages since start (one per outage, however long)",
+            store_outages.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            store_available,
+            store_outages,
             wireguard_path,
             handshake_age,
             lease_expiry,
@@ -174,6 +191,17 @@ impl Metrics {
             .and_then(|e| e.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs() as i64);
         self.lease_expiry.set(secs);
+    }
+
+    /// Follows the store's health: availability, and outages counted up
+    /// to the store's own total.
+    pub fn observe_store_health(&self, health: &weft_store::HealthState) {
+        self.store_available
+            .set(i64::from(health.unavailable_since.is_none()));
+        let seen = self.store_outages.get();
+        if health.outages > seen {
+            self.store_outages.inc_by(health.outages - seen);
+        }
     }
 
     pub fn set_ready(&self, ready: bool) {

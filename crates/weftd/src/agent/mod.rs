@@ -13,6 +13,7 @@ mod renewal;
 mod servers;
 mod shutdown;
 mod status;
+mod store_health;
 mod subnet_file;
 mod wireguard;
 
@@ -112,6 +113,7 @@ async fn run_with<S: LeaseStore>(
     // cannot run its backend must not hold a subnet.
     crate::unbuilt::check_backend(&cfg)?;
     status.set_identity(store.kind(), cfg.backend.config_type());
+    store_health::follow(store.health(), status.clone());
 
     let (stored_ip, stored_ipv6) = tokio::select! {
         r = store.stored_public_ips() => r?,

@@ -40,6 +40,7 @@ struct State {
     backend_detail: Option<String>,
     wireguard_path: Option<String>,
     wireguard: Option<super::wireguard::PeerViews>,
+    store_health: weft_store::HealthState,
 }
 
 impl StatusHandle {
@@ -71,6 +72,12 @@ impl StatusHandle {
         self.1.set_lease_expiry(lease.expiration);
         self.lock().lease = Some(lease.clone());
         self.notify_if_first_ready();
+    }
+
+    /// The store's health changed (see `store_health.rs`).
+    pub fn set_store_health(&self, health: weft_store::HealthState) {
+        self.1.observe_store_health(&health);
+        self.lock().store_health = health;
     }
 
     pub fn set_snapshot(&self, snapshot: Option<Arc<PeerSnapshot>>) {
@@ -206,6 +213,7 @@ impl StatusHandle {
                 .as_ref()
                 .and_then(|v| v.lock().ok().map(|v| v.clone()))
                 .unwrap_or_default(),
+            store_outage: super::store_health::outage_view(&s.store_health, now),
         }
     }
 }

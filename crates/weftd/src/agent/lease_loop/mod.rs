@@ -92,6 +92,9 @@ pub async fn run<S: LeaseStore>(
     let margin = Duration::from_secs(flags.subnet_lease_renew_margin_minutes.max(1) as u64 * 60);
     let (mut rx, mut watch_task) = start_watch(&store, cfg, lease.subnets);
     let mut renew_at = next_renewal(&lease, margin);
+    // Renewals failed in a row: a store outage is warned about once, not
+    // at every retry (the peer watch reports it in `weft status` too).
+    let mut renew_failures = 0u32;
     loop {
         let renew_now = tokio::select! {
             _ = shutdown.requested() => break,
@@ -115,6 +118,10 @@ pub async fn run<S: LeaseStore>(
         }
         match store.renew(&lease).await {
             Ok(renewed) => {
+                if renew_failures > 0 {
+                    tracing::info!(failures = renew_failures, "our lease is renewed again");
+                    renew_failures = 0;
+                }
                 lease = renewed;
                 status.set_lease(&lease);
                 publish.lease.send_if_modified(|held| {
@@ -153,7 +160,17 @@ pub async fn run<S: LeaseStore>(
             }
             Err(e) => {
                 let retry = renewal::retry_delay(SystemTime::now(), lease.expiration);
-                tracing::warn!("cannot renew our lease: {e}; retrying in {retry:.1?}");
+                renew_failures += 1;
+                if renew_failures == 1 {
+                    tracing::warn!(
+                        "cannot renew our lease: {e}; retrying in {retry:.1?} and until the store answers (the dataplane is kept meanwhile)"
+                    );
+                } else {
+                    tracing::debug!(
+                        failures = renew_failures,
+                        "cannot renew our lease yet: {e}; retrying in {retry:.1?}"
+                    );
+                }
                 renew_at = Some(tokio::time::Instant::now() + retry);
             }
         }
