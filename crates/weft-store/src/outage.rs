@@ -73,6 +73,12 @@ impl OutageLog {
 
     /// The store answered again; logs the outage's end if there was one.
     pub(crate) fn recovered(&mut self, store: &str) {
+        self.recovered_since(store, Instant::now());
+    }
+
+    /// The store has answered again since `at` (what answered was
+    /// confirmed later); logs the outage's end, and its length up to `at`.
+    pub(crate) fn recovered_since(&mut self, store: &str, at: Instant) {
         if let Some(health) = &self.health {
             health.recovered();
         }
@@ -82,7 +88,7 @@ impl OutageLog {
                 failures = self.failures,
                 "{} works again after {:?}",
                 self.what,
-                began.elapsed()
+                at.saturating_duration_since(began)
             );
         }
         self.last_warned = None;

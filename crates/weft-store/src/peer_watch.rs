@@ -59,6 +59,19 @@ fn parse(
     }
 }
 
+/// How long a new watch must run without failing before an outage is
+/// over (events end it sooner): longer than etcd takes to cancel the
+/// watches of a member that has lost its leader (3 to 4 election timeouts
+/// after it notices, 1 s each by default).
+const CONFIRM: Duration = Duration::from_secs(10);
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 pub(crate) async fn watch_peers<K: Kv>(
     kv: &K,
     prefix: &str,
@@ -106,9 +119,9 @@ pub(crate) async fn watch_peers<K: Kv>(
                 }
             }
         }
+        let created = std::time::Instant::now();
         let mut watch = match kv.watch(&dir, publisher.revision() + 1).await {
             Ok(w) => {
-                outage.recovered(kv.name());
                 // Publishes the restart count if it moved (nothing else
                 // changed: the entries are the ones the lost watch left).
                 publisher.publish(&tx);
@@ -134,11 +147,24 @@ pub(crate) async fn watch_peers<K: Kv>(
                 continue;
             }
         };
+        // An outage ends once the new watch has proved itself: events, or
+        // CONFIRM without failing. A member that has not yet noticed that
+        // its leader is gone accepts a watch and cancels it seconds later;
+        // that is still the same outage, logged once.
+        let mut confirm_at = Some(tokio::time::Instant::now() + CONFIRM);
         loop {
             let next = tokio::select! {
                 r = watch.next() => r,
                 _ = tx.closed() => return,
+                _ = sleep_until(confirm_at) => {
+                    confirm_at = None;
+                    outage.recovered_since(kv.name(), created);
+                    continue;
+                }
             };
+            if next.is_ok() && confirm_at.take().is_some() {
+                outage.recovered_since(kv.name(), created);
+            }
             match next {
                 Ok((revision, events)) => {
                     backoff.reset();
