@@ -326,10 +326,20 @@ fn etcdctl_output(
 /// quorum).
 pub fn leader(lab: &LabName, members: &[EtcdMember]) -> Result<Option<String>, LabError> {
     let (_, etcdctl) = tools()?;
+    // Killed members are left out: etcdctl would spend its dial timeout
+    // on each.
+    let running: Vec<EtcdMember> = members
+        .iter()
+        .filter(|m| is_running(lab, m))
+        .cloned()
+        .collect();
+    if running.is_empty() {
+        return Ok(None);
+    }
     let out = etcdctl_output(
         &lab.underlay_netns(),
         &etcdctl,
-        &endpoints(members),
+        &endpoints(&running),
         &["endpoint", "status", "-w", "json"],
     )?;
     // Unreachable members make etcdctl exit non-zero but it still prints
