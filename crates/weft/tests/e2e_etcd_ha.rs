@@ -188,6 +188,22 @@ fn log_lines(lab: &TestLab, node: &str, words: &[&str]) -> usize {
         .count()
 }
 
+/// `weft lab store ARGS --name LAB`, as an operator runs it; its stdout.
+fn weft_lab_store(lab: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["lab", "store"])
+        .args(args)
+        .args(["--name", lab])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "weft lab store {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn median(mut xs: Vec<Duration>) -> (Duration, Duration, Duration) {
     xs.sort();
     (xs[0], xs[xs.len() / 2], xs[xs.len() - 1])
@@ -278,7 +294,7 @@ fn leader_killed_agents_fail_over_and_lose_nothing() {
 #[test]
 fn partitioned_member_is_abandoned_and_nothing_is_missed() {
     require_root();
-    let mut lab = up("ha-part", 60);
+    let lab = up("ha-part", 60);
     put_peer(&lab, &[], "10.244.250.0/24");
     wait_until(Duration::from_secs(20), "the first fake peer", || {
         routed_everywhere(&lab, "10.244.250.0/24")
@@ -295,8 +311,7 @@ fn partitioned_member_is_abandoned_and_nothing_is_missed() {
     let name = lab.lab().name().as_str().to_owned();
     let mut detected = Duration::ZERO;
     let load = load_while(&lab, 25, || {
-        let mut other = Lab::open(&name).unwrap();
-        other.partition_etcd_member(&cut).unwrap();
+        weft_lab_store(&name, &["partition", &cut]);
         let cut_at = Instant::now();
         // While it is cut off: one lease comes, one goes.
         put_peer(&lab, &others, "10.244.251.0/24");
@@ -316,7 +331,16 @@ fn partitioned_member_is_abandoned_and_nothing_is_missed() {
         println!("{cut} cut off: every agent followed the other members {detected:?} later");
     });
     load.assert_nothing_lost("an etcd member cut off");
-    lab.lab_mut().heal_etcd_member(&cut).unwrap();
+    let status = weft_lab_store(&name, &["status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with(cut.as_str()) && l.contains("running  partitioned")),
+        "{status}"
+    );
+    weft_lab_store(&name, &["heal", &cut]);
+    let status = weft_lab_store(&name, &["status"]);
+    assert_eq!(status.matches("running  connected").count(), 3, "{status}");
     put_peer(&lab, &[], "10.244.252.0/24");
     wait_until(
         Duration::from_secs(20),
@@ -341,8 +365,8 @@ fn quorum_lost_for_30s_keeps_the_dataplane_then_resumes() {
     let load = load_while(&lab, 36, || {
         let mut other = Lab::open(&name).unwrap();
         let lost_at = Instant::now();
-        other.kill_etcd_member("etcd1").unwrap();
-        other.kill_etcd_member("etcd2").unwrap();
+        weft_lab_store(&name, &["kill", "etcd1"]);
+        weft_lab_store(&name, &["kill", "etcd2"]);
         wait_until(
             Duration::from_secs(15),
             "every agent to report the store unavailable",

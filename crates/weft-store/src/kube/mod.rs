@@ -107,6 +107,7 @@ pub struct KubeLeaseStore {
     keys: AnnotationKeys,
     opts: KubeOptions,
     node_name: OnceCell<String>,
+    health: crate::StoreHealth,
 }
 
 impl KubeLeaseStore {
@@ -124,6 +125,7 @@ impl KubeLeaseStore {
             keys,
             opts,
             node_name: OnceCell::new(),
+            health: crate::StoreHealth::default(),
         })
     }
 
@@ -240,6 +242,19 @@ impl LeaseStore for KubeLeaseStore {
                 String::new()
             }
         };
-        watch::watch_peers(&self.nodes, &self.keys, &cfg, own, &own_name, tx).await
+        watch::watch_peers(
+            &self.nodes,
+            &self.keys,
+            &cfg,
+            own,
+            &own_name,
+            tx,
+            &self.health,
+        )
+        .await
+    }
+
+    fn health(&self) -> crate::StoreHealth {
+        self.health.clone()
     }
 }

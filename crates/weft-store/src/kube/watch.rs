@@ -184,6 +184,7 @@ pub(crate) async fn watch_peers(
     own: LeaseSubnets,
     own_name: &str,
     tx: SnapshotSender,
+    health: &crate::StoreHealth,
 ) {
     let mut ctx = Ctx {
         keys,
@@ -194,7 +195,7 @@ pub(crate) async fn watch_peers(
         watching: false,
     };
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
-    let mut outage = OutageLog::new("node watch");
+    let mut outage = OutageLog::new("node watch").with_health(health.clone());
     // Whether the publisher holds a listing to resume from (false at the
     // start and after 410 Gone: list again).
     let mut listed = false;

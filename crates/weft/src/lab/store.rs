@@ -60,11 +60,12 @@ enum StoreCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["leader", "member"])))]
 struct KillArgs {
     #[command(flatten)]
     name: NameArg,
     /// Kill the member that leads now.
-    #[arg(long, conflicts_with = "member", required_unless_present = "member")]
+    #[arg(long)]
     leader: bool,
     /// The member to kill (etcd1, etcd2, …).
     member: Option<String>,
