@@ -12,6 +12,7 @@
 
 mod cni;
 mod dataplane;
+mod etcd_ha;
 mod feed;
 mod footprint;
 mod kube_api;
@@ -202,6 +203,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         dataplane: None,
         scale: None,
         kube_scale: None,
+        etcd_ha: None,
         cni: None,
         routes: None,
         merged: Vec::new(),
@@ -248,6 +250,10 @@ fn run_part(ctx: &Ctx, part: Part, results: &mut Results) {
         Part::KubeScale => match kube_scale::run(ctx) {
             Ok(k) => results.kube_scale = Some(k),
             Err(e) => failures.push(format!("control plane at scale, Kubernetes store: {e:#}")),
+        },
+        Part::EtcdHa => match etcd_ha::run(ctx) {
+            Ok(e) => results.etcd_ha = Some(e),
+            Err(e) => failures.push(format!("etcd failover: {e:#}")),
         },
         Part::Cni => match cni::run(ctx) {
             Ok(c) => results.cni = Some(c),

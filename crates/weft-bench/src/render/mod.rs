@@ -9,6 +9,7 @@
 
 mod cni;
 mod dataplane;
+mod etcd_ha;
 mod kube_scale;
 mod markdown;
 mod routes;
@@ -44,6 +45,9 @@ pub fn render(results: &Results) -> String {
     }
     if let Some(k) = &results.kube_scale {
         report.sections.push(kube_scale::section(k));
+    }
+    if let Some(e) = &results.etcd_ha {
+        report.sections.push(etcd_ha::section(e));
     }
     if let Some(c) = &results.cni {
         report.sections.push(cni::section(c));

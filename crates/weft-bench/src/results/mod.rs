@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use parts::{
-    AtK, BinarySizes, Cni, CniOp, Dataplane, Figure, Growth, KubeFigures, KubeScale, LeaseLatency,
-    MeasuredBackend, NodeRoute, PassCpu, PathComparison, Routes, Scale, Shape, ShapeTime, Variant,
+    AtK, BinarySizes, Cni, CniOp, Dataplane, EtcdHa, Figure, Growth, KubeFigures, KubeScale,
+    LeaseLatency, MeasuredBackend, NodeRoute, PassCpu, PathComparison, Routes, Scale, Shape,
+    ShapeTime, Variant,
 };
 
 /// The version of the file's layout this code reads and writes.
@@ -63,14 +64,20 @@ pub enum Part {
     #[serde(rename = "kube-scale")]
     #[value(name = "kube-scale")]
     KubeScale,
+    /// A three-member etcd losing its leader or a member: how long until
+    /// every agent routes a new lease.
+    #[serde(rename = "etcd-ha")]
+    #[value(name = "etcd-ha")]
+    EtcdHa,
 }
 
 impl Part {
     /// Every part, in the order a full run measures and the report shows them.
-    pub const ALL: [Part; 5] = [
+    pub const ALL: [Part; 6] = [
         Part::Dataplane,
         Part::Scale,
         Part::KubeScale,
+        Part::EtcdHa,
         Part::Cni,
         Part::Routes,
     ];
@@ -93,6 +100,8 @@ pub struct Results {
     pub scale: Option<Scale>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kube_scale: Option<KubeScale>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_ha: Option<EtcdHa>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cni: Option<Cni>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,6 +250,7 @@ impl Results {
                 Part::Dataplane => self.dataplane.clone_from(&partial.dataplane),
                 Part::Scale => self.scale.clone_from(&partial.scale),
                 Part::KubeScale => self.kube_scale.clone_from(&partial.kube_scale),
+                Part::EtcdHa => self.etcd_ha.clone_from(&partial.etcd_ha),
                 Part::Cni => self.cni.clone_from(&partial.cni),
                 Part::Routes => self.routes.clone_from(&partial.routes),
             }

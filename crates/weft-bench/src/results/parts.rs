@@ -354,3 +354,20 @@ pub struct KubeScale {
     /// The subject's p50 over the baseline's p50 (all samples of each).
     pub route_p50_ratio: Option<f64>,
 }
+
+/// The etcd failover part: a three-member etcd losing its leader, and a
+/// member cut off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdHa {
+    pub members: usize,
+    pub nodes: usize,
+    /// Kill → a running member reports a new leader (the baseline).
+    pub election_s: Option<Summary>,
+    /// Kill → a lease put during the election routed on every node.
+    pub routed_s: Option<Summary>,
+    /// etcd taking that lease → the last node routing it.
+    pub agents_ms: Option<Summary>,
+    /// Cut → a lease put through the other members routed on every node.
+    pub cut_off_s: Option<Summary>,
+}
