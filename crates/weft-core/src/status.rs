@@ -30,6 +30,14 @@ pub struct StatusView {
     /// WireGuard peers as the devices report them (never keys of ours).
     #[serde(default)]
     pub wireguard_peers: Vec<WgPeerView>,
+    /// When this node's WireGuard key was made or last rotated (unix
+    /// seconds; the key file's time).
+    #[serde(default)]
+    pub wireguard_key_made_unix: Option<u64>,
+    /// A key rotation switched the devices and not every peer has
+    /// handshaken with the new key yet.
+    #[serde(default)]
+    pub wireguard_key_rotation_in_progress: bool,
 }
 
 /// One WireGuard peer as a device holds it.

@@ -52,6 +52,8 @@ pub struct Metrics {
     rules_repairs: Counter,
     wireguard_path: Family<PathLabel, Gauge>,
     handshake_age: Family<WgPeerLabel, Gauge>,
+    key_rotations: Counter,
+    key_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -151,8 +153,22 @@ impl Metrics {
             "Seconds since each WireGuard peer's last handshake (-1: never); over 180 means the tunnel is down",
             handshake_age.clone(),
         );
+        let key_rotations = Counter::default();
+        registry.register(
+            "wireguard_key_rotations",
+            "WireGuard key rotations this agent completed the switch of (weft wireguard rotate-key, or the schedule)",
+            key_rotations.clone(),
+        );
+        let key_age = Gauge::default();
+        registry.register(
+            "wireguard_key_age_seconds",
+            "Seconds since this node's WireGuard key was made or last rotated (the key file's age)",
+            key_age.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            key_rotations,
+            key_age,
             wireguard_path,
             handshake_age,
             lease_expiry,
@@ -240,6 +256,17 @@ impl Metrics {
                     public_key: p.public_key.clone(),
                 })
                 .set(age);
+        }
+    }
+
+    pub fn key_rotated(&self) {
+        self.key_rotations.inc();
+    }
+
+    /// Seconds since `made` (the key file's time), at each WireGuard tick.
+    pub fn observe_key_age(&self, made: Option<SystemTime>) {
+        if let Some(age) = made.and_then(|m| SystemTime::now().duration_since(m).ok()) {
+            self.key_age.set(age.as_secs() as i64);
         }
     }
 

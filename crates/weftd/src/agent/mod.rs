@@ -14,6 +14,7 @@ mod servers;
 mod shutdown;
 mod status;
 mod subnet_file;
+mod wg_rotation;
 mod wireguard;
 
 use std::net::SocketAddr;
@@ -150,9 +151,20 @@ async fn run_with<S: LeaseStore>(
         lease: lease_tx,
         snapshot: snapshot_tx,
     };
-    let mut dataplane_task = tokio::spawn(dataplane.run(lease_rx, snapshot_rx, shutdown.clone()));
+    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::channel(4);
+    let (republish_tx, republish_rx) = tokio::sync::watch::channel(None);
+    if dataplane.has_wireguard() {
+        status.set_rotator(rotate_tx);
+    }
+    let mut dataplane_task = tokio::spawn(dataplane.run(
+        lease_rx,
+        snapshot_rx,
+        rotate_rx,
+        republish_tx,
+        shutdown.clone(),
+    ));
     tokio::select! {
-        leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, &shutdown) => {
+        leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, republish_rx, &shutdown) => {
             leases?;
             // The dataplane stops on the same shutdown signal; wait for it
             // so nothing is half-applied when the process exits.

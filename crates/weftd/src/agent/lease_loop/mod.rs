@@ -17,6 +17,7 @@ use super::renewal;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
 use super::subnet_file;
+use super::wg_rotation::Published;
 use crate::flags::Flags;
 
 type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
@@ -75,9 +76,12 @@ pub async fn run<S: LeaseStore>(
     attrs: LeaseAttrs,
     status: &StatusHandle,
     publish: &Publish,
+    mut republish: watch::Receiver<Option<Published>>,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let store = Arc::new(store);
+    // No sender (no WireGuard, or tests): the arm below is never taken.
+    let mut republish_open = true;
     let mut req = AcquireRequest {
         attrs,
         previous: subnet_file::previous_subnets(&flags.subnet_file),
@@ -96,6 +100,26 @@ pub async fn run<S: LeaseStore>(
         let renew_now = tokio::select! {
             _ = shutdown.requested() => break,
             _ = sleep_until(renew_at) => true,
+            changed = republish.changed(), if republish_open => {
+                if changed.is_err() {
+                    republish_open = false;
+                    false
+                } else {
+                    // A key rotation: the devices already use the new key;
+                    // the lease must say so now, not at the next renewal.
+                    if let Some(p) = republish.borrow_and_update().clone() {
+                        if let Some(v4) = p.v4 {
+                            lease.attrs.backend_data = Some(v4);
+                        }
+                        if let Some(v6) = p.v6 {
+                            lease.attrs.backend_v6_data = Some(v6);
+                        }
+                        req.attrs = lease.attrs.clone();
+                        tracing::info!("publishing the new WireGuard public key in the lease");
+                    }
+                    true
+                }
+            }
             changed = rx.changed() => {
                 if changed.is_err() {
                     anyhow::bail!("the peer watch stopped unexpectedly");

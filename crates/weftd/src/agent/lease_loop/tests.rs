@@ -65,6 +65,7 @@ fn start(dir: &std::path::Path) -> Running {
             attrs(1),
             &StatusHandle::default(),
             &p,
+            tokio::sync::watch::channel(None).1,
             &shutdown,
         )
         .await
