@@ -147,12 +147,13 @@ async fn run_with<S: LeaseStore>(
             .await?;
     let (lease_tx, lease_rx) = tokio::sync::watch::channel(None);
     let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(None);
+    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::channel(4);
+    let (republish_tx, republish_rx) = tokio::sync::watch::channel(None);
     let publish = lease_loop::Publish {
         lease: lease_tx,
         snapshot: snapshot_tx,
+        backend: republish_rx,
     };
-    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::channel(4);
-    let (republish_tx, republish_rx) = tokio::sync::watch::channel(None);
     if dataplane.has_wireguard() {
         status.set_rotator(rotate_tx);
     }
@@ -164,7 +165,7 @@ async fn run_with<S: LeaseStore>(
         shutdown.clone(),
     ));
     tokio::select! {
-        leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, republish_rx, &shutdown) => {
+        leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, &shutdown) => {
             leases?;
             // The dataplane stops on the same shutdown signal; wait for it
             // so nothing is half-applied when the process exits.

@@ -26,6 +26,8 @@ type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
 pub struct Publish {
     pub lease: watch::Sender<Option<Lease>>,
     pub snapshot: watch::Sender<Option<Arc<PeerSnapshot>>>,
+    /// New BackendData to publish at once (a WireGuard key rotation).
+    pub backend: watch::Receiver<Option<Published>>,
 }
 
 /// Retries `acquire` on transient errors until it succeeds, a permanent
@@ -76,9 +78,9 @@ pub async fn run<S: LeaseStore>(
     attrs: LeaseAttrs,
     status: &StatusHandle,
     publish: &Publish,
-    mut republish: watch::Receiver<Option<Published>>,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    let mut republish = publish.backend.clone();
     let store = Arc::new(store);
     // No sender (no WireGuard, or tests): the arm below is never taken.
     let mut republish_open = true;
