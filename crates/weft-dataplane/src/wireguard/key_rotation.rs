@@ -40,27 +40,75 @@ fn dir_of(path: &Path) -> PathBuf {
 /// returns it. On error the file still holds the old key (and no temporary
 /// file is left behind).
 pub fn rotate_key_file(path: &Path) -> Result<PrivateKey, WgError> {
-    let err = |op: &'static str| {
-        let path = path.to_path_buf();
-        move |source| WgError::KeyFileIo { path, op, source }
-    };
-    let dir = dir_of(path);
-    let tmp = dir.join(format!("{}{}", temp_prefix(path), std::process::id()));
+    stage_key_file(path)?.commit()
+}
+
+/// A new key written beside the key file, not yet in its place: the state
+/// a rotation is in just before its commit point. Split from
+/// [`Staged::commit`] so that the agent can be stopped (and SIGKILLed, in
+/// the crash tests) exactly between the two.
+#[derive(Debug)]
+pub struct Staged {
+    path: PathBuf,
+    tmp: PathBuf,
+    key: PrivateKey,
+    committed: bool,
+}
+
+/// Writes a new key to a temporary file beside `path` (mode 0400 from its
+/// creation, fsynced). The key file is untouched; on error no temporary
+/// file is left behind.
+pub fn stage_key_file(path: &Path) -> Result<Staged, WgError> {
+    let tmp = dir_of(path).join(format!("{}{}", temp_prefix(path), std::process::id()));
     let _ = fs::remove_file(&tmp); // left by a crash of this very pid
     let key = PrivateKey::generate();
-    let written = write_new(&tmp, &key)
-        .map_err(err("writing the new key"))
-        .and_then(|()| fs::rename(&tmp, path).map_err(err("moving the new key into place")));
-    if let Err(e) = written {
+    if let Err(source) = write_new(&tmp, &key) {
         let _ = fs::remove_file(&tmp);
-        return Err(e);
+        return Err(WgError::KeyFileIo {
+            path: path.to_path_buf(),
+            op: "writing the new key",
+            source,
+        });
     }
-    // Make the rename itself durable: without this a power cut could bring
-    // the old key back after the peers were told the new one.
-    File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(err("syncing its directory"))?;
-    Ok(key)
+    Ok(Staged {
+        path: path.to_path_buf(),
+        tmp,
+        key,
+        committed: false,
+    })
+}
+
+impl Staged {
+    /// The commit point: renames the new key over the key file and fsyncs
+    /// the directory. On a failed rename the file still holds the old key.
+    /// After the rename the new key is the node's, whatever follows: a
+    /// failed directory fsync is only logged, because an error here would
+    /// make the caller keep the old key on its devices while the file
+    /// already holds the new one.
+    pub fn commit(mut self) -> Result<PrivateKey, WgError> {
+        fs::rename(&self.tmp, &self.path).map_err(|source| WgError::KeyFileIo {
+            path: self.path.clone(),
+            op: "moving the new key into place",
+            source,
+        })?;
+        self.committed = true;
+        // Make the rename itself durable: without this a power cut could
+        // bring the old key back after the peers were told the new one.
+        if let Err(e) = File::open(dir_of(&self.path)).and_then(|d| d.sync_all()) {
+            tracing::warn!(path = %self.path.display(), "the new WireGuard key is in place but its directory could not be synced: {e}");
+        }
+        Ok(self.key.clone())
+    }
+}
+
+/// A staged key dropped without its commit (an error, or a rotation
+/// abandoned) takes its temporary file with it: the old key stays.
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Removes what an interrupted rotation left: temporary files that were

@@ -23,7 +23,7 @@ use anyhow::{Context as _, Result};
 use weft_core::backend_data::WireguardData;
 use weft_core::lease::RawJson;
 use weft_core::status::WgPeerView;
-use weft_dataplane::wireguard::{key_made_at, rotate_key_file};
+use weft_dataplane::wireguard::{key_made_at, stage_key_file};
 
 use super::wireguard::WireguardState;
 
@@ -39,14 +39,45 @@ pub struct RotationState {
     pub key_made: Option<SystemTime>,
     /// Set at a switch, cleared once every peer has handshaken since.
     pub in_progress_since: Option<SystemTime>,
+    /// `--wireguard-key-rotation`: rotate once the key is this old.
+    pub period: Option<Duration>,
+    /// After a scheduled rotation failed, none is tried before this, so
+    /// that a full disk does not make every tick try (and log) again.
+    pub not_before: Option<SystemTime>,
 }
 
+/// How long the schedule waits after a failed rotation.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
 impl RotationState {
-    pub fn new(key_path: &Path) -> RotationState {
+    pub fn new(key_path: &Path, period: Option<Duration>) -> RotationState {
         RotationState {
             key_made: key_made_at(key_path).ok(),
             in_progress_since: None,
+            period,
+            not_before: None,
         }
+    }
+
+    /// Whether the schedule rotates now: a period is set, the key is at
+    /// least that old (by the key file's time, so the age counts across
+    /// restarts: a node down past its period rotates as it starts), no
+    /// rotation is still waiting for peers, and no failure is being
+    /// waited out. A key of unknown age (its file's time unreadable) or
+    /// from the future (the clock went back) is not rotated: the schedule
+    /// would otherwise rotate at every tick.
+    pub fn due(&self, now: SystemTime) -> bool {
+        let (Some(period), Some(made)) = (self.period, self.key_made) else {
+            return false;
+        };
+        self.in_progress_since.is_none()
+            && self.not_before.is_none_or(|t| now >= t)
+            && now.duration_since(made).is_ok_and(|age| age >= period)
+    }
+
+    /// A scheduled rotation failed at `now`: wait before the next try.
+    pub fn failed(&mut self, now: SystemTime) {
+        self.not_before = Some(now + RETRY_AFTER);
     }
 
     /// Ends the rotation once every peer has handshaken since the switch
@@ -97,12 +128,15 @@ impl WireguardState {
                 "a key rotation is still in progress (waiting for every peer to handshake with the new key): try again when `weft status` no longer says so"
             );
         }
-        let key = rotate_key_file(&self.key_path).with_context(|| {
+        let failed_write = || {
             format!(
                 "cannot write a new key to {} (the old key stays)",
                 self.key_path.display()
             )
-        })?;
+        };
+        let staged = stage_key_file(&self.key_path).with_context(failed_write)?;
+        stall_for_tests("before-commit").await;
+        let key = staged.commit().with_context(failed_write)?;
         stall_for_tests("after-commit").await;
         let now = SystemTime::now();
         self.rotation.key_made = key_made_at(&self.key_path).ok().or(Some(now));
@@ -148,8 +182,10 @@ impl WireguardState {
     }
 }
 
-/// A test hook: with `WEFTD_TEST_ROTATION_STALL=<step>` set, a debug build
-/// stops at that step of a rotation forever, so that the SIGKILL tests can
+/// A test hook: with `WEFTD_TEST_ROTATION_STALL=<step>` set (`before-commit`:
+/// the new key staged in its temporary file; `after-commit`: renamed into
+/// place; `after-switch`: set on the devices, not yet published), a debug
+/// build stops at that step of a rotation forever, so that the SIGKILL tests can
 /// kill the agent exactly there. Release builds never read the variable.
 async fn stall_for_tests(step: &str) {
     if cfg!(debug_assertions) && std::env::var("WEFTD_TEST_ROTATION_STALL").is_ok_and(|s| s == step)
@@ -184,6 +220,7 @@ mod tests {
         let mut r = RotationState {
             key_made: Some(since),
             in_progress_since: Some(since),
+            ..RotationState::default()
         };
         r.observe(&[peer(Some(1001)), peer(Some(999))], since);
         assert!(
@@ -196,12 +233,60 @@ mod tests {
         assert!(r.in_progress_since.is_none());
     }
 
+    fn scheduled(period: u64, made: u64) -> RotationState {
+        RotationState {
+            key_made: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(made)),
+            in_progress_since: None,
+            period: Some(Duration::from_secs(period)),
+            not_before: None,
+        }
+    }
+
+    #[test]
+    fn the_schedule_rotates_a_key_once_it_is_a_period_old() {
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let r = scheduled(100, 1000);
+        assert!(!r.due(at(1099)));
+        assert!(r.due(at(1100)));
+        assert!(
+            r.due(at(5000)),
+            "a node down past its period rotates at once"
+        );
+        assert!(
+            !r.due(at(900)),
+            "a key from the future (the clock went back)"
+        );
+        let off = RotationState {
+            period: None,
+            ..scheduled(100, 1000)
+        };
+        assert!(!off.due(at(1_000_000)), "no period: never");
+        let unknown = RotationState {
+            key_made: None,
+            ..scheduled(100, 1000)
+        };
+        assert!(!unknown.due(at(1_000_000)), "a key of unknown age");
+    }
+
+    #[test]
+    fn the_schedule_waits_for_a_rotation_in_progress_and_after_a_failure() {
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let mut r = scheduled(100, 1000);
+        r.in_progress_since = Some(at(1000));
+        assert!(!r.due(at(2000)), "peers have not all moved yet");
+        r.in_progress_since = None;
+        r.failed(at(2000));
+        assert!(!r.due(at(2000 + RETRY_AFTER.as_secs() - 1)));
+        assert!(r.due(at(2000 + RETRY_AFTER.as_secs())));
+    }
+
     #[test]
     fn a_rotation_ends_after_the_bound_whatever_the_peers() {
         let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let mut r = RotationState {
             key_made: Some(since),
             in_progress_since: Some(since),
+            ..RotationState::default()
         };
         r.observe(&[peer(None)], since + ROTATION_BOUND);
         assert!(r.in_progress_since.is_none());

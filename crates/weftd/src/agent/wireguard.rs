@@ -122,7 +122,7 @@ impl WireguardState {
             cfg.enable_ipv4.then_some(opts.listen_port),
             cfg.enable_ipv6.then_some(v6_port),
         );
-        let rotation = super::wg_rotation::RotationState::new(&path);
+        let rotation = super::wg_rotation::RotationState::new(&path, None);
         Ok(WireguardState {
             key,
             key_path: path,

@@ -151,12 +151,25 @@ impl Dataplane<Netlink> {
                     dirty = true;
                 }
                 _ = wg_tick.tick(), if self.wireguard.is_some() => {
+                    let mut due = false;
                     if let Some(wg) = &mut self.wireguard {
                         wg.open_sessions().await;
                         wg.refresh_views(self.status.metrics()).await;
                         self.status.set_wireguard(wg.path(), wg.views());
                         wg.observe_rotation();
                         self.status.set_rotation(&wg.rotation);
+                        due = wg.rotation.due(std::time::SystemTime::now());
+                    }
+                    if due {
+                        // --wireguard-key-rotation: the same rotation as
+                        // `weft wireguard rotate-key`, on the key's age.
+                        tracing::info!("the WireGuard key reached --wireguard-key-rotation's age: rotating it");
+                        if self.rotate(&republish).await.is_err()
+                            && let Some(wg) = &mut self.wireguard
+                        {
+                            wg.rotation.failed(std::time::SystemTime::now());
+                        }
+                        dirty = true;
                     }
                 }
                 Some(reply) = rotate_rx.recv() => {
