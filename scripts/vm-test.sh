@@ -11,6 +11,9 @@
 #                         a rare failure is caught
 #   VM_TEST_REPEAT_FILTER what rounds after the first run: the tests whose
 #                         name also contains this (default: all selected)
+#   VM_TEST_SHOW_OUTPUT   1: print every run's output, passed ones too (what
+#                         tests print, such as measured losses); otherwise
+#                         only failed runs' output is printed
 #
 # Exit status 0 only when every run passed. A VM that does not boot, or a
 # guest that does not finish, fails: nothing passes vacuously.
@@ -104,7 +107,7 @@ export WEFT_TEST_PATIENCE=4
 out=$1; shift
 for run in "$@"; do
   IFS="|" read -r round bin t which <<<"$run"
-  flags=(--exact "$t" --test-threads=1)
+  flags=(--exact "$t" --test-threads=1 --show-output)
   [[ "$which" == ignored ]] && flags+=(--ignored)
   start=$(date +%s)
   if "$bin" "${flags[@]}" >"$out/log.$round.$t" 2>&1; then r=pass; else r=FAIL; fi
@@ -133,6 +136,13 @@ while read -r round t verdict _; do
     tail -n 60 "$results/log.$round.$t"
   fi
 done <"$results/results"
+if [[ "${VM_TEST_SHOW_OUTPUT:-}" == 1 ]]; then
+  while read -r round t verdict _; do
+    [[ "$verdict" == pass ]] || continue
+    echo "---- round $round: $t passed; its output:"
+    cat "$results/log.$round.$t"
+  done <"$results/results"
+fi
 done_runs=$(wc -l <"$results/results")
 echo "vm-test: $(( done_runs - failed )) of ${#runs[@]} run(s) passed"
 [[ "$failed" -eq 0 && "$done_runs" -eq ${#runs[@]} ]]

@@ -34,6 +34,14 @@ pub struct StatusView {
     /// quorum, unreachable): the dataplane is kept as it was meanwhile.
     #[serde(default)]
     pub store_outage: Option<StoreOutageView>,
+    /// When this node's WireGuard key was made or last rotated (unix
+    /// seconds; the key file's time).
+    #[serde(default)]
+    pub wireguard_key_made_unix: Option<u64>,
+    /// A key rotation switched the devices and not every peer has
+    /// handshaken with the new key yet.
+    #[serde(default)]
+    pub wireguard_key_rotation_in_progress: bool,
 }
 
 /// An ongoing lease store outage, as the agent sees it.

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 GET over a Unix socket: all the lab needs to read an
+//! A minimal HTTP/1.1 GET (and empty POST) over a Unix socket: all the lab needs to read an
 //! agent's `/v1/status`, without pulling an HTTP client into the crate.
 //!
 //! It sends `Connection: close`, reads to the end, and understands the two
@@ -23,6 +23,16 @@ pub struct Response {
 
 /// GETs `path` from the server on the Unix socket `socket`.
 pub fn get(socket: &Path, path: &str, timeout: Duration) -> Result<Response, String> {
+    request(socket, "GET", path, timeout)
+}
+
+/// POSTs an empty body to `path` (an action, such as
+/// `/v1/wireguard/rotate-key`).
+pub fn post(socket: &Path, path: &str, timeout: Duration) -> Result<Response, String> {
+    request(socket, "POST", path, timeout)
+}
+
+fn request(socket: &Path, method: &str, path: &str, timeout: Duration) -> Result<Response, String> {
     let mut stream = UnixStream::connect(socket)
         .map_err(|e| format!("cannot connect to {}: {e}", socket.display()))?;
     stream
@@ -30,7 +40,7 @@ pub fn get(socket: &Path, path: &str, timeout: Duration) -> Result<Response, Str
         .and_then(|()| stream.set_write_timeout(Some(timeout)))
         .map_err(|e| format!("cannot set socket timeouts: {e}"))?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     stream
         .write_all(request.as_bytes())

@@ -116,6 +116,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operate this node's WireGuard backend.
+    #[command(subcommand)]
+    Wireguard(WireguardCommand),
     /// Run a multi-node weft cluster on this machine (needs root).
     ///
     /// Nodes, pods and an underlay switch are network namespaces; every
@@ -187,8 +190,49 @@ fn main() -> ExitCode {
             json,
         ),
         Command::Status { socket, json } => status::run(&socket, json),
+        Command::Wireguard(WireguardCommand::RotateKey { socket }) => rotate_key(&socket),
         Command::Lab(command) => lab::run(command),
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum WireguardCommand {
+    /// Give this node a new WireGuard key without losing a packet.
+    ///
+    /// Asks the local weftd (over its status socket) to write a new key
+    /// file, switch its devices to it and publish the new public key in its
+    /// lease; weft peers then move to the new key at once, flannel peers
+    /// when they re-read the lease (docs/wireguard.md, "Key rotation").
+    /// Prints the new public key, never the private one. `weft status`
+    /// shows when the key was made and whether the rotation is still
+    /// waiting for peers.
+    RotateKey {
+        /// weftd's --status-socket.
+        #[arg(long, default_value = "/run/flannel/weftd.sock")]
+        socket: PathBuf,
+    },
+}
+
+/// `weft wireguard rotate-key`: one POST to the agent, its answer printed.
+fn rotate_key(socket: &std::path::Path) -> ExitCode {
+    let resp = match weft_lab::http::post(
+        socket,
+        "/v1/wireguard/rotate-key",
+        std::time::Duration::from_secs(30),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}: is weftd running on this node (and are you root)? see --socket");
+            return ExitCode::from(1);
+        }
+    };
+    let body = String::from_utf8_lossy(&resp.body);
+    if resp.status != 200 {
+        eprintln!("error: the agent did not rotate: {body}");
+        return ExitCode::from(1);
+    }
+    println!("rotated: this node's WireGuard public key is now {body}");
+    ExitCode::SUCCESS
 }
 
 /// The kernel's host name, lower-cased as the kubelet names its node.

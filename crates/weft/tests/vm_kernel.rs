@@ -381,3 +381,74 @@ fn vxlan_checksum_offload_is_on_on_the_debian_kernel() {
     );
     lab.assert_matrix();
 }
+
+/// Key rotation on the kernel path (issue 21): node2 rotates under 10 ms
+/// pings from node1's and node3's pods and a TCP stream. The kernel keeps
+/// accepting what peers still send on the old sessions and queues what
+/// node2 sends until a peer handshakes with the new key, so nothing is
+/// lost: 0 pings, every stream byte, and `wg show` lists only the new key
+/// (the scenario and its checks are `common/rotation.rs`).
+#[test]
+#[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
+fn kernel_wireguard_key_rotation_loses_nothing() {
+    let lab = wireguard_lab(
+        "rotk",
+        StoreKind::Local,
+        IpFamily::Ipv4,
+        &["--wireguard-path=kernel"],
+    );
+    for (node, path) in paths(&lab) {
+        assert_eq!(path, "kernel", "{node}");
+    }
+    sessions_before_traffic(&lab, 2);
+    let m = common::rotation::rotate_under_traffic(&lab);
+    let lost: u64 = m.lost.iter().map(|(_, l)| l).sum();
+    assert_eq!(lost, 0, "pings lost across a kernel rotation: {:?}", m.lost);
+}
+
+/// SIGKILL mid-rotation on the kernel path, where the device outlives the
+/// agent: killed before the commit point (old key kept), after it (the
+/// restarted agent finds the device still on the old key and switches
+/// it), and after the switch (the lease not yet published); each time the
+/// key file, `wg show` and the node's annotation agree, the peers reach
+/// node2 again, and no temporary key file is left.
+#[test]
+#[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
+fn kernel_wireguard_key_rotation_survives_sigkill() {
+    let mut lab = wireguard_lab(
+        "rotkk",
+        StoreKind::Kube,
+        IpFamily::Ipv4,
+        &["--wireguard-path=kernel"],
+    );
+    sessions_before_traffic(&lab, 2);
+    common::rotation::kill_at(&mut lab, "before-commit", false);
+    common::rotation::kill_at(&mut lab, "after-commit", true);
+    common::rotation::kill_at(&mut lab, "after-switch", true);
+}
+
+/// A flannel peer across a kernel rotation (issue 21): node3 plays
+/// flanneld (`common/rotation.rs` does what flannel's wireguard backend
+/// does on the lease change: add the new key with the node's subnet,
+/// leave the old peer). Measured, not held to 0: node2 queues at most 128
+/// packets per peer until the peer has the new key, so what a flannel
+/// peer loses is its watch's latency beyond 128 pings (1.28 s), and the
+/// emulated watch under emulation is slower than flanneld's informer on
+/// real hardware. Bounded at 200 pings (2 s): a flannel peer that never
+/// re-learned the key would lose every ping after the switch.
+#[test]
+#[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
+fn kernel_wireguard_key_rotation_flannel_peer() {
+    let mut lab = wireguard_lab(
+        "rotkf",
+        StoreKind::Kube,
+        IpFamily::Ipv4,
+        &["--wireguard-path=kernel"],
+    );
+    sessions_before_traffic(&lab, 2);
+    let (sent, lost) = common::rotation::flannel_peer_across_a_rotation(&mut lab);
+    assert!(
+        lost <= 200,
+        "a flannel peer lost {lost} of {sent} pings across a kernel rotation"
+    );
+}

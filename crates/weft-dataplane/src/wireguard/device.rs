@@ -8,6 +8,7 @@ use std::time::Instant;
 use weft_core::wg_key::WgKey;
 
 use super::diff::Opening;
+use super::key::PrivateKey;
 use super::opening::Openings;
 use super::{
     PathPolicy, PeerChanges, WgDeviceSpec, WgError, WgPath, WgPeerSpec, WgPeerState, diff, kernel,
@@ -188,6 +189,25 @@ impl WgDevice {
             own: spec.private_key.public_key(),
             apply_lock: tokio::sync::Mutex::new(Openings::default()),
         })
+    }
+
+    /// Switches the device to a new private key (a key rotation), keeping
+    /// its peers and listen port. What each implementation does with the
+    /// sessions it holds is in docs/wireguard.md ("Key rotation"): the
+    /// kernel stops sending on them but still accepts what arrives on them,
+    /// and queues outgoing packets until a new handshake completes.
+    pub async fn set_private_key(
+        &mut self,
+        key: &PrivateKey,
+        listen_port: u16,
+    ) -> Result<(), WgError> {
+        let _guard = self.apply_lock.lock().await;
+        match &self.inner {
+            Inner::Kernel(k) => k.configure(key, listen_port, false).await?,
+            Inner::Userspace(u) => u.set_private_key(key).await?,
+        }
+        self.own = key.public_key();
+        Ok(())
     }
 
     /// Which implementation runs this device (for the log, a metric and

@@ -99,9 +99,14 @@ pub(crate) fn keepalive_of(keepalive: Option<u16>) -> Option<u16> {
     keepalive.filter(|&k| k != 0)
 }
 
-/// The operations that turn `actual` into `desired`: removals first (they
-/// free networks a changed peer may take over), then updates and additions
-/// in the order of `desired`. Refuses a desired set that repeats a public
+/// The operations that turn `actual` into `desired`: updates and additions
+/// in the order of `desired`, then removals. Removals go last because a
+/// peer that takes over a removed one's networks (a node's new key after a
+/// rotation) takes them at once when it is added: both the kernel and
+/// gotatun move a network to the peer it is added to. Removing first would
+/// leave the networks without a peer while the removal runs (the kernel
+/// waits for an RCU grace period there), and packets to them would be
+/// dropped. Refuses a desired set that repeats a public
 /// key or gives a network to two peers: the device keeps each network on
 /// one peer only, so such a set would never converge. `opening` says who
 /// starts new pairs' sessions, and whose keepalive is still withheld.
@@ -133,7 +138,7 @@ pub(crate) fn diff<'a>(
         .filter(|k| !wanted.contains_key(k))
         .collect();
     removals.sort();
-    let mut ops: Vec<PeerOp<'a>> = removals.into_iter().map(PeerOp::Remove).collect();
+    let mut ops: Vec<PeerOp<'a>> = Vec::new();
 
     for spec in desired {
         let Some(have) = present.get(&spec.public_key) else {
@@ -159,6 +164,7 @@ pub(crate) fn diff<'a>(
             ops.push(PeerOp::Update(update));
         }
     }
+    ops.extend(removals.into_iter().map(PeerOp::Remove));
     Ok(ops)
 }
 
@@ -232,7 +238,6 @@ mod tests {
         assert_eq!(
             ops,
             vec![
-                PeerOp::Remove(WgKey([2; 32])),
                 PeerOp::Update(PeerUpdate {
                     spec: &desired[0],
                     endpoint: true,
@@ -244,10 +249,25 @@ mod tests {
                     spec: &desired[1],
                     first: FirstHandshake::Either,
                 }),
+                PeerOp::Remove(WgKey([2; 32])),
             ]
         );
         let c = changes(&ops);
         assert_eq!((c.added, c.updated, c.removed), (1, 1, 1));
+    }
+
+    /// A node's new key (a rotation) takes its old key's network: the new
+    /// peer is added, with the network, before the old one goes, so the
+    /// network always has a peer.
+    #[test]
+    fn a_new_key_is_added_before_the_old_one_is_removed() {
+        let desired = vec![spec(7, &["10.244.1.0/24"])];
+        let actual = vec![state(&spec(1, &["10.244.1.0/24"]))];
+        let ops = diff(&actual, &desired, Opening::Either).unwrap_or_default();
+        assert!(
+            matches!(&ops[..], [PeerOp::Add(a), PeerOp::Remove(old)] if a.spec.public_key == WgKey([7; 32]) && *old == WgKey([1; 32])),
+            "{ops:?}"
+        );
     }
 
     #[test]

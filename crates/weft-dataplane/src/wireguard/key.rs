@@ -166,7 +166,7 @@ fn create(path: &Path) -> Result<PrivateKey, CreateError> {
 }
 
 /// Creates `tmp` with mode 0400 from the start and writes the key to it.
-fn write_new(tmp: &Path, key: &PrivateKey) -> io::Result<()> {
+pub(super) fn write_new(tmp: &Path, key: &PrivateKey) -> io::Result<()> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

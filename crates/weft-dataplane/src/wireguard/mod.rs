@@ -29,6 +29,7 @@ mod diff;
 mod error;
 mod kernel;
 mod key;
+mod key_rotation;
 mod opening;
 mod types;
 mod userspace;
@@ -38,6 +39,9 @@ pub use error::WgError;
 #[cfg(feature = "test-hooks")]
 pub use kernel::messages as kernel_messages;
 pub use key::{PrivateKey, load_or_create_key};
+pub use key_rotation::{
+    Staged, key_made_at, remove_rotation_leftovers, rotate_key_file, stage_key_file,
+};
 pub use types::{PathPolicy, PeerChanges, WgDeviceSpec, WgPath, WgPeerSpec, WgPeerState};
 
 /// Where the userspace device serves the UAPI socket unless told otherwise:

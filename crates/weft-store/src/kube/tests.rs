@@ -284,3 +284,43 @@ fn api_errors_stay_behind_the_store_error() {
     );
     assert!(client::store_error("cannot list nodes", f).is_retryable());
 }
+
+/// A WireGuard key rotation reaches the annotations at the next renew:
+/// the node carries the old key's backend data, the lease the new key's,
+/// and the patch renew writes holds both families' data and nothing else.
+/// Both in one patch matters to flannel peers: on a dual-stack node,
+/// flannel's kube subnet manager ignores an update whose v6 data did not
+/// change, even when the v4 data did (handleUpdateLeaseEvent).
+#[test]
+fn a_rotated_wireguard_key_is_patched_into_both_data_annotations() {
+    let k = keys();
+    let wg = |key: &str, port: u16| {
+        Some(RawJson::parse(&format!(r#"{{"PublicKey":"{key}","Port":{port}}}"#)).unwrap())
+    };
+    let attrs = |key: &str| LeaseAttrs {
+        public_ip: Some("192.0.2.1".parse().unwrap()),
+        public_ipv6: Some("2001:db8::1".parse().unwrap()),
+        backend_type: "wireguard".into(),
+        backend_data: wg(key, 51820),
+        backend_v6_data: wg(key, 51821),
+    };
+    let old = attrs("b2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xkb2xkb2w=");
+    let new = attrs("bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmV3bmU=");
+    let bare = node_with(&["10.244.1.0/24", "fd00::/64"], &[]);
+    let published: Vec<(String, String)> = node::desired(&k, &old, &bare).into_iter().collect();
+    let published: Vec<(&str, &str)> = published
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let n = node_with(&["10.244.1.0/24", "fd00::/64"], &published);
+    assert!(node::missing(&node::desired(&k, &old, &n), &n).is_empty());
+    let patch = node::missing(&node::desired(&k, &new, &n), &n);
+    assert_eq!(
+        patch.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "flannel.alpha.coreos.com/backend-data",
+            "flannel.alpha.coreos.com/backend-v6-data"
+        ]
+    );
+    assert!(patch.values().all(|v| v.contains("bmV3")), "{patch:?}");
+}

@@ -235,6 +235,22 @@ fn print_human(r: &Report) {
         ),
         None => say!("lease:   none yet"),
     }
+    if let Some(made) = a.wireguard_key_made_unix {
+        let age = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(made);
+        say!(
+            "wg key:  made or last rotated {}h{:02}m ago{}",
+            age / 3600,
+            (age % 3600) / 60,
+            if a.wireguard_key_rotation_in_progress {
+                ", rotation in progress (waiting for peers to handshake with the new key)"
+            } else {
+                ""
+            }
+        );
+    }
     say!(
         "peers:   {} programmed, {} skipped",
         r.peers.len(),

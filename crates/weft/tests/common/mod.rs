@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod bulk;
 pub mod load;
+pub mod rotation;
 pub mod scenarios;
 
 use std::process::{Command, Output};

@@ -54,6 +54,8 @@ pub struct Metrics {
     handshake_age: Family<WgPeerLabel, Gauge>,
     store_available: Gauge,
     store_outages: Counter,
+    key_rotations: Counter,
+    key_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -166,10 +168,24 @@ impl Metrics {
             "Lease store outages since start (one per outage, however long)",
             store_outages.clone(),
         );
+        let key_rotations = Counter::default();
+        registry.register(
+            "wireguard_key_rotations",
+            "WireGuard key rotations this agent completed the switch of (weft wireguard rotate-key, or the schedule)",
+            key_rotations.clone(),
+        );
+        let key_age = Gauge::default();
+        registry.register(
+            "wireguard_key_age_seconds",
+            "Seconds since this node's WireGuard key was made or last rotated (the key file's age)",
+            key_age.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             store_available,
             store_outages,
+            key_rotations,
+            key_age,
             wireguard_path,
             handshake_age,
             lease_expiry,
@@ -268,6 +284,17 @@ impl Metrics {
                     public_key: p.public_key.clone(),
                 })
                 .set(age);
+        }
+    }
+
+    pub fn key_rotated(&self) {
+        self.key_rotations.inc();
+    }
+
+    /// Seconds since `made` (the key file's time), at each WireGuard tick.
+    pub fn observe_key_age(&self, made: Option<SystemTime>) {
+        if let Some(age) = made.and_then(|m| SystemTime::now().duration_since(m).ok()) {
+            self.key_age.set(age.as_secs() as i64);
         }
     }
 

@@ -15,6 +15,7 @@ mod shutdown;
 mod status;
 mod store_health;
 mod subnet_file;
+mod wg_rotation;
 mod wireguard;
 
 use std::net::SocketAddr;
@@ -148,11 +149,23 @@ async fn run_with<S: LeaseStore>(
             .await?;
     let (lease_tx, lease_rx) = tokio::sync::watch::channel(None);
     let (snapshot_tx, snapshot_rx) = tokio::sync::watch::channel(None);
+    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::channel(4);
+    let (republish_tx, republish_rx) = tokio::sync::watch::channel(None);
     let publish = lease_loop::Publish {
         lease: lease_tx,
         snapshot: snapshot_tx,
+        backend: republish_rx,
     };
-    let mut dataplane_task = tokio::spawn(dataplane.run(lease_rx, snapshot_rx, shutdown.clone()));
+    if dataplane.has_wireguard() {
+        status.set_rotator(rotate_tx);
+    }
+    let mut dataplane_task = tokio::spawn(dataplane.run(
+        lease_rx,
+        snapshot_rx,
+        rotate_rx,
+        republish_tx,
+        shutdown.clone(),
+    ));
     tokio::select! {
         leases = lease_loop::run(store, &flags, &cfg, attrs, &status, &publish, &shutdown) => {
             leases?;

@@ -97,13 +97,27 @@ pub async fn spawn_status(path: &Path, status: StatusHandle, shutdown: Shutdown)
         .with_context(|| format!("cannot listen on {} (--status-socket)", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", path.display()))?;
-    let app = Router::new().route(
-        "/v1/status",
-        get(move || {
-            let status = status.clone();
-            async move { axum::Json(status.view()) }
-        }),
-    );
+    let rotation = status.clone();
+    let app = Router::new()
+        .route(
+            "/v1/status",
+            get(move || {
+                let status = status.clone();
+                async move { axum::Json(status.view()) }
+            }),
+        )
+        .route(
+            "/v1/wireguard/rotate-key",
+            axum::routing::post(move || {
+                let status = rotation.clone();
+                async move {
+                    match status.request_rotation().await {
+                        Ok(public_key) => (StatusCode::OK, public_key),
+                        Err(why) => (StatusCode::CONFLICT, why),
+                    }
+                }
+            }),
+        );
     let owned: PathBuf = path.to_path_buf();
     tokio::spawn(async move {
         let served = axum::serve(listener, app)

@@ -41,6 +41,9 @@ struct State {
     wireguard_path: Option<String>,
     wireguard: Option<super::wireguard::PeerViews>,
     store_health: weft_store::HealthState,
+    /// Where `weft wireguard rotate-key` requests go (the dataplane task).
+    rotator: Option<tokio::sync::mpsc::Sender<super::wg_rotation::RotateReply>>,
+    rotation: super::wg_rotation::RotationState,
 }
 
 impl StatusHandle {
@@ -164,6 +167,34 @@ impl StatusHandle {
         s.wireguard = Some(views);
     }
 
+    /// Where rotation requests go: the dataplane task, which owns the
+    /// devices.
+    pub fn set_rotator(&self, tx: tokio::sync::mpsc::Sender<super::wg_rotation::RotateReply>) {
+        self.lock().rotator = Some(tx);
+    }
+
+    /// Asks the dataplane task to rotate the WireGuard key and waits for
+    /// the switch: the new public key, or why not.
+    pub async fn request_rotation(&self) -> Result<String, String> {
+        let Some(tx) = self.lock().rotator.clone() else {
+            return Err(
+                "this node does not run the wireguard backend (or is not ready yet)".into(),
+            );
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send(reply)
+            .await
+            .map_err(|_| "the agent is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the agent stopped before answering".to_string())?
+    }
+
+    pub fn set_rotation(&self, rotation: &super::wg_rotation::RotationState) {
+        self.1.observe_key_age(rotation.key_made);
+        self.lock().rotation = rotation.clone();
+    }
+
     /// The JSON view served to `weft status`.
     pub fn view(&self) -> StatusView {
         let s = self.lock();
@@ -214,6 +245,12 @@ impl StatusHandle {
                 .and_then(|v| v.lock().ok().map(|v| v.clone()))
                 .unwrap_or_default(),
             store_outage: super::store_health::outage_view(&s.store_health, now),
+            wireguard_key_made_unix: s
+                .rotation
+                .key_made
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            wireguard_key_rotation_in_progress: s.rotation.in_progress_since.is_some(),
         }
     }
 }

@@ -17,7 +17,7 @@ use weft_core::wg_key::WgKey;
 use weft_dataplane::reconcile::Kernel;
 use weft_dataplane::wireguard::{
     DEFAULT_UAPI_DIR, PathPolicy, PrivateKey, WgDevice, WgDeviceSpec, WgPeerSpec,
-    load_or_create_key,
+    load_or_create_key, remove_rotation_leftovers,
 };
 
 /// Makes a freshly started userspace device handshake with every peer at
@@ -58,11 +58,19 @@ pub const DEFAULT_KEY_FILE: &str = "/run/flannel/wgkey";
 pub type PeerViews = Arc<Mutex<Vec<WgPeerView>>>;
 
 pub struct WireguardState {
-    key: PrivateKey,
+    pub(super) key: PrivateKey,
+    /// The key file: rotations replace it.
+    pub(super) key_path: PathBuf,
+    /// The ports published in the lease per family (`None`: family off).
+    pub(super) publish: (Option<u16>, Option<u16>),
+    /// Each open device's listen port, for a key switch.
+    pub(super) ports: HashMap<String, u16>,
+    /// Rotation progress, for `weft status` and the metrics.
+    pub(super) rotation: super::wg_rotation::RotationState,
     psk: Option<WgKey>,
     policy: PathPolicy,
     uapi_dir: PathBuf,
-    devices: HashMap<String, WgDevice>,
+    pub(super) devices: HashMap<String, WgDevice>,
     /// Devices opened empty whose peers have not been greeted yet.
     fresh: Vec<String>,
     views: PeerViews,
@@ -79,6 +87,9 @@ impl WireguardState {
         let path = std::env::var_os("WIREGUARD_KEY_FILE")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_FILE));
+        // A rotation killed before its commit point leaves a temporary
+        // file: the old key stays (see weft-dataplane's key_rotation.rs).
+        remove_rotation_leftovers(&path);
         let (key, created) = load_or_create_key(&path)
             .with_context(|| format!("cannot use the WireGuard key file {}", path.display()))?;
         if created {
@@ -107,8 +118,17 @@ impl WireguardState {
                 .encode(),
             );
         }
+        let publish = (
+            cfg.enable_ipv4.then_some(opts.listen_port),
+            cfg.enable_ipv6.then_some(v6_port),
+        );
+        let rotation = super::wg_rotation::RotationState::new(&path, None);
         Ok(WireguardState {
             key,
+            key_path: path,
+            publish,
+            ports: HashMap::new(),
+            rotation,
             psk: opts.psk.as_ref().map(|p| *p.key()),
             policy,
             uapi_dir: PathBuf::from(DEFAULT_UAPI_DIR),
@@ -170,6 +190,7 @@ impl WireguardState {
                     self.fresh.push(plan.name.clone());
                 }
                 self.devices.insert(plan.name.clone(), device);
+                self.ports.insert(plan.name.clone(), plan.listen_port);
             }
             if !with_peers {
                 continue;

@@ -124,6 +124,9 @@ pub struct Flags {
     pub log_format: String,
     /// `--wireguard-path` (weft): `auto`, `kernel` or `userspace`.
     pub wireguard_path: String,
+    /// `--wireguard-key-rotation` (weft): rotate this node's WireGuard key
+    /// once it is this old; `None` (the default) never rotates on a timer.
+    pub wireguard_key_rotation: Option<std::time::Duration>,
     /// `--cni-conf-file` (weft): where to install flannel's CNI conflist
     /// once subnet.env is written; `None` installs nothing.
     pub cni_conf_file: Option<PathBuf>,
@@ -187,6 +190,7 @@ impl Default for Flags {
             config: None,
             log_format: "text".to_owned(),
             wireguard_path: "auto".to_owned(),
+            wireguard_key_rotation: None,
             cni_conf_file: None,
         }
     }

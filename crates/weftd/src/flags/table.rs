@@ -454,6 +454,17 @@ pub(super) static FLAGS: &[FlagSpec] = &[
         wireguard_path = value::wireguard_path
     ),
     flag!(
+        "wireguard-key-rotation",
+        Value("DURATION"),
+        Weft,
+        "0",
+        "Rotate this node's WireGuard key once it is this old (Go duration syntax: 720h, \
+         90m, 1h30m; at least 1s), as `weft wireguard rotate-key` does: weft peers follow at \
+         once without losing traffic, flannel peers when they see the lease change. The age \
+         is the key file's, so it counts across restarts. 0 never rotates on a timer.",
+        wireguard_key_rotation = value::opt_go_duration
+    ),
+    flag!(
         "cni-conf-file",
         Value("FILE"),
         Weft,

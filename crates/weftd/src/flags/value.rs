@@ -156,3 +156,46 @@ pub(super) fn wireguard_path(s: &str) -> Result<String, String> {
         _ => Err("expected auto, kernel or userspace".to_owned()),
     }
 }
+
+/// A Go `time.ParseDuration` value (`720h`, `1h30m`, `1.5h`, `90s`): the
+/// syntax flanneld's and Kubernetes' duration flags take, so an operator
+/// writes it the same way here. `0` (or empty) means off; otherwise at
+/// least one second, because a shorter period would only churn keys.
+pub(super) fn opt_go_duration(s: &str) -> Result<Option<std::time::Duration>, String> {
+    const SYNTAX: &str =
+        "expected a duration such as 720h, 90m or 1h30m (units h, m, s, ms, us, ns)";
+    if s.is_empty() || s == "0" {
+        return Ok(None);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(SYNTAX)?;
+        let (num, tail) = rest.split_at(num_len);
+        let n: f64 = num.parse().map_err(|_| SYNTAX)?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let secs = match unit {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(SYNTAX.into()),
+        };
+        total += n * secs;
+        rest = tail;
+    }
+    if total == 0.0 {
+        return Ok(None);
+    }
+    if !(1.0..=1e10).contains(&total) {
+        return Err("must be 0 (off) or between 1s and about 300 years".into());
+    }
+    Ok(Some(std::time::Duration::from_secs_f64(total)))
+}

@@ -190,6 +190,23 @@ impl UserspaceDevice {
             })
     }
 
+    /// Switches to a new private key. gotatun then drops every session
+    /// and restarts its UDP connection (see docs/wireguard.md, "Key
+    /// rotation").
+    pub(crate) async fn set_private_key(&self, key: &super::PrivateKey) -> Result<(), WgError> {
+        let Some(device) = &self.device else {
+            return Ok(());
+        };
+        device
+            .set_private_key(key.secret())
+            .await
+            .map_err(|e| WgError::Userspace {
+                device: self.name.clone(),
+                op: "setting a new private key".into(),
+                detail: e.to_string(),
+            })
+    }
+
     /// Stops the device, removes the socket, and waits (briefly) for the
     /// TUN link to go, so that the name can be opened again at once.
     pub(crate) async fn close(mut self) -> Result<(), WgError> {

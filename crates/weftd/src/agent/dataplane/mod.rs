@@ -28,6 +28,7 @@ use weft_store::PeerSnapshot;
 
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
+use super::wg_rotation::{Published, RotateReply};
 use super::wireguard::WireguardState;
 
 /// How often the kernel state is re-read and repaired without a trigger
@@ -109,6 +110,8 @@ impl Dataplane<Netlink> {
         mut self,
         mut lease_rx: watch::Receiver<Option<Lease>>,
         mut snap_rx: watch::Receiver<Option<Arc<PeerSnapshot>>>,
+        mut rotate_rx: tokio::sync::mpsc::Receiver<RotateReply>,
+        republish: watch::Sender<Option<Published>>,
         shutdown: Shutdown,
     ) -> Result<()> {
         let lease = tokio::select! {
@@ -148,11 +151,33 @@ impl Dataplane<Netlink> {
                     dirty = true;
                 }
                 _ = wg_tick.tick(), if self.wireguard.is_some() => {
-                    if let Some(wg) = &self.wireguard {
+                    let mut due = false;
+                    if let Some(wg) = &mut self.wireguard {
                         wg.open_sessions().await;
                         wg.refresh_views(self.status.metrics()).await;
                         self.status.set_wireguard(wg.path(), wg.views());
+                        wg.observe_rotation();
+                        self.status.set_rotation(&wg.rotation);
+                        due = wg.rotation.due(std::time::SystemTime::now());
                     }
+                    if due {
+                        // --wireguard-key-rotation: the same rotation as
+                        // `weft wireguard rotate-key`, on the key's age.
+                        tracing::info!("the WireGuard key reached --wireguard-key-rotation's age: rotating it");
+                        if self.rotate(&republish).await.is_err()
+                            && let Some(wg) = &mut self.wireguard
+                        {
+                            wg.rotation.failed(std::time::SystemTime::now());
+                        }
+                        dirty = true;
+                    }
+                }
+                Some(reply) = rotate_rx.recv() => {
+                    let answer = self.rotate(&republish).await;
+                    let _ = reply.send(answer);
+                    // A device that could not be switched was dropped: the
+                    // pass reopens it with the new key.
+                    dirty = true;
                 }
                 ev = next_event(&mut events) => match ev {
                     Some(LinkEvent::Deleted { name, .. }) if is_weft_device_name(&name) => {
@@ -197,6 +222,35 @@ impl Dataplane<Netlink> {
             keeper.abort();
         }
         Ok(())
+    }
+
+    /// Runs one key rotation (see `wg_rotation.rs`) and hands the new
+    /// BackendData to the lease loop.
+    async fn rotate(
+        &mut self,
+        republish: &watch::Sender<Option<Published>>,
+    ) -> Result<String, String> {
+        let Some(wg) = &mut self.wireguard else {
+            return Err("this node does not run the wireguard backend".into());
+        };
+        match wg.rotate().await {
+            Ok(published) => {
+                self.status.metrics().key_rotated();
+                self.status.set_rotation(&wg.rotation);
+                republish.send_replace(Some(published));
+                Ok(wg.public_key().to_string())
+            }
+            Err(e) => {
+                let why = crate::logging::chain(&e);
+                tracing::error!("WireGuard key rotation failed: {why}");
+                Err(why)
+            }
+        }
+    }
+
+    /// Whether this node runs the wireguard backend (and so can rotate).
+    pub fn has_wireguard(&self) -> bool {
+        self.wireguard.is_some()
     }
 
     /// Hands the rules (installed by the first pass) and the conflist to

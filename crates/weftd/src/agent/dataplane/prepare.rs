@@ -149,7 +149,8 @@ impl Dataplane<Netlink> {
                     .wireguard_path
                     .parse()
                     .map_err(|e: String| anyhow::anyhow!(e))?;
-                let state = WireguardState::prepare(cfg, opts, policy, &mut attrs)?;
+                let mut state = WireguardState::prepare(cfg, opts, policy, &mut attrs)?;
+                state.rotation.period = flags.wireguard_key_rotation;
                 status.set_wireguard(None, state.views());
                 wireguard = Some(state);
             }

@@ -17,6 +17,7 @@ use super::renewal;
 use super::shutdown::Shutdown;
 use super::status::StatusHandle;
 use super::subnet_file;
+use super::wg_rotation::Published;
 use crate::flags::Flags;
 
 type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
@@ -25,6 +26,8 @@ type SnapshotRx = watch::Receiver<Option<Arc<PeerSnapshot>>>;
 pub struct Publish {
     pub lease: watch::Sender<Option<Lease>>,
     pub snapshot: watch::Sender<Option<Arc<PeerSnapshot>>>,
+    /// New BackendData to publish at once (a WireGuard key rotation).
+    pub backend: watch::Receiver<Option<Published>>,
 }
 
 /// Retries `acquire` on transient errors until it succeeds, a permanent
@@ -77,7 +80,10 @@ pub async fn run<S: LeaseStore>(
     publish: &Publish,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    let mut republish = publish.backend.clone();
     let store = Arc::new(store);
+    // No sender (no WireGuard, or tests): the arm below is never taken.
+    let mut republish_open = true;
     let mut req = AcquireRequest {
         attrs,
         previous: subnet_file::previous_subnets(&flags.subnet_file),
@@ -99,6 +105,26 @@ pub async fn run<S: LeaseStore>(
         let renew_now = tokio::select! {
             _ = shutdown.requested() => break,
             _ = sleep_until(renew_at) => true,
+            changed = republish.changed(), if republish_open => {
+                if changed.is_err() {
+                    republish_open = false;
+                    false
+                } else {
+                    // A key rotation: the devices already use the new key;
+                    // the lease must say so now, not at the next renewal.
+                    if let Some(p) = republish.borrow_and_update().clone() {
+                        if let Some(v4) = p.v4 {
+                            lease.attrs.backend_data = Some(v4);
+                        }
+                        if let Some(v6) = p.v6 {
+                            lease.attrs.backend_v6_data = Some(v6);
+                        }
+                        req.attrs = lease.attrs.clone();
+                        tracing::info!("publishing the new WireGuard public key in the lease");
+                    }
+                    true
+                }
+            }
             changed = rx.changed() => {
                 if changed.is_err() {
                     anyhow::bail!("the peer watch stopped unexpectedly");

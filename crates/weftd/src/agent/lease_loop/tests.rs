@@ -53,6 +53,7 @@ fn start(dir: &std::path::Path) -> Running {
     let publish = Arc::new(Publish {
         lease: tokio::sync::watch::channel(None).0,
         snapshot: tokio::sync::watch::channel(None).0,
+        backend: tokio::sync::watch::channel(None).1,
     });
     let (stop, shutdown): (_, Shutdown) = Shutdown::for_tests();
     let store = store(dir);

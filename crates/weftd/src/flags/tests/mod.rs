@@ -94,6 +94,7 @@ const WEFT_FLAGS: &[&str] = &[
     "config",
     "log-format",
     "wireguard-path",
+    "wireguard-key-rotation",
     "cni-conf-file",
 ];
 

@@ -200,3 +200,30 @@ fn klog_flags_are_syntax_checked() {
         usage_error(&[arg]);
     }
 }
+
+/// `--wireguard-key-rotation` takes Go's duration syntax, as the
+/// `FLANNELD_WIREGUARD_KEY_ROTATION` variable does; 0 is off.
+#[test]
+fn wireguard_key_rotation_takes_a_go_duration() {
+    use std::time::Duration;
+    assert_eq!(run(&[]).wireguard_key_rotation, None, "off by default");
+    for (arg, want) in [
+        ("720h", Some(Duration::from_secs(720 * 3600))),
+        ("1h30m", Some(Duration::from_secs(5400))),
+        ("1.5h", Some(Duration::from_secs(5400))),
+        ("5s", Some(Duration::from_secs(5))),
+        ("0", None),
+    ] {
+        let flags = run(&[&format!("--wireguard-key-rotation={arg}")]);
+        assert_eq!(flags.wireguard_key_rotation, want, "{arg}");
+    }
+    let env = run_env(&[], &[("FLANNELD_WIREGUARD_KEY_ROTATION", "24h")]);
+    assert_eq!(
+        env.wireguard_key_rotation,
+        Some(Duration::from_secs(24 * 3600))
+    );
+    for bad in ["5", "-5s", "1d", "h", "500ms", "1h-", "1..5h"] {
+        let e = parse_env(&[&format!("--wireguard-key-rotation={bad}")], &[]).err();
+        assert!(e.is_some(), "{bad} was accepted");
+    }
+}
