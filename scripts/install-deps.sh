@@ -16,6 +16,7 @@ packages=(
   python3-venv                 # scripts/validate-manifests.sh's pinned validator
   podman buildah runc mmdebstrap  # scripts/image.sh and `weft lab up --image` (no daemon, no registry)
   python3-yaml                 # weft-lab's test that the lab's container settings are kube-weft.yml's
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins  # the ipsec backend's IKE daemon (charon, VICI) and swanctl for interop tests
 )
 
 missing=()
