@@ -16,7 +16,8 @@ packages=(
   python3-venv                 # scripts/validate-manifests.sh's pinned validator
   podman buildah runc mmdebstrap  # scripts/image.sh and `weft lab up --image` (no daemon, no registry)
   python3-yaml                 # weft-lab's test that the lab's container settings are kube-weft.yml's
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins  # the ipsec backend's IKE daemon (charon, VICI) and swanctl for interop tests
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins  # the ipsec backend: charon (VICI), swanctl for interop tests
+  libstrongswan-standard-plugins  # openssl: the ecp256 group of the default ESP proposal (needed at the first rekey)
 )
 
 missing=()
