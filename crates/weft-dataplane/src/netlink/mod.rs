@@ -27,6 +27,7 @@ mod fdb;
 mod link;
 mod neigh;
 mod route;
+pub mod xfrm;
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_proto::ConnectionHandle;
