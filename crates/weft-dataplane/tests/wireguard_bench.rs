@@ -11,10 +11,7 @@
 
 mod common_wg;
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common_wg::{
@@ -81,44 +78,8 @@ fn wireguard_go(
     peer_n: u8,
 ) -> (ChildGuard, WgKey, String) {
     let name = unique_dev("g");
-    let private = Command::new("wg").arg("genkey").output().unwrap().stdout;
-    let key_file = dir.join(format!("key{n}"));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&key_file)
-        .unwrap()
-        .write_all(&private)
-        .unwrap();
-    let mut pubkey = Command::new("wg")
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    pubkey.stdin.take().unwrap().write_all(&private).unwrap();
-    let public = WgKey::from_base64(
-        String::from_utf8(pubkey.wait_with_output().unwrap().stdout)
-            .unwrap()
-            .trim(),
-    )
-    .unwrap();
-    let child = node
-        .ns
-        .spawn(
-            "wireguard-go",
-            &["-f", &name],
-            &[("WG_PROCESS_FOREGROUND", "1")],
-        )
-        .unwrap();
-    let socket = Path::new(DEFAULT_UAPI_DIR).join(format!("{name}.sock"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "wireguard-go did not start");
-        // Poll interval: the socket's appearance has no notification.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (key_file, public) = common_wg::wg_keypair(dir, &format!("key{n}"));
+    let child = node.ns.spawn_wireguard_go(&name).unwrap();
     let endpoint = format!("192.0.2.{peer_n}:51820");
     let allowed = format!("10.244.{peer_n}.0/24");
     let key_path = key_file.display().to_string();

@@ -6,18 +6,14 @@
 
 mod common_wg;
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common_wg::{
     ChildGuard, Node, close, now_secs, peer, ping_ok, require_root, spec, tcp_echo, underlay,
     unique_dev, weft_device, wg_dump,
 };
 use weft_core::wg_key::WgKey;
-use weft_dataplane::wireguard::DEFAULT_UAPI_DIR;
 
 fn have(program: &str) -> bool {
     Command::new("sh")
@@ -25,30 +21,6 @@ fn have(program: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// A key pair from `wg genkey`/`wg pubkey`: the private key goes straight
-/// into a 0600 file, never to the output.
-fn wg_keypair(dir: &Path) -> (std::path::PathBuf, WgKey) {
-    let private = Command::new("wg").arg("genkey").output().unwrap().stdout;
-    let path = dir.join("wgo.key");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
-    f.write_all(&private).unwrap();
-    let mut pubkey = Command::new("wg")
-        .arg("pubkey")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    pubkey.stdin.take().unwrap().write_all(&private).unwrap();
-    let out = pubkey.wait_with_output().unwrap();
-    let public = WgKey::from_base64(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
-    (path, public)
 }
 
 fn interop(psk: Option<WgKey>) {
@@ -61,26 +33,13 @@ fn interop(psk: Option<WgKey>) {
     let b = Node::new("ib", false).unwrap();
     underlay(&a, &b).unwrap();
     let keys = tempfile::tempdir().unwrap();
-    let (key_file, pub_b) = wg_keypair(keys.path());
+    let (key_file, pub_b) = common_wg::wg_keypair(keys.path(), "wgo.key");
     let spec_a = spec(&unique_dev("w"), 51820);
     let pub_a = spec_a.private_key.public_key();
 
     // wireguard-go on b, in the foreground so that the guard's kill stops it.
     let name_b = unique_dev("g");
-    let _wgo: ChildGuard =
-        b.ns.spawn(
-            "wireguard-go",
-            &["-f", &name_b],
-            &[("WG_PROCESS_FOREGROUND", "1")],
-        )
-        .unwrap();
-    let socket = Path::new(DEFAULT_UAPI_DIR).join(format!("{name_b}.sock"));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "wireguard-go did not start");
-        // Poll interval: the socket's appearance has no notification.
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let _wgo: ChildGuard = b.ns.spawn_wireguard_go(&name_b).unwrap();
     let psk_file = keys.path().join("psk");
     let mut set = vec![
         "set".to_string(),

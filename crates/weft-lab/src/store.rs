@@ -47,31 +47,8 @@ pub fn start_etcd(
     net_conf: &str,
     timeout: Duration,
 ) -> Result<(StoreState, Child), LabError> {
-    let etcd = find_tool(ETCD).ok_or_else(|| {
-        LabError::Missing(
-            "etcd is not installed: install Debian's etcd-server and etcd-client (scripts/install-deps.sh) \
-             or use --store local"
-                .to_owned(),
-        )
-    })?;
-    let etcdctl = find_tool("etcdctl").ok_or_else(|| {
-        LabError::Missing(
-            "etcdctl is not installed: install Debian's etcd-client (scripts/install-deps.sh)"
-                .to_owned(),
-        )
-    })?;
-    let netns = lab.store_netns();
-    topology::create_host_netns(&netns)?;
-    topology::plug(
-        &lab.underlay_netns(),
-        &Host {
-            netns: &netns,
-            port: "st",
-            address: STORE_IP,
-            address_v6: Some(crate::names::STORE_IP_V6),
-            default_route: false,
-        },
-    )?;
+    let (etcd, etcdctl) = etcd_tools()?;
+    let netns = store_netns(lab)?;
     let dir = lab.state_dir();
     let data_dir = dir.join("etcd");
     let log = dir.join("etcd.log");
@@ -115,14 +92,7 @@ pub fn start_etcd(
 fn spawn_etcd(etcd: &Path, netns: &str, endpoint: &str, dir: &Path) -> Result<Child, LabError> {
     let data_dir = dir.join("etcd");
     let log = dir.join("etcd.log");
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .ctx(|| format!("cannot open {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    let (out, err) = append_log(&log)?;
     let mut cmd = Command::new(etcd);
     cmd.arg("--name=weft-lab")
         .arg(format!("--data-dir={}", data_dir.display()))
@@ -252,18 +222,7 @@ pub fn start_kube(
             server.display()
         )));
     }
-    let netns = lab.store_netns();
-    topology::create_host_netns(&netns)?;
-    topology::plug(
-        &lab.underlay_netns(),
-        &Host {
-            netns: &netns,
-            port: "st",
-            address: STORE_IP,
-            address_v6: Some(crate::names::STORE_IP_V6),
-            default_route: false,
-        },
-    )?;
+    let netns = store_netns(lab)?;
     let dir = lab.state_dir();
     let net_conf_path = dir.join("net-conf.json");
     std::fs::write(&net_conf_path, net_conf)
@@ -271,14 +230,7 @@ pub fn start_kube(
     let kubeconfig = dir.join("kubeconfig");
     let _ = std::fs::remove_file(&kubeconfig);
     let log = dir.join("kube-server.log");
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .ctx(|| format!("cannot open {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    let (out, err) = append_log(&log)?;
     let listen = format!("{STORE_IP}:6443");
     let mut cmd = Command::new(&server);
     cmd.arg(format!("--listen={listen}"))
@@ -334,4 +286,54 @@ pub fn start_kube(
         log,
     });
     Ok((state, child))
+}
+
+/// etcd and etcdctl from Debian's packages, or what to install.
+pub(crate) fn etcd_tools() -> Result<(std::path::PathBuf, std::path::PathBuf), LabError> {
+    let etcd = find_tool(ETCD).ok_or_else(|| {
+        LabError::Missing(
+            "etcd is not installed: install Debian's etcd-server and etcd-client (scripts/install-deps.sh) \
+             or use --store local"
+                .to_owned(),
+        )
+    })?;
+    let etcdctl = find_tool("etcdctl").ok_or_else(|| {
+        LabError::Missing(
+            "etcdctl is not installed: install Debian's etcd-client (scripts/install-deps.sh)"
+                .to_owned(),
+        )
+    })?;
+    Ok((etcd, etcdctl))
+}
+
+/// The store's namespace, plugged into the underlay at the store's
+/// addresses: where the one etcd or the API server listens.
+fn store_netns(lab: &LabName) -> Result<String, LabError> {
+    let netns = lab.store_netns();
+    topology::create_host_netns(&netns)?;
+    topology::plug(
+        &lab.underlay_netns(),
+        &Host {
+            netns: &netns,
+            port: "st",
+            address: STORE_IP,
+            address_v6: Some(crate::names::STORE_IP_V6),
+            default_route: false,
+        },
+    )?;
+    Ok(netns)
+}
+
+/// `log` opened for appending, twice: a child's stdout and stderr, so that
+/// a restarted process adds to what the one before it wrote.
+pub(crate) fn append_log(log: &Path) -> Result<(std::fs::File, std::fs::File), LabError> {
+    let out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .ctx(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .ctx(|| format!("cannot reopen {}", log.display()))?;
+    Ok((out, err))
 }

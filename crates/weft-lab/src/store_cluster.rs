@@ -10,7 +10,6 @@
 //! The single etcd of `<lab>-store` (the default) is left as `store.rs`
 //! makes it, so existing labs and tests see no change.
 
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,7 +23,7 @@ use crate::names::{self, LabName, MAX_ETCD_MEMBERS};
 use crate::netns::{in_netns, spawn_in, with_netlink};
 use crate::process::{self, Expected};
 use crate::state::{EtcdMember, StoreState};
-use crate::store::{ETCD, find_tool, put_config};
+use crate::store::{ETCD, put_config};
 use crate::topology::{self, Host};
 
 /// Checks `--etcd-members` against the store kind.
@@ -75,7 +74,7 @@ pub fn start(
     count: u32,
     timeout: Duration,
 ) -> Result<(StoreState, Vec<(String, Child)>), LabError> {
-    let (etcd, etcdctl) = tools()?;
+    let (etcd, etcdctl) = crate::store::etcd_tools()?;
     let mut members = plan(lab, count)?;
     let initial = members
         .iter()
@@ -150,22 +149,6 @@ pub fn endpoints(members: &[EtcdMember]) -> String {
         .join(",")
 }
 
-fn tools() -> Result<(std::path::PathBuf, std::path::PathBuf), LabError> {
-    let etcd = find_tool(ETCD).ok_or_else(|| {
-        LabError::Missing(
-            "etcd is not installed: install Debian's etcd-server (scripts/install-deps.sh)"
-                .to_owned(),
-        )
-    })?;
-    let etcdctl = find_tool("etcdctl").ok_or_else(|| {
-        LabError::Missing(
-            "etcdctl is not installed: install Debian's etcd-client (scripts/install-deps.sh)"
-                .to_owned(),
-        )
-    })?;
-    Ok((etcd, etcdctl))
-}
-
 /// Starts one member's etcd. `initial` is the `--initial-cluster` list; on
 /// a restart etcd ignores it and rejoins with the membership its data
 /// directory records.
@@ -175,14 +158,7 @@ fn spawn(
     member: &EtcdMember,
     initial: &str,
 ) -> Result<Child, LabError> {
-    let out = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&member.log)
-        .ctx(|| format!("cannot open {}", member.log.display()))?;
-    let err = out
-        .try_clone()
-        .ctx(|| format!("cannot reopen {}", member.log.display()))?;
+    let (out, err) = crate::store::append_log(&member.log)?;
     let mut cmd = Command::new(etcd);
     cmd.arg(format!("--name={}", member.name))
         .arg(format!("--data-dir={}", member.data_dir.display()))
@@ -258,7 +234,7 @@ pub fn restart(
     name: &str,
     timeout: Duration,
 ) -> Result<Option<Child>, LabError> {
-    let (etcd, etcdctl) = tools()?;
+    let (etcd, etcdctl) = crate::store::etcd_tools()?;
     let initial = members
         .iter()
         .map(|m| format!("{}={}", m.name, m.peer_url))
@@ -325,7 +301,7 @@ fn etcdctl_output(
 /// the leader id). `None` while there is no leader (an election, or no
 /// quorum).
 pub fn leader(lab: &LabName, members: &[EtcdMember]) -> Result<Option<String>, LabError> {
-    let (_, etcdctl) = tools()?;
+    let (_, etcdctl) = crate::store::etcd_tools()?;
     // Killed members are left out: etcdctl would spend its dial timeout
     // on each.
     let running: Vec<EtcdMember> = members

@@ -8,38 +8,11 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use common::{TestLab, require_root, wait_until};
+use common::{TestLab, health_get, require_root, wait_until};
 use weft_lab::{Backend, Signal, StoreKind};
-
-/// GET `path` on the agent's health port (8081) inside `netns`.
-fn health(netns: &str, path: &str) -> (u16, String) {
-    let path = path.to_owned();
-    weft_lab::in_netns(netns, move || {
-        let io = |e| weft_lab::LabError::io("the health port", e);
-        let mut s = std::net::TcpStream::connect("127.0.0.1:8081").map_err(io)?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(io)?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .map_err(io)?;
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).map_err(io)?;
-        let code = raw
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-        Ok((code, body))
-    })
-    .unwrap()
-}
 
 /// What the test's "systemd" saw when a message arrived.
 #[derive(Debug)]
@@ -86,7 +59,7 @@ fn systemd_hears_ready_once_ready_and_stopping_on_sigterm() {
                 readyz: if stop {
                     (0, String::new())
                 } else {
-                    health(&netns, "/readyz")
+                    health_get(&netns, "/readyz")
                 },
                 message,
             });
@@ -97,7 +70,7 @@ fn systemd_hears_ready_once_ready_and_stopping_on_sigterm() {
         seen
     });
     lab.lab_mut().start_agent("node1").unwrap();
-    assert_eq!(health(&node.netns, "/readyz").0, 200);
+    assert_eq!(health_get(&node.netns, "/readyz").0, 200);
     lab.lab_mut().kill_agent("node1", Signal::SIGTERM).unwrap();
     let seen = listener.join().unwrap();
 
@@ -126,22 +99,22 @@ fn readyz_fails_while_the_lease_is_expired_and_recovers_when_renewed() {
         spec.agent_args = vec!["--healthz-port=8081".into(), "--subnet-lease-ttl=6".into()];
     });
     let netns = lab.lab().node("node1").unwrap().netns.clone();
-    assert_eq!(health(&netns, "/readyz").0, 200);
+    assert_eq!(health_get(&netns, "/readyz").0, 200);
 
     lab.lab_mut().stop_store().unwrap();
     wait_until(
         Duration::from_secs(30),
         "/readyz to fail once the lease expires unrenewed",
-        || health(&netns, "/readyz").0 == 503,
+        || health_get(&netns, "/readyz").0 == 503,
     );
-    let (_, why) = health(&netns, "/readyz");
+    let (_, why) = health_get(&netns, "/readyz");
     assert!(
         why.contains("expired") && why.contains("without being renewed") && !why.contains('\n'),
         "one line saying why: {why:?}"
     );
     // The agent itself is fine: its loop turns, only the store is gone.
     assert_eq!(
-        health(&netns, "/healthz"),
+        health_get(&netns, "/healthz"),
         (200, "flanneld is running".to_owned())
     );
 
@@ -149,7 +122,7 @@ fn readyz_fails_while_the_lease_is_expired_and_recovers_when_renewed() {
     wait_until(
         Duration::from_secs(30),
         "/readyz to answer 200 again once the lease is renewed",
-        || health(&netns, "/readyz") == (200, "flanneld is ready".to_owned()),
+        || health_get(&netns, "/readyz") == (200, "flanneld is ready".to_owned()),
     );
-    assert_eq!(health(&netns, "/healthz").0, 200);
+    assert_eq!(health_get(&netns, "/healthz").0, 200);
 }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use common::{TestLab, require_root, wait_until};
@@ -32,29 +31,9 @@ fn status(lab: &TestLab, node: &str) -> serde_json::Value {
     })
 }
 
+/// GET `path` on `node`'s health port.
 fn http_get(lab: &TestLab, node: &str, path: &str) -> (u16, String) {
-    let path = path.to_owned();
-    lab.lab()
-        .in_netns(node, move || {
-            let mut s = std::net::TcpStream::connect("127.0.0.1:8081")
-                .map_err(|e| weft_lab::LabError::io("connect to the health port", e))?;
-            write!(
-                s,
-                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            )
-            .map_err(|e| weft_lab::LabError::io("send", e))?;
-            let mut raw = String::new();
-            s.read_to_string(&mut raw)
-                .map_err(|e| weft_lab::LabError::io("read", e))?;
-            let code = raw
-                .split(' ')
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            let body = raw.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
-            Ok((code, body))
-        })
-        .unwrap()
+    common::health_get(&lab.lab().netns_of(node).unwrap(), path)
 }
 
 #[test]

@@ -12,7 +12,8 @@ mod common;
 use std::time::Duration;
 
 use common::agent::metric;
-use common::rotation::{Pinger, peers_handshook_with, rotate_under_traffic, wg_show};
+use common::ping::Pinger;
+use common::rotation::{peers_handshook_with, rotate_under_traffic, wg_show};
 use common::{TestLab, require_root, wait_until};
 use weft_lab::Backend;
 

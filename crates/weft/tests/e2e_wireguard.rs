@@ -428,26 +428,13 @@ fn userspace_restart_gap_is_under_a_second() {
         String::from_utf8_lossy(&stream.stdout),
         String::from_utf8_lossy(&stream.stderr)
     );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap();
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .take(2)
-        .map(|w| w.parse().unwrap())
-        .collect();
-    // The real spacing of the probes (asked for 10 ms, often ~17 ms): ping's
-    // summary ends with "time <ms>ms" for all of them.
-    let total_ms: u64 = line
-        .rsplit("time ")
-        .next()
-        .and_then(|t| t.trim_end_matches("ms").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no duration in {line:?}"));
-    let spacing_ms = total_ms / nums[0].max(1);
-    let lost = nums[0] - nums[1];
+    let summary = common::ping::ping_summary(&out);
+    // The real spacing of the probes (asked for 10 ms, often ~17 ms).
+    let total_ms = summary
+        .total_ms
+        .unwrap_or_else(|| panic!("no duration in ping's summary"));
+    let spacing_ms = total_ms / summary.sent.max(1);
+    let lost = summary.lost();
     let gap_ms = (lost + 1) * spacing_ms;
     println!(
         "userspace WireGuard: agent back in {restarted_in:?}; {lost} pings lost, {spacing_ms} ms apart: a gap of at most {gap_ms} ms"

@@ -107,6 +107,25 @@ impl Netns {
             .spawn()?;
         Ok(ChildGuard(child))
     }
+
+    /// Debian's wireguard-go as device `name`, in the foreground so that
+    /// the guard's kill stops it; returns once its UAPI socket is there.
+    pub fn spawn_wireguard_go(&self, name: &str) -> anyhow::Result<ChildGuard> {
+        let child = self.spawn(
+            "wireguard-go",
+            &["-f", name],
+            &[("WG_PROCESS_FOREGROUND", "1")],
+        )?;
+        let socket =
+            Path::new(weft_dataplane::wireguard::DEFAULT_UAPI_DIR).join(format!("{name}.sock"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !socket.exists() {
+            ensure!(Instant::now() < deadline, "wireguard-go did not start");
+            // Poll interval: the socket's appearance has no notification.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(child)
+    }
 }
 
 impl Drop for Netns {
@@ -433,4 +452,30 @@ pub fn tcp_echo(from: &Node, to: &Node, addr: &str, port: u16, len: usize) -> an
             .await
             .context("TCP echo timed out")?
     })
+}
+
+/// A key pair from `wg genkey`/`wg pubkey`: the private key goes straight
+/// into a 0600 file, never to the output.
+pub fn wg_keypair(dir: &Path, file: &str) -> (std::path::PathBuf, WgKey) {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let private = Command::new("wg").arg("genkey").output().unwrap().stdout;
+    let path = dir.join(file);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    f.write_all(&private).unwrap();
+    let mut pubkey = Command::new("wg")
+        .arg("pubkey")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    pubkey.stdin.take().unwrap().write_all(&private).unwrap();
+    let out = pubkey.wait_with_output().unwrap();
+    let public = WgKey::from_base64(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    (path, public)
 }

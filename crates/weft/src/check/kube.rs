@@ -19,21 +19,15 @@ pub struct KubeCheck {
 }
 
 pub fn findings(check: &KubeCheck) -> Vec<Finding> {
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                let mut opts = KubeOptions::new(NodeIdentity::Name(check.node.clone()));
-                opts.kubeconfig = check.kubeconfig.clone();
-                opts.api_url = check.api_url.clone();
-                let store = KubeLeaseStore::connect(opts)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                store.pod_cidrs_now().await.map_err(|e| e.to_string())
-            })
-        });
+    let result = super::query(async {
+        let mut opts = KubeOptions::new(NodeIdentity::Name(check.node.clone()));
+        opts.kubeconfig = check.kubeconfig.clone();
+        opts.api_url = check.api_url.clone();
+        let store = KubeLeaseStore::connect(opts)
+            .await
+            .map_err(|e| e.to_string())?;
+        store.pod_cidrs_now().await.map_err(|e| e.to_string())
+    });
     match result {
         Ok(Some(cidrs)) => vec![
             Finding::ok("kubernetes API", format!("node {} is there", check.node)),

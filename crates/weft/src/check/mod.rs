@@ -107,3 +107,17 @@ pub fn run(input: &CheckInput, json: bool) -> ExitCode {
         ExitCode::from(1)
     }
 }
+
+/// Runs one store query for a check on a runtime of its own: the checks
+/// are synchronous and each asks its store one thing. A runtime that cannot
+/// start is reported like the query failing.
+fn query<T, F>(fut: F) -> Result<T, String>
+where
+    F: std::future::Future<Output = Result<T, String>>,
+{
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(fut))
+}

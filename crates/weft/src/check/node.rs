@@ -206,19 +206,13 @@ pub fn store(input: &CheckInput) -> Vec<Finding> {
     }
     let options = &input.etcd;
     let key = weft_core::etcd_key::config_key(&input.etcd_prefix);
-    let result = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| {
-            rt.block_on(async {
-                let kv = EtcdKv::connect(options).await.map_err(|e| e.to_string())?;
-                tokio::time::timeout(Duration::from_secs(5), kv.get(&key))
-                    .await
-                    .map_err(|_| "no answer within 5 s".to_owned())?
-                    .map_err(|e| e.to_string())
-            })
-        });
+    let result = super::query(async {
+        let kv = EtcdKv::connect(options).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(5), kv.get(&key))
+            .await
+            .map_err(|_| "no answer within 5 s".to_owned())?
+            .map_err(|e| e.to_string())
+    });
     let reachable = result.is_ok();
     let mut findings = vec![match result {
         Ok(Some(_)) => Finding::ok(

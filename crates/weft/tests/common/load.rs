@@ -59,20 +59,10 @@ pub fn load_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> Load {
         (ping.join().unwrap(), stream.join().unwrap())
     });
     drop(server);
-    let text = String::from_utf8_lossy(&ping.stdout).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or_else(|| panic!("{text}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .take(2)
-        .map(|w| w.parse().unwrap())
-        .collect();
+    let summary = super::ping::ping_summary(&ping);
     Load {
-        sent: nums[0],
-        received: nums[1],
+        sent: summary.sent,
+        received: summary.received,
         stream_ok: stream.status.success(),
         stream_report: format!(
             "{}{}",

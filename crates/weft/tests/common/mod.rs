@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod bulk;
 pub mod load;
+pub mod ping;
 pub mod rotation;
 pub mod scenarios;
 
@@ -250,6 +251,24 @@ pub fn http(
     path: &str,
     body: &str,
 ) -> (u16, String) {
+    let netns = lab.lab().netns_of(target).unwrap();
+    http_in_netns(&netns, addr, method, path, body)
+}
+
+/// GET `path` on a node's health port (8081: `/healthz`, `/readyz`,
+/// `/metrics`) inside the network namespace `netns`.
+pub fn health_get(netns: &str, path: &str) -> (u16, String) {
+    http_in_netns(netns, "127.0.0.1:8081", "GET", path, "")
+}
+
+/// A plain HTTP/1.1 request from inside the network namespace `netns`.
+pub fn http_in_netns(
+    netns: &str,
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read as _, Write as _};
     let (addr, method, path, body) = (
         addr.to_owned(),
@@ -257,8 +276,7 @@ pub fn http(
         path.to_owned(),
         body.to_owned(),
     );
-    lab.lab()
-        .in_netns(target, move || {
+    weft_lab::in_netns(netns, move || {
             let io = |e| weft_lab::LabError::io("http", e);
             let mut s = std::net::TcpStream::connect(&addr).map_err(io)?;
             s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io)?;
