@@ -6,10 +6,12 @@
 //! flannel's behaviour (device names, MTU arithmetic, which peer gets a
 //! direct route) testable without root.
 
+mod ipsec;
 mod routed;
 mod vxlan;
 mod wireguard;
 
+pub use ipsec::{IPSEC_REQID, IpsecTunnel, parse_conn_name};
 pub use vxlan::device_name as vxlan_device_name;
 pub use wireguard::{WG_DEVICE, WG_DEVICE_V6, WgDevicePlan, WgPeerPlan};
 
@@ -206,6 +208,8 @@ pub struct Desired {
     pub routes: Vec<RoutePlan>,
     pub neighbours: Vec<NeighPlan>,
     pub fdb: Vec<FdbPlan>,
+    /// ipsec: one tunnel (XFRM policies and an IKE connection) per peer.
+    pub ipsec: Vec<IpsecTunnel>,
     /// Peers (or one family of a peer) deliberately not programmed, with
     /// the reason, for logs and `weft status`.
     pub skipped: Vec<(String, String)>,
@@ -268,8 +272,6 @@ pub enum PlanError {
     },
     #[error("no {0} VTEP MAC was chosen for the vxlan device")]
     MissingVtepMac(Family),
-    #[error("the {0} backend is not planned here")]
-    Unsupported(&'static str),
 }
 
 /// The pod MTU: the configured (or underlay) MTU minus the encapsulation.
@@ -304,7 +306,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<Desired, PlanError> {
             let mtu = pod_mtu(input, opts.mtu)?;
             wireguard::plan(input, opts, mtu)
         }
-        BackendConfig::Ipsec(_) => return Err(PlanError::Unsupported("ipsec")),
+        BackendConfig::Ipsec(_) => ipsec::plan(input, pod_mtu(input, None)?)?,
     };
     if input.blackhole {
         for sn in input.own.iter() {

@@ -2,6 +2,7 @@
 //! and the state captured from a real flannel node (flannel-golden), one
 //! file per backend; the node and peers they plan for are built here.
 
+mod ipsec;
 mod offload;
 mod routed;
 mod vxlan;
