@@ -6,6 +6,7 @@
 //! the smallest set of changes. Decisions live in `weft-core`'s planner.
 
 pub mod drvinfo;
+pub mod ipsec;
 pub mod external;
 pub mod netlink;
 pub mod netns;
