@@ -42,6 +42,27 @@ pub struct StatusView {
     /// handshaken with the new key yet.
     #[serde(default)]
     pub wireguard_key_rotation_in_progress: bool,
+    /// ipsec: each peer's tunnel as charon and the kernel hold it.
+    #[serde(default)]
+    pub ipsec_tunnels: Vec<IpsecTunnelView>,
+}
+
+/// One ipsec tunnel: charon's IKE and child SA, and the kernel's SAs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IpsecTunnelView {
+    /// The IKE connection's name (flannel's).
+    pub conn: String,
+    pub remote: Option<String>,
+    /// IKE SA state (`ESTABLISHED`, `CONNECTING`), empty if none.
+    pub ike_state: String,
+    /// CHILD SA state (`INSTALLED`, `REKEYING`), empty if none.
+    pub child_state: String,
+    pub spi_in: String,
+    pub spi_out: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// ESP SAs with reqid 11 between the two public IPs in the kernel.
+    pub kernel_sas: usize,
 }
 
 /// An ongoing lease store outage, as the agent sees it.

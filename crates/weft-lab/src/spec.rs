@@ -25,6 +25,10 @@ pub enum Backend {
     Ipip,
     #[serde(rename = "wireguard")]
     Wireguard,
+    /// IPsec through strongSwan's charon (each agent starts its own in its
+    /// node's namespaces); the lab makes up a PSK unless one is given.
+    #[serde(rename = "ipsec")]
+    Ipsec,
     /// Leases only, no dataplane: pods on different nodes cannot reach
     /// each other.
     #[serde(rename = "none")]
@@ -32,11 +36,12 @@ pub enum Backend {
 }
 
 impl Backend {
-    pub const ALL: [Backend; 5] = [
+    pub const ALL: [Backend; 6] = [
         Backend::Vxlan,
         Backend::HostGw,
         Backend::Ipip,
         Backend::Wireguard,
+        Backend::Ipsec,
         Backend::None,
     ];
 
@@ -47,6 +52,7 @@ impl Backend {
             Backend::HostGw => "host-gw",
             Backend::Ipip => "ipip",
             Backend::Wireguard => "wireguard",
+            Backend::Ipsec => "ipsec",
             Backend::None => "none",
         }
     }
@@ -59,7 +65,9 @@ impl FromStr for Backend {
             .into_iter()
             .find(|b| b.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown backend {s:?}: use one of vxlan, host-gw, ipip, wireguard, none")
+                format!(
+                    "unknown backend {s:?}: use one of vxlan, host-gw, ipip, wireguard, ipsec, none"
+                )
             })
     }
 }
@@ -260,6 +268,14 @@ impl LabSpec {
         for (key, value) in &self.backend_options {
             backend.push_str(&format!(",{}:{value}", Value::from(key.as_str())));
         }
+        if self.backend == Backend::Ipsec
+            && !self
+                .backend_options
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("PSK"))
+        {
+            backend.push_str(&format!(",\"PSK\":{}", Value::from(lab_psk())));
+        }
         backend.push('}');
         let mut extra = String::new();
         for (key, value) in &self.net_conf_options {
@@ -278,6 +294,18 @@ impl LabSpec {
             ),
         };
         format!("{{{networks}{extra},\"Backend\":{backend}}}")
+    }
+}
+
+/// A fresh 96-character PSK for an ipsec lab (flannel's minimum), from
+/// the kernel's random source; a lab is throw-away, so a fixed key is the
+/// fallback if that cannot be read.
+fn lab_psk() -> String {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 48];
+    match std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)) {
+        Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        Err(_) => "weft-lab-psk-".repeat(8),
     }
 }
 

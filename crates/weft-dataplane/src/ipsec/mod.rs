@@ -101,21 +101,7 @@ impl std::fmt::Display for IpsecReport {
 }
 
 /// One tunnel as charon and the kernel see it, for `weft status`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TunnelView {
-    pub conn: String,
-    pub remote: Option<Ipv4Addr>,
-    /// IKE SA state (`ESTABLISHED`, `CONNECTING`), empty if none.
-    pub ike_state: String,
-    /// CHILD SA state (`INSTALLED`, `REKEYING`), empty if none.
-    pub child_state: String,
-    pub spi_in: String,
-    pub spi_out: String,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    /// ESP SAs with reqid 11 between the two public IPs in the kernel.
-    pub kernel_sas: usize,
-}
+pub use weft_core::status::IpsecTunnelView as TunnelView;
 
 /// The three policies of a tunnel, as flannel installs them.
 pub fn policies_of(t: &IpsecTunnel) -> [XfrmPolicy; 3] {
@@ -371,7 +357,7 @@ impl Ipsec {
                 let (out, inn) = directions(&kernel, t);
                 let mut v = seen.get(&t.conn_name()).cloned().unwrap_or_default();
                 v.conn = t.conn_name();
-                v.remote = Some(t.remote_public);
+                v.remote = Some(t.remote_public.to_string());
                 v.kernel_sas = out + inn;
                 v
             })

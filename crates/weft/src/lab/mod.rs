@@ -158,6 +158,7 @@ enum BackendArg {
     HostGw,
     Ipip,
     Wireguard,
+    Ipsec,
     None,
 }
 
@@ -236,6 +237,7 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
         BackendArg::HostGw => Backend::HostGw,
         BackendArg::Ipip => Backend::Ipip,
         BackendArg::Wireguard => Backend::Wireguard,
+        BackendArg::Ipsec => Backend::Ipsec,
         BackendArg::None => Backend::None,
     };
     spec.store = match args.store {

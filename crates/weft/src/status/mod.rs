@@ -289,6 +289,22 @@ fn print_human(r: &Report) {
     for s in &a.skipped {
         say!("  skipped {}: {}", s.id, s.detail);
     }
+    if !a.ipsec_tunnels.is_empty() {
+        say!("ipsec:   {} tunnel(s), reqid 11", a.ipsec_tunnels.len());
+        for t in &a.ipsec_tunnels {
+            say!(
+                "  {:<56} ike={} child={} spi in/out={}/{} bytes in/out={}/{} kernel SAs={}",
+                t.conn,
+                or_none(&t.ike_state),
+                or_none(&t.child_state),
+                or_none(&t.spi_in),
+                or_none(&t.spi_out),
+                t.bytes_in,
+                t.bytes_out,
+                t.kernel_sas
+            );
+        }
+    }
     if r.drift.is_empty() {
         say!("kernel:  matches what the agent wants");
     } else {
@@ -300,6 +316,10 @@ fn print_human(r: &Report) {
             say!("  {} {}: {}", d.kind, d.what, d.problem);
         }
     }
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() { "none" } else { s }
 }
 
 /// `weft status [--json]`. Exit 0 when the agent is ready and the kernel

@@ -5,6 +5,7 @@ pub mod cni_conf;
 mod dataplane;
 mod etcd_transport;
 mod health;
+mod ipsec;
 mod lease_loop;
 mod metrics;
 mod notify;

@@ -40,6 +40,7 @@ struct State {
     backend_detail: Option<String>,
     wireguard_path: Option<String>,
     wireguard: Option<super::wireguard::PeerViews>,
+    ipsec: Option<super::ipsec::TunnelViews>,
     store_health: weft_store::HealthState,
     /// Where `weft wireguard rotate-key` requests go (the dataplane task).
     rotator: Option<tokio::sync::mpsc::Sender<super::wg_rotation::RotateReply>>,
@@ -167,6 +168,13 @@ impl StatusHandle {
         s.wireguard = Some(views);
     }
 
+    /// Where the ipsec tunnels' states are read.
+    pub fn set_ipsec(&self, views: super::ipsec::TunnelViews) {
+        let mut s = self.lock();
+        s.backend_detail = Some("kernel ESP, strongSwan charon".into());
+        s.ipsec = Some(views);
+    }
+
     /// Where rotation requests go: the dataplane task, which owns the
     /// devices.
     pub fn set_rotator(&self, tx: tokio::sync::mpsc::Sender<super::wg_rotation::RotateReply>) {
@@ -251,6 +259,11 @@ impl StatusHandle {
                 .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs()),
             wireguard_key_rotation_in_progress: s.rotation.in_progress_since.is_some(),
+            ipsec_tunnels: s
+                .ipsec
+                .as_ref()
+                .and_then(|v| v.lock().ok().map(|v| v.clone()))
+                .unwrap_or_default(),
         }
     }
 }

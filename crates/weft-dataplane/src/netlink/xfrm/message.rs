@@ -238,7 +238,10 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 pub fn policy_payload(p: &XfrmPolicy) -> Vec<u8> {
     let mut out = vec![0u8; POLICY_INFO_LEN];
     out[..SELECTOR_LEN].copy_from_slice(&selector(p.src, p.dst));
-    for i in 0..8 {
+    // Byte and packet limits: none. The four time limits stay 0 (never):
+    // XFRM_INF there reads as -1 seconds to the kernel's signed
+    // arithmetic, and the policy expires at once.
+    for i in 0..4 {
         let at = SELECTOR_LEN + i * 8;
         out[at..at + 8].copy_from_slice(&XFRM_INF.to_ne_bytes());
     }

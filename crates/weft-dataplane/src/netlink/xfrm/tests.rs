@@ -59,7 +59,16 @@ fn policy_layout_is_the_kernels() {
     assert_eq!(&bytes[16..20], &[10, 244, 1, 0], "sel.saddr");
     assert_eq!(u16::from_ne_bytes([bytes[40], bytes[41]]), 2, "sel.family");
     assert_eq!((bytes[42], bytes[43]), (24, 24), "prefixlen_d, prefixlen_s");
-    assert_eq!(&bytes[56..64], &[0xff; 8], "lft.soft_byte_limit = XFRM_INF");
+    assert_eq!(
+        &bytes[56..88],
+        &[0xff; 32],
+        "byte and packet limits = XFRM_INF"
+    );
+    assert_eq!(
+        &bytes[88..120],
+        &[0; 32],
+        "time limits 0: never (INF would expire at once)"
+    );
     assert_eq!(bytes[160], 2, "dir fwd");
     let tmpl = &bytes[168 + 4..];
     assert_eq!(&tmpl[0..4], &[192, 0, 2, 2], "id.daddr");

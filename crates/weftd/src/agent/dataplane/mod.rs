@@ -59,6 +59,8 @@ pub struct Dataplane<K: Kernel = Netlink> {
     status: StatusHandle,
     written: Option<SubnetEnv>,
     wireguard: Option<WireguardState>,
+    /// The ipsec backend: charon and the XFRM policies.
+    ipsec: Option<super::ipsec::IpsecState>,
     /// The plan the last successful full pass applied: what a new plan
     /// adds to it goes in first, without reading the kernel (see
     /// `Reconciler::apply_additions`).
@@ -99,6 +101,7 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
             status: StatusHandle::default(),
             written: None,
             wireguard: None,
+            ipsec: None,
             applied: None,
             peer_log: Default::default(),
         }
@@ -217,6 +220,9 @@ impl Dataplane<Netlink> {
         }
         if let Some(wg) = self.wireguard.take() {
             wg.close().await;
+        }
+        if let Some(ipsec) = self.ipsec.take() {
+            ipsec.close();
         }
         for keeper in keepers {
             keeper.abort();

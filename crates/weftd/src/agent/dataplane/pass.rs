@@ -115,6 +115,13 @@ impl<K: Kernel> Dataplane<K> {
             wg.greet_fresh(&desired);
             wg.open_sessions().await;
         }
+        if let Some(ipsec) = &mut self.ipsec
+            && let Err(e) = ipsec.ensure(&desired)
+        {
+            // The rest of the node (subnet.env, readiness) does not wait
+            // for IKE; the next pass tries again.
+            tracing::warn!("{}", crate::logging::chain(&e));
+        }
         let mtu = desired.mtu;
         let desired = Arc::new(desired);
         self.applied = Some(Arc::clone(&desired));

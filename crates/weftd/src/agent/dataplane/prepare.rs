@@ -18,6 +18,7 @@ use weft_dataplane::netlink::Netlink;
 use weft_dataplane::reconcile::Reconciler;
 use weft_dataplane::rules::{Rules, RulesBackend};
 
+use super::super::ipsec::IpsecState;
 use super::super::status::StatusHandle;
 use super::super::wireguard::WireguardState;
 use super::Dataplane;
@@ -101,6 +102,7 @@ impl Dataplane<Netlink> {
         };
         let mut local = LocalIdentity::default();
         let mut wireguard = None;
+        let mut ipsec = None;
         match &cfg.backend {
             BackendConfig::Vxlan(opts) => {
                 // The planner makes the same choice on every pass, from the
@@ -155,10 +157,10 @@ impl Dataplane<Netlink> {
                 wireguard = Some(state);
             }
             BackendConfig::Ipip(_) | BackendConfig::None => {}
-            // `run_with` refuses it before leasing (unbuilt::check_backend);
-            // this arm only keeps the match exhaustive without a panic.
-            BackendConfig::Ipsec(_) => {
-                return Err(crate::unbuilt::backend_not_built(cfg.backend.config_type()).into());
+            BackendConfig::Ipsec(opts) => {
+                let state = IpsecState::prepare(cfg, opts, ext.ext_addr)?;
+                status.set_ipsec(state.views());
+                ipsec = Some(state);
             }
         }
         let rules = (flags.ip_masq || flags.iptables_forward_rules).then(|| {
@@ -190,6 +192,7 @@ impl Dataplane<Netlink> {
                 status,
                 written: None,
                 wireguard,
+                ipsec,
                 applied: None,
                 peer_log: Default::default(),
             },
