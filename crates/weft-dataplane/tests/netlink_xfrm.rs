@@ -87,3 +87,25 @@ fn policies_update_dump_and_delete() {
         Ok(())
     });
 }
+
+/// The ESP probe answers for this kernel and leaves no SA behind: the
+/// host kernel has no ESP (no `esp4`), the Debian VM's has (scripts/vm-test.sh
+/// runs this binary there too).
+#[test]
+fn esp_probe_answers_and_leaves_nothing() {
+    in_new_netns(|| async move {
+        let x = Xfrm::open()?;
+        let esp = x.esp_supported()?;
+        let modules = std::path::Path::new("/proc/net/xfrm_stat").exists();
+        eprintln!("ESP supported: {esp} (xfrm_stat present: {modules})");
+        let has_esp4 = std::fs::read_to_string("/proc/modules")
+            .map(|m| m.lines().any(|l| l.starts_with("esp4 ")))
+            .unwrap_or(false);
+        if has_esp4 {
+            assert!(esp, "esp4 is loaded but the probe says no ESP");
+        }
+        assert!(x.sas()?.is_empty(), "the probe SA was left behind");
+        assert_eq!(x.esp_supported()?, esp, "a second probe answers the same");
+        Ok(())
+    });
+}

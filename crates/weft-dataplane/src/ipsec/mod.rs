@@ -37,6 +37,10 @@ pub enum IpsecError {
         charon::CHARON_CANDIDATES.join(", ")
     )]
     NoCharon,
+    #[error(
+        "this kernel cannot hold ESP SAs (no esp4: neither built in nor loadable, CONFIG_INET_ESP): the ipsec backend needs kernel ESP and weft has no userspace fallback for it; load it (modprobe esp4) or use the wireguard backend, which has one"
+    )]
+    NoEsp,
     #[error("cannot start charon ({binary}): {source}")]
     Spawn {
         binary: PathBuf,
@@ -179,6 +183,9 @@ impl Ipsec {
         cluster: Vec<IpNet>,
     ) -> Result<Ipsec, IpsecError> {
         let xfrm = Xfrm::open()?;
+        if !xfrm.esp_supported()? {
+            return Err(IpsecError::NoEsp);
+        }
         let charon = Charon::start(binary, socket, run_dir)?;
         Ok(Ipsec {
             charon,

@@ -9,6 +9,7 @@
 mod clock;
 mod findings;
 mod firewall;
+mod ipsec;
 mod kernel;
 mod kube;
 mod node;
@@ -51,6 +52,12 @@ pub fn run_checks(input: &CheckInput) -> CheckReport {
     let mut findings = Vec::new();
     let cfg = node::load_config(input, &mut findings);
     findings.extend(kernel::features(cfg.as_ref()));
+    if matches!(
+        cfg.as_ref().map(|c| &c.backend),
+        Some(weft_core::netconf::BackendConfig::Ipsec(_))
+    ) {
+        findings.extend(ipsec::findings());
+    }
     findings.extend(node::sysctls(cfg.as_ref()));
     let (interface, external) = node::interface(input, cfg.as_ref());
     findings.extend(interface);

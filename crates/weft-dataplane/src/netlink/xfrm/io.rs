@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 
 use super::message::{
-    self, MSG_DELPOLICY, MSG_GETPOLICY, MSG_GETSA, MSG_NEWPOLICY, MSG_NEWSA, MSG_UPDPOLICY,
-    PolicyDir, XfrmPolicy, XfrmSa,
+    self, MSG_DELPOLICY, MSG_DELSA, MSG_GETPOLICY, MSG_GETSA, MSG_NEWPOLICY, MSG_NEWSA,
+    MSG_UPDPOLICY, PolicyDir, XfrmPolicy, XfrmSa,
 };
 use crate::netlink::NetlinkError;
 
@@ -18,6 +18,8 @@ const NLMSG_DONE: u16 = 3;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_EXCL: u16 = 0x200;
+const NLM_F_CREATE: u16 = 0x400;
 const HEADER_LEN: usize = 16;
 
 /// A connection to the kernel's XFRM netlink, bound to the network
@@ -109,6 +111,48 @@ impl Xfrm {
             },
         )?;
         Ok(out)
+    }
+
+    /// Whether this kernel can hold ESP SAs: adds and deletes a throw-away
+    /// one (see [`message::probe_sa_payload`]). `Ok(false)` when the kernel
+    /// has no ESP (EPROTONOSUPPORT, ENOENT: no `esp4`, built in or
+    /// loadable); other errors are errors.
+    pub fn esp_supported(&self) -> Result<bool, NetlinkError> {
+        let op = "xfrm state add (ESP probe)";
+        // A probe left by a killed predecessor would answer EEXIST.
+        let _ = self.request(
+            op,
+            MSG_DELSA,
+            NLM_F_ACK,
+            &message::probe_sa_id_payload(),
+            |_, _| Ok(()),
+        );
+        let added = self.request(
+            op,
+            MSG_NEWSA,
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
+            &message::probe_sa_payload(),
+            |_, _| Ok(()),
+        );
+        match added {
+            Ok(()) => {
+                self.request(
+                    "xfrm state delete (ESP probe)",
+                    MSG_DELSA,
+                    NLM_F_ACK,
+                    &message::probe_sa_id_payload(),
+                    |_, _| Ok(()),
+                )?;
+                Ok(true)
+            }
+            Err(NetlinkError::Kernel { errno, .. })
+                if errno == nix::libc::EPROTONOSUPPORT || errno == nix::libc::ENOSYS =>
+            {
+                Ok(false)
+            }
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends one request and reads answers until the ack, the error, or the

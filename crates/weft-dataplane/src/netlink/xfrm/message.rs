@@ -21,9 +21,12 @@ pub const MSG_GETPOLICY: u16 = 21;
 pub const MSG_UPDPOLICY: u16 = 25;
 /// `XFRM_MSG_NEWSA`: what an SA dump answers with.
 pub const MSG_NEWSA: u16 = 16;
+/// `XFRM_MSG_DELSA`.
+pub const MSG_DELSA: u16 = 17;
 /// `XFRM_MSG_GETSA`.
 pub const MSG_GETSA: u16 = 18;
 
+const XFRMA_ALG_CRYPT: u16 = 2;
 const XFRMA_ENCAP: u16 = 4;
 const XFRMA_TMPL: u16 = 5;
 const AF_INET: u16 = 2;
@@ -273,6 +276,42 @@ pub fn dump_payload(kind: u16) -> Vec<u8> {
             POLICY_INFO_LEN
         }
     ]
+}
+
+/// The SPI of the probe SA: one no IKE daemon hands out (charon's SPIs
+/// start with 0xc).
+pub const PROBE_SPI: u32 = 0x0077_e5f7;
+
+/// `XFRM_MSG_NEWSA` for a throw-away ESP SA (transport mode, AES-CBC, a
+/// zero key, loopback addresses, never used by any policy): whether the
+/// kernel can hold ESP SAs at all, asked the way charon will (the kernel
+/// loads `esp4` on demand, or refuses with EPROTONOSUPPORT).
+pub fn probe_sa_payload() -> Vec<u8> {
+    let mut out = vec![0u8; SA_INFO_LEN];
+    out[56..60].copy_from_slice(&[127, 0, 0, 1]);
+    out[72..76].copy_from_slice(&PROBE_SPI.to_be_bytes());
+    out[76] = PROTO_ESP;
+    out[80..84].copy_from_slice(&[127, 0, 0, 1]);
+    for i in 0..4 {
+        let at = 96 + i * 8;
+        out[at..at + 8].copy_from_slice(&XFRM_INF.to_ne_bytes());
+    }
+    out[212..214].copy_from_slice(&AF_INET.to_ne_bytes());
+    let mut algo = vec![0u8; 64 + 4 + 16];
+    algo[..8].copy_from_slice(b"cbc(aes)");
+    algo[64..68].copy_from_slice(&128u32.to_ne_bytes());
+    put_attr(&mut out, XFRMA_ALG_CRYPT, &algo);
+    out
+}
+
+/// `XFRM_MSG_DELSA` for the probe SA (`struct xfrm_usersa_id`).
+pub fn probe_sa_id_payload() -> Vec<u8> {
+    let mut out = vec![0u8; 24];
+    out[0..4].copy_from_slice(&[127, 0, 0, 1]);
+    out[16..20].copy_from_slice(&PROBE_SPI.to_be_bytes());
+    out[20..22].copy_from_slice(&AF_INET.to_ne_bytes());
+    out[22] = PROTO_ESP;
+    out
 }
 
 /// Reads an `XFRM_MSG_NEWPOLICY` payload. `Ok(None)` for a policy of a
