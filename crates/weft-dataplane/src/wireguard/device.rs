@@ -10,6 +10,7 @@ use weft_core::wg_key::WgKey;
 use super::diff::Opening;
 use super::key::PrivateKey;
 use super::opening::Openings;
+use super::roaming::LeaseEndpoints;
 use super::{
     PathPolicy, PeerChanges, WgDeviceSpec, WgError, WgPath, WgPeerSpec, WgPeerState, diff, kernel,
     userspace,
@@ -32,6 +33,9 @@ pub struct WgDevice {
     /// what it read, so two interleaved calls could undo each other. Holds
     /// the kernel path's sessions still to start (empty on userspace).
     apply_lock: tokio::sync::Mutex<Openings>,
+    /// The lease endpoints of the last `apply_peers`: a roamed endpoint is
+    /// kept unless the lease itself moved (`wireguard/roaming.rs`).
+    lease_endpoints: std::sync::Mutex<LeaseEndpoints>,
 }
 
 enum Inner {
@@ -154,6 +158,7 @@ impl WgDevice {
             inner: Inner::Userspace(dev),
             own: spec.private_key.public_key(),
             apply_lock: tokio::sync::Mutex::new(Openings::default()),
+            lease_endpoints: std::sync::Mutex::new(LeaseEndpoints::default()),
         })
     }
 
@@ -188,6 +193,7 @@ impl WgDevice {
             inner: Inner::Kernel(dev),
             own: spec.private_key.public_key(),
             apply_lock: tokio::sync::Mutex::new(Openings::default()),
+            lease_endpoints: std::sync::Mutex::new(LeaseEndpoints::default()),
         })
     }
 
@@ -260,17 +266,34 @@ impl WgDevice {
             },
             Inner::Userspace(_) => Opening::Either,
         };
-        let ops =
-            diff::diff(&actual, desired, opening).map_err(|reason| WgError::InvalidPeers {
+        let ops = {
+            let endpoints = self
+                .lease_endpoints
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            diff::diff(
+                &actual,
+                desired,
+                opening,
+                endpoints.rule(std::time::SystemTime::now()),
+            )
+            .map_err(|reason| WgError::InvalidPeers {
                 device: self.name.clone(),
                 reason,
-            })?;
+            })?
+        };
+        if !ops.is_empty() {
+            match &self.inner {
+                Inner::Kernel(k) => k.apply(&ops).await?,
+                Inner::Userspace(u) => u.apply(&ops).await?,
+            }
+        }
+        self.lease_endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remember(desired);
         if ops.is_empty() {
             return Ok(PeerChanges::default());
-        }
-        match &self.inner {
-            Inner::Kernel(k) => k.apply(&ops).await?,
-            Inner::Userspace(u) => u.apply(&ops).await?,
         }
         openings.record(&ops, Instant::now());
         let changes = diff::changes(&ops);

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use weft_core::wg_key::WgKey;
 
 use super::opening::FirstHandshake;
+use super::roaming::EndpointRule;
 use super::{PeerChanges, WgPeerSpec, WgPeerState};
 
 /// What to change on one existing peer.
@@ -109,11 +110,14 @@ pub(crate) fn keepalive_of(keepalive: Option<u16>) -> Option<u16> {
 /// dropped. Refuses a desired set that repeats a public
 /// key or gives a network to two peers: the device keeps each network on
 /// one peer only, so such a set would never converge. `opening` says who
-/// starts new pairs' sessions, and whose keepalive is still withheld.
+/// starts new pairs' sessions, and whose keepalive is still withheld;
+/// `endpoints` whether an endpoint that differs from the lease is a roam to
+/// respect or a stale one to repair (`wireguard/roaming.rs`).
 pub(crate) fn diff<'a>(
     actual: &[WgPeerState],
     desired: &'a [WgPeerSpec],
     opening: Opening<'_>,
+    endpoints: EndpointRule<'_>,
 ) -> Result<Vec<PeerOp<'a>>, String> {
     let mut owner: HashMap<IpNet, WgKey> = HashMap::new();
     let mut wanted: HashMap<WgKey, &WgPeerSpec> = HashMap::with_capacity(desired.len());
@@ -155,7 +159,7 @@ pub(crate) fn diff<'a>(
         };
         let update = PeerUpdate {
             spec,
-            endpoint: have.endpoint != Some(spec.endpoint),
+            endpoint: endpoints.must_set(have, spec),
             allowed_ips: networks(&have.allowed_ips) != networks(&spec.allowed_ips),
             psk: psk_of(have.psk) != psk_of(spec.psk),
             keepalive: (keepalive_of(have.keepalive) != want_keepalive).then_some(want_keepalive),
@@ -183,7 +187,23 @@ pub(crate) fn changes(ops: &[PeerOp<'_>]) -> PeerChanges {
 
 #[cfg(test)]
 mod tests {
+    use super::super::roaming::LeaseEndpoints;
     use super::*;
+
+    /// The diff of a device whose peers have no session: every endpoint
+    /// that differs from the lease is repaired.
+    fn diff_lease<'a>(
+        actual: &[WgPeerState],
+        desired: &'a [WgPeerSpec],
+    ) -> Result<Vec<PeerOp<'a>>, String> {
+        let memory = LeaseEndpoints::default();
+        diff(
+            actual,
+            desired,
+            Opening::Either,
+            memory.rule(std::time::SystemTime::now()),
+        )
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse()
@@ -223,7 +243,7 @@ mod tests {
     fn applied_state_needs_no_change() {
         let desired = vec![spec(1, &["10.244.1.7/24", "fd00:1::/64"]), spec(2, &[])];
         let actual: Vec<_> = desired.iter().map(state).collect();
-        assert_eq!(diff(&actual, &desired, Opening::Either), Ok(vec![]));
+        assert_eq!(diff_lease(&actual, &desired), Ok(vec![]));
     }
 
     #[test]
@@ -234,7 +254,7 @@ mod tests {
             .parse()
             .unwrap_or_else(|_| unreachable!());
         let actual = vec![state(&moved), state(&spec(2, &["10.244.2.0/24"]))];
-        let ops = diff(&actual, &desired, Opening::Either).unwrap_or_default();
+        let ops = diff_lease(&actual, &desired).unwrap_or_default();
         assert_eq!(
             ops,
             vec![
@@ -263,7 +283,7 @@ mod tests {
     fn a_new_key_is_added_before_the_old_one_is_removed() {
         let desired = vec![spec(7, &["10.244.1.0/24"])];
         let actual = vec![state(&spec(1, &["10.244.1.0/24"]))];
-        let ops = diff(&actual, &desired, Opening::Either).unwrap_or_default();
+        let ops = diff_lease(&actual, &desired).unwrap_or_default();
         assert!(
             matches!(&ops[..], [PeerOp::Add(a), PeerOp::Remove(old)] if a.spec.public_key == WgKey([7; 32]) && *old == WgKey([1; 32])),
             "{ops:?}"
@@ -276,7 +296,7 @@ mod tests {
         let actual = vec![state(&want)];
         want.psk = Some(WgKey([9; 32]));
         want.keepalive = Some(25);
-        let ops = diff(&actual, std::slice::from_ref(&want), Opening::Either).unwrap_or_default();
+        let ops = diff_lease(&actual, std::slice::from_ref(&want)).unwrap_or_default();
         assert!(
             matches!(&ops[..], [PeerOp::Update(u)] if u.psk && u.keepalive == Some(Some(25)) && !u.endpoint && !u.allowed_ips)
         );
@@ -285,8 +305,8 @@ mod tests {
     #[test]
     fn contradictory_sets_are_refused() {
         let twice = vec![spec(1, &[]), spec(1, &[])];
-        assert!(diff(&[], &twice, Opening::Either).is_err_and(|e| e.contains("listed twice")));
+        assert!(diff_lease(&[], &twice).is_err_and(|e| e.contains("listed twice")));
         let shared = vec![spec(1, &["10.244.1.0/24"]), spec(2, &["10.244.1.9/24"])];
-        assert!(diff(&[], &shared, Opening::Either).is_err_and(|e| e.contains("10.244.1.0/24")));
+        assert!(diff_lease(&[], &shared).is_err_and(|e| e.contains("10.244.1.0/24")));
     }
 }

@@ -31,6 +31,7 @@ mod kernel;
 mod key;
 mod key_rotation;
 mod opening;
+mod roaming;
 mod types;
 mod userspace;
 
@@ -42,6 +43,7 @@ pub use key::{PrivateKey, load_or_create_key};
 pub use key_rotation::{
     Staged, key_made_at, remove_rotation_leftovers, rotate_key_file, stage_key_file,
 };
+pub use roaming::{LIVE_SESSION, session_is_live};
 pub use types::{PathPolicy, PeerChanges, WgDeviceSpec, WgPath, WgPeerSpec, WgPeerState};
 
 /// Where the userspace device serves the UAPI socket unless told otherwise:

@@ -258,6 +258,7 @@ fn note_entries(dev: &str, c: &EntryChanges, out: &mut KernelDrift) {
 }
 
 fn wireguard(desired: &DesiredView, wg_views: &[WgPeerView], out: &mut KernelDrift) {
+    let now = std::time::SystemTime::now();
     for w in &desired.wireguard {
         let what = format!("peer {} on {}", w.public_key, w.device);
         match wg_views
@@ -274,7 +275,14 @@ fn wireguard(desired: &DesiredView, wg_views: &[WgPeerView], out: &mut KernelDri
                 let mut want: Vec<&String> = w.allowed_ips.iter().collect();
                 have.sort();
                 want.sort();
-                if v.endpoint.as_deref() != Some(w.endpoint.as_str()) || have != want {
+                // A roamed endpoint with a live session is where the peer
+                // really is: the agent keeps it, so it is no drift.
+                let handshake = v
+                    .last_handshake_unix
+                    .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+                let endpoint_off = v.endpoint.as_deref() != Some(w.endpoint.as_str())
+                    && !weft_dataplane::wireguard::session_is_live(handshake, now);
+                if endpoint_off || have != want {
                     out.drift.push(Drift {
                         kind: "wireguard",
                         what,
@@ -342,5 +350,53 @@ mod tests {
         ));
         let bad = route_plan(&view("10.244.x/24", None, None, false), &own);
         assert!(bad.is_err_and(|e| e.to_string().contains("route destination")));
+    }
+
+    fn wg_state(endpoint: &str, handshake_ago: Option<u64>) -> (DesiredView, Vec<WgPeerView>) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let desired = DesiredView {
+            mtu: 1420,
+            devices: Vec::new(),
+            routes: Vec::new(),
+            neighbours: Vec::new(),
+            fdb: Vec::new(),
+            unprogrammed: Vec::new(),
+            wireguard: vec![weft_core::status::WgPeerWant {
+                device: "flannel-wg".into(),
+                peer: "node2".into(),
+                public_key: "k2".into(),
+                endpoint: "203.0.113.2:51820".into(),
+                allowed_ips: vec!["10.244.2.0/24".into()],
+            }],
+        };
+        let view = WgPeerView {
+            device: "flannel-wg".into(),
+            public_key: "k2".into(),
+            endpoint: Some(endpoint.into()),
+            allowed_ips: vec!["10.244.2.0/24".into()],
+            last_handshake_unix: handshake_ago.map(|ago| now - ago),
+            rx_bytes: 0,
+            tx_bytes: 0,
+        };
+        (desired, vec![view])
+    }
+
+    /// A roamed endpoint with a live session is what the agent keeps: no
+    /// drift. The same endpoint with no session for 3 minutes is drift the
+    /// next pass repairs.
+    #[test]
+    fn roamed_endpoints_are_drift_only_when_their_session_is_gone() {
+        let (desired, views) = wg_state("203.0.113.2:40123", Some(20));
+        let mut out = KernelDrift::default();
+        wireguard(&desired, &views, &mut out);
+        assert!(out.drift.is_empty(), "{:?}", out.drift);
+
+        let (desired, views) = wg_state("203.0.113.2:40123", Some(200));
+        let mut out = KernelDrift::default();
+        wireguard(&desired, &views, &mut out);
+        assert_eq!(out.drift.len(), 1, "{:?}", out.drift);
+        assert!(out.drift[0].problem.contains("endpoint 203.0.113.2:40123"));
     }
 }

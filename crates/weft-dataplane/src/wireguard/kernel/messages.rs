@@ -368,6 +368,7 @@ mod whole {
     use weft_core::wg_key::WgKey;
 
     use super::super::super::diff::{self, Opening};
+    use super::super::super::roaming::LeaseEndpoints;
     use super::super::super::{WgPeerSpec, WgPeerState};
     use super::peer_messages;
 
@@ -393,9 +394,12 @@ mod whole {
             },
             None => Opening::Either,
         };
+        // No memory and no sessions: every endpoint off its lease is set.
+        let endpoints = LeaseEndpoints::default();
+        let rule = endpoints.rule(std::time::SystemTime::now());
         Ok(peer_messages(
             name,
-            &diff::diff(actual, desired, opening)?,
+            &diff::diff(actual, desired, opening, rule)?,
             budget,
         ))
     }
