@@ -122,7 +122,7 @@ impl Lab {
                 store,
                 bin_dir: spec.bin_dir.clone(),
                 image: spec.image.clone(),
-                agent_args: spec.agent_args.clone(),
+                agent_args: agent_args(spec),
                 ip_family: spec.ip_family,
                 ready_timeout_secs: spec.ready_timeout.as_secs().max(1),
                 underlay: Underlay {
@@ -226,4 +226,21 @@ impl Lab {
         }
         Ok(())
     }
+}
+
+/// The agents' extra arguments. An ipsec lab always masquerades
+/// (`--ip-masq`, as kube-flannel.yml runs flannel): without it the CNI
+/// bridge masquerades pod traffic to other nodes behind the node's
+/// address, which no ipsec policy (pod subnet to pod subnet) matches, and
+/// it would leave in clear.
+fn agent_args(spec: &crate::LabSpec) -> Vec<String> {
+    let mut args = spec.agent_args.clone();
+    if spec.backend == crate::Backend::Ipsec
+        && !args
+            .iter()
+            .any(|a| a == "--ip-masq" || a.starts_with("--ip-masq="))
+    {
+        args.push("--ip-masq".into());
+    }
+    args
 }

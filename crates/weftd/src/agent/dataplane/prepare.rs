@@ -158,6 +158,11 @@ impl Dataplane<Netlink> {
             }
             BackendConfig::Ipip(_) | BackendConfig::None => {}
             BackendConfig::Ipsec(opts) => {
+                if !flags.ip_masq {
+                    tracing::warn!(
+                        "ipsec without --ip-masq: the CNI bridge plugin then masquerades pod traffic to other nodes behind this node's address, which no ipsec policy (pod subnet to pod subnet) matches, so it leaves UNENCRYPTED; run with --ip-masq, as kube-flannel.yml does"
+                    );
+                }
                 let state = IpsecState::prepare(cfg, opts, ext.ext_addr)?;
                 status.set_ipsec(state.views());
                 ipsec = Some(state);
