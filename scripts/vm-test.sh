@@ -41,6 +41,8 @@ suites=(
   "weft vm_kernel ignored"
   "weft-dataplane wireguard_kernel_golden ignored"
   "weft-dataplane netlink_links all"
+  "weft vm_ipsec ignored"
+  "weft-dataplane netlink_xfrm all"
 )
 
 echo "vm-test: building the binaries the labs run and the test binaries"
