@@ -332,3 +332,153 @@ fn longest_gap(text: &str) -> Duration {
         .max()
         .unwrap_or(Duration::MAX)
 }
+
+/// A flannel-shaped peer: node2 is turned into a flannel ipsec node (no
+/// flanneld binary exists here, so it is emulated exactly as flannel's
+/// `pkg/backend/ipsec` configures a node: its own charon, one connection
+/// and two PSKs loaded over VICI (here by `swanctl --load-all` from a
+/// swanctl.conf with flannel's names and options), and the three XFRM
+/// policies `ip xfrm policy add` makes as flannel's netlink calls do).
+/// node1 stays weft. Pods reach each other both ways, over ESP SAs with
+/// reqid 11 that weft's charon and the "flannel" charon negotiated.
+#[test]
+#[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
+fn ipsec_flannel_shaped_peer_interoperates() {
+    let mut lab = TestLab::up_with("vif", Backend::Ipsec, |spec| {
+        spec.ready_timeout = READY_WITHIN;
+        spec.nodes = 2;
+        // node2's lease must outlive its agent: flannel would renew it.
+        spec.agent_args = vec!["--subnet-lease-ttl=1800".into()];
+    });
+    for node in nodes(&lab) {
+        wait_for_tunnels(&lab, &node, 1, READY_WITHIN);
+    }
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.lab().name().state_dir().join("net-conf.json")).unwrap(),
+    )
+    .unwrap();
+    let psk = conf["Backend"]["PSK"].as_str().unwrap().to_owned();
+    let (s1, s2) = (lab.subnet("node1"), lab.subnet("node2"));
+    let (ip1, ip2) = ("192.0.2.1", "192.0.2.2");
+
+    // node2 stops being weft: its agent stops its charon (the SAs go);
+    // the policies weft left are replaced by flannel's own below.
+    lab.lab_mut().kill_agent("node2", Signal::SIGTERM).unwrap();
+    lab.ok("node2", &["ip", "xfrm", "policy", "flush"]);
+    lab.ok("node2", &["ip", "xfrm", "state", "flush"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let swanctl = dir.path().join("swanctl.conf");
+    std::fs::write(
+        &swanctl,
+        format!(
+            r#"connections {{
+  {ip2}-{s2}-{s1}-{ip1} {{
+    local_addrs = {ip2}
+    remote_addrs = {ip1}
+    proposals = aes256-sha256-modp4096
+    version = 2
+    keyingtries = 0
+    encap = no
+    local {{
+      auth = psk
+    }}
+    remote {{
+      auth = psk
+    }}
+    children {{
+      {s2}-{s1} {{
+        local_ts = {s2}
+        remote_ts = {s1}
+        esp_proposals = aes128gcm16-sha256-prfsha256-ecp256
+        start_action = start
+        close_action = trap
+        dpd_action = restart
+        mode = tunnel
+        reqid = 11
+        rekey_time = 1h
+        policies = no
+      }}
+    }}
+  }}
+}}
+secrets {{
+  ike-own {{
+    secret = "{psk}"
+    id = {ip2}
+  }}
+  ike-peer {{
+    secret = "{psk}"
+    id = {ip1}
+  }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    // flannel's charon: in node2's network namespace, its VICI socket at
+    // /var/run/charon.vici (the VM's own /run: no other charon uses it).
+    let netns2 = lab.lab().node("node2").unwrap().netns.clone();
+    let mut charon = Command::new("ip")
+        .args(["netns", "exec", &netns2, "/usr/lib/ipsec/charon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "flannel's charon to listen",
+        || std::os::unix::net::UnixStream::connect("/var/run/charon.vici").is_ok(),
+    );
+    let loaded = Command::new("swanctl")
+        .args(["--load-all", "--noprompt", "--file"])
+        .arg(&swanctl)
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "swanctl: {}{}",
+        String::from_utf8_lossy(&loaded.stdout),
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    for (dir, src, dst, from, to) in [
+        ("out", &s2, &s1, ip2, ip1),
+        ("in", &s1, &s2, ip1, ip2),
+        ("fwd", &s1, &s2, ip1, ip2),
+    ] {
+        lab.ok(
+            "node2",
+            &[
+                "ip", "xfrm", "policy", "add", "src", src, "dst", dst, "dir", dir, "tmpl", "src",
+                from, "dst", to, "proto", "esp", "reqid", "11", "mode", "tunnel",
+            ],
+        );
+    }
+
+    let started = Instant::now();
+    wait_for_tunnels(&lab, "node1", 1, Duration::from_secs(90));
+    let (pod1, pod2) = (lab.pod_ip("node1-pod1"), lab.pod_ip("node2-pod1"));
+    wait_for_ping(&lab, "node1-pod1", &pod2, Duration::from_secs(30));
+    wait_for_ping(&lab, "node2-pod1", &pod1, Duration::from_secs(30));
+    eprintln!(
+        "weft and flannel-shaped peers carry pod traffic {:?} after flannel's charon loaded",
+        started.elapsed()
+    );
+    let states = lab.ok("node2", &["ip", "xfrm", "state", "list"]);
+    assert!(
+        states.matches("reqid 11 mode tunnel").count() >= 2,
+        "{states}"
+    );
+    let sas = Command::new("swanctl").arg("--list-sas").output().unwrap();
+    let sas = String::from_utf8_lossy(&sas.stdout);
+    assert!(
+        sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
+        "{sas}"
+    );
+
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(charon.id() as i32),
+        Signal::SIGTERM,
+    );
+    let _ = charon.wait();
+}
