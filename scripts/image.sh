@@ -46,7 +46,7 @@ done
 # The same list as deploy/Dockerfile's final stage: iptables (both
 # backends), nft, CA certificates for etcd over TLS, and strongSwan's
 # charon for an ipsec backend.
-base_packages=(iptables nftables ca-certificates strongswan-charon strongswan-swanctl)
+base_packages=(iptables nftables ca-certificates strongswan-charon strongswan-swanctl libstrongswan-standard-plugins)
 
 work=$(mktemp -d /tmp/weft-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
