@@ -69,3 +69,28 @@ pub fn connection(t: &IpsecTunnel, s: &IpsecSettings) -> Message {
         .section("children", Message::new().section(&t.child_name(), child));
     Message::new().section(&t.conn_name(), conn)
 }
+
+/// The name of the connection that checks the ESP proposal.
+pub const PROPOSAL_CHECK: &str = "weft-proposal-check";
+
+/// `load-conn` of a connection that never starts (loopback addresses,
+/// `start_action` none), loaded and unloaded at start only to have charon
+/// judge the configured ESP proposal before a subnet is leased: charon
+/// refuses a proposal it cannot parse with "invalid value for:
+/// esp_proposals".
+pub fn proposal_check(s: &IpsecSettings) -> Message {
+    let child = Message::new()
+        .list("esp_proposals", [s.esp_proposal.as_str()])
+        .kv("start_action", "none")
+        .kv("mode", "tunnel")
+        .kv("policies", "no");
+    let conn = Message::new()
+        .list("local_addrs", ["127.0.0.1"])
+        .list("remote_addrs", ["127.0.0.2"])
+        .list("proposals", [IKE_PROPOSAL])
+        .kv("version", "2")
+        .section("local", Message::new().kv("auth", "psk"))
+        .section("remote", Message::new().kv("auth", "psk"))
+        .section("children", Message::new().section("check", child));
+    Message::new().section(PROPOSAL_CHECK, conn)
+}

@@ -10,7 +10,7 @@
 //! them installed is rekeyed, which installs new ones.
 
 pub mod charon;
-mod config;
+pub mod config;
 pub mod vici;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -51,6 +51,10 @@ pub enum IpsecError {
     CharonExited { binary: PathBuf, status: String },
     #[error("charon did not open its VICI socket {socket} within {waited:?}")]
     CharonSilent { socket: PathBuf, waited: Duration },
+    #[error(
+        "charon refuses the ESPProposal {proposal:?}: {why}; use a strongSwan ESP proposal such as flannel's default aes128gcm16-sha256-prfsha256-ecp256"
+    )]
+    BadProposal { proposal: String, why: String },
     #[error(transparent)]
     Vici(#[from] ViciError),
     #[error(transparent)]
@@ -187,12 +191,34 @@ impl Ipsec {
             return Err(IpsecError::NoEsp);
         }
         let charon = Charon::start(binary, socket, run_dir)?;
-        Ok(Ipsec {
+        let ipsec = Ipsec {
             charon,
             xfrm,
             settings,
             cluster,
-        })
+        };
+        ipsec.check_proposal()?;
+        Ok(ipsec)
+    }
+
+    /// Has charon judge the ESP proposal (see [`config::proposal_check`]).
+    fn check_proposal(&self) -> Result<(), IpsecError> {
+        let mut vici = self.vici()?;
+        match vici.call_ok("load-conn", config::proposal_check(&self.settings)) {
+            Ok(_) => {}
+            Err(ViciError::Refused { errmsg, .. }) => {
+                return Err(IpsecError::BadProposal {
+                    proposal: self.settings.esp_proposal.clone(),
+                    why: errmsg,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+        vici.call_ok(
+            "unload-conn",
+            Message::new().kv("name", config::PROPOSAL_CHECK),
+        )?;
+        Ok(())
     }
 
     fn vici(&self) -> Result<Vici, IpsecError> {
