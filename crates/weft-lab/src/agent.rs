@@ -133,6 +133,13 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
         }
     }
     let record = state.nodes.iter().find(|n| n.dir == paths.dir);
+    // A node in a cloud: configured as K3s's multicloud guide configures
+    // it (--flannel-external-ip with --node-external-ip, and the private
+    // NIC): the advertised address is not on any interface of the node.
+    if let Some(public) = record.and_then(|n| n.public_ip) {
+        cmd.arg(format!("--public-ip={public}"))
+            .arg(format!("--iface={}", crate::topology::NODE_IFNAME));
+    }
     cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
         .arg("--healthz-port=0")
         .args(&state.agent_args)

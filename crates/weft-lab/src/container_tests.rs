@@ -140,6 +140,8 @@ fn agent_container_runs_the_native_command_line() {
         index: 1,
         netns: "t-node1".into(),
         underlay_ip: std::net::Ipv4Addr::new(192, 0, 2, 1),
+        cloud: None,
+        public_ip: None,
         underlay_ipv6: None,
         subnets: Vec::new(),
         pid: None,

@@ -32,6 +32,7 @@
 
 mod agent;
 mod check;
+mod cloud;
 mod cni;
 mod container;
 mod error;

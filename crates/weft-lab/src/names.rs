@@ -52,6 +52,10 @@ pub const MAX_ETCD_MEMBERS: u32 = 7;
 
 /// Node addresses are `192.0.2.<i>`; .250 and .254 are taken, so stay well below.
 pub const MAX_NODES: u32 = 200;
+/// The most clouds a lab has (`up --clouds`): cloud `c`'s router sits at
+/// `192.0.2.<230 + c>` on the internet segment, clear of the nodes' public
+/// addresses, the etcd members (.241–.247), .250 and .254.
+pub const MAX_CLOUDS: u32 = 9;
 /// host-local hands out at most 253 addresses of a /24; keep a lab readable.
 pub const MAX_PODS_PER_NODE: u32 = 50;
 const MAX_NAME_LEN: usize = 32;
@@ -138,6 +142,7 @@ impl LabName {
             "ul" => Some(NetnsRole::Underlay),
             "store" => Some(NetnsRole::Store),
             _ if parse_etcd_member(rest).is_some() => Some(NetnsRole::Store),
+            _ if parse_cloud_name(rest).is_some() => parse_cloud_name(rest).map(NetnsRole::Cloud),
             _ => {
                 if let Some(i) = parse_node_name(rest) {
                     Some(NetnsRole::Node(i))
@@ -173,6 +178,8 @@ impl std::fmt::Display for LabName {
 pub enum NetnsRole {
     Underlay,
     Store,
+    /// A cloud's router (`<lab>-cloud<c>`), with the cloud's private switch.
+    Cloud(u32),
     Node(u32),
     Pod(u32, u32),
 }
@@ -264,6 +271,49 @@ pub fn node_underlay_ipv6(i: u32) -> Option<Ipv6Addr> {
         .then(|| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, i as u16))
 }
 
+/// Cloud `c`'s router namespace suffix: `cloud<c>`.
+pub fn cloud_name(c: u32) -> String {
+    format!("cloud{c}")
+}
+
+fn parse_cloud_name(s: &str) -> Option<u32> {
+    let c: u32 = s.strip_prefix("cloud")?.parse().ok()?;
+    (1..=MAX_CLOUDS).contains(&c).then_some(c)
+}
+
+/// Which cloud node `i` is in, with `clouds` clouds: round robin, so that
+/// node1 and node2 (the pair most tests use) are in different clouds.
+pub fn cloud_of(i: u32, clouds: u32) -> u32 {
+    (i - 1) % clouds.max(1) + 1
+}
+
+/// Cloud `c`'s private subnet is `172.16.<c>.0/24`; this is its router's
+/// address there, every node's gateway in that cloud.
+pub fn cloud_gateway(c: u32) -> Option<Ipv4Addr> {
+    Some(Ipv4Addr::new(172, 16, u8::try_from(c).ok()?, 254))
+}
+
+/// Node `i`'s private address in cloud `c`: `172.16.<c>.<i>`. Its public
+/// address (the 1:1 NAT mapping) is its flat-lab address,
+/// [`node_underlay_ip`].
+pub fn node_private_ip(c: u32, i: u32) -> Option<Ipv4Addr> {
+    Some(Ipv4Addr::new(
+        172,
+        16,
+        u8::try_from(c).ok()?,
+        u8::try_from(i)
+            .ok()
+            .filter(|&i| i >= 1 && u32::from(i) <= MAX_NODES)?,
+    ))
+}
+
+/// Cloud `c`'s router on the internet segment: `192.0.2.<230 + c>`.
+pub fn router_public_ip(c: u32) -> Option<Ipv4Addr> {
+    (1..=MAX_CLOUDS)
+        .contains(&c)
+        .then(|| Ipv4Addr::new(192, 0, 2, 230 + c as u8))
+}
+
 pub fn node_underlay_ip(i: u32) -> Option<Ipv4Addr> {
     if (1..=MAX_NODES).contains(&i) {
         Some(Ipv4Addr::new(192, 0, 2, u8::try_from(i).ok()?))
@@ -334,6 +384,12 @@ mod tests {
         assert_eq!(parse_pod_name("node1"), None);
         assert_eq!(node_underlay_ip(3), Some(Ipv4Addr::new(192, 0, 2, 3)));
         assert_eq!(node_underlay_ip(0), None);
+        assert_eq!(cloud_of(1, 2), 1);
+        assert_eq!(cloud_of(2, 2), 2);
+        assert_eq!(cloud_of(3, 2), 1);
+        assert_eq!(node_private_ip(2, 4), Some(Ipv4Addr::new(172, 16, 2, 4)));
+        assert_eq!(router_public_ip(1), Some(Ipv4Addr::new(192, 0, 2, 231)));
+        assert_eq!(router_public_ip(MAX_CLOUDS + 1), None);
         assert_eq!(node_underlay_ip(MAX_NODES + 1), None);
     }
 

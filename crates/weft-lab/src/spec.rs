@@ -195,6 +195,11 @@ pub struct LabSpec {
     /// single etcd of `<lab>-store`; more form one cluster, each member
     /// in its own namespace `<lab>-etcd<k>`).
     pub etcd_members: u32,
+    /// 0: one flat underlay. N: the nodes sit in N private clouds, each
+    /// behind a router doing 1:1 NAT to a public address on a shared
+    /// "internet" segment (`up --clouds`); agents run with `--public-ip`
+    /// and `--iface` as K3s's multicloud guide configures them.
+    pub clouds: u32,
 }
 
 impl LabSpec {
@@ -216,6 +221,7 @@ impl LabSpec {
             ready_timeout: Duration::from_secs(30),
             image: None,
             etcd_members: 1,
+            clouds: 0,
         })
     }
 
@@ -248,6 +254,7 @@ impl LabSpec {
             )));
         }
         crate::store_cluster::validate_members(self.store, self.etcd_members)?;
+        self.validate_clouds()?;
         if self
             .backend_options
             .keys()
@@ -255,6 +262,38 @@ impl LabSpec {
         {
             return Err(LabError::Invalid(
                 "backend options must not set Type: choose the backend itself instead".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_clouds(&self) -> Result<(), LabError> {
+        if self.clouds == 0 {
+            return Ok(());
+        }
+        if self.clouds > crate::names::MAX_CLOUDS {
+            return Err(LabError::Invalid(format!(
+                "a lab has at most {} clouds, not {}",
+                crate::names::MAX_CLOUDS,
+                self.clouds
+            )));
+        }
+        if self.clouds > self.nodes {
+            return Err(LabError::Invalid(format!(
+                "{} clouds need at least {} nodes (one per cloud), not {}",
+                self.clouds, self.clouds, self.nodes
+            )));
+        }
+        if self.ip_family != crate::IpFamily::Ipv4 {
+            return Err(LabError::Invalid(
+                "--clouds builds IPv4 1:1 NAT between private and public addresses; \
+                 IPv6 clouds route public addresses without NAT: use --ip-family ipv4"
+                    .to_owned(),
+            ));
+        }
+        if self.image.is_some() {
+            return Err(LabError::Invalid(
+                "--clouds runs the agents directly; it does not combine with --image".to_owned(),
             ));
         }
         Ok(())

@@ -47,6 +47,10 @@ pub struct LabState {
     pub image: Option<String>,
     pub nodes: Vec<NodeRecord>,
     pub pods: Vec<PodRecord>,
+    /// How many clouds the nodes sit in (`up --clouds`); 0: one flat
+    /// underlay.
+    #[serde(default)]
+    pub clouds: u32,
 }
 
 fn default_ready_timeout_secs() -> u64 {
@@ -146,7 +150,15 @@ pub struct NodeRecord {
     pub name: String,
     pub index: u32,
     pub netns: String,
+    /// The address on the node's own NIC (`eth0`): in a lab with clouds,
+    /// its private address in its cloud.
     pub underlay_ip: Ipv4Addr,
+    /// In a lab with clouds: the cloud, and the public address its router
+    /// maps to the node 1:1 (what the agent advertises, `--public-ip`).
+    #[serde(default)]
+    pub cloud: Option<u32>,
+    #[serde(default)]
+    pub public_ip: Option<Ipv4Addr>,
     /// Its IPv6 underlay address in IPv6 and dual-stack labs.
     #[serde(default)]
     pub underlay_ipv6: Option<std::net::Ipv6Addr>,

@@ -318,7 +318,7 @@ fn store_netns(lab: &LabName) -> Result<String, LabError> {
             port: "st",
             address: STORE_IP,
             address_v6: Some(crate::names::STORE_IP_V6),
-            default_route: false,
+            gateway: None,
         },
     )?;
     Ok(netns)

@@ -91,7 +91,7 @@ pub fn start(
                 port: &member.port,
                 address: member.address,
                 address_v6: None,
-                default_route: false,
+                gateway: None,
             },
         )?;
         let child = spawn(&etcd, lab, member, &initial)?;

@@ -72,9 +72,10 @@ pub struct Host<'a> {
     pub address: Ipv4Addr,
     /// Its IPv6 address, in IPv6 and dual-stack labs.
     pub address_v6: Option<Ipv6Addr>,
-    /// Whether to route everything via the underlay gateway (nodes do; the
-    /// store needs no default route).
-    pub default_route: bool,
+    /// Where to route everything: the underlay gateway for nodes on the
+    /// flat underlay, their cloud's router for nodes in a cloud; the store
+    /// and the routers need no default route.
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// Connects `host` to the underlay bridge with a veth pair and configures
@@ -123,14 +124,14 @@ pub fn plug(underlay: &str, host: &Host<'_>) -> Result<(), LabError> {
         nl.set_link_up(index)
             .await
             .ctx(|| format!("cannot set {NODE_IFNAME} up in {ns}"))?;
-        if host.default_route {
+        if let Some(gateway) = host.gateway {
             let route = RouteSpec::unicast(IpNet::V4(Ipv4Net::default()))
-                .via(IpAddr::V4(UNDERLAY_GATEWAY))
+                .via(IpAddr::V4(gateway))
                 .dev(index)
                 .protocol(RTPROT_STATIC);
             nl.replace_route(&route)
                 .await
-                .ctx(|| format!("cannot add the default route via {UNDERLAY_GATEWAY} in {ns}"))?;
+                .ctx(|| format!("cannot add the default route via {gateway} in {ns}"))?;
             if host.address_v6.is_some() {
                 let route = RouteSpec::unicast(IpNet::V6(Ipv6Net::default()))
                     .via(IpAddr::V6(UNDERLAY_GATEWAY_V6))

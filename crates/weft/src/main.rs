@@ -97,6 +97,11 @@ enum Command {
         /// The external interface weftd is told to use (--iface).
         #[arg(long)]
         iface: Option<String>,
+        /// The address weftd advertises (--public-ip), when it is not on the
+        /// interface: a node behind NAT. The check then says which backends
+        /// can cross it.
+        #[arg(long, value_name = "IPV4", env = "FLANNELD_PUBLIC_IP")]
+        public_ip: Option<std::net::Ipv4Addr>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
             kube_api_url,
             node_name,
             iface,
+            public_ip,
             json,
         } => check::run(
             &check::CheckInput {
@@ -186,6 +192,7 @@ fn main() -> ExitCode {
                     node: node_name.unwrap_or_else(host_name),
                 }),
                 iface,
+                public_ip,
             },
             json,
         ),

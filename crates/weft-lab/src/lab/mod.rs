@@ -80,14 +80,21 @@ impl Lab {
     }
 
     /// The namespace of an exec target: a node, a pod, `underlay` or
-    /// (with `--store etcd`) `store`, or a member (`etcd2`) of a
-    /// multi-member etcd.
+    /// (with `--store etcd`) `store`, a member (`etcd2`) of a multi-member
+    /// etcd, or a cloud's router (`cloud1`) in a lab with clouds.
     pub fn netns_of(&self, target: &str) -> Result<String, LabError> {
         if let Some(node) = self.state.node(target) {
             return Ok(node.netns.clone());
         }
         if let Some(pod) = self.state.pod(target) {
             return Ok(pod.netns.clone());
+        }
+        if let Some(c) = target
+            .strip_prefix("cloud")
+            .and_then(|c| c.parse::<u32>().ok())
+            .filter(|c| (1..=self.state.clouds).contains(c))
+        {
+            return Ok(self.state.name.netns_of(&crate::names::cloud_name(c)));
         }
         match (target, &self.state.store) {
             ("underlay", _) => Ok(self.state.underlay.netns.clone()),

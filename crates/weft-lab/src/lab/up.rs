@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::{Lab, require_root};
 use crate::agent;
+use crate::cloud::CloudNode;
 use crate::cni;
 use crate::names::{self, BRIDGE, CLUSTER_NETWORK, OUTSIDE_IP, UNDERLAY_GATEWAY};
 use crate::spec::LabSpec;
@@ -133,10 +134,18 @@ impl Lab {
                 },
                 nodes: Vec::new(),
                 pods: Vec::new(),
+                clouds: spec.clouds,
             },
             children,
         };
         lab.state.save()?;
+        for c in 1..=spec.clouds {
+            progress(&format!(
+                "cloud {c}: router netns {} doing 1:1 NAT to the internet segment",
+                name.netns_of(&names::cloud_name(c))
+            ));
+            lab.build_cloud(c, spec.nodes)?;
+        }
 
         for i in 1..=spec.nodes {
             let node = names::node_name(i);
@@ -163,29 +172,68 @@ impl Lab {
         Ok(lab)
     }
 
+    /// Cloud `c`'s router, with the NAT of the nodes that will be in it.
+    fn build_cloud(&mut self, c: u32, nodes: u32) -> Result<(), LabError> {
+        let members: Vec<CloudNode> = (1..=nodes)
+            .filter(|&i| names::cloud_of(i, self.state.clouds) == c)
+            .map(|i| {
+                Ok(CloudNode {
+                    private: names::node_private_ip(c, i).ok_or_else(|| out_of_range(i))?,
+                    public: names::node_underlay_ip(i).ok_or_else(|| out_of_range(i))?,
+                })
+            })
+            .collect::<Result<_, LabError>>()?;
+        crate::cloud::build_cloud(
+            &self.state.underlay.netns,
+            &self.state.name.netns_of(&names::cloud_name(c)),
+            c,
+            &members,
+        )
+    }
+
     fn build_node(&mut self, i: u32, extra_args: Vec<String>) -> Result<(), LabError> {
         let name = names::node_name(i);
         let netns = self.state.name.netns_of(&name);
-        let address = names::node_underlay_ip(i)
-            .ok_or_else(|| LabError::Invalid(format!("node index {i} is out of range")))?;
+        let public = names::node_underlay_ip(i).ok_or_else(|| out_of_range(i))?;
         let v6 = self.state.ip_family.has_v6();
         let address_v6 = if v6 {
             names::node_underlay_ipv6(i)
         } else {
             None
         };
+        // On the flat underlay a node's address is its public one; in a
+        // cloud it has a private address behind its cloud's router.
+        let (cloud, address, switch, gateway) = if self.state.clouds > 0 {
+            let c = names::cloud_of(i, self.state.clouds);
+            (
+                Some(c),
+                names::node_private_ip(c, i).ok_or_else(|| out_of_range(i))?,
+                self.state.name.netns_of(&names::cloud_name(c)),
+                names::cloud_gateway(c).ok_or_else(|| out_of_range(i))?,
+            )
+        } else {
+            (
+                None,
+                public,
+                self.state.underlay.netns.clone(),
+                UNDERLAY_GATEWAY,
+            )
+        };
         topology::create_host_netns(&netns)?;
         topology::plug(
-            &self.state.underlay.netns,
+            &switch,
             &Host {
                 netns: &netns,
                 port: &format!("n{i}"),
                 address,
                 address_v6,
-                default_route: true,
+                gateway: Some(gateway),
             },
         )?;
         topology::enable_forwarding(&netns, v6)?;
+        if cloud.is_some() {
+            crate::cloud::nic_checksums_on_the_wire(&netns)?;
+        }
         let paths = self.state.name.node_paths(&name);
         std::fs::create_dir_all(&paths.dir)
             .map_err(|e| LabError::io(format!("cannot create {}", paths.dir.display()), e))?;
@@ -194,6 +242,8 @@ impl Lab {
             index: i,
             netns,
             underlay_ip: address,
+            cloud,
+            public_ip: cloud.map(|_| public),
             underlay_ipv6: address_v6,
             subnets: Vec::new(),
             pid: None,
@@ -243,4 +293,8 @@ fn agent_args(spec: &crate::LabSpec) -> Vec<String> {
         args.push("--ip-masq".into());
     }
     args
+}
+
+fn out_of_range(i: u32) -> LabError {
+    LabError::Invalid(format!("node index {i} is out of range"))
 }

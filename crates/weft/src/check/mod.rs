@@ -12,6 +12,7 @@ mod firewall;
 mod ipsec;
 mod kernel;
 mod kube;
+mod nat;
 mod node;
 mod offload;
 
@@ -39,6 +40,9 @@ pub struct CheckInput {
     /// `--iface`-style choice of the external interface (default: the
     /// default route's).
     pub iface: Option<String>,
+    /// weftd's `--public-ip`: the address peers reach this node at, when it
+    /// is not on the interface (a node behind NAT).
+    pub public_ip: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Debug, Serialize)]

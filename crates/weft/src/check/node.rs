@@ -133,6 +133,7 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> (Vec<Finding>, 
     };
     let choice = weft_dataplane::external::InterfaceChoice {
         iface: input.iface.iter().cloned().collect(),
+        public_ip: input.public_ip,
         ..Default::default()
     };
     let detected = tokio::runtime::Builder::new_current_thread()
@@ -197,6 +198,7 @@ pub fn interface(input: &CheckInput, cfg: Option<&NetConfig>) -> (Vec<Finding>, 
             "set Backend.MTU to at most the interface's MTU, or leave it out",
         ));
     }
+    out.extend(super::nat::findings(cfg, ext.ext_addr, ext.iface_addr));
     (out, Some(ext.name))
 }
 

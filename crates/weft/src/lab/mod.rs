@@ -98,6 +98,16 @@ pub struct UpArgs {
     /// partitions members.
     #[arg(long, default_value_t = 1, value_name = "N")]
     etcd_members: u32,
+    /// Put the nodes in N private clouds (1 to 9; 0, the default: one flat
+    /// underlay). Node i sits in cloud ((i-1) mod N)+1 at 172.16.<cloud>.<i>
+    /// behind the cloud's router (netns `<name>-cloud<c>`), which maps it
+    /// 1:1 to the public address 192.0.2.<i> on the shared "internet"
+    /// segment. No cloud routes another's private addresses. Each agent
+    /// runs with --public-ip=<public> --iface=eth0, as K3s's multicloud
+    /// guide configures --flannel-external-ip (docs/multicloud.md).
+    /// IPv4 only.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    clouds: u32,
     /// How many pods on each node (0 to 50).
     #[arg(long, default_value_t = 1)]
     pods_per_node: u32,
@@ -253,6 +263,7 @@ fn up(args: UpArgs) -> Result<ExitCode, LabError> {
     }
     spec.image = args.image.clone();
     spec.etcd_members = args.etcd_members;
+    spec.clouds = args.clouds;
     let result = Lab::up_with_progress(&spec, &mut |line| say_err(&format!("weft lab: {line}")));
     match result {
         Ok(lab) => {

@@ -26,7 +26,12 @@ pub fn up_summary(lab: &Lab) -> String {
     );
     o.push('\n');
     let wireguard = state.backend == Backend::Wireguard;
+    let clouds = state.clouds > 0;
     let mut rows = vec![row(["node", "netns", "underlay", "subnet", "agent"])];
+    if clouds {
+        rows[0].insert(3, "public (1:1 NAT)".to_owned());
+        rows[0].insert(2, "cloud".to_owned());
+    }
     if wireguard {
         rows[0].push("wireguard".to_owned());
     }
@@ -39,6 +44,14 @@ pub fn up_summary(lab: &Lab) -> String {
             n.pid
                 .map_or_else(|| "not running".to_owned(), |p| format!("pid {p}")),
         ];
+        if clouds {
+            r.insert(
+                3,
+                n.public_ip
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            );
+            r.insert(2, n.cloud.map_or_else(|| "-".to_owned(), |c| c.to_string()));
+        }
         if wireguard {
             r.push(wireguard_path(lab, &n.name));
         }
