@@ -16,7 +16,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TestLab, delete_local_lease, lab_exec_ok, wait_until};
+use common::{TestLab, delete_local_lease, wait_until};
 use nix::sys::signal::Signal;
 use weft_core::status::IpsecTunnelView;
 use weft_lab::Backend;
@@ -108,22 +108,23 @@ fn ipsec_matrix_esp_sas_and_readback() {
     }
     lab.assert_matrix();
     common::scenarios::pod_mtu_is_honest(&lab, 1500 - 77);
-    let status = lab_exec_ok(
-        &lab,
+    let socket = lab.lab().node("node1").unwrap().dir.join("weftd.sock");
+    let out = lab.run(
         "node1",
         &[
             env!("CARGO_BIN_EXE_weft"),
             "status",
             "--socket",
-            lab.lab()
-                .node("node1")
-                .unwrap()
-                .dir
-                .join("weftd.sock")
-                .to_str()
-                .unwrap(),
+            socket.to_str().unwrap(),
         ],
     );
+    let status = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{status}");
+    assert!(out.status.success(), "{status}");
     assert!(
         status.contains("ipsec:   2 tunnel(s), reqid 11"),
         "{status}"
