@@ -156,6 +156,29 @@ fn stop_processes(name: &LabName, report: &mut DownReport) -> Result<(), LabErro
         }
         report.processes.push(format!("{program} pid {pid}"));
     }
+    stop_orphan_charons(name, report)?;
+    Ok(())
+}
+
+/// The ipsec backend's charons: each agent stops its own at shutdown, but
+/// one whose agent was SIGKILLed (and never restarted to adopt it) lives
+/// on. weftd notes its pid in the node's `/run/flannel/charon.weft.pid`;
+/// only a live process that is charon is stopped.
+fn stop_orphan_charons(name: &LabName, report: &mut DownReport) -> Result<(), LabError> {
+    let Ok(entries) = std::fs::read_dir(name.state_dir()) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        let file = entry.path().join("run/flannel/charon.weft.pid");
+        let Some(pid) = process::read_pid_file(&file) else {
+            continue;
+        };
+        let is_charon = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "charon"));
+        if is_charon && process::terminate(pid, Signal::SIGTERM, GRACE)? {
+            report.processes.push(format!("charon pid {pid}"));
+        }
+    }
     Ok(())
 }
 

@@ -214,7 +214,9 @@ fn ipsec_underlay_carries_esp_only() {
 /// killed outright is restarted and reloaded at the next pass; an agent
 /// restart (SIGTERM: its charon stops and deletes its SAs; the new agent
 /// starts a new one) interrupts pod traffic for no longer than a
-/// renegotiation; a departed node's tunnel is removed everywhere.
+/// renegotiation, and one killed outright (SIGKILL) not at all (its
+/// charon lives on and is adopted); a departed node's tunnel is removed
+/// everywhere.
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn ipsec_policies_sas_restart_and_departure() {
@@ -315,6 +317,38 @@ fn ipsec_policies_sas_restart_and_departure() {
     let log =
         std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
     assert!(log.contains("stopped charon"), "{log}");
+
+    // An agent killed outright leaves its charon running with every
+    // tunnel; the next agent adopts it: no renegotiation, no gap.
+    let pinger = Command::new("ip")
+        .args([
+            "netns", "exec", &from, "ping", "-D", "-i", "0.2", "-W", "1", &to,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    lab.lab_mut().kill_agent("node1", Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    lab.lab_mut().start_agent("node1").unwrap();
+    wait_for_tunnels(&lab, "node1", 2, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pinger.id() as i32),
+        Signal::SIGINT,
+    );
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let gap = longest_gap(&text);
+    eprintln!("agent SIGKILLed and restarted: longest gap between answers {gap:?}");
+    assert!(gap < Duration::from_secs(2), "longest gap {gap:?}:\n{text}");
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(
+        log.contains("adopting the charon a previous weftd started"),
+        "{log}"
+    );
 
     // node3 leaves: its lease goes, its tunnels go from node1 and node2.
     let gone = lab.subnet("node3");
