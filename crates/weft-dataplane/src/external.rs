@@ -110,6 +110,20 @@ fn best_addr(addrs: &[AddrInfo], family: Family) -> Option<IpAddr> {
     candidates.first().map(|a| a.prefix.addr())
 }
 
+/// The addresses [`detect`] would take from an interface holding `addrs`:
+/// what the agent re-reads to notice that the interface was renumbered.
+pub fn interface_addresses(addrs: &[AddrInfo]) -> (Option<Ipv4Addr>, Option<Ipv6Addr>) {
+    let v4 = match best_addr(addrs, Family::V4) {
+        Some(IpAddr::V4(a)) => Some(a),
+        _ => None,
+    };
+    let v6 = match best_addr(addrs, Family::V6) {
+        Some(IpAddr::V6(a)) => Some(a),
+        _ => None,
+    };
+    (v4, v6)
+}
+
 fn usable(addrs: &[AddrInfo], family: Family) -> impl Iterator<Item = &AddrInfo> {
     addrs
         .iter()
@@ -298,14 +312,7 @@ pub async fn detect(flags: &InterfaceChoice, cfg: &NetConfig) -> Result<External
         return Err(ExternalError::ZeroMtu(link.name));
     }
     let addrs = nl.addresses(index).await?;
-    let iface_addr = match best_addr(&addrs, Family::V4) {
-        Some(IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
-    let iface_addr_v6 = match best_addr(&addrs, Family::V6) {
-        Some(IpAddr::V6(a)) => Some(a),
-        _ => None,
-    };
+    let (iface_addr, iface_addr_v6) = interface_addresses(&addrs);
     let ext_addr = match cfg.enable_ipv4 {
         true => Some(
             flags

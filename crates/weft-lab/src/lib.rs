@@ -52,7 +52,7 @@ mod topology;
 pub use agent::AgentStatus;
 pub use check::{CheckOptions, CheckReport, PairResult};
 pub use error::LabError;
-pub use lab::{Lab, MemberStatus, require_root};
+pub use lab::{Lab, MemberStatus, Renumbered, require_root};
 pub use names::LabName;
 pub use netns::{create_netns, in_netns, netns_path, remove_netns, with_netlink};
 pub use nix::sys::signal::Signal;

@@ -1,6 +1,8 @@
-//! Link events (RTNLGRP_LINK), so the reconciler notices at once when
-//! someone deletes `flannel.1` under it and recreates the device with every
-//! peer, instead of waiting for the next periodic resync.
+//! Link and address events (RTNLGRP_LINK, RTNLGRP_IPV4/IPV6_IFADDR), so the
+//! agent notices at once when someone deletes `flannel.1` under it (and
+//! recreates the device with every peer) or renumbers the external
+//! interface (and publishes its new address), instead of waiting for the
+//! next periodic resync.
 
 use std::os::unix::fs::MetadataExt;
 use std::pin::Pin;
@@ -23,6 +25,9 @@ pub enum LinkEvent {
     New { index: u32, name: String },
     /// RTM_DELLINK: a link was deleted (or moved to another namespace).
     Deleted { index: u32, name: String },
+    /// RTM_NEWADDR or RTM_DELADDR: an address of the link was added or
+    /// removed (a renumbered NIC).
+    Address { index: u32 },
     /// The kernel dropped events because they were not read fast enough
     /// (the socket overran): the caller must resync from a full listing.
     Lost,
@@ -78,9 +83,12 @@ impl Netlink {
             });
         }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| NetlinkError::NoRuntime)?;
-        let (conn, _handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map_err(NetlinkError::Socket)?;
+        let (conn, _handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])
+        .map_err(NetlinkError::Socket)?;
         let driver = runtime.spawn(conn).abort_handle();
         Ok(LinkEvents { messages, driver })
     }
@@ -108,6 +116,11 @@ fn event_of(message: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
                 name: l.name,
             })
         }
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m),
+        ) => Some(LinkEvent::Address {
+            index: m.header.index,
+        }),
         NetlinkPayload::Overrun(_) => Some(LinkEvent::Lost),
         _ => None,
     }

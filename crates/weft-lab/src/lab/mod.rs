@@ -5,9 +5,11 @@
 
 mod agents;
 mod etcd_members;
+mod renumber;
 mod up;
 
 pub use etcd_members::MemberStatus;
+pub use renumber::Renumbered;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, ExitStatus};

@@ -56,6 +56,16 @@ pub enum LabCommand {
     /// keep their addresses and, on a real backend, their traffic.
     Restart(RestartArgs),
 
+    /// Give a node's NIC another address under its running agent.
+    ///
+    /// As a DHCP lease that changes does: `192.0.2.<i>` becomes
+    /// `192.0.2.<i+100>` (a second run moves it back), the new address
+    /// added before the old one goes. An agent with no --public-ip
+    /// publishes the new address in its lease within a resync (10 s) and
+    /// its peers follow, with no restart (docs/multicloud.md). Flat labs
+    /// of at most 100 nodes.
+    Renumber(RestartArgs),
+
     /// Rehearse etcd member loss: status, kill, start, partition, heal.
     ///
     /// For labs brought up with `--store etcd --etcd-members N`, whose
@@ -206,7 +216,7 @@ pub struct ExecArgs {
 pub struct RestartArgs {
     #[command(flatten)]
     name: NameArg,
-    /// The node whose agent restarts (node1 …).
+    /// The node (node1 …).
     node: String,
 }
 
@@ -216,6 +226,7 @@ pub fn run(command: LabCommand) -> ExitCode {
         LabCommand::Check(args) => check(&args),
         LabCommand::Exec(args) => exec(&args),
         LabCommand::Restart(args) => restart(&args),
+        LabCommand::Renumber(args) => renumber(&args),
         LabCommand::Store(args) => store::run(args),
         LabCommand::Down(args) => down(&args),
     });
@@ -345,6 +356,16 @@ fn restart(args: &RestartArgs) -> Result<ExitCode, LabError> {
         node.name,
         node.pid.map_or_else(|| "?".to_owned(), |p| p.to_string()),
         subnets.join(", ")
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn renumber(args: &RestartArgs) -> Result<ExitCode, LabError> {
+    let mut lab = Lab::open(&args.name.name)?;
+    let moved = lab.renumber(&args.node)?;
+    say(&format!(
+        "{}: eth0 {} -> {}; its agent keeps running and publishes the new address itself\n",
+        args.node, moved.from, moved.to
     ));
     Ok(ExitCode::SUCCESS)
 }

@@ -56,6 +56,7 @@ pub struct Metrics {
     store_outages: Counter,
     key_rotations: Counter,
     key_age: Gauge,
+    address_changes: Counter,
 }
 
 impl Default for Metrics {
@@ -180,8 +181,15 @@ impl Metrics {
             "Seconds since this node's WireGuard key was made or last rotated (the key file's age)",
             key_age.clone(),
         );
+        let address_changes = Counter::default();
+        registry.register(
+            "external_address_changes",
+            "Times the external interface was renumbered and the agent followed it without a restart",
+            address_changes.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            address_changes,
             store_available,
             store_outages,
             key_rotations,
@@ -285,6 +293,10 @@ impl Metrics {
                 })
                 .set(age);
         }
+    }
+
+    pub fn address_changed(&self) {
+        self.address_changes.inc();
     }
 
     pub fn key_rotated(&self) {

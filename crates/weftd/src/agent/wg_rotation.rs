@@ -110,11 +110,15 @@ impl RotationState {
 /// The answer to one rotation request: the new public key, or why not.
 pub type RotateReply = tokio::sync::oneshot::Sender<Result<String, String>>;
 
-/// The lease's BackendData for each family after a rotation.
+/// What the lease must publish at once rather than at the next renewal:
+/// the BackendData for each family after a key rotation, or the public
+/// address after the external interface was renumbered. `None`: unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Published {
     pub v4: Option<RawJson>,
     pub v6: Option<RawJson>,
+    pub public_ip: Option<std::net::Ipv4Addr>,
+    pub public_ipv6: Option<std::net::Ipv6Addr>,
 }
 
 impl WireguardState {
@@ -178,6 +182,7 @@ impl WireguardState {
         Published {
             v4: data(self.publish.0),
             v6: data(self.publish.1),
+            ..Published::default()
         }
     }
 }

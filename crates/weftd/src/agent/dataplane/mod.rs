@@ -66,6 +66,18 @@ pub struct Dataplane<K: Kernel = Netlink> {
     /// `Reconciler::apply_additions`).
     applied: Option<Arc<Desired>>,
     peer_log: super::peer_log::PeerLog,
+    /// Which families' published address is the interface's own (no
+    /// `--public-ip(v6)`): those follow a renumbered interface.
+    follows_interface: Follows,
+    /// A new interface address the lease must publish, once seen.
+    renumbered: Option<Published>,
+}
+
+/// Per family, whether the lease's public address is the interface's.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Follows {
+    pub v4: bool,
+    pub v6: bool,
 }
 
 #[cfg(test)]
@@ -104,6 +116,8 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
             ipsec: None,
             applied: None,
             peer_log: Default::default(),
+            follows_interface: Follows { v4: true, v6: true },
+            renumbered: None,
         }
     }
 }
@@ -148,6 +162,7 @@ impl Dataplane<Netlink> {
                 }
                 _ = resync.tick() => {
                     self.refresh_underlay().await;
+                    self.publish_renumbered(&republish);
                     if events.is_none() {
                         events = subscribe(self.reconciler.netlink());
                     }
@@ -187,8 +202,11 @@ impl Dataplane<Netlink> {
                         tracing::warn!(device = %name, "our device was deleted; recreating it and every peer entry");
                         dirty = true;
                     }
-                    Some(LinkEvent::New { index, .. }) if index == self.underlay.index => {
+                    Some(LinkEvent::New { index, .. } | LinkEvent::Address { index })
+                        if index == self.underlay.index =>
+                    {
                         dirty = self.refresh_underlay().await;
+                        self.publish_renumbered(&republish);
                     }
                     Some(LinkEvent::Lost) => {
                         tracing::warn!("link events were dropped by the kernel; resyncing");
@@ -251,6 +269,19 @@ impl Dataplane<Netlink> {
                 tracing::error!("WireGuard key rotation failed: {why}");
                 Err(why)
             }
+        }
+    }
+
+    /// Hands a renumbered interface's address to the lease loop, beside
+    /// whatever a key rotation asked it to publish.
+    fn publish_renumbered(&mut self, republish: &watch::Sender<Option<Published>>) {
+        if let Some(new) = self.renumbered.take() {
+            republish.send_modify(|held| {
+                let mut p = held.clone().unwrap_or_default();
+                p.public_ip = new.public_ip.or(p.public_ip);
+                p.public_ipv6 = new.public_ipv6.or(p.public_ipv6);
+                *held = Some(p);
+            });
         }
     }
 

@@ -199,6 +199,11 @@ impl Dataplane<Netlink> {
                 wireguard,
                 ipsec,
                 applied: None,
+                follows_interface: super::Follows {
+                    v4: flags.public_ip.is_none(),
+                    v6: flags.public_ipv6.is_none(),
+                },
+                renumbered: None,
                 peer_log: Default::default(),
             },
             attrs,

@@ -253,3 +253,51 @@ fn a_failed_pass_is_reported_and_the_next_one_recovers() {
     assert_eq!(routes(&dp), vec![net("10.244.2.0/24")]);
     assert!(dp.applied.is_some());
 }
+
+/// The NIC is renumbered (DHCP gave it another address): the agent sees
+/// it at the next read of the underlay, asks the lease to publish the new
+/// address (no --public-ip here) and the next pass moves the vxlan
+/// device's local address to it, without a restart.
+#[test]
+fn a_renumbered_interface_is_followed_by_the_lease_and_the_device() {
+    let (_dir, mut dp) = running(&[2]);
+    let eth0 = dp.underlay.index;
+    let new: std::net::Ipv4Addr = "192.0.2.101".parse().unwrap_or_else(|_| unreachable!());
+    run(async {
+        use weft_dataplane::reconcile::Kernel as _;
+        dp.reconciler
+            .netlink()
+            .add_address(eth0, net("192.0.2.101/24"))
+            .await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(run(dp.refresh_underlay()), "the new address went unseen");
+    assert_eq!(dp.underlay.addr_v4, Some(new));
+    assert_eq!(dp.renumbered.as_ref().and_then(|p| p.public_ip), Some(new));
+    run(dp.pass(&lease(1), &snapshot(1, &[2]))).unwrap_or_else(|e| panic!("{e:#}"));
+    let dev = dp
+        .reconciler
+        .netlink()
+        .link("flannel.1")
+        .unwrap_or_else(|| panic!("no device"));
+    assert_eq!(
+        dev.vxlan().and_then(|v| v.local),
+        Some(std::net::IpAddr::V4(new))
+    );
+    assert_eq!(routes(&dp), vec![net("10.244.2.0/24")]);
+
+    // With --public-ip the lease keeps the given address; the device
+    // still follows the interface.
+    let (_dir, mut dp) = running(&[2]);
+    dp.follows_interface.v4 = false;
+    run(async {
+        use weft_dataplane::reconcile::Kernel as _;
+        dp.reconciler
+            .netlink()
+            .add_address(eth0, net("192.0.2.101/24"))
+            .await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(run(dp.refresh_underlay()));
+    assert!(dp.renumbered.is_none());
+}

@@ -9,6 +9,7 @@ use weft_core::subnet_env::SubnetEnv;
 use weft_dataplane::reconcile::Kernel;
 
 use super::super::subnet_file;
+use super::super::wg_rotation::Published;
 use super::Dataplane;
 
 impl<K: Kernel> Dataplane<K> {
@@ -70,6 +71,43 @@ impl<K: Kernel> Dataplane<K> {
                 self.underlay.connected = connected;
                 changed = true;
             }
+            changed |= self.follow_addresses(&addrs);
+        }
+        changed
+    }
+
+    /// Notices that the external interface was renumbered (DHCP, a moved
+    /// address): the tunnels' local address follows it at the next pass,
+    /// and where the lease's public address is the interface's (no
+    /// `--public-ip`), the lease is asked to publish the new one, without a
+    /// restart. An interface left with no address keeps the old ones: a
+    /// renumbering adds the new address before it removes the old one, or
+    /// the next read sees the new one.
+    fn follow_addresses(&mut self, addrs: &[weft_dataplane::netlink::AddrInfo]) -> bool {
+        let (v4, v6) = weft_dataplane::external::interface_addresses(addrs);
+        let mut new = Published::default();
+        let mut changed = false;
+        if let Some(v4) = v4.filter(|a| self.underlay.addr_v4.is_some_and(|old| old != *a)) {
+            tracing::warn!(interface = %self.underlay.name, from = ?self.underlay.addr_v4, to = %v4, "the external interface's address changed; following it");
+            self.underlay.addr_v4 = Some(v4);
+            if self.follows_interface.v4 {
+                new.public_ip = Some(v4);
+            }
+            changed = true;
+        }
+        if let Some(v6) = v6.filter(|a| self.underlay.addr_v6.is_some_and(|old| old != *a)) {
+            tracing::warn!(interface = %self.underlay.name, from = ?self.underlay.addr_v6, to = %v6, "the external interface's IPv6 address changed; following it");
+            self.underlay.addr_v6 = Some(v6);
+            if self.follows_interface.v6 {
+                new.public_ipv6 = Some(v6);
+            }
+            changed = true;
+        }
+        if changed {
+            self.status.metrics().address_changed();
+        }
+        if new != Published::default() {
+            self.renumbered = Some(new);
         }
         changed
     }

@@ -101,6 +101,11 @@ pub async fn run<S: LeaseStore>(
     // Renewals failed in a row: a store outage is warned about once, not
     // at every retry (the peer watch reports it in `weft status` too).
     let mut renew_failures = 0u32;
+    // Something the peers must learn now (a new key, a new address) is not
+    // in the store yet: a failed write is retried within a second or two,
+    // not at the outage pace. A renumbered NIC breaks the store
+    // connection bound to the old address, so the first try often fails.
+    let mut publish_pending = false;
     loop {
         let renew_now = tokio::select! {
             _ = shutdown.requested() => break,
@@ -110,17 +115,13 @@ pub async fn run<S: LeaseStore>(
                     republish_open = false;
                     false
                 } else {
-                    // A key rotation: the devices already use the new key;
-                    // the lease must say so now, not at the next renewal.
+                    // A key rotation (the devices already use the new
+                    // key) or a renumbered interface: the lease must say
+                    // so now, not at the next renewal.
                     if let Some(p) = republish.borrow_and_update().clone() {
-                        if let Some(v4) = p.v4 {
-                            lease.attrs.backend_data = Some(v4);
-                        }
-                        if let Some(v6) = p.v6 {
-                            lease.attrs.backend_v6_data = Some(v6);
-                        }
+                        apply_published(&mut lease.attrs, p);
                         req.attrs = lease.attrs.clone();
-                        tracing::info!("publishing the new WireGuard public key in the lease");
+                        publish_pending = true;
                     }
                     true
                 }
@@ -144,6 +145,7 @@ pub async fn run<S: LeaseStore>(
         }
         match store.renew(&lease).await {
             Ok(renewed) => {
+                publish_pending = false;
                 if renew_failures > 0 {
                     tracing::info!(failures = renew_failures, "our lease is renewed again");
                     renew_failures = 0;
@@ -185,8 +187,11 @@ pub async fn run<S: LeaseStore>(
                 renew_at = next_renewal(&lease, margin);
             }
             Err(e) => {
-                let retry = renewal::retry_delay(SystemTime::now(), lease.expiration);
+                let mut retry = renewal::retry_delay(SystemTime::now(), lease.expiration);
                 renew_failures += 1;
+                if publish_pending {
+                    retry = retry.min(Duration::from_secs(1 << renew_failures.min(5)));
+                }
                 if renew_failures == 1 {
                     tracing::warn!(
                         "cannot renew our lease: {e}; retrying in {retry:.1?} and until the store answers (the dataplane is kept meanwhile)"
@@ -203,6 +208,30 @@ pub async fn run<S: LeaseStore>(
     }
     watch_task.abort();
     Ok(())
+}
+
+/// Takes what the dataplane asks to publish into the lease's attributes;
+/// says what changed.
+fn apply_published(attrs: &mut LeaseAttrs, p: Published) {
+    if p.v4.is_some() && p.v4 != attrs.backend_data
+        || p.v6.is_some() && p.v6 != attrs.backend_v6_data
+    {
+        tracing::info!("publishing the new WireGuard public key in the lease");
+    }
+    if let Some(v4) = p.v4 {
+        attrs.backend_data = Some(v4);
+    }
+    if let Some(v6) = p.v6 {
+        attrs.backend_v6_data = Some(v6);
+    }
+    if let Some(ip) = p.public_ip.filter(|ip| attrs.public_ip != Some(*ip)) {
+        tracing::info!(from = ?attrs.public_ip, to = %ip, "publishing this node's new address in the lease");
+        attrs.public_ip = Some(ip);
+    }
+    if let Some(ip) = p.public_ipv6.filter(|ip| attrs.public_ipv6 != Some(*ip)) {
+        tracing::info!(from = ?attrs.public_ipv6, to = %ip, "publishing this node's new IPv6 address in the lease");
+        attrs.public_ipv6 = Some(ip);
+    }
 }
 
 fn next_renewal(lease: &Lease, margin: Duration) -> Option<tokio::time::Instant> {

@@ -167,3 +167,24 @@ async fn a_vanished_lease_is_taken_again_with_the_same_subnet() {
     );
     let _ = node1.stop.send(true);
 }
+
+/// What the dataplane asks to publish lands in the lease's attributes:
+/// a new public address after a renumbering, new BackendData after a key
+/// rotation; `None` leaves a field as it is.
+#[test]
+fn published_changes_reach_the_lease_attributes() {
+    let mut a = attrs(1);
+    let backend = a.backend_data.clone();
+    super::apply_published(
+        &mut a,
+        super::Published {
+            public_ip: Some("192.0.2.101".parse().unwrap_or_else(|_| unreachable!())),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        a.public_ip.map(|ip| ip.to_string()).as_deref(),
+        Some("192.0.2.101")
+    );
+    assert_eq!(a.backend_data, backend);
+}
