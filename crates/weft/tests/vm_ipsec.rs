@@ -163,7 +163,9 @@ fn ipsec_underlay_carries_esp_only() {
             "netns", "exec", &netns, "tcpdump", "-n", "-U", "-i", "br0", "-w",
         ])
         .arg(&pcap)
-        .args(["not arp and not udp port 500 and not udp port 4500"])
+        // IPv4 only: the nodes' IPv6 router solicitations are link-local
+        // chatter, no pod traffic.
+        .args(["ip and not udp port 500 and not udp port 4500"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -525,6 +527,28 @@ secrets {{
     let started = Instant::now();
     wait_for_tunnels(&lab, "node1", 1, Duration::from_secs(90));
     let (pod1, pod2) = (lab.pod_ip("node1-pod1"), lab.pod_ip("node2-pod1"));
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = lab.run("node1-pod1", &["ping", "-c", "2", "-W", "1", &pod2]);
+    for node in ["node1", "node2"] {
+        for argv in [
+            &["ip", "-s", "xfrm", "state", "list"][..],
+            &["ip", "xfrm", "policy", "list"][..],
+            &["ip", "route"][..],
+            &["iptables-save"][..],
+        ] {
+            let out = lab.run(node, argv);
+            eprintln!(
+                "--- {node}: {argv:?}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+    let sas = Command::new("swanctl").arg("--list-sas").output().unwrap();
+    eprintln!(
+        "--- flannel's charon: {}",
+        String::from_utf8_lossy(&sas.stdout)
+    );
+    eprintln!("--- node1 tunnels: {:?}", tunnels(&lab, "node1"));
     wait_for_ping(&lab, "node1-pod1", &pod2, Duration::from_secs(30));
     wait_for_ping(&lab, "node2-pod1", &pod1, Duration::from_secs(30));
     eprintln!(
