@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::agent::wait_for_a_full_pass;
+use common::agent::{metric, wait_for_a_full_pass};
 use common::ping::Pinger;
 use common::{TestLab, lab_exec_ok, require_root, wait_until};
 use weft_lab::Backend;
@@ -136,5 +136,19 @@ fn a_roamed_endpoint_survives_the_agents_passes() {
     assert!(
         drift.iter().all(|d| d["kind"] != "wireguard"),
         "weft status calls the roamed endpoint drift: {drift:?}"
+    );
+    // ... but says where node2 is really reached: behind a NAT, or with a
+    // stale advertised address.
+    let peers = status["peers"].as_array().unwrap();
+    let node2 = peers
+        .iter()
+        .find(|p| p["public_ip"] == node2_ip.as_str())
+        .unwrap_or_else(|| panic!("no row for node2: {peers:?}"));
+    assert_eq!(node2["reached_at"], roamed.as_str(), "{node2}");
+    // And a metric counts such peers, for an alert.
+    wait_until(
+        Duration::from_secs(10),
+        "node1 to count node2 as reached elsewhere",
+        || metric(&lab, "node1", "weft_wireguard_peers_reached_elsewhere") == 1.0,
     );
 }

@@ -52,6 +52,11 @@ pub struct PeerRow {
     /// the devices holding it), `None` for other backends.
     pub rx_bytes: Option<u64>,
     pub tx_bytes: Option<u64>,
+    /// WireGuard: where the peer's packets really come from when that is
+    /// not its lease's address (WireGuard roamed to it): the peer is
+    /// behind a NAT that rewrote its port, or its advertised address
+    /// (`--public-ip`) is stale.
+    pub reached_at: Option<String>,
 }
 
 /// A WireGuard handshake older than this means the tunnel is not working
@@ -127,6 +132,13 @@ fn peer_row(
         })
         .collect();
     let wg_ok = (!wants.is_empty()).then_some(held.len() == wants.len());
+    let reached_at = wants.iter().find_map(|w| {
+        wg_views
+            .iter()
+            .find(|v| v.device == w.device && v.public_key == w.public_key)
+            .and_then(|v| v.endpoint.clone())
+            .filter(|e| *e != w.endpoint)
+    });
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -162,6 +174,7 @@ fn peer_row(
         handshake_age_secs,
         rx_bytes: wg_ok.map(|_| held.iter().map(|v| v.rx_bytes).sum()),
         tx_bytes: wg_ok.map(|_| held.iter().map(|v| v.tx_bytes).sum()),
+        reached_at,
     }
 }
 
@@ -285,6 +298,12 @@ fn print_human(r: &Report) {
             mark(p.fdb),
             p.state
         );
+        if let Some(at) = &p.reached_at {
+            say!(
+                "    reached at {at}, not at its lease's address: it is behind a NAT that \
+                 rewrites its port, or its advertised address (--public-ip) is stale"
+            );
+        }
     }
     for s in &a.skipped {
         say!("  skipped {}: {}", s.id, s.detail);

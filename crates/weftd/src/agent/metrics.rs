@@ -57,6 +57,7 @@ pub struct Metrics {
     key_rotations: Counter,
     key_age: Gauge,
     address_changes: Counter,
+    reached_elsewhere: Gauge,
 }
 
 impl Default for Metrics {
@@ -187,9 +188,16 @@ impl Metrics {
             "Times the external interface was renumbered and the agent followed it without a restart",
             address_changes.clone(),
         );
+        let reached_elsewhere = Gauge::default();
+        registry.register(
+            "wireguard_peers_reached_elsewhere",
+            "WireGuard peers with a live session at another address than their lease's (roamed: behind a NAT that rewrites ports, or a stale --public-ip)",
+            reached_elsewhere.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             address_changes,
+            reached_elsewhere,
             store_available,
             store_outages,
             key_rotations,
@@ -293,6 +301,10 @@ impl Metrics {
                 })
                 .set(age);
         }
+    }
+
+    pub fn peers_reached_elsewhere(&self, n: i64) {
+        self.reached_elsewhere.set(n);
     }
 
     pub fn address_changed(&self) {
