@@ -124,6 +124,23 @@ enum Command {
     /// Operate this node's WireGuard backend.
     #[command(subcommand)]
     Wireguard(WireguardCommand),
+    /// Publish a new public address for this node without restarting weftd.
+    ///
+    /// For a node whose advertised address is given (--public-ip, K3s's
+    /// --node-external-ip with --flannel-external-ip) and has moved: an
+    /// elastic IP re-associated, a NAT mapping changed. Asks the local
+    /// weftd (over its status socket) to write ADDR into its lease; peers
+    /// follow from there. An address taken from the interface needs none of
+    /// this: the agent follows a renumbered interface by itself. Change the
+    /// flag (or the node's public-ip-overwrite annotation) too, or the next
+    /// start publishes the old address again (docs/multicloud.md).
+    PublicIp {
+        /// The node's new public address (IPv4 or IPv6).
+        addr: std::net::IpAddr,
+        /// weftd's --status-socket.
+        #[arg(long, default_value = "/run/flannel/weftd.sock")]
+        socket: PathBuf,
+    },
     /// Run a multi-node weft cluster on this machine (needs root).
     ///
     /// Nodes, pods and an underlay switch are network namespaces; every
@@ -198,6 +215,7 @@ fn main() -> ExitCode {
         ),
         Command::Status { socket, json } => status::run(&socket, json),
         Command::Wireguard(WireguardCommand::RotateKey { socket }) => rotate_key(&socket),
+        Command::PublicIp { addr, socket } => public_ip(addr, &socket),
         Command::Lab(command) => lab::run(command),
     }
 }
@@ -239,6 +257,28 @@ fn rotate_key(socket: &std::path::Path) -> ExitCode {
         return ExitCode::from(1);
     }
     println!("rotated: this node's WireGuard public key is now {body}");
+    ExitCode::SUCCESS
+}
+
+/// `weft public-ip ADDR`: one POST to the agent, its answer printed.
+fn public_ip(addr: std::net::IpAddr, socket: &std::path::Path) -> ExitCode {
+    let resp = match weft_lab::http::post(
+        socket,
+        &format!("/v1/public-ip/{addr}"),
+        std::time::Duration::from_secs(10),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}: is weftd running on this node (and are you root)? see --socket");
+            return ExitCode::from(1);
+        }
+    };
+    let body = String::from_utf8_lossy(&resp.body);
+    if resp.status != 200 {
+        eprintln!("error: the agent did not publish {addr}: {body}");
+        return ExitCode::from(1);
+    }
+    println!("published: this node's lease now advertises {body}");
     ExitCode::SUCCESS
 }
 

@@ -453,15 +453,15 @@ fn kernel_wireguard_key_rotation_flannel_peer() {
     );
 }
 
-/// K3s's multicloud setup on the kernel path (issue 24): 2 clouds × 2
-/// nodes behind 1:1 NAT (`weft lab up --clouds 2`), agents with
-/// `--public-ip` and `--iface`, kernel WireGuard between the public
-/// addresses only; the pod matrix across and within the clouds.
+/// K3s's multicloud setup on the kernel path (issue 24): 2 clouds of one
+/// node each behind 1:1 NAT (`weft lab up --clouds 2`; the host suite runs
+/// 2 × 2 with hairpin NAT), agents with `--public-ip` and `--iface`,
+/// kernel WireGuard between the public addresses only; the pod matrix.
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_wireguard_across_clouds_behind_nat() {
     let lab = vm_lab("vwc", Backend::Wireguard, |spec| {
-        spec.nodes = 4;
+        spec.nodes = 2;
         spec.clouds = 2;
         spec.agent_args = vec!["--wireguard-path=kernel".into()];
     });
@@ -470,7 +470,7 @@ fn kernel_wireguard_across_clouds_behind_nat() {
     }
     lab.assert_matrix();
     let endpoints = lab_exec_ok(&lab, "node1", &["wg", "show", "flannel-wg", "endpoints"]);
-    assert_eq!(endpoints.lines().count(), 3, "{endpoints}");
+    assert_eq!(endpoints.lines().count(), 1, "{endpoints}");
     for line in endpoints.lines() {
         let endpoint = line.split('\t').nth(1).unwrap_or_default();
         assert!(

@@ -160,10 +160,15 @@ async fn run_with<S: LeaseStore>(
     if dataplane.has_wireguard() {
         status.set_rotator(rotate_tx);
     }
+    let (public_ip_tx, public_ip_rx) = tokio::sync::mpsc::channel(4);
+    status.set_public_ip_requests(public_ip_tx);
     let mut dataplane_task = tokio::spawn(dataplane.run(
         lease_rx,
         snapshot_rx,
-        rotate_rx,
+        dataplane::Requests {
+            rotate: rotate_rx,
+            public_ip: public_ip_rx,
+        },
         republish_tx,
         shutdown.clone(),
     ));

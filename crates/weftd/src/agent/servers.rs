@@ -98,6 +98,7 @@ pub async fn spawn_status(path: &Path, status: StatusHandle, shutdown: Shutdown)
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot restrict {}", path.display()))?;
     let rotation = status.clone();
+    let renumber = status.clone();
     let app = Router::new()
         .route(
             "/v1/status",
@@ -117,6 +118,26 @@ pub async fn spawn_status(path: &Path, status: StatusHandle, shutdown: Shutdown)
                     }
                 }
             }),
+        )
+        .route(
+            "/v1/public-ip/{addr}",
+            axum::routing::post(
+                move |axum::extract::Path(addr): axum::extract::Path<String>| {
+                    let status = renumber.clone();
+                    async move {
+                        let Ok(addr) = addr.parse::<std::net::IpAddr>() else {
+                            return (
+                                StatusCode::BAD_REQUEST,
+                                format!("{addr:?} is not an IP address"),
+                            );
+                        };
+                        match status.request_public_ip(addr).await {
+                            Ok(published) => (StatusCode::OK, published),
+                            Err(why) => (StatusCode::CONFLICT, why),
+                        }
+                    }
+                },
+            ),
         );
     let owned: PathBuf = path.to_path_buf();
     tokio::spawn(async move {

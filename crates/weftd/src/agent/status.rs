@@ -45,6 +45,8 @@ struct State {
     /// Where `weft wireguard rotate-key` requests go (the dataplane task).
     rotator: Option<tokio::sync::mpsc::Sender<super::wg_rotation::RotateReply>>,
     rotation: super::wg_rotation::RotationState,
+    /// Where `weft public-ip` requests go (the dataplane task).
+    public_ip: Option<tokio::sync::mpsc::Sender<super::wg_rotation::PublicIpRequest>>,
 }
 
 impl StatusHandle {
@@ -191,6 +193,29 @@ impl StatusHandle {
         };
         let (reply, answer) = tokio::sync::oneshot::channel();
         tx.send(reply)
+            .await
+            .map_err(|_| "the agent is shutting down".to_string())?;
+        answer
+            .await
+            .map_err(|_| "the agent stopped before answering".to_string())?
+    }
+
+    /// Where requests to publish another public address go.
+    pub fn set_public_ip_requests(
+        &self,
+        tx: tokio::sync::mpsc::Sender<super::wg_rotation::PublicIpRequest>,
+    ) {
+        self.lock().public_ip = Some(tx);
+    }
+
+    /// Asks the dataplane task to publish `addr` as this node's public
+    /// address (a NAT mapping that moved): what was published, or why not.
+    pub async fn request_public_ip(&self, addr: std::net::IpAddr) -> Result<String, String> {
+        let Some(tx) = self.lock().public_ip.clone() else {
+            return Err("the agent is not ready yet".into());
+        };
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send((addr, reply))
             .await
             .map_err(|_| "the agent is shutting down".to_string())?;
         answer

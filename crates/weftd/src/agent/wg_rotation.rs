@@ -110,6 +110,10 @@ impl RotationState {
 /// The answer to one rotation request: the new public key, or why not.
 pub type RotateReply = tokio::sync::oneshot::Sender<Result<String, String>>;
 
+/// A request to publish another public address (`weft public-ip`), with
+/// where the answer goes: the address published, or why not.
+pub type PublicIpRequest = (std::net::IpAddr, RotateReply);
+
 /// What the lease must publish at once rather than at the next renewal:
 /// the BackendData for each family after a key rotation, or the public
 /// address after the external interface was renumbered. `None`: unchanged.

@@ -73,6 +73,14 @@ pub struct Dataplane<K: Kernel = Netlink> {
     renumbered: Option<Published>,
 }
 
+/// What the status socket asks of the dataplane task.
+pub struct Requests {
+    /// `weft wireguard rotate-key`.
+    pub rotate: tokio::sync::mpsc::Receiver<RotateReply>,
+    /// `weft public-ip ADDR`.
+    pub public_ip: tokio::sync::mpsc::Receiver<super::wg_rotation::PublicIpRequest>,
+}
+
 /// Per family, whether the lease's public address is the interface's.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Follows {
@@ -127,7 +135,7 @@ impl Dataplane<Netlink> {
         mut self,
         mut lease_rx: watch::Receiver<Option<Lease>>,
         mut snap_rx: watch::Receiver<Option<Arc<PeerSnapshot>>>,
-        mut rotate_rx: tokio::sync::mpsc::Receiver<RotateReply>,
+        mut requests: Requests,
         republish: watch::Sender<Option<Published>>,
         shutdown: Shutdown,
     ) -> Result<()> {
@@ -190,7 +198,10 @@ impl Dataplane<Netlink> {
                         dirty = true;
                     }
                 }
-                Some(reply) = rotate_rx.recv() => {
+                Some((addr, reply)) = requests.public_ip.recv() => {
+                    let _ = reply.send(self.set_public_ip(addr, &republish));
+                }
+                Some(reply) = requests.rotate.recv() => {
                     let answer = self.rotate(&republish).await;
                     let _ = reply.send(answer);
                     // A device that could not be switched was dropped: the
@@ -283,6 +294,30 @@ impl Dataplane<Netlink> {
                 *held = Some(p);
             });
         }
+    }
+
+    /// `weft public-ip ADDR`: publishes `addr` as this node's address in
+    /// its family, as a changed `--public-ip` would after a restart (a NAT
+    /// mapping that moved). The family must be one the network uses.
+    fn set_public_ip(
+        &mut self,
+        addr: std::net::IpAddr,
+        republish: &watch::Sender<Option<Published>>,
+    ) -> Result<String, String> {
+        let mut new = Published::default();
+        match addr {
+            std::net::IpAddr::V4(v4) if self.cfg.enable_ipv4 => new.public_ip = Some(v4),
+            std::net::IpAddr::V6(v6) if self.cfg.enable_ipv6 => new.public_ipv6 = Some(v6),
+            _ => return Err(format!("the network does not use {addr}'s address family")),
+        }
+        if addr.is_unspecified() || addr.is_loopback() || addr.is_multicast() {
+            return Err(format!("{addr} cannot be a node's address"));
+        }
+        tracing::warn!(%addr, "publishing a new public address on request (weft public-ip)");
+        self.status.metrics().address_changed();
+        self.renumbered = Some(new);
+        self.publish_renumbered(republish);
+        Ok(addr.to_string())
     }
 
     /// Whether this node runs the wireguard backend (and so can rotate).
