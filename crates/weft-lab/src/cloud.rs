@@ -155,8 +155,45 @@ pub fn nat_ruleset(nodes: &[CloudNode]) -> String {
     )
 }
 
+/// Moves one node's public address on its cloud's router from `old` to
+/// `new` and loads the NAT of `nodes` (the cloud's nodes, that one with its
+/// new addresses) in place of the old: what a cloud does when an elastic IP
+/// moves. Connections tracked under the old mapping stay with the old
+/// public address, which answers no more.
+pub fn remap(
+    router_netns: &str,
+    old: Ipv4Addr,
+    new: Ipv4Addr,
+    nodes: &[CloudNode],
+) -> Result<(), LabError> {
+    let (old, new) = (IpNet::V4(v4net(old, 32)?), IpNet::V4(v4net(new, 32)?));
+    with_netlink(router_netns, |nl| async move {
+        let wan = match nl.link_by_name(NODE_IFNAME).await {
+            Ok(Some(link)) => link.index,
+            Ok(None) => {
+                return Err(LabError::Invalid(format!(
+                    "link {NODE_IFNAME} is missing in {router_netns}"
+                )));
+            }
+            Err(e) => return Err(LabError::netlink("cannot look up the router's link", e)),
+        };
+        nl.add_address(wan, new)
+            .await
+            .ctx(|| format!("cannot add {new} in {router_netns}"))?;
+        nl.del_address(wan, old)
+            .await
+            .ctx(|| format!("cannot remove {old} in {router_netns}"))
+    })?;
+    load_nat(router_netns, nodes)
+}
+
+/// Loads the NAT of `nodes`, replacing the table in one transaction.
 fn load_nat(router_netns: &str, nodes: &[CloudNode]) -> Result<(), LabError> {
-    let ruleset = nat_ruleset(nodes);
+    // Declaring the table first makes the delete valid on a first load.
+    let ruleset = format!(
+        "table ip weft-lab-nat\ndelete table ip weft-lab-nat\n{}",
+        nat_ruleset(nodes)
+    );
     in_netns(router_netns, move || {
         let mut child = Command::new("nft")
             .args(["-f", "-"])

@@ -159,3 +159,87 @@ fn host_gw_behind_nat_is_refused_with_flannels_reason() {
     let _ = Lab::down_by_name("mc-hg");
     assert!(err.contains("PublicIP differs from interface IP"), "{err}");
 }
+
+/// An elastic IP moved: `weft lab renumber node1` gives node1 a new private
+/// address and its router a new public mapping (192.0.2.101), while the
+/// agent keeps its old --public-ip. node1's packets still reach node2
+/// (WireGuard roams to the new mapping) and node2's `weft status` names the
+/// stale lease address; `weft public-ip` on node1 publishes the new one,
+/// and node2 then finds node1 where its lease says, with no restart.
+#[test]
+fn a_moved_public_mapping_is_seen_by_peers_and_published_without_a_restart() {
+    require_root();
+    let mut lab = TestLab::up_with("mc-eip", Backend::Wireguard, |spec| {
+        spec.nodes = 2;
+        spec.clouds = 2;
+    });
+    let pid = lab.lab().node("node1").unwrap().pid;
+    let moved = lab.lab_mut().renumber("node1").unwrap();
+    assert_eq!(moved.to.to_string(), "172.16.1.101");
+    assert_eq!(
+        moved.public.map(|p| p.to_string()).as_deref(),
+        Some("192.0.2.101")
+    );
+
+    let node1_row = |lab: &TestLab| -> serde_json::Value {
+        let socket = lab.lab().node("node2").unwrap().dir.join("weftd.sock");
+        let out = lab.run(
+            "node2",
+            &[
+                env!("CARGO_BIN_EXE_weft"),
+                "status",
+                "--json",
+                "--socket",
+                socket.to_str().unwrap(),
+            ],
+        );
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let subnet = lab.lab().node("node1").unwrap().subnets[0].to_string();
+        status["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["subnets"][0] == subnet.as_str())
+            .cloned()
+            .unwrap_or_default()
+    };
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "node2 to find node1 at its new public address",
+        || {
+            lab_exec(
+                &lab,
+                "node1-pod1",
+                &["ping", "-c", "1", "-W", "1", &lab.pod_ip("node2-pod1")],
+            );
+            node1_row(&lab)["reached_at"] == "192.0.2.101:51820"
+        },
+    );
+
+    let socket = lab.lab().node("node1").unwrap().dir.join("weftd.sock");
+    lab_exec_ok(
+        &lab,
+        "node1",
+        &[
+            env!("CARGO_BIN_EXE_weft"),
+            "public-ip",
+            "192.0.2.101",
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    );
+    common::wait_until(
+        std::time::Duration::from_secs(30),
+        "node1's lease to say 192.0.2.101",
+        || {
+            let row = node1_row(&lab);
+            row["public_ip"] == "192.0.2.101" && row["reached_at"].is_null()
+        },
+    );
+    assert_eq!(
+        lab.lab().node("node1").unwrap().pid,
+        pid,
+        "the agent was restarted"
+    );
+    lab.assert_matrix();
+}

@@ -7,6 +7,7 @@ use ipnet::{IpNet, Ipv4Net};
 
 use super::Lab;
 use crate::LabError;
+use crate::cloud::CloudNode;
 use crate::names::{MAX_NODES, UNDERLAY_PREFIX_LEN};
 use crate::netns::{in_netns, with_netlink};
 use crate::topology::NODE_IFNAME;
@@ -19,37 +20,34 @@ const STEP: u8 = 100;
 /// stay below the routers' .231).
 pub const MAX_RENUMBERED: u32 = 100;
 
-/// What a renumbering did.
+/// What a renumbering did: the NIC's address, and in a lab with clouds
+/// the node's new public address (its router's new 1:1 mapping).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Renumbered {
     pub from: Ipv4Addr,
     pub to: Ipv4Addr,
+    pub public: Option<Ipv4Addr>,
 }
 
 impl Lab {
-    /// Gives `node`'s `eth0` another address on the underlay without
-    /// touching its agent: the new address is added, then the old one
-    /// removed (`promote_secondaries` keeps the new one and the routes in
-    /// place), as a DHCP client does. A second call moves it back. The
-    /// agent, which advertises its interface's address when no
-    /// `--public-ip` is given, is expected to follow on its own.
+    /// Gives `node`'s `eth0` another address without touching its agent:
+    /// the new address is added, then the old one removed
+    /// (`promote_secondaries` keeps the new one and the routes in place),
+    /// as a DHCP client does. A second call moves it back. The agent, which
+    /// advertises its interface's address when no `--public-ip` is given,
+    /// is expected to follow on its own. In a lab with clouds the node's
+    /// public mapping moves too (`192.0.2.<i>` to `192.0.2.<i+100>` on its
+    /// router), as an elastic IP re-associated: the agent, started with the
+    /// old `--public-ip`, cannot know; `weft public-ip` tells it.
     pub fn renumber(&mut self, node: &str) -> Result<Renumbered, LabError> {
         let record = self.node(node)?.clone();
-        if self.state.clouds > 0 {
-            return Err(LabError::Invalid(
-                "renumber works on the flat underlay only: in a lab with clouds the \
-                 router's NAT and its connection tracking would have to move too"
-                    .to_owned(),
-            ));
-        }
         if self.state.nodes.len() as u32 > MAX_RENUMBERED.min(MAX_NODES) {
             return Err(LabError::Invalid(format!(
                 "renumber needs a lab of at most {MAX_RENUMBERED} nodes"
             )));
         }
         let from = record.underlay_ip;
-        let [a, b, c, d] = from.octets();
-        let to = Ipv4Addr::new(a, b, c, if d > STEP { d - STEP } else { d + STEP });
+        let to = moved(from);
         let netns = record.netns.clone();
         in_netns(&netns, || {
             let path = format!("/proc/sys/net/ipv4/conf/{NODE_IFNAME}/promote_secondaries");
@@ -80,7 +78,40 @@ impl Lab {
                 .await
                 .map_err(|e| LabError::netlink(format!("cannot remove {old} in {ns}"), e))
         })?;
-        self.set_node(node, |n| n.underlay_ip = to)?;
-        Ok(Renumbered { from, to })
+        let public = record.public_ip.map(|old| (old, moved(old)));
+        if let (Some(c), Some((old_public, new_public))) = (record.cloud, public) {
+            let members: Vec<CloudNode> = self
+                .state
+                .nodes
+                .iter()
+                .filter(|n| n.cloud == Some(c))
+                .filter_map(|n| {
+                    let (private, public) = if n.name == record.name {
+                        (to, new_public)
+                    } else {
+                        (n.underlay_ip, n.public_ip?)
+                    };
+                    Some(CloudNode { private, public })
+                })
+                .collect();
+            let router = self.state.name.netns_of(&crate::names::cloud_name(c));
+            crate::cloud::remap(&router, old_public, new_public, &members)?;
+        }
+        self.set_node(node, |n| {
+            n.underlay_ip = to;
+            n.public_ip = public.map(|(_, new)| new);
+        })?;
+        Ok(Renumbered {
+            from,
+            to,
+            public: public.map(|(_, new)| new),
+        })
     }
+}
+
+/// `a.b.c.<d>` moved by [`STEP`], down if it can, else up: a second move
+/// brings it back.
+fn moved(addr: Ipv4Addr) -> Ipv4Addr {
+    let [a, b, c, d] = addr.octets();
+    Ipv4Addr::new(a, b, c, if d > STEP { d - STEP } else { d + STEP })
 }

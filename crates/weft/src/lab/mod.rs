@@ -61,9 +61,11 @@ pub enum LabCommand {
     /// As a DHCP lease that changes does: `192.0.2.<i>` becomes
     /// `192.0.2.<i+100>` (a second run moves it back), the new address
     /// added before the old one goes. An agent with no --public-ip
-    /// publishes the new address in its lease within a resync (10 s) and
-    /// its peers follow, with no restart (docs/multicloud.md). Flat labs
-    /// of at most 100 nodes.
+    /// publishes the new address in its lease at once and its peers
+    /// follow, with no restart. In a lab with clouds the private address
+    /// moves the same way and the router maps a new public address
+    /// (an elastic IP moved); the agent keeps its old --public-ip until
+    /// `weft public-ip` (docs/multicloud.md). Labs of at most 100 nodes.
     Renumber(RestartArgs),
 
     /// Rehearse etcd member loss: status, kill, start, partition, heal.
@@ -363,10 +365,18 @@ fn restart(args: &RestartArgs) -> Result<ExitCode, LabError> {
 fn renumber(args: &RestartArgs) -> Result<ExitCode, LabError> {
     let mut lab = Lab::open(&args.name.name)?;
     let moved = lab.renumber(&args.node)?;
-    say(&format!(
-        "{}: eth0 {} -> {}; its agent keeps running and publishes the new address itself\n",
-        args.node, moved.from, moved.to
-    ));
+    match moved.public {
+        None => say(&format!(
+            "{}: eth0 {} -> {}; its agent keeps running and publishes the new address itself\n",
+            args.node, moved.from, moved.to
+        )),
+        Some(public) => say(&format!(
+            "{}: eth0 {} -> {}, public (1:1 NAT) now {public}; its agent keeps running with the old \
+             --public-ip: `weft lab exec {} -- weft public-ip {public} --socket <node dir>/weftd.sock` \
+             publishes the new one\n",
+            args.node, moved.from, moved.to, args.node
+        )),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
