@@ -29,7 +29,7 @@ use crate::LabError;
 use crate::error::IoContext as _;
 use crate::names::{BRIDGE, cloud_gateway, router_public_ip};
 use crate::netns::{in_netns, with_netlink};
-use crate::topology::{Host, NODE_IFNAME, create_host_netns, enable_forwarding, plug};
+use crate::topology::{Host, NODE_IFNAME, create_host_netns, enable_forwarding, index_of, plug};
 
 /// One node of a cloud, by its two addresses.
 #[derive(Debug, Clone, Copy)]
@@ -76,15 +76,7 @@ pub fn build_cloud(
         nl.set_link_up(br)
             .await
             .ctx(|| format!("cannot set {BRIDGE} up in {router_netns}"))?;
-        let wan = match nl.link_by_name(NODE_IFNAME).await {
-            Ok(Some(link)) => link.index,
-            Ok(None) => {
-                return Err(LabError::Invalid(format!(
-                    "link {NODE_IFNAME} is missing in {router_netns}"
-                )));
-            }
-            Err(e) => return Err(LabError::netlink("cannot look up the router's link", e)),
-        };
+        let wan = index_of(&nl, NODE_IFNAME, router_netns).await?;
         for addr in nodes_public {
             let addr = IpNet::V4(v4net(addr, 32)?);
             nl.add_address(wan, addr)
@@ -168,15 +160,7 @@ pub fn remap(
 ) -> Result<(), LabError> {
     let (old, new) = (IpNet::V4(v4net(old, 32)?), IpNet::V4(v4net(new, 32)?));
     with_netlink(router_netns, |nl| async move {
-        let wan = match nl.link_by_name(NODE_IFNAME).await {
-            Ok(Some(link)) => link.index,
-            Ok(None) => {
-                return Err(LabError::Invalid(format!(
-                    "link {NODE_IFNAME} is missing in {router_netns}"
-                )));
-            }
-            Err(e) => return Err(LabError::netlink("cannot look up the router's link", e)),
-        };
+        let wan = index_of(&nl, NODE_IFNAME, router_netns).await?;
         nl.add_address(wan, new)
             .await
             .ctx(|| format!("cannot add {new} in {router_netns}"))?;

@@ -193,7 +193,9 @@ async fn loopback_up(nl: &Netlink) -> Result<(), LabError> {
         .ctx(|| "cannot set lo up".to_owned())
 }
 
-async fn index_of(nl: &Netlink, name: &str, netns: &str) -> Result<u32, LabError> {
+/// The index of link `name` in the namespace `nl` works in (`netns`, for
+/// the error).
+pub(crate) async fn index_of(nl: &Netlink, name: &str, netns: &str) -> Result<u32, LabError> {
     match nl.link_by_name(name).await {
         Ok(Some(link)) => Ok(link.index),
         Ok(None) => Err(LabError::Invalid(format!(

@@ -240,46 +240,46 @@ enum WireguardCommand {
 
 /// `weft wireguard rotate-key`: one POST to the agent, its answer printed.
 fn rotate_key(socket: &std::path::Path) -> ExitCode {
-    let resp = match weft_lab::http::post(
-        socket,
-        "/v1/wireguard/rotate-key",
-        std::time::Duration::from_secs(30),
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}: is weftd running on this node (and are you root)? see --socket");
-            return ExitCode::from(1);
+    match ask_agent(socket, "/v1/wireguard/rotate-key", 30, "rotate") {
+        Ok(key) => {
+            println!("rotated: this node's WireGuard public key is now {key}");
+            ExitCode::SUCCESS
         }
-    };
-    let body = String::from_utf8_lossy(&resp.body);
-    if resp.status != 200 {
-        eprintln!("error: the agent did not rotate: {body}");
-        return ExitCode::from(1);
+        Err(code) => code,
     }
-    println!("rotated: this node's WireGuard public key is now {body}");
-    ExitCode::SUCCESS
 }
 
 /// `weft public-ip ADDR`: one POST to the agent, its answer printed.
 fn public_ip(addr: std::net::IpAddr, socket: &std::path::Path) -> ExitCode {
-    let resp = match weft_lab::http::post(
-        socket,
-        &format!("/v1/public-ip/{addr}"),
-        std::time::Duration::from_secs(10),
-    ) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}: is weftd running on this node (and are you root)? see --socket");
-            return ExitCode::from(1);
+    let path = format!("/v1/public-ip/{addr}");
+    match ask_agent(socket, &path, 10, &format!("publish {addr}")) {
+        Ok(published) => {
+            println!("published: this node's lease now advertises {published}");
+            ExitCode::SUCCESS
         }
-    };
-    let body = String::from_utf8_lossy(&resp.body);
-    if resp.status != 200 {
-        eprintln!("error: the agent did not publish {addr}: {body}");
-        return ExitCode::from(1);
+        Err(code) => code,
     }
-    println!("published: this node's lease now advertises {body}");
-    ExitCode::SUCCESS
+}
+
+/// POSTs `path` to the local agent's status socket: its answer, or the
+/// exit code after saying why the agent did not `what`.
+fn ask_agent(
+    socket: &std::path::Path,
+    path: &str,
+    timeout_secs: u64,
+    what: &str,
+) -> Result<String, ExitCode> {
+    let resp = weft_lab::http::post(socket, path, std::time::Duration::from_secs(timeout_secs))
+        .map_err(|e| {
+            eprintln!("error: {e}: is weftd running on this node (and are you root)? see --socket");
+            ExitCode::from(1)
+        })?;
+    let body = String::from_utf8_lossy(&resp.body).into_owned();
+    if resp.status != 200 {
+        eprintln!("error: the agent did not {what}: {body}");
+        return Err(ExitCode::from(1));
+    }
+    Ok(body)
 }
 
 /// The kernel's host name, lower-cased as the kubelet names its node.

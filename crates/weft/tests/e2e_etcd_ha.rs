@@ -380,16 +380,7 @@ fn quorum_lost_for_30s_keeps_the_dataplane_then_resumes() {
             "outage reported {:?} after quorum was lost",
             lost_at.elapsed()
         );
-        let socket = lab.lab().node("node1").unwrap().dir.join("weftd.sock");
-        let status = lab.run(
-            "node1",
-            &[
-                env!("CARGO_BIN_EXE_weft"),
-                "status",
-                "--socket",
-                socket.to_str().unwrap(),
-            ],
-        );
+        let status = common::agent::weft_status(&lab, "node1", false);
         let status = String::from_utf8_lossy(&status.stdout).into_owned();
         assert!(status.contains("store:   UNAVAILABLE"), "{status}");
         println!("weft status on node1 during the outage:\n{status}");

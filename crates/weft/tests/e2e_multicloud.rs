@@ -182,18 +182,7 @@ fn a_moved_public_mapping_is_seen_by_peers_and_published_without_a_restart() {
     );
 
     let node1_row = |lab: &TestLab| -> serde_json::Value {
-        let socket = lab.lab().node("node2").unwrap().dir.join("weftd.sock");
-        let out = lab.run(
-            "node2",
-            &[
-                env!("CARGO_BIN_EXE_weft"),
-                "status",
-                "--json",
-                "--socket",
-                socket.to_str().unwrap(),
-            ],
-        );
-        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let status = common::agent::weft_status_json(lab, "node2");
         let subnet = lab.lab().node("node1").unwrap().subnets[0].to_string();
         status["peers"]
             .as_array()

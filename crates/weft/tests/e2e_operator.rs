@@ -10,25 +10,7 @@ use common::{TestLab, require_root, wait_until};
 use weft_lab::Backend;
 
 fn status(lab: &TestLab, node: &str) -> serde_json::Value {
-    let socket = lab.lab().node(node).unwrap().dir.join("weftd.sock");
-    let weft = env!("CARGO_BIN_EXE_weft");
-    let out = lab.run(
-        node,
-        &[
-            weft,
-            "status",
-            "--json",
-            "--socket",
-            socket.to_str().unwrap(),
-        ],
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    common::agent::weft_status_json(lab, node)
 }
 
 /// GET `path` on `node`'s health port.

@@ -120,18 +120,7 @@ fn a_roamed_endpoint_survives_the_agents_passes() {
     );
 
     // weft status agrees: a roamed endpoint with a live session is no drift.
-    let socket = lab.lab().node("node1").unwrap().dir.join("weftd.sock");
-    let out = lab.run(
-        "node1",
-        &[
-            env!("CARGO_BIN_EXE_weft"),
-            "status",
-            "--json",
-            "--socket",
-            socket.to_str().unwrap(),
-        ],
-    );
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = common::agent::weft_status_json(&lab, "node1");
     let drift = status["drift"].as_array().unwrap();
     assert!(
         drift.iter().all(|d| d["kind"] != "wireguard"),

@@ -62,15 +62,7 @@ impl Lab {
         let (old, new) = (prefix(from)?, prefix(to)?);
         let ns = netns.as_str();
         with_netlink(ns, |nl| async move {
-            let index = match nl.link_by_name(NODE_IFNAME).await {
-                Ok(Some(link)) => link.index,
-                Ok(None) => {
-                    return Err(LabError::Invalid(format!(
-                        "{NODE_IFNAME} is missing in {ns}"
-                    )));
-                }
-                Err(e) => return Err(LabError::netlink("cannot find the node's NIC", e)),
-            };
+            let index = crate::topology::index_of(&nl, NODE_IFNAME, ns).await?;
             nl.add_address(index, new)
                 .await
                 .map_err(|e| LabError::netlink(format!("cannot add {new} in {ns}"), e))?;

@@ -66,3 +66,27 @@ pub fn kube_node(
     }
     node.to_string()
 }
+
+/// `weft status` on `node` against its agent's status socket (`--json`
+/// when `json`), as an operator runs it there.
+pub fn weft_status(lab: &TestLab, node: &str, json: bool) -> std::process::Output {
+    let socket = lab.lab().node(node).unwrap().dir.join("weftd.sock");
+    let mut argv = vec![env!("CARGO_BIN_EXE_weft"), "status"];
+    if json {
+        argv.push("--json");
+    }
+    argv.extend(["--socket", socket.to_str().unwrap()]);
+    lab.run(node, &argv)
+}
+
+/// `weft status --json` on `node`, parsed.
+pub fn weft_status_json(lab: &TestLab, node: &str) -> Value {
+    let out = weft_status(lab, node, true);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}

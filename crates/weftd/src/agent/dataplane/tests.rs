@@ -254,6 +254,15 @@ fn a_failed_pass_is_reported_and_the_next_one_recovers() {
     assert!(dp.applied.is_some());
 }
 
+/// Gives the fake NIC `eth0` another address, as a DHCP client would.
+fn renumber(dp: &Dataplane<FakeKernel>, eth0: u32, addr: &str) {
+    run(async {
+        use weft_dataplane::reconcile::Kernel as _;
+        dp.reconciler.netlink().add_address(eth0, net(addr)).await
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 /// The NIC is renumbered (DHCP gave it another address): the agent sees
 /// it at the next read of the underlay, asks the lease to publish the new
 /// address (no --public-ip here) and the next pass moves the vxlan
@@ -263,14 +272,7 @@ fn a_renumbered_interface_is_followed_by_the_lease_and_the_device() {
     let (_dir, mut dp) = running(&[2]);
     let eth0 = dp.underlay.index;
     let new: std::net::Ipv4Addr = "192.0.2.101".parse().unwrap_or_else(|_| unreachable!());
-    run(async {
-        use weft_dataplane::reconcile::Kernel as _;
-        dp.reconciler
-            .netlink()
-            .add_address(eth0, net("192.0.2.101/24"))
-            .await
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    renumber(&dp, eth0, "192.0.2.101/24");
     assert!(run(dp.refresh_underlay()), "the new address went unseen");
     assert_eq!(dp.underlay.addr_v4, Some(new));
     assert_eq!(dp.renumbered.as_ref().and_then(|p| p.public_ip), Some(new));
@@ -290,14 +292,7 @@ fn a_renumbered_interface_is_followed_by_the_lease_and_the_device() {
     // still follows the interface.
     let (_dir, mut dp) = running(&[2]);
     dp.follows_interface.v4 = false;
-    run(async {
-        use weft_dataplane::reconcile::Kernel as _;
-        dp.reconciler
-            .netlink()
-            .add_address(eth0, net("192.0.2.101/24"))
-            .await
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    renumber(&dp, eth0, "192.0.2.101/24");
     assert!(run(dp.refresh_underlay()));
     assert!(dp.renumbered.is_none());
 }
