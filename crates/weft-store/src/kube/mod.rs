@@ -108,6 +108,10 @@ pub struct KubeLeaseStore {
     opts: KubeOptions,
     node_name: OnceCell<String>,
     health: crate::StoreHealth,
+    /// The attributes last written to our node: a renewal that finds the
+    /// annotations differ tells an operator's edit (warned about) from a
+    /// change of ours (a rotated key, a new address).
+    published: std::sync::Mutex<Option<LeaseAttrs>>,
 }
 
 impl KubeLeaseStore {
@@ -126,6 +130,7 @@ impl KubeLeaseStore {
             opts,
             node_name: OnceCell::new(),
             health: crate::StoreHealth::default(),
+            published: std::sync::Mutex::new(None),
         })
     }
 

@@ -126,6 +126,10 @@ impl KubeLeaseStore {
             match retry(&what, || self.patch_status(&name, &body)).await {
                 Ok(_) => {
                     info!(node = %name, annotations = ?patch.keys().collect::<Vec<_>>(), "published our lease in the node's annotations");
+                    *self
+                        .published
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(attrs.clone());
                     return Ok(());
                 }
                 Err(Failure::Conflict) => {
@@ -189,7 +193,17 @@ impl KubeLeaseStore {
             return Err(gone());
         }
         if !node::missing(&node::desired(&self.keys, &lease.attrs, &node), &node).is_empty() {
-            warn!(node = %name, "our annotations were removed or changed; writing them again");
+            let ours_changed = self
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|last| *last != lease.attrs);
+            if ours_changed {
+                info!(node = %name, "publishing our changed lease (a new key or address)");
+            } else {
+                warn!(node = %name, "our annotations were removed or changed; writing them again");
+            }
             self.publish(node, &lease.attrs).await?;
         }
         Ok(Lease {
