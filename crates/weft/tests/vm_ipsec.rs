@@ -488,10 +488,16 @@ secrets {{
     // flannel's charon: in node2's network namespace, its VICI socket at
     // /var/run/charon.vici (the VM's own /run: no other charon uses it).
     let netns2 = lab.lab().node("node2").unwrap().netns.clone();
+    let charon_log = dir.path().join("charon.log");
     let mut charon = Command::new("ip")
         .args(["netns", "exec", &netns2, "/usr/lib/ipsec/charon"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(std::fs::File::create(&charon_log).unwrap())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&charon_log)
+                .unwrap(),
+        )
         .spawn()
         .unwrap();
     wait_until(
@@ -525,6 +531,47 @@ secrets {{
     }
 
     let started = Instant::now();
+    let diagnose = |lab: &TestLab| {
+        for node in ["node1", "node2"] {
+            for argv in [
+                &["ip", "-s", "xfrm", "state", "list"][..],
+                &["ip", "xfrm", "policy", "list"][..],
+                &["ss", "-uanp"][..],
+            ] {
+                let out = lab.run(node, argv);
+                eprintln!(
+                    "--- {node}: {argv:?}\n{}",
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+        }
+        let sas = Command::new("swanctl").arg("--list-sas").output().unwrap();
+        eprintln!(
+            "--- flannel's charon SAs: {}",
+            String::from_utf8_lossy(&sas.stdout)
+        );
+        let conns = Command::new("swanctl")
+            .arg("--list-conns")
+            .output()
+            .unwrap();
+        eprintln!(
+            "--- flannel's charon conns: {}",
+            String::from_utf8_lossy(&conns.stdout)
+        );
+        eprintln!("--- node1 tunnels: {:?}", tunnels(lab, "node1"));
+        let log = std::fs::read_to_string(&charon_log).unwrap_or_default();
+        eprintln!("--- flannel's charon log (tail):\n{}", tail(&log, 60));
+        let log = std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log"))
+            .unwrap_or_default();
+        eprintln!("--- node1 weftd.log (tail):\n{}", tail(&log, 60));
+    };
+    std::thread::sleep(Duration::from_secs(20));
+    if !tunnels(&lab, "node1")
+        .iter()
+        .all(|t| t.child_state == "INSTALLED")
+    {
+        diagnose(&lab);
+    }
     wait_for_tunnels(&lab, "node1", 1, Duration::from_secs(90));
     let (pod1, pod2) = (lab.pod_ip("node1-pod1"), lab.pod_ip("node2-pod1"));
     std::thread::sleep(Duration::from_secs(3));
@@ -572,4 +619,10 @@ secrets {{
         Signal::SIGTERM,
     );
     let _ = charon.wait();
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
