@@ -6,8 +6,8 @@
 //! the smallest set of changes. Decisions live in `weft-core`'s planner.
 
 pub mod drvinfo;
-pub mod ipsec;
 pub mod external;
+pub mod ipsec;
 pub mod netlink;
 pub mod netns;
 pub mod reconcile;
