@@ -422,45 +422,42 @@ fn directions(kernel: &[XfrmSa], t: &IpsecTunnel) -> (usize, usize) {
     (out, inn)
 }
 
-/// charon's IKE SAs by connection name, with their first child SA.
+/// charon's view by connection name. Both ends start their connection,
+/// so a pair often holds two IKE SAs, each with a child SA, and traffic
+/// takes either: states are the best seen (established, installed), SPIs
+/// an installed child's, byte counters the sum over all of them.
 fn list_sas(vici: &mut Vici) -> Result<BTreeMap<String, TunnelView>, IpsecError> {
     let (events, _) = vici.call_streamed("list-sas", "list-sa", Message::new())?;
-    let mut out = BTreeMap::new();
+    Ok(views_of(&events))
+}
+
+/// [`list_sas`]'s reading of charon's `list-sa` events.
+fn views_of(events: &[Message]) -> BTreeMap<String, TunnelView> {
+    let mut out: BTreeMap<String, TunnelView> = BTreeMap::new();
+    let num = |m: &Message, k: &str| m.str(k).and_then(|b| b.parse::<u64>().ok()).unwrap_or(0);
     for event in events {
         for (name, ike) in event.sections() {
-            let mut v = TunnelView {
+            let v = out.entry(name.to_owned()).or_insert_with(|| TunnelView {
                 conn: name.to_owned(),
-                ike_state: ike.str("state").unwrap_or_default(),
                 ..TunnelView::default()
-            };
-            if let Some((_, child)) = ike.sub("child-sas").and_then(|c| {
-                c.sections()
-                    .find(|(_, c)| c.str("state").as_deref() == Some("INSTALLED"))
-                    .or_else(|| c.sections().next())
-            }) {
-                v.child_state = child.str("state").unwrap_or_default();
-                v.spi_in = child.str("spi-in").unwrap_or_default();
-                v.spi_out = child.str("spi-out").unwrap_or_default();
-                v.bytes_in = child
-                    .str("bytes-in")
-                    .and_then(|b| b.parse().ok())
-                    .unwrap_or(0);
-                v.bytes_out = child
-                    .str("bytes-out")
-                    .and_then(|b| b.parse().ok())
-                    .unwrap_or(0);
+            });
+            let ike_state = ike.str("state").unwrap_or_default();
+            if v.ike_state != "ESTABLISHED" {
+                v.ike_state = ike_state;
             }
-            // Several IKE SAs of one connection (a rekey in flight): keep
-            // the established one.
-            let keep = out
-                .get(name)
-                .is_none_or(|old: &TunnelView| old.ike_state != "ESTABLISHED");
-            if keep {
-                out.insert(name.to_owned(), v);
+            for (_, child) in ike.sub("child-sas").into_iter().flat_map(|c| c.sections()) {
+                let state = child.str("state").unwrap_or_default();
+                v.bytes_in += num(child, "bytes-in");
+                v.bytes_out += num(child, "bytes-out");
+                if v.child_state != "INSTALLED" {
+                    v.child_state = state;
+                    v.spi_in = child.str("spi-in").unwrap_or_default();
+                    v.spi_out = child.str("spi-out").unwrap_or_default();
+                }
             }
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! The ipsec dataplane's pure parts: policies and charon's messages.
 
 use super::*;
+use vici::Message;
 
 fn tunnel() -> IpsecTunnel {
     IpsecTunnel {
@@ -116,4 +117,38 @@ fn the_psk_goes_to_charon_and_nowhere_else() {
     assert_eq!(m.str("data").unwrap().len(), 96);
     assert_eq!(m.strs("owners"), vec!["192.0.2.2"]);
     assert!(!format!("{:?}", settings()).contains("kkkk"));
+}
+
+#[test]
+fn duplicate_sas_of_a_pair_read_as_one_tunnel_with_summed_bytes() {
+    let child = |state: &str, spi: &str, bytes: &str| {
+        Message::new()
+            .kv("state", state)
+            .kv("spi-in", spi)
+            .kv("spi-out", spi)
+            .kv("bytes-in", bytes)
+            .kv("bytes-out", bytes)
+    };
+    let ike = |state: &str, c: Message| {
+        Message::new().section(
+            "conn-a",
+            Message::new()
+                .kv("state", state)
+                .section("child-sas", Message::new().section("c-1", c)),
+        )
+    };
+    let events = [
+        ike("CONNECTING", child("CREATED", "c1", "0")),
+        ike("ESTABLISHED", child("INSTALLED", "c2", "100")),
+        ike("ESTABLISHED", child("INSTALLED", "c3", "50")),
+    ];
+    let views = views_of(&events);
+    let v = &views["conn-a"];
+    assert_eq!(
+        (v.ike_state.as_str(), v.child_state.as_str()),
+        ("ESTABLISHED", "INSTALLED")
+    );
+    assert_eq!(v.spi_in, "c2");
+    assert_eq!((v.bytes_in, v.bytes_out), (150, 150));
+    assert!(views_of(&[Message::new().kv("garbage", "x")]).is_empty());
 }
