@@ -437,9 +437,9 @@ fn ipsec_flannel_shaped_peer_interoperates() {
     lab.ok("node2", &["ip", "xfrm", "state", "flush"]);
 
     let dir = tempfile::tempdir().unwrap();
-    let swanctl = dir.path().join("swanctl.conf");
+    let swanctl_conf = dir.path().join("swanctl.conf");
     std::fs::write(
-        &swanctl,
+        &swanctl_conf,
         format!(
             r#"connections {{
   {ip2}-{s2}-{s1}-{ip1} {{
@@ -485,31 +485,39 @@ secrets {{
         ),
     )
     .unwrap();
-    // flannel's charon: in node2's network namespace, its VICI socket at
-    // /var/run/charon.vici (the VM's own /run: no other charon uses it).
+    // flannel's charon: in node2's network namespace and a mount
+    // namespace of its own (a fresh /run for its socket and pid file),
+    // reached through /proc/<pid>/root. Line-buffered: its log is stdout.
     let netns2 = lab.lab().node("node2").unwrap().netns.clone();
     let charon_log = dir.path().join("charon.log");
-    let mut charon = Command::new("ip")
-        .args(["netns", "exec", &netns2, "/usr/lib/ipsec/charon"])
+    let script = "mount --make-rprivate / && mount -t tmpfs tmpfs /run && exec stdbuf -oL /usr/lib/ipsec/charon";
+    let mut charon = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns2}"))
+        .args(["unshare", "--mount", "sh", "-c", script])
         .stdout(std::fs::File::create(&charon_log).unwrap())
-        .stderr(
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&charon_log)
-                .unwrap(),
-        )
+        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let uri = format!("unix:///proc/{}/root/run/charon.vici", charon.id());
+    let socket = format!("/proc/{}/root/run/charon.vici", charon.id());
     wait_until(
         Duration::from_secs(30),
         "flannel's charon to listen",
-        || std::os::unix::net::UnixStream::connect("/var/run/charon.vici").is_ok(),
+        || std::os::unix::net::UnixStream::connect(&socket).is_ok(),
     );
-    let loaded = Command::new("swanctl")
-        .args(["--load-all", "--noprompt", "--file"])
-        .arg(&swanctl)
-        .output()
-        .unwrap();
+    let swanctl = |args: &[&str]| {
+        Command::new("swanctl")
+            .args(args)
+            .args(["--uri", &uri])
+            .output()
+            .unwrap()
+    };
+    let loaded = swanctl(&[
+        "--load-all",
+        "--noprompt",
+        "--file",
+        swanctl_conf.to_str().unwrap(),
+    ]);
     assert!(
         loaded.status.success(),
         "swanctl: {}{}",
@@ -537,7 +545,7 @@ secrets {{
         let mut d = String::new();
         let log = std::fs::read_to_string(&charon_log).unwrap_or_default();
         d += &format!("flannel's charon log:\n{}\n", tail(&log, 15));
-        let sas = Command::new("swanctl").arg("--list-sas").output().unwrap();
+        let sas = swanctl(&["--list-sas"]);
         d += &format!(
             "flannel's charon SAs:\n{}\n",
             tail(&String::from_utf8_lossy(&sas.stdout), 8)
@@ -591,7 +599,7 @@ secrets {{
         states.matches("reqid 11 mode tunnel").count() >= 2,
         "{states}"
     );
-    let sas = Command::new("swanctl").arg("--list-sas").output().unwrap();
+    let sas = swanctl(&["--list-sas"]);
     let sas = String::from_utf8_lossy(&sas.stdout);
     assert!(
         sas.contains("ESTABLISHED") && sas.contains("INSTALLED"),
