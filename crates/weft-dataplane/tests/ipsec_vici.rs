@@ -134,6 +134,18 @@ fn every_command_weft_sends_is_understood_by_charon() {
         matches!(rekey, Ok(_) | Err(ViciError::Refused { .. })),
         "{rekey:?}"
     );
+    // The initiate weft sends for a tunnel without any IKE SA: returns at
+    // once (timeout -1: do not wait for the peer), charon keeps trying.
+    let asked = Instant::now();
+    let initiated = vici.call_ok(
+        "initiate",
+        Message::new()
+            .kv("child", t.child_name())
+            .kv("ike", t.conn_name())
+            .kv("timeout", "-1"),
+    );
+    eprintln!("initiate answered in {:?}: {initiated:?}", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(3), "{initiated:?}");
     vici.call_ok("unload-conn", Message::new().kv("name", t.conn_name()))
         .unwrap();
     let conns = vici

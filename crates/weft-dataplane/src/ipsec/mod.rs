@@ -71,6 +71,7 @@ pub struct IpsecReport {
     pub conns_loaded: usize,
     pub conns_unloaded: usize,
     pub rekeyed: usize,
+    pub initiated: usize,
     pub charon_restarted: bool,
 }
 
@@ -83,6 +84,7 @@ impl IpsecReport {
             + self.conns_loaded
             + self.conns_unloaded
             + self.rekeyed
+            + self.initiated
             + usize::from(self.charon_restarted)
     }
 }
@@ -91,7 +93,7 @@ impl std::fmt::Display for IpsecReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} XFRM policies set, {} removed; {} PSKs loaded, {} removed; {} connections loaded, {} unloaded; {} tunnels rekeyed{}",
+            "{} XFRM policies set, {} removed; {} PSKs loaded, {} removed; {} connections loaded, {} unloaded; {} tunnels rekeyed, {} initiated{}",
             self.policies_set,
             self.policies_removed,
             self.keys_loaded,
@@ -99,6 +101,7 @@ impl std::fmt::Display for IpsecReport {
             self.conns_loaded,
             self.conns_unloaded,
             self.rekeyed,
+            self.initiated,
             if self.charon_restarted {
                 "; charon restarted"
             } else {
@@ -239,8 +242,8 @@ impl Ipsec {
         report.charon_restarted = self.charon.ensure()?;
         let mut vici = self.vici()?;
         self.ensure_keys(&mut vici, local_public, tunnels, &mut report)?;
-        self.ensure_conns(&mut vici, local_public, tunnels, &mut report)?;
-        self.ensure_sas(&mut vici, tunnels, &mut report)?;
+        let loaded = self.ensure_conns(&mut vici, local_public, tunnels, &mut report)?;
+        self.ensure_sas(&mut vici, tunnels, &loaded, &mut report)?;
         Ok(report)
     }
 
@@ -317,19 +320,21 @@ impl Ipsec {
         local_public: Option<Ipv4Addr>,
         tunnels: &[IpsecTunnel],
         report: &mut IpsecReport,
-    ) -> Result<(), IpsecError> {
+    ) -> Result<BTreeSet<String>, IpsecError> {
         let have: BTreeSet<String> = vici
             .call("get-conns", Message::new())?
             .strs("conns")
             .into_iter()
             .collect();
         let mut wanted = BTreeSet::new();
+        let mut loaded = BTreeSet::new();
         for t in tunnels {
             let name = t.conn_name();
             if !have.contains(&name) {
                 vici.call_ok("load-conn", connection(t, &self.settings))?;
                 tracing::info!(conn = %name, peer = %t.peer, "loaded the IKE connection");
                 report.conns_loaded += 1;
+                loaded.insert(name.clone());
             }
             wanted.insert(name);
         }
@@ -344,21 +349,41 @@ impl Ipsec {
                 report.conns_unloaded += 1;
             }
         }
-        Ok(())
+        Ok(loaded)
     }
 
     /// Rekeys the child SA of every tunnel charon counts installed but
-    /// whose SAs are missing from the kernel (deleted under us).
+    /// whose SAs are missing from the kernel (deleted under us), and
+    /// starts every tunnel without any IKE SA: a peer's orderly shutdown
+    /// deletes it, and with `close_action` trap but no trap policies
+    /// (weft installs the policies) neither end starts it again until the
+    /// peer's next charon does; a peer that comes back some other way
+    /// (its charon restarted by hand, a flannel node) is met here.
+    /// Connections loaded in this pass are starting already.
     fn ensure_sas(
         &self,
         vici: &mut Vici,
         tunnels: &[IpsecTunnel],
+        loaded: &BTreeSet<String>,
         report: &mut IpsecReport,
     ) -> Result<(), IpsecError> {
         let kernel = self.xfrm.sas()?;
         let views = list_sas(vici)?;
         for t in tunnels {
             let Some(view) = views.get(&t.conn_name()) else {
+                if !loaded.contains(&t.conn_name()) {
+                    // timeout -1: answer at once; charon keeps trying
+                    // (keyingtries 0).
+                    vici.call_ok(
+                        "initiate",
+                        Message::new()
+                            .kv("child", t.child_name())
+                            .kv("ike", t.conn_name())
+                            .kv("timeout", "-1"),
+                    )?;
+                    tracing::info!(conn = %t.conn_name(), "the tunnel had no IKE SA; starting it");
+                    report.initiated += 1;
+                }
                 continue;
             };
             if view.child_state != "INSTALLED" {
