@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use common::{TestLab, delete_local_lease, wait_until};
 use nix::sys::signal::Signal;
 use weft_core::status::IpsecTunnelView;
+use weft_dataplane::ipsec::vici::{Message, Vici};
 use weft_lab::Backend;
 
 /// Emulation is slow: a 4096-bit DH (flannel's IKE proposal) takes
@@ -405,9 +406,10 @@ fn longest_gap(text: &str) -> Duration {
 /// A flannel-shaped peer: node2 is turned into a flannel ipsec node (no
 /// flanneld binary exists here, so it is emulated exactly as flannel's
 /// `pkg/backend/ipsec` configures a node: its own charon, one connection
-/// and two PSKs loaded over VICI (here by `swanctl --load-all` from a
-/// swanctl.conf with flannel's names and options), and the three XFRM
-/// policies `ip xfrm policy add` makes as flannel's netlink calls do).
+/// and two PSKs loaded over VICI with flannel's fields (swanctl.conf
+/// cannot name a connection flannel's way: dots in a section name nest
+/// it), and the three XFRM policies `ip xfrm policy add` makes as
+/// flannel's netlink calls do).
 /// node1 stays weft. Pods reach each other both ways, over ESP SAs with
 /// reqid 11 that weft's charon and the "flannel" charon negotiated.
 #[test]
@@ -437,54 +439,6 @@ fn ipsec_flannel_shaped_peer_interoperates() {
     lab.ok("node2", &["ip", "xfrm", "state", "flush"]);
 
     let dir = tempfile::tempdir().unwrap();
-    let swanctl_conf = dir.path().join("swanctl.conf");
-    std::fs::write(
-        &swanctl_conf,
-        format!(
-            r#"connections {{
-  {ip2}-{s2}-{s1}-{ip1} {{
-    local_addrs = {ip2}
-    remote_addrs = {ip1}
-    proposals = aes256-sha256-modp4096
-    version = 2
-    keyingtries = 0
-    encap = no
-    local {{
-      auth = psk
-    }}
-    remote {{
-      auth = psk
-    }}
-    children {{
-      {s2}-{s1} {{
-        local_ts = {s2}
-        remote_ts = {s1}
-        esp_proposals = aes128gcm16-sha256-prfsha256-ecp256
-        start_action = start
-        close_action = trap
-        dpd_action = restart
-        mode = tunnel
-        reqid = 11
-        rekey_time = 1h
-        policies = no
-      }}
-    }}
-  }}
-}}
-secrets {{
-  ike-own {{
-    secret = "{psk}"
-    id = {ip2}
-  }}
-  ike-peer {{
-    secret = "{psk}"
-    id = {ip1}
-  }}
-}}
-"#
-        ),
-    )
-    .unwrap();
     // flannel's charon: in node2's network namespace and a mount
     // namespace of its own (a fresh /run for its socket and pid file),
     // reached through /proc/<pid>/root. Line-buffered: its log is stdout.
@@ -512,18 +466,49 @@ secrets {{
             .output()
             .unwrap()
     };
-    let loaded = swanctl(&[
-        "--load-all",
-        "--noprompt",
-        "--file",
-        swanctl_conf.to_str().unwrap(),
-    ]);
-    assert!(
-        loaded.status.success(),
-        "swanctl: {}{}",
-        String::from_utf8_lossy(&loaded.stdout),
-        String::from_utf8_lossy(&loaded.stderr)
-    );
+    // What flannel's handle_charon.go sends over VICI (goStrongswanVici),
+    // written here from flannel's source, not from weft's builder: a PSK
+    // per public IP (no id: flannel sets none) and one connection.
+    let mut vici = Vici::connect(std::path::Path::new(&socket)).unwrap();
+    for owner in [ip2, ip1] {
+        vici.call_ok(
+            "load-shared",
+            Message::new()
+                .kv("type", "IKE")
+                .kv("data", &psk)
+                .list("owners", [owner]),
+        )
+        .unwrap();
+    }
+    let child = Message::new()
+        .list("local_ts", [s2.as_str()])
+        .list("remote_ts", [s1.as_str()])
+        .list("esp_proposals", ["aes128gcm16-sha256-prfsha256-ecp256"])
+        .kv("start_action", "start")
+        .kv("close_action", "trap")
+        .kv("dpd_action", "restart")
+        .kv("mode", "tunnel")
+        .kv("reqid", "11")
+        .kv("rekey_time", "1h")
+        .kv("policies", "no");
+    let conn = Message::new()
+        .list("local_addrs", [ip2])
+        .list("remote_addrs", [ip1])
+        .list("proposals", ["aes256-sha256-modp4096"])
+        .kv("version", "2")
+        .kv("keyingtries", "0")
+        .kv("encap", "no")
+        .section("local", Message::new().kv("auth", "psk"))
+        .section("remote", Message::new().kv("auth", "psk"))
+        .section(
+            "children",
+            Message::new().section(&format!("{s2}-{s1}"), child),
+        );
+    vici.call_ok(
+        "load-conn",
+        Message::new().section(&format!("{ip2}-{s2}-{s1}-{ip1}"), conn),
+    )
+    .unwrap();
     for (dir, src, dst, from, to) in [
         ("out", &s2, &s1, ip2, ip1),
         ("in", &s1, &s2, ip1, ip2),
