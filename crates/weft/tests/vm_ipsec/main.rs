@@ -194,37 +194,6 @@ fn ipsec_policies_sas_restart_and_departure() {
         flushed.elapsed()
     );
 
-    // charon dies (SIGKILL): the next pass starts a new one and gives it
-    // every key and connection again.
-    let pid_file = lab
-        .lab()
-        .name()
-        .node_paths("node1")
-        .run
-        .join("flannel/charon.weft.pid");
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
-    let killed = Instant::now();
-    wait_until(Duration::from_secs(60), "a new charon on node1", || {
-        std::fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-            .is_some_and(|p| p != pid)
-    });
-    wait_for_tunnels(&lab, "node1", 2, Duration::from_secs(90));
-    wait_for_ping(&lab, "node1-pod1", &target, Duration::from_secs(30));
-    eprintln!(
-        "charon killed: a new one and traffic through {:?} later",
-        killed.elapsed()
-    );
-    let log =
-        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
-    assert!(log.contains("charon exited"), "{log}");
-
     // A restart under pings from node2's pod (5 per second).
     let from = lab.lab().pod("node2-pod1").unwrap().netns.clone();
     let to = lab.pod_ip("node1-pod1");
@@ -264,6 +233,37 @@ fn ipsec_policies_sas_restart_and_departure() {
     let log =
         std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
     assert!(log.contains("stopped charon"), "{log}");
+
+    // charon dies (SIGKILL): the next pass starts a new one and gives it
+    // every key and connection again.
+    let pid_file = lab
+        .lab()
+        .name()
+        .node_paths("node1")
+        .run
+        .join("flannel/charon.weft.pid");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    let killed = Instant::now();
+    wait_until(Duration::from_secs(60), "a new charon on node1", || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .is_some_and(|p| p != pid)
+    });
+    wait_for_tunnels(&lab, "node1", 2, Duration::from_secs(90));
+    wait_for_ping(&lab, "node1-pod1", &target, Duration::from_secs(30));
+    eprintln!(
+        "charon killed: a new one and traffic through {:?} later",
+        killed.elapsed()
+    );
+    let log =
+        std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
+    assert!(log.contains("charon exited"), "{log}");
 
     // An agent killed outright leaves its charon running with every
     // tunnel; the next agent adopts it: no renegotiation, no gap.
