@@ -53,6 +53,17 @@ fn ipsec_matrix_esp_sas_and_readback() {
     }
     lab.assert_matrix();
     common::scenarios::pod_mtu_is_honest(&lab, 1500 - 77);
+    // The pods' traffic shows in the agent's tunnel counters (read every
+    // 2 s), on every tunnel of node1.
+    wait_until(
+        Duration::from_secs(20),
+        "node1's tunnel counters to move",
+        || {
+            tunnels(&lab, "node1")
+                .iter()
+                .all(|t| t.bytes_in > 0 && t.bytes_out > 0)
+        },
+    );
     let socket = lab.lab().node("node1").unwrap().dir.join("weftd.sock");
     let out = lab.run(
         "node1",

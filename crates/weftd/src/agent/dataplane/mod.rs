@@ -150,7 +150,7 @@ impl Dataplane<Netlink> {
         let keepers = self.spawn_keepers(&lease_rx, &shutdown);
         let mut events = subscribe(self.reconciler.netlink());
         let mut resync = tokio::time::interval(RESYNC);
-        // WireGuard handshakes and counters move on their own: read them
+        // WireGuard handshakes and ipsec SAs move on their own: read them
         // often enough for `weft status` and the metrics to be current.
         let mut wg_tick = tokio::time::interval(Duration::from_secs(2));
         loop {
@@ -176,7 +176,12 @@ impl Dataplane<Netlink> {
                     }
                     dirty = true;
                 }
-                _ = wg_tick.tick(), if self.wireguard.is_some() => {
+                _ = wg_tick.tick(), if self.wireguard.is_some() || self.ipsec.is_some() => {
+                    // ipsec tunnels' SA states and counters, for `weft
+                    // status`, as often as WireGuard's.
+                    if let (Some(ipsec), Some(applied)) = (&self.ipsec, &self.applied) {
+                        ipsec.refresh(&applied.ipsec);
+                    }
                     let mut due = false;
                     if let Some(wg) = &mut self.wireguard {
                         wg.open_sessions().await;
