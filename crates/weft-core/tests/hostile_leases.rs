@@ -153,6 +153,68 @@ fn all_hostile_leases_together_give_the_same_outcomes() {
     }
 }
 
+/// What the ipsec planner makes of every ipsec4 case that screening lets
+/// through: one tunnel each, only between this node's subnet and a peer
+/// subnet inside the cluster network, towards a usable public IP that is
+/// neither ours nor inside the pod network. A hostile lease never becomes
+/// an SA or a policy.
+#[test]
+fn ipsec_tunnels_come_only_from_accepted_leases() {
+    use std::net::{IpAddr, Ipv4Addr};
+    use weft_core::plan::{self, LocalIdentity, PlanInput, Underlay};
+
+    let cases = load_leases();
+    let (cfg, own) = config("ipsec4");
+    let candidates = cases
+        .iter()
+        .filter(|c| c.config == "ipsec4")
+        .map(|c| (c.name.clone(), decode(&c.key_str(), &c.value)));
+    let screened = peer::screen(&cfg, &own, candidates);
+    let underlay = Underlay {
+        index: 2,
+        name: "eth0".into(),
+        mtu: 1500,
+        addr_v4: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        addr_v6: None,
+        connected: vec!["192.0.2.0/24".parse().unwrap()],
+        driver: None,
+    };
+    let desired = plan::plan(&PlanInput {
+        cfg: &cfg,
+        own: &own,
+        underlay: &underlay,
+        local: &LocalIdentity::default(),
+        peers: &screened.accepted,
+        blackhole: false,
+        kernel_release: "6.1.0",
+    })
+    .unwrap();
+    assert_eq!(desired.ipsec.len(), screened.accepted.len());
+    let network: ipnet::Ipv4Net = "10.244.0.0/16".parse().unwrap();
+    for t in &desired.ipsec {
+        assert_eq!(
+            Some(ipnet::IpNet::V4(t.local_subnet)),
+            own.v4.map(ipnet::IpNet::V4)
+        );
+        assert!(network.contains(&t.remote_subnet), "{t:?}");
+        assert_ne!(t.remote_subnet, t.local_subnet, "{t:?}");
+        assert!(!network.contains(&t.remote_public), "{t:?}");
+        let ip = IpAddr::V4(t.remote_public);
+        assert!(
+            !ip.is_loopback() && !ip.is_unspecified() && !ip.is_multicast(),
+            "{t:?}"
+        );
+        assert_ne!(t.remote_public, Ipv4Addr::new(192, 0, 2, 1), "{t:?}");
+        assert!(
+            screened.accepted.iter().any(|(id, _)| *id == t.peer),
+            "{t:?} is no accepted peer's"
+        );
+    }
+    // The good peer and the two accepted oddities (a PSK in BackendData,
+    // the backend type in capitals), nothing else.
+    assert_eq!(desired.ipsec.len(), 3, "{:?}", desired.ipsec);
+}
+
 /// Screens one arbitrary entry in every config, next to the good peer: no
 /// panic, the good peer kept, and the entry either rejected or valid.
 fn screen_arbitrary(key: &str, value: &[u8]) -> Result<(), TestCaseError> {
