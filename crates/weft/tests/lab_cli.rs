@@ -314,3 +314,57 @@ fn wireguard_lab_names_the_path_of_each_agent() {
         );
     }
 }
+
+/// `weft lab up --clouds 2` and `weft lab check` show each node's private
+/// address, cloud and public (1:1 NAT) address, and `--clouds` with IPv6
+/// is refused naming why.
+#[test]
+fn clouds_lab_shows_both_addresses_of_each_node() {
+    prerequisites();
+    let lab = LabName::new("clouds");
+    let name = lab.0.as_str();
+    let out = weft_ok(&[
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--backend",
+        "wireguard",
+        "--nodes",
+        "2",
+        "--clouds",
+        "2",
+    ]);
+    let summary = text(&out.stdout);
+    let row = summary
+        .lines()
+        .find(|l| l.starts_with("node2 "))
+        .unwrap_or_else(|| panic!("no row for node2 in:\n{summary}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[2..5], ["2", "172.16.2.2", "192.0.2.2"], "{summary}");
+
+    let out = weft_ok(&["lab", "check", "--name", name]);
+    let matrix = text(&out.stdout);
+    assert!(
+        matrix.lines().any(|l| l
+            == "clouds: node1 172.16.1.1 (public 192.0.2.1), node2 172.16.2.2 (public 192.0.2.2)"),
+        "{matrix}"
+    );
+
+    let out = weft(&[
+        "lab",
+        "up",
+        "--name",
+        name,
+        "--clouds",
+        "2",
+        "--ip-family",
+        "dual",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("IPv4 1:1 NAT"),
+        "{}",
+        text(&out.stderr)
+    );
+}

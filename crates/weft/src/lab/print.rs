@@ -183,6 +183,19 @@ pub fn check_matrix(lab: &Lab, report: &CheckReport) -> String {
         report.pairs.len(),
         lab.state().backend
     );
+    if lab.state().clouds > 0 {
+        let nodes: Vec<String> = lab
+            .nodes()
+            .iter()
+            .map(|n| {
+                let public = n
+                    .public_ip
+                    .map_or_else(|| "-".to_owned(), |p| p.to_string());
+                format!("{} {} (public {public})", n.name, n.underlay_ip)
+            })
+            .collect();
+        let _ = writeln!(o, "clouds: {}", nodes.join(", "));
+    }
     if lab.state().backend == Backend::Wireguard {
         let paths: Vec<String> = lab
             .nodes()

@@ -15,6 +15,7 @@
 mod common;
 mod flannel;
 mod helpers;
+mod nat;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
