@@ -49,6 +49,13 @@ pub fn findings(
             format!("{seen}; ipsec without UDPEncap sends bare ESP, which most NATs drop"),
             "set \"UDPEncap\": true in the ipsec backend, or use wireguard",
         ),
+        BackendConfig::Ipsec(_) => Finding::warn(
+            "NAT",
+            format!(
+                "{seen}; weft's ipsec tunnels are not yet known to come up across NAT, UDPEncap or not (docs/multicloud.md)"
+            ),
+            "use wireguard for nodes in different networks or clouds",
+        ),
         _ => Finding::ok(
             "NAT",
             format!(

@@ -15,7 +15,6 @@
 mod common;
 mod flannel;
 mod helpers;
-mod nat;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
