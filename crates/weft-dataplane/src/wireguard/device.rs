@@ -307,6 +307,16 @@ impl WgDevice {
         Ok(changes)
     }
 
+    /// How many of `peers` (read from this device) WireGuard found at
+    /// another endpoint than their lease's, with a live session: the
+    /// endpoints the last [`WgDevice::apply_peers`] left alone.
+    pub fn peers_reached_elsewhere(&self, peers: &[WgPeerState]) -> usize {
+        self.lease_endpoints
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .reached_elsewhere(peers, std::time::SystemTime::now())
+    }
+
     /// Starts the sessions this end owes (kernel path): new peers whose
     /// public key sorts above ours, as soon as the device is up; peers whose
     /// other end has not started one within the grace (a flannel node, or

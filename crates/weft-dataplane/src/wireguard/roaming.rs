@@ -95,6 +95,20 @@ impl LeaseEndpoints {
             .collect();
     }
 
+    /// How many of `peers` have a live session at another endpoint than
+    /// their lease gave at the last pass (roamed: behind a NAT that
+    /// rewrites ports, or a stale advertised address).
+    pub fn reached_elsewhere(&self, peers: &[WgPeerState], now: SystemTime) -> usize {
+        peers
+            .iter()
+            .filter(|p| {
+                let leased = self.last.get(&p.public_key);
+                leased.is_some_and(|l| p.endpoint.is_some_and(|e| e != *l))
+                    && session_is_live(p.last_handshake, now)
+            })
+            .count()
+    }
+
     /// The rule as of `now`.
     pub fn rule(&self, now: SystemTime) -> EndpointRule<'_> {
         EndpointRule { last: self, now }
@@ -185,6 +199,29 @@ mod tests {
             !LeaseEndpoints::default()
                 .rule(now)
                 .must_set(&have, &spec(LEASE))
+        );
+    }
+
+    #[test]
+    fn only_live_peers_off_their_lease_count_as_reached_elsewhere() {
+        let now = SystemTime::now();
+        let mut memory = LeaseEndpoints::default();
+        memory.remember(&[spec(LEASE)]);
+        assert_eq!(
+            memory.reached_elsewhere(&[state(Some(ROAMED), Some(5), now)], now),
+            1
+        );
+        assert_eq!(
+            memory.reached_elsewhere(&[state(Some(ROAMED), Some(200), now)], now),
+            0
+        );
+        assert_eq!(
+            memory.reached_elsewhere(&[state(Some(LEASE), Some(5), now)], now),
+            0
+        );
+        assert_eq!(
+            LeaseEndpoints::default().reached_elsewhere(&[state(Some(ROAMED), Some(5), now)], now),
+            0
         );
     }
 }

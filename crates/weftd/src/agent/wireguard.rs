@@ -74,9 +74,6 @@ pub struct WireguardState {
     /// Devices opened empty whose peers have not been greeted yet.
     fresh: Vec<String>,
     views: PeerViews,
-    /// Each peer's endpoint as its lease gives it (device, public key), to
-    /// count the peers WireGuard found elsewhere (roamed).
-    lease_endpoints: HashMap<(String, WgKey), std::net::SocketAddr>,
 }
 
 impl WireguardState {
@@ -138,7 +135,6 @@ impl WireguardState {
             devices: HashMap::new(),
             fresh: Vec::new(),
             views: PeerViews::default(),
-            lease_endpoints: HashMap::new(),
         })
     }
 
@@ -213,12 +209,6 @@ impl WireguardState {
                     keepalive: p.keepalive,
                 })
                 .collect();
-            self.lease_endpoints.retain(|(dev, _), _| dev != &plan.name);
-            self.lease_endpoints.extend(
-                peers
-                    .iter()
-                    .map(|p| ((plan.name.clone(), p.public_key), p.endpoint)),
-            );
             match device.apply_peers(&peers).await {
                 Ok(changes) if !changes.is_empty() => tracing::info!(
                     device = %plan.name,
@@ -285,18 +275,12 @@ impl WireguardState {
     pub async fn refresh_views(&self, metrics: &super::metrics::Metrics) {
         let mut views = Vec::new();
         let mut elsewhere = 0;
-        let now = SystemTime::now();
         for (name, device) in &self.devices {
             let Ok(peers) = device.peers().await else {
                 continue;
             };
+            elsewhere += device.peers_reached_elsewhere(&peers);
             for p in peers {
-                let leased = self.lease_endpoints.get(&(name.clone(), p.public_key));
-                if leased.is_some_and(|l| p.endpoint.is_some_and(|e| e != *l))
-                    && weft_dataplane::wireguard::session_is_live(p.last_handshake, now)
-                {
-                    elsewhere += 1;
-                }
                 views.push(WgPeerView {
                     device: name.clone(),
                     public_key: p.public_key.to_string(),
@@ -312,7 +296,7 @@ impl WireguardState {
             }
         }
         metrics.observe_wireguard(self.path().as_deref(), &views);
-        metrics.peers_reached_elsewhere(elsewhere);
+        metrics.peers_reached_elsewhere(i64::try_from(elsewhere).unwrap_or(i64::MAX));
         if let Ok(mut shared) = self.views.lock() {
             *shared = views;
         }
