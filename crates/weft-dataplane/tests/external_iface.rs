@@ -2,33 +2,24 @@
 //! interfaces in a fresh network namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+mod common;
 
 use weft_core::netconf;
 use weft_dataplane::external::{
     ExternalError, ExternalInterface, InterfaceChoice as Flags, detect,
 };
 
+/// `ip ARGS`, split at white space; it must succeed.
 fn ip(args: &str) {
-    let out = Command::new("ip")
-        .args(args.split_whitespace())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ip {args}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args: Vec<&str> = args.split_whitespace().collect();
+    common::netns::ip(&args).unwrap();
 }
 
 /// Runs `f` in a new netns holding (veths: this kernel has no dummy
 /// driver): `eth0` 192.0.2.1/24 (default route),
 /// `eth1` 198.51.100.1/24 and 2001:db8:1::1/64, `wan0` 203.0.113.5/24.
 fn in_netns(f: impl FnOnce() + Send + 'static) {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
-    );
+    common::netns::require_root();
     let t = std::thread::spawn(move || {
         weft_dataplane::netns::enter(&weft_dataplane::netns::Netns::Fresh).unwrap();
         for (name, addrs) in [

@@ -9,11 +9,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use weft_core::plan::IpsecTunnel;
 use weft_dataplane::ipsec::IpsecSettings;
 use weft_dataplane::ipsec::charon::find_charon;
 use weft_dataplane::ipsec::config::{connection, shared_key};
 use weft_dataplane::ipsec::vici::{Message, Vici, ViciError};
+
+#[path = "../src/ipsec/fixtures.rs"]
+mod fixtures;
+
+use fixtures::tunnel;
 
 struct Charon(Child);
 
@@ -52,21 +56,11 @@ fn start() -> (Charon, PathBuf) {
     (charon, socket)
 }
 
-fn tunnel() -> IpsecTunnel {
-    IpsecTunnel {
-        peer: "peer".into(),
-        local_public: "192.0.2.1".parse().unwrap(),
-        remote_public: "192.0.2.2".parse().unwrap(),
-        local_subnet: "10.244.1.0/24".parse().unwrap(),
-        remote_subnet: "10.244.2.0/24".parse().unwrap(),
-    }
-}
-
+/// The unit tests' settings, but flannel's default: no UDP encapsulation.
 fn settings() -> IpsecSettings {
     IpsecSettings {
-        psk: "p".repeat(96),
-        esp_proposal: "aes128gcm16-sha256-prfsha256-ecp256".into(),
         udp_encap: false,
+        ..fixtures::settings()
     }
 }
 

@@ -134,35 +134,27 @@ fn duplicate_jumps_and_old_flannel_rules_are_removed_others_kept() {
     let spec = spec_v4(true, true);
     // kube-proxy's jump first, then flannel's jump twice and a per-rule
     // leftover of flannel < 0.16 directly in POSTROUTING.
+    let append: &[&str] = &["iptables", "-t", "nat", "-A", "POSTROUTING"];
     ns.sh(&["iptables", "-t", "nat", "-N", "KUBE-POSTROUTING"]);
-    ns.sh(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-j",
-        "KUBE-POSTROUTING",
-    ]);
+    ns.sh(&[append, &["-j", "KUBE-POSTROUTING"]].concat());
     ns.apply(&r, &spec).unwrap();
-    ns.sh(&[&["iptables", "-t", "nat", "-A", "POSTROUTING"][..], JUMP].concat());
+    ns.sh(&[append, JUMP].concat());
     ns.sh(&[
-        "iptables",
-        "-t",
-        "nat",
-        "-A",
-        "POSTROUTING",
-        "-s",
-        "10.244.0.0/16",
-        "-d",
-        "10.244.0.0/16",
-        "-m",
-        "comment",
-        "--comment",
-        "flanneld masq",
-        "-j",
-        "RETURN",
-    ]);
+        append,
+        &[
+            "-s",
+            "10.244.0.0/16",
+            "-d",
+            "10.244.0.0/16",
+            "-m",
+            "comment",
+            "--comment",
+            "flanneld masq",
+            "-j",
+            "RETURN",
+        ],
+    ]
+    .concat());
 
     let drift = ns.check(&r, &spec);
     let stale = drift

@@ -486,4 +486,6 @@ fn views_of(events: &[Message]) -> BTreeMap<String, TunnelView> {
 }
 
 #[cfg(test)]
+mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -1,26 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The ipsec dataplane's pure parts: policies and charon's messages.
 
+use super::fixtures::{settings, tunnel};
 use super::*;
 use vici::Message;
-
-fn tunnel() -> IpsecTunnel {
-    IpsecTunnel {
-        peer: "10.244.2.0-24".into(),
-        local_public: "192.0.2.1".parse().unwrap(),
-        remote_public: "192.0.2.2".parse().unwrap(),
-        local_subnet: "10.244.1.0/24".parse().unwrap(),
-        remote_subnet: "10.244.2.0/24".parse().unwrap(),
-    }
-}
-
-fn settings() -> IpsecSettings {
-    IpsecSettings {
-        psk: "k".repeat(96),
-        esp_proposal: "aes128gcm16-sha256-prfsha256-ecp256".into(),
-        udp_encap: true,
-    }
-}
 
 #[test]
 fn three_policies_as_flannel_installs_them() {

@@ -45,7 +45,7 @@ const RX_BUFFER: usize = 1 << 20;
 const NLMSGERR_ATTR_MSG: u16 = 1;
 
 /// Bytes of a `struct nlmsghdr`.
-const NLMSG_HDRLEN: usize = 16;
+pub(crate) const NLMSG_HDRLEN: usize = 16;
 
 /// Opens a netlink socket of `protocol` in the calling thread's namespace,
 /// configures it for this layer and spawns its driver on `runtime`.
@@ -209,11 +209,7 @@ where
             return Ok(items);
         }
     }
-    Err(NetlinkError::Kernel {
-        op: op(),
-        errno: nix::libc::EINTR,
-        message: format!("dump interrupted by concurrent changes {DUMP_RETRIES} times in a row"),
-    })
+    Err(NetlinkError::dump_interrupted(op(), DUMP_RETRIES))
 }
 
 /// One dump; `None` when it was interrupted.
@@ -234,13 +230,7 @@ where
         match answer.payload {
             NetlinkPayload::InnerMessage(inner) => items.push(inner),
             NetlinkPayload::Done(_) => return Ok((!interrupted).then_some(items)),
-            NetlinkPayload::Overrun(_) => {
-                return Err(NetlinkError::Kernel {
-                    op: op(),
-                    errno: nix::libc::ENOBUFS,
-                    message: "the dump overran the socket buffer".into(),
-                });
-            }
+            NetlinkPayload::Overrun(_) => return Err(NetlinkError::overrun(op(), "dump")),
             _ => {}
         }
     }

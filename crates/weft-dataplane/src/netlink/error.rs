@@ -76,6 +76,26 @@ impl NetlinkError {
         }
     }
 
+    /// A dump that the kernel flagged as interrupted by a concurrent change
+    /// (NLM_F_DUMP_INTR) `tries` times in a row.
+    pub(crate) fn dump_interrupted(op: String, tries: usize) -> NetlinkError {
+        NetlinkError::Kernel {
+            op,
+            errno: nix::libc::EINTR,
+            message: format!("dump interrupted by concurrent changes {tries} times in a row"),
+        }
+    }
+
+    /// NLMSG_OVERRUN: `what` (the dump, the answer) overran the socket's
+    /// receive buffer, so some of it was lost.
+    pub(crate) fn overrun(op: String, what: &str) -> NetlinkError {
+        NetlinkError::Kernel {
+            op,
+            errno: nix::libc::ENOBUFS,
+            message: format!("the {what} overran the socket buffer"),
+        }
+    }
+
     /// True when the object was not there; see [`NetlinkError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, NetlinkError::NotFound { .. })

@@ -5,6 +5,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_XFRM};
 
 use super::message::{
@@ -12,15 +15,7 @@ use super::message::{
     MSG_UPDPOLICY, PolicyDir, XfrmPolicy, XfrmSa,
 };
 use crate::netlink::NetlinkError;
-
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_DUMP: u16 = 0x300;
-const NLM_F_EXCL: u16 = 0x200;
-const NLM_F_CREATE: u16 = 0x400;
-const HEADER_LEN: usize = 16;
+use crate::netlink::conn::NLMSG_HDRLEN;
 
 /// A connection to the kernel's XFRM netlink, bound to the network
 /// namespace of the thread that opened it.
@@ -75,37 +70,41 @@ impl Xfrm {
 
     /// Every main-type policy of the namespace, in the kinds weft reads.
     pub fn policies(&self) -> Result<Vec<XfrmPolicy>, NetlinkError> {
-        let op = "xfrm policy dump";
-        let mut out = Vec::new();
-        self.request(
-            op,
+        self.dump(
+            "xfrm policy dump",
             MSG_GETPOLICY,
-            NLM_F_DUMP,
-            &message::dump_payload(MSG_GETPOLICY),
-            |kind, payload| {
-                if kind == MSG_NEWPOLICY
-                    && let Some(p) = message::parse_policy(payload).map_err(|e| protocol(op, e))?
-                {
-                    out.push(p);
-                }
-                Ok(())
-            },
-        )?;
-        Ok(out)
+            MSG_NEWPOLICY,
+            message::parse_policy,
+        )
     }
 
     /// Every SA of the namespace.
     pub fn sas(&self) -> Result<Vec<XfrmSa>, NetlinkError> {
-        let op = "xfrm state dump";
+        self.dump("xfrm state dump", MSG_GETSA, MSG_NEWSA, |payload| {
+            message::parse_sa(payload).map(Some)
+        })
+    }
+
+    /// Dumps with request `get`: every answer of kind `new` that `parse`
+    /// reads as a `T` (`None`: a kind weft does not read).
+    fn dump<T, E: std::fmt::Display>(
+        &self,
+        op: &str,
+        get: u16,
+        new: u16,
+        parse: impl Fn(&[u8]) -> Result<Option<T>, E>,
+    ) -> Result<Vec<T>, NetlinkError> {
         let mut out = Vec::new();
         self.request(
             op,
-            MSG_GETSA,
+            get,
             NLM_F_DUMP,
-            &message::dump_payload(MSG_GETSA),
+            &message::dump_payload(get),
             |kind, payload| {
-                if kind == MSG_NEWSA {
-                    out.push(message::parse_sa(payload).map_err(|e| protocol(op, e))?);
+                if kind == new
+                    && let Some(item) = parse(payload).map_err(|e| protocol(op, e))?
+                {
+                    out.push(item);
                 }
                 Ok(())
             },
@@ -166,7 +165,7 @@ impl Xfrm {
         mut each: impl FnMut(u16, &[u8]) -> Result<(), NetlinkError>,
     ) -> Result<(), NetlinkError> {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let len = HEADER_LEN + payload.len();
+        let len = NLMSG_HDRLEN + payload.len();
         let mut buf = Vec::with_capacity(len);
         buf.extend_from_slice(&(len as u32).to_ne_bytes());
         buf.extend_from_slice(&kind.to_ne_bytes());
@@ -184,15 +183,15 @@ impl Xfrm {
                 NetlinkError::from_errno(op.to_owned(), e.raw_os_error().unwrap_or(0), None)
             })?;
             let mut at = 0;
-            while rx.len() >= at + HEADER_LEN {
+            while rx.len() >= at + NLMSG_HDRLEN {
                 let h = &rx[at..];
                 let mlen = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
                 let mkind = u16::from_ne_bytes([h[4], h[5]]);
                 let mseq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                if mlen < HEADER_LEN || at + mlen > rx.len() {
+                if mlen < NLMSG_HDRLEN || at + mlen > rx.len() {
                     return Err(protocol(op, format!("message of {mlen} bytes")));
                 }
-                let body = &h[HEADER_LEN..mlen];
+                let body = &h[NLMSG_HDRLEN..mlen];
                 at += mlen.next_multiple_of(4);
                 if mseq != seq {
                     continue;

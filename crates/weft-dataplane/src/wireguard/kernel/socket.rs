@@ -128,13 +128,7 @@ impl GenlSocket {
                 return Ok(answers);
             }
         }
-        Err(NetlinkError::Kernel {
-            op: op(),
-            errno: nix::libc::EINTR,
-            message: format!(
-                "dump interrupted by concurrent changes {DUMP_RETRIES} times in a row"
-            ),
-        })
+        Err(NetlinkError::dump_interrupted(op(), DUMP_RETRIES))
     }
 
     /// One request; the answers, and whether a dump was interrupted.
@@ -168,13 +162,7 @@ impl GenlSocket {
                     };
                 }
                 NetlinkPayload::Done(_) => return Ok((answers, interrupted)),
-                NetlinkPayload::Overrun(_) => {
-                    return Err(NetlinkError::Kernel {
-                        op: op(),
-                        errno: nix::libc::ENOBUFS,
-                        message: "the answer overran the socket buffer".into(),
-                    });
-                }
+                NetlinkPayload::Overrun(_) => return Err(NetlinkError::overrun(op(), "answer")),
                 _ => {}
             }
         }
