@@ -63,13 +63,16 @@ impl fmt::Display for LeaseSubnets {
 
 /// Raw, already-valid JSON kept verbatim (flannel's `json.RawMessage`):
 /// backend data is interpreted by the backend that owns it, not by the store.
+/// Shared, not copied: a lease passes from the store's mirror into every
+/// peer snapshot, and at thousands of peers copying each one's backend
+/// data was most of what building a snapshot cost.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RawJson(String);
+pub struct RawJson(std::sync::Arc<str>);
 
 impl RawJson {
     /// Serialises a value into compact JSON.
     pub fn from_value<T: Serialize>(value: &T) -> Result<RawJson, serde_json::Error> {
-        serde_json::to_string(value).map(RawJson)
+        serde_json::to_string(value).map(|s| RawJson(s.into()))
     }
 
     /// Checks that `text` is one JSON value and keeps it compacted, as Go's
@@ -77,12 +80,12 @@ impl RawJson {
     /// kept: `{"PublicKey":..,"Port":..}` must not become `{"Port":..}`.
     pub fn parse(text: &str) -> Result<RawJson, serde_json::Error> {
         let raw: &RawValue = serde_json::from_str(text)?;
-        Ok(RawJson(compact(raw.get())))
+        Ok(RawJson(compact(raw.get()).into()))
     }
 
     /// JSON `null`: what flannel stores when a backend has no data.
     pub fn null() -> RawJson {
-        RawJson("null".to_owned())
+        RawJson("null".into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -90,7 +93,7 @@ impl RawJson {
     }
 
     pub fn is_null(&self) -> bool {
-        self.0 == "null"
+        &*self.0 == "null"
     }
 }
 

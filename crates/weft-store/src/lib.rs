@@ -70,6 +70,15 @@ pub struct PeerSnapshot {
     /// Published with the first snapshot after the watch is back, so an
     /// operator can alert on a store that keeps dropping the agent.
     pub watch_restarts: std::collections::BTreeMap<String, u64>,
+    /// The leases this snapshot accepts that the one before it did not,
+    /// when the store could tell them apart cheaply: new peers (or peers
+    /// newly passing their checks) that overlap nothing. Such a snapshot is
+    /// published the moment the event is read, ahead of screening every
+    /// lease again, so the agent can program the newcomer's entries before
+    /// it plans the whole set: one new lease costs the same however many
+    /// peers the node holds. Empty on every other snapshot; `peers` is
+    /// complete either way.
+    pub arrived: Vec<(String, weft_core::lease::Lease)>,
 }
 
 /// The channel snapshots are published on. `None` until the first listing

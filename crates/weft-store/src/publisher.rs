@@ -17,8 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
-use weft_core::lease::LeaseSubnets;
-use weft_core::peer::{self, Precheck, RejectedPeer};
+use weft_core::fast_hash::FastSet;
+use weft_core::lease::{Lease, LeaseSubnets};
+use weft_core::peer::{self, Precheck, RejectedPeer, ScreenedPeers};
 
 use crate::{PeerSnapshot, SnapshotSender};
 
@@ -62,6 +63,10 @@ pub(crate) struct Publisher<O> {
     warned: HashMap<String, u64>,
     skipped_total: BTreeMap<&'static str, u64>,
     watch_restarts: BTreeMap<&'static str, u64>,
+    /// Entries that passed their own checks with this batch of events and
+    /// had not before: candidates for the early snapshot
+    /// ([`PeerSnapshot::arrived`]).
+    arrived: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +88,7 @@ impl<O: Ord + Clone> Publisher<O> {
             warned: HashMap::new(),
             skipped_total: BTreeMap::new(),
             watch_restarts: BTreeMap::new(),
+            arrived: Vec::new(),
         }
     }
 
@@ -129,11 +135,21 @@ impl<O: Ord + Clone> Publisher<O> {
             version: entry.version,
             checked: entry.checked,
         };
+        let passes = matches!(slot.checked, Some(Precheck::Passed(_)));
         let changed = match self.index.get(&id) {
-            None => true,
+            None => {
+                if passes {
+                    self.arrived.push(id.clone());
+                }
+                true
+            }
             Some(order) => {
                 let key = (order.clone(), id.clone());
                 let old = self.entries.get(&key);
+                let passed = old.is_some_and(|o| matches!(o.checked, Some(Precheck::Passed(_))));
+                if passes && !passed {
+                    self.arrived.push(id.clone());
+                }
                 let same_place = *order == entry.order;
                 let unchanged = same_place && old == Some(&slot);
                 let renewal = same_place
@@ -153,6 +169,7 @@ impl<O: Ord + Clone> Publisher<O> {
 
     /// Removes one entry. Returns whether it was there.
     pub(crate) fn remove(&mut self, id: &str) -> bool {
+        self.arrived.retain(|a| a != id);
         match self.index.remove(id) {
             Some(order) => {
                 self.entries.remove(&(order, id.to_owned()));
@@ -171,6 +188,7 @@ impl<O: Ord + Clone> Publisher<O> {
     ) {
         self.index.clear();
         self.entries.clear();
+        self.arrived.clear();
         for (id, e) in entries {
             self.index.insert(id.clone(), e.order.clone());
             self.entries.insert(
@@ -211,6 +229,7 @@ impl<O: Ord + Clone> Publisher<O> {
     /// skipped, and publishes a snapshot on `tx` if the result (peers, our
     /// presence, counters) differs from the current one.
     pub(crate) fn publish(&mut self, tx: &SnapshotSender) {
+        self.publish_arrivals(tx);
         let screened = peer::screen_prechecked(
             &self.own,
             self.entries
@@ -233,6 +252,7 @@ impl<O: Ord + Clone> Publisher<O> {
             own_present: self.own_present,
             skipped_total: counts(&self.skipped_total),
             watch_restarts: counts(&self.watch_restarts),
+            arrived: Vec::new(),
         };
         tx.send_if_modified(|current| {
             let changed = current.as_ref().is_none_or(|c| {
@@ -251,6 +271,88 @@ impl<O: Ord + Clone> Publisher<O> {
                 *current = Some(Arc::new(snapshot));
             }
             changed
+        });
+    }
+
+    /// The lease `id` holds if it passed its own checks.
+    fn passed(&self, id: &str) -> Option<&Lease> {
+        let order = self.index.get(id)?;
+        match &self.entries.get(&(order.clone(), id.to_owned()))?.checked {
+            Some(Precheck::Passed(lease)) => Some(lease),
+            _ => None,
+        }
+    }
+
+    /// Whether `lease` (entry `id`) overlaps our own subnets or any other
+    /// entry that passed its checks: then screening decides, by age, and
+    /// the lease waits for the full snapshot.
+    fn overlaps_another(&self, id: &str, lease: &Lease) -> bool {
+        let clash = |other: &LeaseSubnets| {
+            lease
+                .subnets
+                .iter()
+                .any(|a| other.iter().any(|b| a.contains(&b) || b.contains(&a)))
+        };
+        clash(&self.own)
+            || self.entries.iter().any(|((_, other_id), slot)| {
+                other_id != id
+                    && matches!(&slot.checked, Some(Precheck::Passed(l)) if clash(&l.subnets))
+            })
+    }
+
+    /// Publishes the early snapshot: the current one plus the entries that
+    /// arrived with this batch and overlap nothing, which screening is
+    /// certain to accept. It costs a copy of the current snapshot's
+    /// shared leases instead of a screening of every entry, and lets the
+    /// agent program the newcomers before anything else (see
+    /// [`PeerSnapshot::arrived`]). Nothing is published before the first
+    /// full snapshot.
+    fn publish_arrivals(&mut self, tx: &SnapshotSender) {
+        let ids = std::mem::take(&mut self.arrived);
+        let arrived: Vec<(String, Lease)> = ids
+            .into_iter()
+            .filter_map(|id| {
+                let lease = self.passed(&id)?;
+                (!self.overlaps_another(&id, lease)).then(|| (id.clone(), lease.clone()))
+            })
+            .collect();
+        if arrived.is_empty() {
+            return;
+        }
+        let revision = self.revision;
+        tx.send_if_modified(|current| {
+            let Some(c) = current.as_ref() else {
+                return false;
+            };
+            let ids: FastSet<&str> = arrived.iter().map(|(id, _)| id.as_str()).collect();
+            let kept = |id: &str| !ids.contains(id);
+            let mut peers = ScreenedPeers {
+                accepted: c
+                    .peers
+                    .accepted
+                    .iter()
+                    .filter(|(id, _)| kept(id))
+                    .cloned()
+                    .collect(),
+                rejected: c
+                    .peers
+                    .rejected
+                    .iter()
+                    .filter(|r| kept(&r.id))
+                    .cloned()
+                    .collect(),
+            };
+            peers.accepted.extend(arrived.iter().cloned());
+            debug!(revision, arrived = arrived.len(), "early peer snapshot");
+            *current = Some(Arc::new(PeerSnapshot {
+                revision,
+                peers,
+                own_present: c.own_present,
+                skipped_total: c.skipped_total.clone(),
+                watch_restarts: c.watch_restarts.clone(),
+                arrived,
+            }));
+            true
         });
     }
 }

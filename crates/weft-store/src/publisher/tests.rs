@@ -252,3 +252,102 @@ fn a_listing_replaces_everything_and_keeps_known_verdicts() {
     let s = published(&mut rx).unwrap();
     assert_eq!(accepted(&s), ["b"]);
 }
+
+fn arrived(s: &PeerSnapshot) -> Vec<&str> {
+    s.arrived.iter().map(|(id, _)| id.as_str()).collect()
+}
+
+/// A new lease that overlaps nothing is published the moment it is read,
+/// named in `arrived`, in a snapshot that is already complete: screening
+/// every lease again finds the same peers and publishes nothing more.
+#[test]
+fn a_new_lease_that_overlaps_nothing_is_published_early_and_complete() {
+    let (tx, mut rx) = channel();
+    let mut p = Publisher::new(own(), Ids::Keys);
+    p.replace_all(
+        3,
+        listing(&[("a", 1, "10.244.1.0/24"), ("b", 2, "10.244.2.0/24")]),
+    );
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert!(s.arrived.is_empty(), "a listing is no arrival");
+
+    assert!(p.upsert("c".into(), passed(4, 4, "10.244.3.0/24")));
+    p.set_revision(4);
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert_eq!(arrived(&s), ["c"]);
+    assert_eq!(accepted(&s), ["a", "b", "c"]);
+    assert_eq!(s.revision, 4);
+    p.publish(&tx);
+    assert!(published(&mut rx).is_none(), "screening disagreed");
+
+    // A renewal of it arrives nothing.
+    assert!(!p.upsert("c".into(), passed(4, 5, "10.244.3.0/24")));
+    p.publish(&tx);
+    assert!(published(&mut rx).is_none());
+}
+
+/// What screening must decide by age waits for it: a newcomer that
+/// overlaps another lease or this node's subnet, and one gone again
+/// before the batch was published.
+#[test]
+fn overlapping_or_vanished_newcomers_wait_for_screening() {
+    let (tx, mut rx) = channel();
+    let mut p = Publisher::new(own(), Ids::Keys);
+    p.replace_all(3, listing(&[("a", 1, "10.244.1.0/24")]));
+    p.publish(&tx);
+    published(&mut rx).unwrap();
+
+    p.upsert("dup".into(), passed(4, 4, "10.244.1.0/24"));
+    p.upsert("mine".into(), passed(5, 5, "10.244.9.0/24"));
+    p.upsert("gone".into(), passed(6, 6, "10.244.6.0/24"));
+    assert!(p.remove("gone"));
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert!(s.arrived.is_empty(), "{:?}", arrived(&s));
+    assert_eq!(accepted(&s), ["a"]);
+    assert_eq!(s.peers.rejected.len(), 2);
+}
+
+/// Nothing is published early before the first full snapshot: the agent
+/// must never see a partial peer set as the whole.
+#[test]
+fn no_early_snapshot_before_the_first_one() {
+    let (tx, mut rx) = channel();
+    let mut p = Publisher::new(own(), Ids::Keys);
+    p.upsert("a".into(), passed(1, 1, "10.244.1.0/24"));
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert!(s.arrived.is_empty());
+    assert_eq!(accepted(&s), ["a"]);
+}
+
+/// An entry that was skipped (or was no peer: a Node without flannel's
+/// annotations yet) and now passes arrives too, and leaves the skipped
+/// list of the early snapshot.
+#[test]
+fn an_entry_that_starts_passing_arrives() {
+    let (tx, mut rx) = channel();
+    let mut p = Publisher::new(own(), Ids::Nodes);
+    p.upsert("bad".into(), rejected(1, 10));
+    p.upsert(
+        "plain".into(),
+        Entry {
+            order: 2,
+            version: 20,
+            checked: None,
+        },
+    );
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert_eq!(s.peers.rejected.len(), 1);
+
+    p.upsert("bad".into(), passed(1, 11, "10.244.5.0/24"));
+    p.upsert("plain".into(), passed(2, 21, "10.244.6.0/24"));
+    p.publish(&tx);
+    let s = published(&mut rx).unwrap();
+    assert_eq!(arrived(&s), ["bad", "plain"]);
+    assert_eq!(accepted(&s), ["bad", "plain"]);
+    assert!(s.peers.rejected.is_empty());
+}

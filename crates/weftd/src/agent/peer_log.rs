@@ -237,6 +237,7 @@ mod tests {
             own_present: true,
             skipped_total: Default::default(),
             watch_restarts: Default::default(),
+            arrived: Vec::new(),
         })
     }
 

@@ -78,7 +78,43 @@ impl<K: Kernel> Dataplane<K> {
         Ok(())
     }
 
+    /// Programs the peers a snapshot says just arrived (see
+    /// `PeerSnapshot::arrived`) from a plan of those peers alone, before
+    /// the full plan: a new lease's route, neighbour and FDB entry then go
+    /// in at the same cost whatever the number of peers held, as flanneld
+    /// adds one event's entries. Only where a peer's state is exactly
+    /// those entries (vxlan, host-gw, ipip): a WireGuard peer or an ipsec
+    /// tunnel waits for the full pass, which also covers any failure here
+    /// (and counts what was added, as it re-applies the same entries).
+    pub(super) async fn add_arrivals(&self, lease: &Lease, snapshot: &PeerSnapshot) {
+        let Some(applied) = &self.applied else {
+            return;
+        };
+        if snapshot.arrived.is_empty() || self.wireguard.is_some() || self.ipsec.is_some() {
+            return;
+        }
+        let Ok(newcomers) = self.plan(lease, &snapshot.arrived) else {
+            return;
+        };
+        let before = Desired {
+            mtu: applied.mtu,
+            devices: applied.devices.clone(),
+            ..Desired::default()
+        };
+        match self
+            .reconciler
+            .apply_additions(&before, &newcomers, &self.node())
+            .await
+        {
+            Ok(report) => {
+                tracing::debug!(peers = snapshot.arrived.len(), "new peers first: {report}")
+            }
+            Err(e) => tracing::debug!("new peers first: {e}; the full pass adds them"),
+        }
+    }
+
     pub(super) async fn pass(&mut self, lease: &Lease, snapshot: &Arc<PeerSnapshot>) -> Result<()> {
+        self.add_arrivals(lease, snapshot).await;
         let desired = self.plan(lease, &snapshot.peers.accepted)?;
         let peers_changed = super::super::peer_log::log(&self.peer_log.observe(snapshot));
         for (id, why) in &desired.skipped {

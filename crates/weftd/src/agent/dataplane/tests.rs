@@ -93,7 +93,18 @@ fn snapshot(revision: i64, peers: &[u8]) -> Arc<PeerSnapshot> {
         own_present: true,
         skipped_total: Default::default(),
         watch_restarts: Default::default(),
+        arrived: Vec::new(),
     })
+}
+
+/// The store's early snapshot: `peers`, of which `arrived` are new.
+fn early_snapshot(revision: i64, peers: &[u8], arrived: &[u8]) -> Arc<PeerSnapshot> {
+    let mut snap = (*snapshot(revision, peers)).clone();
+    snap.arrived = arrived
+        .iter()
+        .map(|&n| (format!("node{n}"), lease(n)))
+        .collect();
+    Arc::new(snap)
 }
 
 /// Node 1 after its first pass and one snapshot of `peers`; its subnet.env
@@ -295,4 +306,37 @@ fn a_renumbered_interface_is_followed_by_the_lease_and_the_device() {
     renumber(&dp, eth0, "192.0.2.101/24");
     assert!(run(dp.refresh_underlay()));
     assert!(dp.renumbered.is_none());
+}
+
+/// A peer the store says just arrived is programmed from a plan of that
+/// peer alone, before the full plan, and nothing else is touched by it:
+/// its route, neighbour and FDB entry, in that one step (the full pass
+/// that follows finds them in place).
+#[test]
+fn an_arrived_peer_is_programmed_on_its_own_first() {
+    let (_dir, dp) = running(&[2]);
+    let kernel = dp.reconciler.netlink();
+    kernel.changes();
+    run(dp.add_arrivals(&lease(1), &early_snapshot(2, &[2, 3], &[3])));
+    let mut changes = kernel.changes();
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            "replace_fdb 02:42:00:00:00:03 192.0.2.3",
+            "replace_neighbour 10.244.3.0 02:42:00:00:00:03",
+            "replace_route 10.244.3.0/24",
+        ]
+    );
+    assert_eq!(
+        routes(&dp),
+        vec![net("10.244.2.0/24"), net("10.244.3.0/24")]
+    );
+
+    // Before the first full pass there are no devices to add to: the
+    // arrival waits for that pass.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let fresh = node1(dir.path(), |_, _| {});
+    run(fresh.add_arrivals(&lease(1), &early_snapshot(1, &[3], &[3])));
+    assert_eq!(fresh.reconciler.netlink().changes(), Vec::<String>::new());
 }
