@@ -200,15 +200,10 @@ mod tests {
     #[test]
     fn names_every_missing_variable() {
         let e = parse(env(&[("CNI_COMMAND", "ADD"), ("CNI_IFNAME", "eth0")])).unwrap_err();
-        assert_eq!(e.code, code::INVALID_ENV);
-        assert!(
-            e.msg.contains("[CNI_CONTAINERID,CNI_NETNS,CNI_PATH]"),
-            "{}",
-            e.msg
-        );
+        e.assert_says(code::INVALID_ENV, "[CNI_CONTAINERID,CNI_NETNS,CNI_PATH]");
         // DEL does not need a netns: the pod may already be gone.
         let e = parse(env(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "x")])).unwrap_err();
-        assert!(e.msg.contains("[CNI_IFNAME,CNI_PATH]"), "{}", e.msg);
+        e.assert_msg_has("[CNI_IFNAME,CNI_PATH]");
         assert!(parse(env(&[("CNI_COMMAND", "VERSION")])).is_ok());
     }
 

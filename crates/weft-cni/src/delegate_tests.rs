@@ -178,7 +178,7 @@ fn refuses_malformed_user_routes() {
         let json = format!(r#"{{"name":"n","ipam":{{"routes":{routes}}}}}"#);
         let err = build(&conf(&json), &e).unwrap_err();
         assert_eq!(err.code, code::INVALID_NETCONF, "{routes}");
-        assert!(err.msg.contains("ipam.routes"), "{}", err.msg);
+        err.assert_msg_has("ipam.routes");
     }
     let json = r#"{"name":"n","ipam":{"routes":"10.0.0.0/8"}}"#;
     let err = build(&conf(json), &e).unwrap_err();

@@ -80,6 +80,23 @@ impl fmt::Display for CniError {
 
 impl std::error::Error for CniError {}
 
+/// What the crate's tests check of an error.
+#[cfg(test)]
+impl CniError {
+    /// Fails the test unless the message says `text`.
+    #[track_caller]
+    pub(crate) fn assert_msg_has(&self, text: &str) {
+        assert!(self.msg.contains(text), "{}", self.msg);
+    }
+
+    /// Fails the test unless this is a `code` error whose message says `text`.
+    #[track_caller]
+    pub(crate) fn assert_says(&self, code: u32, text: &str) {
+        assert_eq!(self.code, code, "{}", self.msg);
+        self.assert_msg_has(text);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

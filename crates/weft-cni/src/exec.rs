@@ -133,8 +133,7 @@ mod tests {
     #[test]
     fn a_silent_crash_quotes_stderr() {
         let e = delegate_error("bridge", b"", b"panic: boom\n", "signal: 6");
-        assert_eq!(e.code, code::INTERNAL);
-        assert!(e.msg.contains("signal: 6"), "{}", e.msg);
+        e.assert_says(code::INTERNAL, "signal: 6");
         assert_eq!(e.details, "panic: boom");
     }
 
@@ -149,7 +148,6 @@ mod tests {
         // A directory of that name is not a plugin.
         assert!(find("bridge-dir", &path).is_err());
         let e = find("macvlan", &path).unwrap_err();
-        assert_eq!(e.code, code::INVALID_NETCONF);
-        assert!(e.msg.contains("containernetworking-plugins"), "{}", e.msg);
+        e.assert_says(code::INVALID_NETCONF, "containernetworking-plugins");
     }
 }

@@ -201,8 +201,7 @@ mod tests {
     #[test]
     fn reports_decode_position() {
         let e = parse(b"{\"name\": \"cbr0\",\n  oops}").unwrap_err();
-        assert_eq!(e.code, code::DECODE);
-        assert!(e.msg.contains("line 2 column 3"), "{}", e.msg);
+        e.assert_says(code::DECODE, "line 2 column 3");
         assert_eq!(parse(b"[1]").unwrap_err().code, code::DECODE);
     }
 
@@ -217,14 +216,9 @@ mod tests {
             code::INVALID_NETCONF
         );
         let e = parse(br#"{"name":"n","delegate":"bridge"}"#).unwrap_err();
-        assert_eq!(e.code, code::INVALID_NETCONF);
-        assert!(
-            e.msg.contains("\"delegate\" must be an object"),
-            "{}",
-            e.msg
-        );
+        e.assert_says(code::INVALID_NETCONF, "\"delegate\" must be an object");
         let e = parse(br#"{"name":"n","dataDir":"relative/dir"}"#).unwrap_err();
-        assert!(e.msg.contains("absolute"), "{}", e.msg);
+        e.assert_msg_has("absolute");
         for (conf, key, problem) in [
             (
                 r#"{"name":"n","dataDir":"/var/lib/cni/flannel/../../../etc"}"#,
@@ -271,11 +265,7 @@ mod tests {
         let c = parse(br#"{"name":"n","dataDir":"/var/lib/./..cni/x.."}"#).unwrap();
         assert_eq!(c.data_dir, Path::new("/var/lib/./..cni/x.."));
         let e = parse(br#"{"name":"n","cniVersion":1}"#).unwrap_err();
-        assert!(
-            e.msg.contains("\"cniVersion\" must be a string"),
-            "{}",
-            e.msg
-        );
+        e.assert_msg_has("\"cniVersion\" must be a string");
     }
 
     #[test]

@@ -168,8 +168,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().to_owned();
         let e = fifo_refusal(&path(&dir, "c1"), move || load(&dir, "c1"));
-        assert_eq!(e.code, code::IO);
-        assert!(e.msg.contains("not a regular file"), "{}", e.msg);
+        e.assert_says(code::IO, "not a regular file");
     }
 
     #[test]

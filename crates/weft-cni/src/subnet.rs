@@ -168,7 +168,7 @@ mod tests {
             "{}",
             e.msg
         );
-        assert!(e.msg.contains("kubectl -n kube-flannel logs"), "{}", e.msg);
+        e.assert_msg_has("kubectl -n kube-flannel logs");
         assert!(e.details.contains("open "), "{}", e.details);
     }
 
@@ -179,11 +179,9 @@ mod tests {
             "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n",
         );
         let e = load(&path).unwrap_err();
-        assert_eq!(e.code, code::INVALID_NETCONF);
-        assert!(
-            e.msg.contains("is missing FLANNEL_MTU, FLANNEL_IPMASQ;"),
-            "{}",
-            e.msg
+        e.assert_says(
+            code::INVALID_NETCONF,
+            "is missing FLANNEL_MTU, FLANNEL_IPMASQ;",
         );
     }
 
@@ -227,12 +225,7 @@ mod tests {
     fn unreadable_is_io() {
         let dir = tempfile::tempdir().unwrap();
         let e = load(dir.path()).unwrap_err();
-        assert_eq!(e.code, code::IO);
-        assert!(
-            e.msg.contains("it is a directory, not a regular file"),
-            "{}",
-            e.msg
-        );
+        e.assert_says(code::IO, "it is a directory, not a regular file");
     }
 
     #[test]
@@ -254,8 +247,7 @@ mod tests {
         let path = dir.path().join("subnet.env");
         let p = path.clone();
         let e = fifo_refusal(&path, move || load(&p));
-        assert_eq!(e.code, code::IO);
-        assert!(e.msg.contains("it is a FIFO"), "{}", e.msg);
+        e.assert_says(code::IO, "it is a FIFO");
     }
 
     #[test]
@@ -266,8 +258,7 @@ mod tests {
         load(&path).unwrap();
         std::fs::write(&path, format!("{GOOD}#{}", "x".repeat(pad + 1))).unwrap();
         let e = load(&path).unwrap_err();
-        assert_eq!(e.code, code::INVALID_NETCONF);
-        assert!(e.msg.contains("larger than 1048576 bytes"), "{}", e.msg);
+        e.assert_says(code::INVALID_NETCONF, "larger than 1048576 bytes");
     }
 
     #[test]

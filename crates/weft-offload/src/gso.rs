@@ -274,6 +274,19 @@ pub mod tests {
         out
     }
 
+    /// The header TSO hands over with a TCP super-packet: `hdr_len` bytes
+    /// of headers, the TCP header (checksum field at 16) at `csum_start`.
+    fn tso(gso_type: u8, hdr_len: u16, gso_size: u16, csum_start: u16) -> VnetHdr {
+        VnetHdr {
+            flags: vnet::F_NEEDS_CSUM,
+            gso_type,
+            hdr_len,
+            gso_size,
+            csum_start,
+            csum_offset: 16,
+        }
+    }
+
     fn payload(n: usize) -> Vec<u8> {
         (0..n).map(|i| (i * 7 + 3) as u8).collect()
     }
@@ -288,14 +301,7 @@ pub mod tests {
         assert_eq!(be16(&p[36..]), 0x2c70);
         let mut super_pkt = p.clone();
         super_pkt[36..38].copy_from_slice(&[0x12, 0x34]);
-        let hdr = VnetHdr {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_TCPV4,
-            hdr_len: 40,
-            gso_size: 1000,
-            csum_start: 20,
-            csum_offset: 16,
-        };
+        let hdr = tso(vnet::GSO_TCPV4, 40, 1000, 20);
         assert_eq!(collect(&hdr, &mut super_pkt), vec![p]);
     }
 
@@ -305,14 +311,7 @@ pub mod tests {
         let mut super_pkt = tcp4(5000, 0x18 | 0x01 | 0x80, 100, &data, true);
         // As TSO hands it over: TCP checksum holds only a partial sum.
         super_pkt[36..38].copy_from_slice(&[0xab, 0xcd]);
-        let hdr = VnetHdr {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_TCPV4,
-            hdr_len: 52,
-            gso_size: 1400,
-            csum_start: 20,
-            csum_offset: 16,
-        };
+        let hdr = tso(vnet::GSO_TCPV4, 52, 1400, 20);
         let segs = collect(&hdr, &mut super_pkt);
         assert_eq!(segs.len(), 3);
         let expect = [
@@ -331,14 +330,7 @@ pub mod tests {
         let data = payload(2500);
         let mut super_pkt = tcp6(1, 0x18, &data);
         super_pkt[56..58].copy_from_slice(&[0, 0]);
-        let hdr = VnetHdr {
-            flags: vnet::F_NEEDS_CSUM,
-            gso_type: vnet::GSO_TCPV6,
-            hdr_len: 60,
-            gso_size: 1200,
-            csum_start: 40,
-            csum_offset: 16,
-        };
+        let hdr = tso(vnet::GSO_TCPV6, 60, 1200, 40);
         let segs = collect(&hdr, &mut super_pkt);
         let expect = [
             tcp6(1, 0x10, &data[..1200]),
