@@ -8,7 +8,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use common::netns::in_vxlan_node;
+use common::netns::{assert_batch_ok, in_vxlan_node};
 use ipnet::IpNet;
 use weft_core::mac::Mac;
 use weft_dataplane::netlink::{Family, RouteSpec};
@@ -42,6 +42,14 @@ fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Awaits `work`, printing how long it took as `WHAT: N ms`.
+async fn timed<T>(what: &str, work: impl Future<Output = T>) -> T {
+    let t = Instant::now();
+    let out = work.await;
+    println!("{what}: {:.1} ms", ms(t));
+    out
+}
+
 #[test]
 #[ignore = "timing run; see the module doc"]
 fn ten_thousand_peers() {
@@ -54,78 +62,61 @@ fn ten_thousand_peers() {
         let neighs: Vec<(IpAddr, Mac)> = peers.iter().map(|p| (p.gateway, p.mac)).collect();
         let fdbs: Vec<(Mac, IpAddr)> = peers.iter().map(|p| (p.mac, p.vtep)).collect();
 
-        let t = Instant::now();
-        let r = nl.replace_routes(&routes).await;
-        let routes_ms = ms(t);
-        assert!(r.iter().all(Result::is_ok));
-        println!("replace_routes x{PEERS}: {routes_ms:.1} ms");
-
-        let t = Instant::now();
-        let r = nl.replace_routes(&routes).await;
-        assert!(r.iter().all(Result::is_ok));
-        println!(
-            "replace_routes x{PEERS} again (all present): {:.1} ms",
-            ms(t)
-        );
+        let what = format!("replace_routes x{PEERS}");
+        assert_batch_ok(&timed(&what, nl.replace_routes(&routes)).await);
+        let what = format!("replace_routes x{PEERS} again (all present)");
+        assert_batch_ok(&timed(&what, nl.replace_routes(&routes)).await);
 
         let t = Instant::now();
         let listed = nl.routes(Family::V4).await?;
         println!("routes() listing {} routes: {:.1} ms", listed.len(), ms(t));
 
-        let t = Instant::now();
-        let a = nl.replace_neighbours(vx, &neighs).await;
-        let b = nl.replace_fdbs(vx, &fdbs).await;
-        assert!(a.iter().chain(b.iter()).all(Result::is_ok));
-        println!(
-            "replace_neighbours + replace_fdbs x{PEERS}: {:.1} ms",
-            ms(t)
-        );
+        let what = format!("replace_neighbours + replace_fdbs x{PEERS}");
+        let (a, b) = timed(&what, async {
+            let a = nl.replace_neighbours(vx, &neighs).await;
+            (a, nl.replace_fdbs(vx, &fdbs).await)
+        })
+        .await;
+        assert_batch_ok(&a);
+        assert_batch_ok(&b);
 
-        let t = Instant::now();
-        let d = nl.delete_routes(&routes).await;
-        assert!(d.iter().all(Result::is_ok));
-        println!("delete_routes x{PEERS}: {:.1} ms", ms(t));
+        let what = format!("delete_routes x{PEERS}");
+        assert_batch_ok(&timed(&what, nl.delete_routes(&routes)).await);
 
         // Whole peers, as the vxlan backend programs them: neighbour, FDB,
         // route (routes were deleted above; neighbours and FDB replaced).
-        let t = Instant::now();
-        let a = nl.replace_neighbours(vx, &neighs).await;
-        let b = nl.replace_fdbs(vx, &fdbs).await;
-        let c = nl.replace_routes(&routes).await;
-        assert!(a.iter().chain(b.iter()).chain(c.iter()).all(Result::is_ok));
-        println!(
-            "full vxlan programming of {PEERS} peers (3 x {PEERS} requests): {:.1} ms",
-            ms(t)
-        );
+        let what = format!("full vxlan programming of {PEERS} peers (3 x {PEERS} requests)");
+        let (a, b, c) = timed(&what, async {
+            let a = nl.replace_neighbours(vx, &neighs).await;
+            let b = nl.replace_fdbs(vx, &fdbs).await;
+            (a, b, nl.replace_routes(&routes).await)
+        })
+        .await;
+        for batch in [a, b, c] {
+            assert_batch_ok(&batch);
+        }
 
         // The kernel's O(N²) for routes differing only in their gateway (see
         // RouteSpec::metric): spread metrics avoid it.
-        let d = nl.delete_routes(&routes).await;
-        assert!(d.iter().all(Result::is_ok));
+        assert_batch_ok(&nl.delete_routes(&routes).await);
         let spread: Vec<RouteSpec> = routes
             .iter()
             .enumerate()
             .map(|(i, r)| r.clone().metric(i as u32))
             .collect();
-        let t = Instant::now();
-        let r = nl.replace_routes(&spread).await;
-        assert!(r.iter().all(Result::is_ok));
-        println!(
-            "replace_routes x{PEERS} with distinct metrics: {:.1} ms",
-            ms(t)
-        );
-        let d = nl.delete_routes(&spread).await;
-        assert!(d.iter().all(Result::is_ok));
+        let what = format!("replace_routes x{PEERS} with distinct metrics");
+        assert_batch_ok(&timed(&what, nl.replace_routes(&spread)).await);
+        assert_batch_ok(&nl.delete_routes(&spread).await);
 
         // One request at a time, for comparison with the batch above.
-        let t = Instant::now();
-        for route in &spread {
-            nl.replace_route(route).await?;
-        }
-        println!(
-            "replace_route one by one x{PEERS} with distinct metrics: {:.1} ms",
-            ms(t)
-        );
+        let what = format!("replace_route one by one x{PEERS} with distinct metrics");
+        timed(&what, async {
+            for route in &spread {
+                nl.replace_route(route).await?;
+            }
+            anyhow::Ok(())
+        })
+        .await?;
         Ok(())
     });
 }

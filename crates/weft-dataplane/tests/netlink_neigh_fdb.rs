@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::netns::{in_vxlan_node, ip, run};
+use common::netns::{assert_batch_ok, in_vxlan_node, ip, run};
 use weft_core::mac::Mac;
 use weft_dataplane::netlink::NeighState;
 
@@ -114,13 +114,8 @@ fn batches_of_neighbours_and_fdb_entries() {
             .collect();
         let neighs: Vec<(IpAddr, Mac)> = peers.iter().map(|p| (p.0, p.1)).collect();
         let fdbs: Vec<(Mac, IpAddr)> = peers.iter().map(|p| (p.1, p.2)).collect();
-        assert!(
-            nl.replace_neighbours(vx, &neighs)
-                .await
-                .iter()
-                .all(Result::is_ok)
-        );
-        assert!(nl.replace_fdbs(vx, &fdbs).await.iter().all(Result::is_ok));
+        assert_batch_ok(&nl.replace_neighbours(vx, &neighs).await);
+        assert_batch_ok(&nl.replace_fdbs(vx, &fdbs).await);
         let listed = nl.neighbours(vx).await?;
         let permanent = listed
             .iter()
@@ -140,13 +135,8 @@ fn batches_of_neighbours_and_fdb_entries() {
         );
 
         let ips: Vec<IpAddr> = neighs.iter().map(|n| n.0).collect();
-        assert!(
-            nl.delete_neighbours(vx, &ips)
-                .await
-                .iter()
-                .all(Result::is_ok)
-        );
-        assert!(nl.delete_fdbs(vx, &fdbs).await.iter().all(Result::is_ok));
+        assert_batch_ok(&nl.delete_neighbours(vx, &ips).await);
+        assert_batch_ok(&nl.delete_fdbs(vx, &fdbs).await);
         // Only the kernel's own multicast entries (ff02::16 NOARP, MLD) stay.
         let left = nl.neighbours(vx).await?;
         assert!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use common::netns::{in_new_netns, in_vxlan_node, ip, ip_json};
+use common::netns::{assert_batch_ok, in_new_netns, in_vxlan_node, ip, ip_json};
 use ipnet::IpNet;
 use weft_dataplane::netlink::{
     Family, Netlink, NetlinkError, RouteKind, RouteSpec, Scope, WEFT_ROUTE_PROTOCOL,
@@ -219,11 +219,7 @@ fn batch_of_1000_routes_all_appear() {
             .collect();
         let results = nl.replace_routes(&routes).await;
         assert_eq!(results.len(), 1000);
-        assert!(
-            results.iter().all(Result::is_ok),
-            "{:?}",
-            results.iter().find(|r| r.is_err())
-        );
+        assert_batch_ok(&results);
         let listed = nl.routes(Family::V4).await?;
         assert_eq!(
             listed
@@ -252,8 +248,7 @@ fn batch_of_1000_routes_all_appear() {
                 .contains("10.99.0.0/24")
         );
 
-        let deleted = nl.delete_routes(&routes).await;
-        assert!(deleted.iter().all(Result::is_ok));
+        assert_batch_ok(&nl.delete_routes(&routes).await);
         assert_eq!(ip(&["route", "show", "proto", "87"])?.trim(), "");
         let again = nl.delete_routes(&routes[..3]).await;
         assert!(again.iter().all(|r| r.as_ref().unwrap_err().is_not_found()));

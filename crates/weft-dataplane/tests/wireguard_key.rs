@@ -12,6 +12,16 @@ fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
+/// A 0400 key file `wgkey` holding `text`, in a new temporary directory
+/// (removed when the returned guard drops).
+fn key_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wgkey");
+    fs::write(&path, text).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+    (dir, path)
+}
+
 #[test]
 fn missing_file_is_created_0400_with_a_base64_key_and_reloaded_equal() {
     let dir = tempfile::tempdir().unwrap();
@@ -35,12 +45,8 @@ fn missing_file_is_created_0400_with_a_base64_key_and_reloaded_equal() {
 
 #[test]
 fn a_trailing_newline_is_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wgkey");
     // The RFC 7748 test key, as `wg genkey > file` would leave it.
-    let text = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\n";
-    fs::write(&path, text).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+    let (_dir, path) = key_file("dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=\n");
     let (key, created) = load_or_create_key(&path).unwrap();
     assert!(!created);
     assert_eq!(
@@ -51,11 +57,8 @@ fn a_trailing_newline_is_accepted() {
 
 #[test]
 fn bad_content_is_an_error_naming_the_file_but_not_the_content() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wgkey");
     let secretish = "c2VjcmV0LWJ1dC13cm9uZy1sZW5ndGgtc2VjcmV0LWtleQ==";
-    fs::write(&path, secretish).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o400)).unwrap();
+    let (_dir, path) = key_file(secretish);
 
     let err = load_or_create_key(&path).unwrap_err();
     assert!(matches!(err, WgError::KeyFileInvalid { .. }), "{err}");

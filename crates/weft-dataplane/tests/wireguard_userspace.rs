@@ -13,11 +13,18 @@ use std::sync::Arc;
 use common_wg::{Node, address_and_route, peer, require_root, spec, unique_dev, wg_dump};
 use weft_core::wg_key::WgKey;
 use weft_dataplane::wireguard::{
-    DEFAULT_UAPI_DIR, PathPolicy, PeerChanges, PrivateKey, WgDevice, WgError, WgPath,
+    DEFAULT_UAPI_DIR, PathPolicy, PeerChanges, PrivateKey, WgDevice, WgDeviceSpec, WgError, WgPath,
 };
 
 fn key(n: u8) -> WgKey {
     PrivateKey::from_bytes([n; 32]).public_key()
+}
+
+/// `WgDevice::open` of `spec` with `policy` and the default UAPI directory,
+/// on `node`: what it answered.
+fn open_on(node: &Node, spec: WgDeviceSpec, policy: PathPolicy) -> Result<WgDevice, WgError> {
+    node.run(async move { Ok(WgDevice::open(&spec, policy, Path::new(DEFAULT_UAPI_DIR)).await) })
+        .unwrap()
 }
 
 #[test]
@@ -25,10 +32,7 @@ fn kernel_only_fails_clearly_without_the_module() {
     require_root();
     let node = Node::new("ko", false).unwrap();
     let spec = spec(&unique_dev("k"), 51820);
-    let result = node.run(async move {
-        Ok(WgDevice::open(&spec, PathPolicy::KernelOnly, Path::new(DEFAULT_UAPI_DIR)).await)
-    });
-    match result.unwrap() {
+    match open_on(&node, spec, PathPolicy::KernelOnly) {
         Err(e @ WgError::KernelUnavailable { .. }) => {
             let m = e.to_string();
             assert!(
@@ -235,12 +239,7 @@ fn a_foreign_link_of_that_name_is_refused() {
     node.exec("ip", &["link", "add", &name, "type", "bridge"])
         .unwrap();
     let spec = spec(&name, 51820);
-    let err = node
-        .run(async move {
-            Ok(WgDevice::open(&spec, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await)
-        })
-        .unwrap()
-        .unwrap_err();
+    let err = open_on(&node, spec, PathPolicy::Auto).unwrap_err();
     assert!(matches!(err, WgError::NameTaken { .. }), "{err}");
     assert!(err.to_string().contains("bridge"), "{err}");
 }
@@ -252,17 +251,8 @@ fn a_live_device_is_not_opened_twice_and_its_name_is_free_after_close() {
     let name = unique_dev("t");
     let (first, second, third) = (spec(&name, 51820), spec(&name, 51821), spec(&name, 51820));
     let first_public = first.private_key.public_key();
-    let dev = node
-        .run(async move {
-            Ok(WgDevice::open(&first, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await?)
-        })
-        .unwrap();
-    let err = node
-        .run(async move {
-            Ok(WgDevice::open(&second, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await)
-        })
-        .unwrap()
-        .unwrap_err();
+    let dev = open_on(&node, first, PathPolicy::Auto).unwrap();
+    let err = open_on(&node, second, PathPolicy::Auto).unwrap_err();
     assert!(err.to_string().contains(&name), "{err}");
     eprintln!("second open: {err}");
     // The failed attempt must not have taken the first device's socket.
@@ -270,11 +260,7 @@ fn a_live_device_is_not_opened_twice_and_its_name_is_free_after_close() {
     assert_eq!(public, first_public.to_base64());
     node.run(async move { Ok(dev.close().await?) }).unwrap();
     // A restarting agent opens the same name right after closing it.
-    let dev = node
-        .run(async move {
-            Ok(WgDevice::open(&third, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await?)
-        })
-        .unwrap();
+    let dev = open_on(&node, third, PathPolicy::Auto).unwrap();
     node.run(async move { Ok(dev.close().await?) }).unwrap();
 }
 
@@ -289,17 +275,8 @@ fn a_socket_served_by_another_node_is_not_taken_over() {
     let name = unique_dev("s");
     let (spec_a, spec_b) = (spec(&name, 51820), spec(&name, 51820));
     let public_a = spec_a.private_key.public_key();
-    let dev_a = a
-        .run(async move {
-            Ok(WgDevice::open(&spec_a, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await?)
-        })
-        .unwrap();
-    let err = b
-        .run(async move {
-            Ok(WgDevice::open(&spec_b, PathPolicy::Auto, Path::new(DEFAULT_UAPI_DIR)).await)
-        })
-        .unwrap()
-        .unwrap_err();
+    let dev_a = open_on(&a, spec_a, PathPolicy::Auto).unwrap();
+    let err = open_on(&b, spec_b, PathPolicy::Auto).unwrap_err();
     assert!(matches!(err, WgError::Uapi { .. }), "{err}");
     assert!(err.to_string().contains("own UAPI directory"), "{err}");
     let (public, _, _) = wg_dump(&a.ns, &name).unwrap();

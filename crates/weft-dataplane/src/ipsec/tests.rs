@@ -7,26 +7,28 @@ use vici::Message;
 
 #[test]
 fn three_policies_as_flannel_installs_them() {
-    let [out, inn, fwd] = policies_of(&tunnel());
-    assert_eq!(out.dir, PolicyDir::Out);
-    assert_eq!(out.src.to_string(), "10.244.1.0/24");
-    assert_eq!(out.dst.to_string(), "10.244.2.0/24");
-    let t = out.tmpl.unwrap();
-    assert_eq!(
-        (t.src.to_string(), t.dst.to_string()),
-        ("192.0.2.1".into(), "192.0.2.2".into())
-    );
-    assert_eq!((t.proto, t.mode, t.reqid), (PROTO_ESP, MODE_TUNNEL, 11));
-    for p in [&inn, &fwd] {
-        assert_eq!(p.src.to_string(), "10.244.2.0/24");
-        assert_eq!(p.dst.to_string(), "10.244.1.0/24");
+    let outward = ["10.244.1.0/24", "10.244.2.0/24", "192.0.2.1", "192.0.2.2"];
+    let inward = ["10.244.2.0/24", "10.244.1.0/24", "192.0.2.2", "192.0.2.1"];
+    let wanted = [
+        (PolicyDir::Out, outward),
+        (PolicyDir::In, inward),
+        (PolicyDir::Fwd, inward),
+    ];
+    for (p, (dir, [src, dst, tmpl_src, tmpl_dst])) in policies_of(&tunnel()).iter().zip(wanted) {
+        assert_eq!(p.dir, dir);
         let t = p.tmpl.unwrap();
         assert_eq!(
-            (t.src.to_string(), t.dst.to_string()),
-            ("192.0.2.2".into(), "192.0.2.1".into())
+            [
+                p.src.to_string(),
+                p.dst.to_string(),
+                t.src.to_string(),
+                t.dst.to_string()
+            ],
+            [src, dst, tmpl_src, tmpl_dst],
+            "{dir}"
         );
+        assert_eq!((t.proto, t.mode, t.reqid), (PROTO_ESP, MODE_TUNNEL, 11));
     }
-    assert_eq!((inn.dir, fwd.dir), (PolicyDir::In, PolicyDir::Fwd));
 }
 
 #[test]

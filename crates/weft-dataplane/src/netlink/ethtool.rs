@@ -112,6 +112,19 @@ fn strz(s: &str) -> Vec<u8> {
     v
 }
 
+/// One feature of a bitset's bit list (`ETHTOOL_A_BITSET_BITS_BIT`): its
+/// name, and the value flag when `on`.
+fn bitset_bit(name: &str, on: bool) -> Vec<u8> {
+    let mut bit = Vec::new();
+    put(&mut bit, ETHTOOL_A_BITSET_BIT_NAME, &strz(name));
+    if on {
+        put(&mut bit, ETHTOOL_A_BITSET_BIT_VALUE, &[]);
+    }
+    let mut wrapped = Vec::new();
+    put_nested(&mut wrapped, ETHTOOL_A_BITSET_BITS_BIT, &bit);
+    wrapped
+}
+
 /// The attributes nested directly in `attrs` with type `kind`.
 fn children(attrs: &[u8], kind: u16) -> impl Iterator<Item = &[u8]> {
     NlasIterator::new(attrs)
@@ -226,15 +239,8 @@ impl EthtoolClient {
     async fn set_feature(&self, device: &str, feature: &str, on: bool) -> Result<(), NetlinkError> {
         let state = if on { "on" } else { "off" };
         let op = || format!("setting ethtool feature {feature} {state} on {device}");
-        let mut bit = Vec::new();
-        put(&mut bit, ETHTOOL_A_BITSET_BIT_NAME, &strz(feature));
-        if on {
-            put(&mut bit, ETHTOOL_A_BITSET_BIT_VALUE, &[]);
-        }
-        let mut bits = Vec::new();
-        put_nested(&mut bits, ETHTOOL_A_BITSET_BITS_BIT, &bit);
         let mut wanted = Vec::new();
-        put_nested(&mut wanted, ETHTOOL_A_BITSET_BITS, &bits);
+        put_nested(&mut wanted, ETHTOOL_A_BITSET_BITS, &bitset_bit(feature, on));
         let mut attrs = Vec::new();
         put_nested(
             &mut attrs,
@@ -307,21 +313,10 @@ impl Netlink {
 mod tests {
     use super::*;
 
-    fn bit(name: &str, value: bool) -> Vec<u8> {
-        let mut b = Vec::new();
-        put(&mut b, ETHTOOL_A_BITSET_BIT_NAME, &strz(name));
-        if value {
-            put(&mut b, ETHTOOL_A_BITSET_BIT_VALUE, &[]);
-        }
-        let mut wrapped = Vec::new();
-        put_nested(&mut wrapped, ETHTOOL_A_BITSET_BITS_BIT, &b);
-        wrapped
-    }
-
     #[test]
     fn nomask_bitset_lists_the_set_bits() {
-        let mut bits = bit("tx-scatter-gather", false);
-        bits.extend(bit(TX_CHECKSUM_FEATURE, false));
+        let mut bits = bitset_bit("tx-scatter-gather", false);
+        bits.extend(bitset_bit(TX_CHECKSUM_FEATURE, false));
         let mut set = Vec::new();
         put(&mut set, ETHTOOL_A_BITSET_NOMASK, &[]);
         put_nested(&mut set, ETHTOOL_A_BITSET_BITS, &bits);
@@ -331,8 +326,8 @@ mod tests {
 
     #[test]
     fn masked_bitset_says_values_with_the_flag() {
-        let mut bits = bit("tx-scatter-gather", true);
-        bits.extend(bit(TX_CHECKSUM_FEATURE, false));
+        let mut bits = bitset_bit("tx-scatter-gather", true);
+        bits.extend(bitset_bit(TX_CHECKSUM_FEATURE, false));
         let mut set = Vec::new();
         put_nested(&mut set, ETHTOOL_A_BITSET_BITS, &bits);
         assert_eq!(bitset_has(&set, TX_CHECKSUM_FEATURE), Some(false));

@@ -11,7 +11,7 @@
 use std::future::Future;
 use std::process::Command;
 
-use weft_dataplane::netlink::{Netlink, VxlanLinkSpec};
+use weft_dataplane::netlink::{Netlink, NetlinkError, VxlanLinkSpec};
 use weft_dataplane::netns::{Netns, with_runtime};
 
 /// A failure saying how to run these tests unless run as root: a test that cannot
@@ -49,6 +49,19 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8(out.stdout)?)
+}
+
+/// Fails the test unless every item of a batch succeeded, saying how many
+/// failed and the first failure.
+pub fn assert_batch_ok(results: &[Result<(), NetlinkError>]) {
+    let failed: Vec<&NetlinkError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed, first: {:?}",
+        failed.len(),
+        results.len(),
+        failed.first()
+    );
 }
 
 /// `ip <args>`.

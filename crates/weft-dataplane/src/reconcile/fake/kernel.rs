@@ -8,7 +8,7 @@ use weft_core::Family;
 use weft_core::mac::Mac;
 
 use super::super::Kernel;
-use super::{FakeKernel, not_found};
+use super::{FakeKernel, not_found, on_link};
 use crate::netlink::{
     AddrInfo, FdbInfo, IpipInfo, LinkInfo, LinkKind, NeighInfo, NeighState, NetlinkError,
     OperState, RouteInfo, RouteSpec, Scope, VxlanInfo, VxlanLinkSpec,
@@ -159,11 +159,7 @@ impl Kernel for FakeKernel {
     async fn addresses(&self, index: u32) -> Result<Vec<AddrInfo>, NetlinkError> {
         let mut s = self.state();
         Self::check(&mut s, "addresses")?;
-        Ok(s.addresses
-            .iter()
-            .filter(|a| a.index == index)
-            .cloned()
-            .collect())
+        Ok(on_link(&s.addresses, index))
     }
 
     async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
@@ -245,11 +241,7 @@ impl Kernel for FakeKernel {
     async fn neighbours(&self, index: u32) -> Result<Vec<NeighInfo>, NetlinkError> {
         let mut s = self.state();
         Self::check(&mut s, "neighbours")?;
-        Ok(s.neighbours
-            .iter()
-            .filter(|n| n.index == index)
-            .cloned()
-            .collect())
+        Ok(on_link(&s.neighbours, index))
     }
 
     async fn replace_neighbours(
@@ -288,7 +280,7 @@ impl Kernel for FakeKernel {
     async fn fdb(&self, index: u32) -> Result<Vec<FdbInfo>, NetlinkError> {
         let mut s = self.state();
         Self::check(&mut s, "fdb")?;
-        Ok(s.fdb.iter().filter(|f| f.index == index).cloned().collect())
+        Ok(on_link(&s.fdb, index))
     }
 
     async fn replace_fdbs(

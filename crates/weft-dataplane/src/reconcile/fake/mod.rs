@@ -22,6 +22,34 @@ use crate::netlink::{
 
 mod kernel;
 
+/// What the kernel keeps per link: addresses, neighbours, FDB entries.
+trait OfLink: Clone {
+    fn link(&self) -> u32;
+}
+
+impl OfLink for AddrInfo {
+    fn link(&self) -> u32 {
+        self.index
+    }
+}
+
+impl OfLink for NeighInfo {
+    fn link(&self) -> u32 {
+        self.index
+    }
+}
+
+impl OfLink for FdbInfo {
+    fn link(&self) -> u32 {
+        self.index
+    }
+}
+
+/// The entries of `all` on link `index`, in order.
+fn on_link<T: OfLink>(all: &[T], index: u32) -> Vec<T> {
+    all.iter().filter(|e| e.link() == index).cloned().collect()
+}
+
 #[derive(Debug, Default)]
 struct State {
     links: BTreeMap<u32, LinkInfo>,
@@ -126,26 +154,15 @@ impl FakeKernel {
     }
 
     pub fn all_addresses(&self, index: u32) -> Vec<AddrInfo> {
-        let s = self.state();
-        s.addresses
-            .iter()
-            .filter(|a| a.index == index)
-            .cloned()
-            .collect()
+        on_link(&self.state().addresses, index)
     }
 
     pub fn all_neighbours(&self, index: u32) -> Vec<NeighInfo> {
-        let s = self.state();
-        s.neighbours
-            .iter()
-            .filter(|n| n.index == index)
-            .cloned()
-            .collect()
+        on_link(&self.state().neighbours, index)
     }
 
     pub fn all_fdb(&self, index: u32) -> Vec<FdbInfo> {
-        let s = self.state();
-        s.fdb.iter().filter(|f| f.index == index).cloned().collect()
+        on_link(&self.state().fdb, index)
     }
 
     pub fn tx_checksum_of(&self, name: &str) -> Option<bool> {
