@@ -210,6 +210,19 @@ mod tests {
         );
     }
 
+    /// `network` in /`slen` subnets, all but the first and the last.
+    fn pool_without_ends(network: IpNet, slen: u8) -> SubnetPool {
+        let family = Family::of_net(network);
+        let step = 1u128 << (family.bits() - slen);
+        let (lo, hi) = prefix::bounds(network);
+        SubnetPool {
+            network,
+            subnet_len: slen,
+            subnet_min: prefix::u128_to_addr(family, lo + step),
+            subnet_max: prefix::u128_to_addr(family, hi - (step - 1)),
+        }
+    }
+
     fn arb_pool() -> impl Strategy<Value = SubnetPool> {
         prop_oneof![
             (8u8..=28).prop_flat_map(|plen| {
@@ -217,28 +230,14 @@ mod tests {
                     let network: IpNet = IpNet::new("10.0.0.0".parse().unwrap(), plen)
                         .unwrap()
                         .trunc();
-                    let step = 1u128 << (32 - slen);
-                    let (lo, hi) = prefix::bounds(network);
-                    SubnetPool {
-                        network,
-                        subnet_len: slen,
-                        subnet_min: prefix::u128_to_addr(Family::V4, lo + step),
-                        subnet_max: prefix::u128_to_addr(Family::V4, hi + 1 - step),
-                    }
+                    pool_without_ends(network, slen)
                 })
             }),
             (16u8..=100).prop_flat_map(|plen| {
                 ((plen + 2)..=126).prop_map(move |slen| {
                     let network: IpNet =
                         IpNet::new("fd00::".parse().unwrap(), plen).unwrap().trunc();
-                    let step = 1u128 << (128 - slen);
-                    let (lo, hi) = prefix::bounds(network);
-                    SubnetPool {
-                        network,
-                        subnet_len: slen,
-                        subnet_min: prefix::u128_to_addr(Family::V6, lo + step),
-                        subnet_max: prefix::u128_to_addr(Family::V6, hi - (step - 1)),
-                    }
+                    pool_without_ends(network, slen)
                 })
             }),
         ]

@@ -189,6 +189,15 @@ mod tests {
         );
     }
 
+    /// Fails unless a virtio_net node on `release` is decided off for
+    /// `reason`.
+    #[track_caller]
+    fn decided_off_because(release: &str, reason: Reason) {
+        let d = decide(release, Some("virtio_net"), None);
+        assert!(!d.on, "{release:?}");
+        assert_eq!(d.reason, reason);
+    }
+
     #[test]
     fn kernels_before_5_7_turn_it_off() {
         for release in [
@@ -199,13 +208,11 @@ mod tests {
             "4.9.337",
             "3.10.0-1160.el7.x86_64",
         ] {
-            let d = decide(release, Some("virtio_net"), None);
-            assert!(!d.on, "{release}");
-            assert_eq!(
-                d.reason,
+            decided_off_because(
+                release,
                 Reason::KernelUnfixed {
-                    release: release.into()
-                }
+                    release: release.into(),
+                },
             );
         }
         assert!(
@@ -236,13 +243,11 @@ mod tests {
     #[test]
     fn an_unreadable_release_turns_it_off() {
         for release in ["", "garbage", "6", "6.x", "v6.1.0", "6.1.x"] {
-            let d = decide(release, Some("virtio_net"), None);
-            assert!(!d.on, "{release:?}");
-            assert_eq!(
-                d.reason,
+            decided_off_because(
+                release,
                 Reason::KernelUnreadable {
-                    release: release.into()
-                }
+                    release: release.into(),
+                },
             );
         }
         assert!(

@@ -34,6 +34,16 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Fails unless weftd exited with `code` and its stderr says `text`; that
+/// stderr.
+#[track_caller]
+fn exits_saying(output: &Output, code: i32, text: &str) -> String {
+    let err = stderr(output);
+    assert_eq!(output.status.code(), Some(code), "{err}");
+    assert!(err.contains(text), "{err}");
+    err
+}
+
 #[test]
 fn help_lists_every_flanneld_flag_and_exits_0() {
     for spelling in ["--help", "-help", "-h"] {
@@ -65,20 +75,14 @@ fn version_prints_to_stdout_and_exits_0() {
 #[test]
 fn unknown_flag_is_a_usage_error() {
     let output = weftd(&["--no-such-flag"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("flag provided but not defined: -no-such-flag"));
+    exits_saying(&output, 2, "flag provided but not defined: -no-such-flag");
     assert!(stdout(&output).is_empty());
 }
 
 #[test]
 fn stray_bool_value_is_a_usage_error() {
     let output = weftd(&["--ip-masq", "false"], &[]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("-ip-masq=false"),
-        "{}",
-        stderr(&output)
-    );
+    exits_saying(&output, 2, "-ip-masq=false");
 }
 
 #[test]
@@ -97,8 +101,7 @@ fn renew_margin_out_of_range_exits_1() {
 #[test]
 fn flanneld_env_applies_when_the_flag_is_absent() {
     let output = weftd(&[], &[("FLANNELD_SUBNET_LEASE_RENEW_MARGIN", "0")]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(stderr(&output).contains(RENEW_MARGIN_MESSAGE));
+    exits_saying(&output, 1, RENEW_MARGIN_MESSAGE);
 }
 
 #[test]
@@ -112,21 +115,14 @@ fn command_line_overrides_flanneld_env() {
             ("FLANNELD_V", "loud"),
         ],
     );
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
-    assert!(err.contains(RENEW_MARGIN_MESSAGE), "{err}");
+    let err = exits_saying(&output, 1, RENEW_MARGIN_MESSAGE);
     assert!(!err.contains("FLANNELD_V"), "{err}");
 }
 
 #[test]
 fn invalid_flanneld_env_exits_1_naming_the_variable() {
     let output = weftd(&[], &[("FLANNELD_HEALTHZ_PORT", "abc")]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr(&output).contains("FLANNELD_HEALTHZ_PORT"),
-        "{}",
-        stderr(&output)
-    );
+    exits_saying(&output, 1, "FLANNELD_HEALTHZ_PORT");
 }
 
 #[test]
@@ -142,9 +138,7 @@ fn password_is_not_logged() {
 #[test]
 fn kube_mode_without_node_name_says_how_to_name_the_node() {
     let output = weftd(&["--kube-subnet-mgr"], &[]);
-    assert_eq!(output.status.code(), Some(1));
-    let err = stderr(&output);
-    assert!(err.contains("NODE_NAME"), "{err}");
+    exits_saying(&output, 1, "NODE_NAME");
 }
 
 #[test]
