@@ -243,25 +243,44 @@ fn run_part(ctx: &Ctx, part: Part, results: &mut Results) {
             results.dataplane = Some(d);
             failures.extend(f);
         }
-        Part::Scale => match scale::run(ctx) {
-            Ok(s) => results.scale = Some(s),
-            Err(e) => failures.push(format!("control plane at scale: {e:#}")),
-        },
-        Part::KubeScale => match kube_scale::run(ctx) {
-            Ok(k) => results.kube_scale = Some(k),
-            Err(e) => failures.push(format!("control plane at scale, Kubernetes store: {e:#}")),
-        },
-        Part::EtcdHa => match etcd_ha::run(ctx) {
-            Ok(e) => results.etcd_ha = Some(e),
-            Err(e) => failures.push(format!("etcd failover: {e:#}")),
-        },
-        Part::Cni => match cni::run(ctx) {
-            Ok(c) => results.cni = Some(c),
-            Err(e) => failures.push(format!("CNI: {e:#}")),
-        },
-        Part::Routes => match routes::run(ctx) {
-            Ok(r) => results.routes = Some(r),
-            Err(e) => failures.push(format!("route shapes: {e:#}")),
-        },
+        Part::Scale => keep(
+            scale::run(ctx),
+            &mut results.scale,
+            "control plane at scale",
+            failures,
+        ),
+        Part::KubeScale => keep(
+            kube_scale::run(ctx),
+            &mut results.kube_scale,
+            "control plane at scale, Kubernetes store",
+            failures,
+        ),
+        Part::EtcdHa => keep(
+            etcd_ha::run(ctx),
+            &mut results.etcd_ha,
+            "etcd failover",
+            failures,
+        ),
+        Part::Cni => keep(cni::run(ctx), &mut results.cni, "CNI", failures),
+        Part::Routes => keep(
+            routes::run(ctx),
+            &mut results.routes,
+            "route shapes",
+            failures,
+        ),
+    }
+}
+
+/// A part's figures into their place in the results, or why the part
+/// failed into `failures`.
+fn keep<T>(
+    figures: anyhow::Result<T>,
+    slot: &mut Option<T>,
+    part: &str,
+    failures: &mut Vec<String>,
+) {
+    match figures {
+        Ok(f) => *slot = Some(f),
+        Err(e) => failures.push(format!("{part}: {e:#}")),
     }
 }

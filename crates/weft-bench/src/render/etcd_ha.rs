@@ -18,22 +18,26 @@ pub fn section(e: &EtcdHa) -> Section {
         e.nodes, e.members, e.members
     ));
     let mut t = Table::new(&["from the fault to", "min / median / max"]);
-    t.row(summary_row(
-        "a new leader, s (baseline: etcd's election)",
-        &[(e.election_s, 2)],
-    ));
-    t.row(summary_row(
-        "the lease routed on every node, s",
-        &[(e.routed_s, 2)],
-    ));
-    t.row(summary_row(
-        "(the agents' share: etcd taking the lease → the last node routing it, ms)",
-        &[(e.agents_ms, 1)],
-    ));
-    t.row(summary_row(
-        "member cut off → a lease routed on every node, s (HTTP/2 keepalive 6 s + 3 s)",
-        &[(e.cut_off_s, 2)],
-    ));
+    for (to, value, digits) in [
+        (
+            "a new leader, s (baseline: etcd's election)",
+            e.election_s,
+            2,
+        ),
+        ("the lease routed on every node, s", e.routed_s, 2),
+        (
+            "(the agents' share: etcd taking the lease → the last node routing it, ms)",
+            e.agents_ms,
+            1,
+        ),
+        (
+            "member cut off → a lease routed on every node, s (HTTP/2 keepalive 6 s + 3 s)",
+            e.cut_off_s,
+            2,
+        ),
+    ] {
+        t.row(summary_row(to, &[(value, digits)]));
+    }
     sec.table(t);
     sec
 }
