@@ -12,20 +12,22 @@ use weft_core::plan::{FdbPlan, NeighPlan};
 use super::{ApplyReport, EntryError, Kernel};
 use crate::netlink::{FdbInfo, NeighInfo, NeighState, NetlinkError};
 
-/// Counts what went in; keeps what did not, named by `what(i)` (the i-th
-/// item of the batch).
-fn note(
+/// Counts what went in of a batch over `items`; keeps what did not, named
+/// by `what` of its item. With `allow_missing`, an item already gone (a
+/// delete of something not there) is neither.
+pub(super) fn note<T>(
     report: &mut ApplyReport,
+    items: &[T],
     results: Vec<Result<(), NetlinkError>>,
     counter: fn(&mut ApplyReport) -> &mut u32,
     allow_missing: bool,
-    what: impl Fn(usize) -> String,
+    what: impl Fn(&T) -> String,
 ) {
-    for (i, r) in results.into_iter().enumerate() {
+    for (item, r) in items.iter().zip(results) {
         match r {
             Ok(()) => *counter(report) += 1,
             Err(e) if allow_missing && e.is_not_found() => {}
-            Err(e) => report.errors.push(EntryError::new(what(i), e)),
+            Err(e) => report.errors.push(EntryError::new(what(item), e)),
         }
     }
 }
@@ -120,28 +122,22 @@ pub async fn apply_additions<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut A
         let r = nl.replace_neighbours(c.index, &c.neigh_set).await;
         note(
             report,
+            &c.neigh_set,
             r,
             |r| &mut r.neighbours_set,
             false,
-            |i| {
-                c.neigh_set.get(i).map_or_else(String::new, |(ip, mac)| {
-                    format!("neighbour {ip} lladdr {mac}")
-                })
-            },
+            |(ip, mac)| format!("neighbour {ip} lladdr {mac}"),
         );
     }
     if !c.fdb_set.is_empty() {
         let r = nl.replace_fdbs(c.index, &c.fdb_set).await;
         note(
             report,
+            &c.fdb_set,
             r,
             |r| &mut r.fdb_set,
             false,
-            |i| {
-                c.fdb_set.get(i).map_or_else(String::new, |(mac, dst)| {
-                    format!("FDB entry {mac} dst {dst}")
-                })
-            },
+            |(mac, dst)| format!("FDB entry {mac} dst {dst}"),
         );
     }
 }
@@ -151,28 +147,22 @@ pub async fn apply_removals<K: Kernel>(nl: &K, c: &EntryChanges, report: &mut Ap
         let r = nl.delete_neighbours(c.index, &c.neigh_del).await;
         note(
             report,
+            &c.neigh_del,
             r,
             |r| &mut r.neighbours_deleted,
             true,
-            |i| {
-                c.neigh_del
-                    .get(i)
-                    .map_or_else(String::new, |ip| format!("deleting neighbour {ip}"))
-            },
+            |ip| format!("deleting neighbour {ip}"),
         );
     }
     if !c.fdb_del.is_empty() {
         let r = nl.delete_fdbs(c.index, &c.fdb_del).await;
         note(
             report,
+            &c.fdb_del,
             r,
             |r| &mut r.fdb_deleted,
             true,
-            |i| {
-                c.fdb_del.get(i).map_or_else(String::new, |(mac, dst)| {
-                    format!("deleting FDB entry {mac} dst {dst}")
-                })
-            },
+            |(mac, dst)| format!("deleting FDB entry {mac} dst {dst}"),
         );
     }
 }

@@ -11,7 +11,8 @@ use weft_core::Family;
 use weft_core::fast_hash::FastMap;
 use weft_core::plan::{Dev, RoutePlan, RouteTarget};
 
-use super::{ApplyReport, EntryError, Kernel};
+use super::entries::note;
+use super::{ApplyReport, Kernel};
 use crate::netlink::{
     MAIN_TABLE, NetlinkError, RouteInfo, RouteKind, RouteSpec, WEFT_ROUTE_PROTOCOL,
 };
@@ -131,27 +132,28 @@ pub async fn apply_set<K: Kernel>(nl: &K, set: &[RouteSpec], report: &mut ApplyR
     if set.is_empty() {
         return;
     }
-    for (spec, r) in set.iter().zip(nl.replace_routes(set).await) {
-        match r {
-            Ok(()) => report.routes_set += 1,
-            Err(e) => report
-                .errors
-                .push(EntryError::new(format!("route {}", spec.dst), e)),
-        }
-    }
+    let r = nl.replace_routes(set).await;
+    note(
+        report,
+        set,
+        r,
+        |r| &mut r.routes_set,
+        false,
+        |spec| format!("route {}", spec.dst),
+    );
 }
 
 pub async fn apply_delete<K: Kernel>(nl: &K, delete: &[RouteSpec], report: &mut ApplyReport) {
     if delete.is_empty() {
         return;
     }
-    for (spec, r) in delete.iter().zip(nl.delete_routes(delete).await) {
-        match r {
-            Ok(()) => report.routes_deleted += 1,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => report
-                .errors
-                .push(EntryError::new(format!("deleting route {}", spec.dst), e)),
-        }
-    }
+    let r = nl.delete_routes(delete).await;
+    note(
+        report,
+        delete,
+        r,
+        |r| &mut r.routes_deleted,
+        true,
+        |spec| format!("deleting route {}", spec.dst),
+    );
 }

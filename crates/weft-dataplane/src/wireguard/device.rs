@@ -152,14 +152,20 @@ impl WgDevice {
             uapi = %dev.socket_path().display(),
             "WireGuard device ready (in-process gotatun on TUN)"
         );
-        Ok(WgDevice {
+        Ok(WgDevice::ready(spec, index, Inner::Userspace(dev)))
+    }
+
+    /// The device of `spec` on link `index`, open on `inner`'s path, with no
+    /// openings and no endpoints learnt yet.
+    fn ready(spec: &WgDeviceSpec, index: u32, inner: Inner) -> WgDevice {
+        WgDevice {
             name: spec.name.clone(),
             index,
-            inner: Inner::Userspace(dev),
+            inner,
             own: spec.private_key.public_key(),
             apply_lock: tokio::sync::Mutex::new(Openings::default()),
             lease_endpoints: std::sync::Mutex::new(LeaseEndpoints::default()),
-        })
+        }
     }
 
     /// The kernel path on link `index`: `current_mtu` is `Some` for a reused
@@ -187,14 +193,7 @@ impl WgDevice {
         dev.configure(&spec.private_key, spec.listen_port, current_mtu.is_none())
             .await?;
         tracing::info!(device, path = %WgPath::Kernel, reason, "WireGuard device ready");
-        Ok(WgDevice {
-            name: spec.name.clone(),
-            index,
-            inner: Inner::Kernel(dev),
-            own: spec.private_key.public_key(),
-            apply_lock: tokio::sync::Mutex::new(Openings::default()),
-            lease_endpoints: std::sync::Mutex::new(LeaseEndpoints::default()),
-        })
+        Ok(WgDevice::ready(spec, index, Inner::Kernel(dev)))
     }
 
     /// Switches the device to a new private key (a key rotation), keeping
