@@ -146,9 +146,15 @@ mod tests {
 
     use super::super::key::load_or_create_key;
     use super::*;
+    use weft_core::wg_key::WgKey;
 
-    fn dir() -> tempfile::TempDir {
-        tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"))
+    /// A new key file `wgkey` in a new temporary directory (removed when
+    /// the returned guard drops), its path and the public key it holds.
+    fn key_file() -> (tempfile::TempDir, PathBuf, WgKey) {
+        let d = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let path = d.path().join("wgkey");
+        let public = load(&path).public_key();
+        (d, path, public)
     }
 
     fn load(path: &Path) -> PrivateKey {
@@ -159,9 +165,7 @@ mod tests {
 
     #[test]
     fn rotation_replaces_the_key_and_leaves_no_copy_of_the_old_one() {
-        let d = dir();
-        let path = d.path().join("wgkey");
-        let old = load(&path).public_key();
+        let (d, path, old) = key_file();
         let new = rotate_key_file(&path).unwrap_or_else(|e| panic!("rotate: {e}"));
         assert_ne!(new.public_key(), old);
         assert_eq!(load(&path).public_key(), new.public_key());
@@ -187,9 +191,7 @@ mod tests {
     /// the leftover, partial or whole.
     #[test]
     fn a_crash_before_the_rename_keeps_the_old_key() {
-        let d = dir();
-        let path = d.path().join("wgkey");
-        let old = load(&path).public_key();
+        let (d, path, old) = key_file();
         let partial = d.path().join(format!("{}4242", temp_prefix(&path)));
         fs::write(&partial, b"AAAA").unwrap_or_else(|e| panic!("{e}"));
         let whole = d.path().join(format!("{}4243", temp_prefix(&path)));
@@ -205,9 +207,7 @@ mod tests {
     /// the file holds the new key and nothing else; the next start uses it.
     #[test]
     fn a_crash_after_the_rename_keeps_the_new_key() {
-        let d = dir();
-        let path = d.path().join("wgkey");
-        load(&path);
+        let (_d, path, _) = key_file();
         let new = rotate_key_file(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(remove_rotation_leftovers(&path), 0);
         assert_eq!(load(&path).public_key(), new.public_key());
@@ -215,9 +215,7 @@ mod tests {
 
     #[test]
     fn a_failed_rotation_keeps_the_old_key_and_leaves_nothing() {
-        let d = dir();
-        let path = d.path().join("wgkey");
-        let old = load(&path).public_key();
+        let (d, path, old) = key_file();
         // A directory where the temporary file would go makes the write fail.
         let blocker = d
             .path()
@@ -230,9 +228,7 @@ mod tests {
 
     #[test]
     fn the_key_age_is_the_files() {
-        let d = dir();
-        let path = d.path().join("wgkey");
-        load(&path);
+        let (_d, path, _) = key_file();
         let made = key_made_at(&path).unwrap_or_else(|e| panic!("{e}"));
         let age = SystemTime::now().duration_since(made).unwrap_or_default();
         assert!(age.as_secs() < 60);

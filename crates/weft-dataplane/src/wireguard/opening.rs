@@ -195,6 +195,14 @@ mod tests {
         }
     }
 
+    /// What `due` answers when peer `n` alone is to be primed.
+    fn primed(n: u8, keepalive: Option<u16>) -> Vec<Prime> {
+        vec![Prime {
+            key: WgKey([n; 32]),
+            keepalive,
+        }]
+    }
+
     fn state(n: u8, keepalive: Option<u16>, session: bool) -> WgPeerState {
         WgPeerState {
             public_key: WgKey([n; 32]),
@@ -247,13 +255,7 @@ mod tests {
         o.record(&ops, now);
         assert!(o.withheld().is_empty());
         let due = o.due(&[state(1, None, false), state(2, Some(25), true)], now);
-        assert_eq!(
-            due,
-            vec![Prime {
-                key: WgKey([1; 32]),
-                keepalive: None
-            }]
-        );
+        assert_eq!(due, primed(1, None));
         assert!(o.is_empty());
         assert!(o.due(&[state(1, None, false)], now).is_empty());
     }
@@ -282,23 +284,11 @@ mod tests {
             state(5, None, false),
         ];
         let due = o.due(&actual, t0 + Duration::from_secs(1));
-        assert_eq!(
-            due,
-            vec![Prime {
-                key: WgKey([4; 32]),
-                keepalive: Some(25)
-            }]
-        );
+        assert_eq!(due, primed(4, Some(25)));
         assert_eq!(o.withheld(), HashSet::from([WgKey([5; 32])]));
         // Past the grace with no session: this end starts it.
         let due = o.due(&actual, t0 + AWAIT_GRACE);
-        assert_eq!(
-            due,
-            vec![Prime {
-                key: WgKey([5; 32]),
-                keepalive: None
-            }]
-        );
+        assert_eq!(due, primed(5, None));
         assert!(o.is_empty());
     }
 

@@ -150,6 +150,14 @@ mod tests {
     const LEASE: &str = "203.0.113.2:51820";
     const ROAMED: &str = "203.0.113.2:40123";
 
+    /// Whether an agent remembering no lease endpoint (one just restarted)
+    /// sets the lease's endpoint over `have`.
+    fn sets_lease_fresh(have: &WgPeerState, now: SystemTime) -> bool {
+        LeaseEndpoints::default()
+            .rule(now)
+            .must_set(have, &spec(LEASE))
+    }
+
     #[test]
     fn a_roamed_endpoint_with_a_live_session_is_left_alone() {
         let now = SystemTime::now();
@@ -158,11 +166,7 @@ mod tests {
         let have = state(Some(ROAMED), Some(10), now);
         assert!(!memory.rule(now).must_set(&have, &spec(LEASE)));
         // Nothing remembered (an agent that just restarted): the same.
-        assert!(
-            !LeaseEndpoints::default()
-                .rule(now)
-                .must_set(&have, &spec(LEASE))
-        );
+        assert!(!sets_lease_fresh(&have, now));
     }
 
     #[test]
@@ -195,11 +199,7 @@ mod tests {
         let now = SystemTime::now();
         let mut have = state(Some(ROAMED), None, now);
         have.last_handshake = Some(now + Duration::from_secs(30));
-        assert!(
-            !LeaseEndpoints::default()
-                .rule(now)
-                .must_set(&have, &spec(LEASE))
-        );
+        assert!(!sets_lease_fresh(&have, now));
     }
 
     #[test]
