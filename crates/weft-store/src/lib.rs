@@ -56,7 +56,8 @@ pub struct AcquireRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSnapshot {
     pub revision: i64,
-    pub peers: ScreenedPeers,
+    /// Shared: an early snapshot reuses its predecessor's.
+    pub peers: Arc<ScreenedPeers>,
     /// Whether our own lease was present at this revision. When it goes
     /// missing (expired, or deleted by an operator) the agent re-acquires.
     pub own_present: bool,
@@ -70,15 +71,34 @@ pub struct PeerSnapshot {
     /// Published with the first snapshot after the watch is back, so an
     /// operator can alert on a store that keeps dropping the agent.
     pub watch_restarts: std::collections::BTreeMap<String, u64>,
-    /// The leases this snapshot accepts that the one before it did not,
-    /// when the store could tell them apart cheaply: new peers (or peers
-    /// newly passing their checks) that overlap nothing. Such a snapshot is
-    /// published the moment the event is read, ahead of screening every
-    /// lease again, so the agent can program the newcomer's entries before
-    /// it plans the whole set: one new lease costs the same however many
-    /// peers the node holds. Empty on every other snapshot; `peers` is
-    /// complete either way.
+    /// Leases that arrived since the snapshot before, on an *early*
+    /// snapshot: new peers (or peers newly passing their checks) that
+    /// overlap nothing, published the moment their event is read, ahead of
+    /// screening every lease again. An early snapshot shares `peers` with
+    /// the snapshot before it (nothing is copied, so it costs the same
+    /// however many peers there are) and the full snapshot follows at
+    /// once; the agent programs the newcomers' entries and waits for it.
+    /// Empty on every full snapshot. [`PeerSnapshot::accepted`] gives every
+    /// accepted lease either way.
     pub arrived: Vec<(String, weft_core::lease::Lease)>,
+}
+
+impl PeerSnapshot {
+    /// Whether this is an early snapshot (see [`PeerSnapshot::arrived`]).
+    pub fn is_early(&self) -> bool {
+        !self.arrived.is_empty()
+    }
+
+    /// Every lease this snapshot accepts: the screened ones and, on an
+    /// early snapshot, the newcomers.
+    pub fn accepted(&self) -> impl Iterator<Item = &(String, weft_core::lease::Lease)> {
+        self.peers.accepted.iter().chain(&self.arrived)
+    }
+
+    /// How many leases this snapshot accepts.
+    pub fn accepted_count(&self) -> usize {
+        self.peers.accepted.len() + self.arrived.len()
+    }
 }
 
 /// The channel snapshots are published on. `None` until the first listing

@@ -17,9 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tracing::{debug, warn};
-use weft_core::fast_hash::FastSet;
 use weft_core::lease::{Lease, LeaseSubnets};
-use weft_core::peer::{self, Precheck, RejectedPeer, ScreenedPeers};
+use weft_core::peer::{self, Precheck, RejectedPeer};
 
 use crate::{PeerSnapshot, SnapshotSender};
 
@@ -248,7 +247,7 @@ impl<O: Ord + Clone> Publisher<O> {
         };
         let snapshot = PeerSnapshot {
             revision: self.revision,
-            peers: screened,
+            peers: Arc::new(screened),
             own_present: self.own_present,
             skipped_total: counts(&self.skipped_total),
             watch_restarts: counts(&self.watch_restarts),
@@ -256,7 +255,8 @@ impl<O: Ord + Clone> Publisher<O> {
         };
         tx.send_if_modified(|current| {
             let changed = current.as_ref().is_none_or(|c| {
-                c.peers != snapshot.peers
+                c.is_early()
+                    || c.peers != snapshot.peers
                     || c.own_present != snapshot.own_present
                     || c.skipped_total != snapshot.skipped_total
                     || c.watch_restarts != snapshot.watch_restarts
@@ -300,13 +300,11 @@ impl<O: Ord + Clone> Publisher<O> {
             })
     }
 
-    /// Publishes the early snapshot: the current one plus the entries that
-    /// arrived with this batch and overlap nothing, which screening is
-    /// certain to accept. It costs a copy of the current snapshot's
-    /// shared leases instead of a screening of every entry, and lets the
-    /// agent program the newcomers before anything else (see
-    /// [`PeerSnapshot::arrived`]). Nothing is published before the first
-    /// full snapshot.
+    /// Publishes the early snapshot: the current one's peers (shared) and
+    /// the entries that arrived with this batch and overlap nothing, which
+    /// screening is certain to accept, so the agent can program them before
+    /// anything else (see [`PeerSnapshot::arrived`]). Nothing is published
+    /// before the first full snapshot; the full one always follows.
     fn publish_arrivals(&mut self, tx: &SnapshotSender) {
         let ids = std::mem::take(&mut self.arrived);
         let arrived: Vec<(String, Lease)> = ids
@@ -324,29 +322,10 @@ impl<O: Ord + Clone> Publisher<O> {
             let Some(c) = current.as_ref() else {
                 return false;
             };
-            let ids: FastSet<&str> = arrived.iter().map(|(id, _)| id.as_str()).collect();
-            let kept = |id: &str| !ids.contains(id);
-            let mut peers = ScreenedPeers {
-                accepted: c
-                    .peers
-                    .accepted
-                    .iter()
-                    .filter(|(id, _)| kept(id))
-                    .cloned()
-                    .collect(),
-                rejected: c
-                    .peers
-                    .rejected
-                    .iter()
-                    .filter(|r| kept(&r.id))
-                    .cloned()
-                    .collect(),
-            };
-            peers.accepted.extend(arrived.iter().cloned());
             debug!(revision, arrived = arrived.len(), "early peer snapshot");
             *current = Some(Arc::new(PeerSnapshot {
                 revision,
-                peers,
+                peers: Arc::clone(&c.peers),
                 own_present: c.own_present,
                 skipped_total: c.skipped_total.clone(),
                 watch_restarts: c.watch_restarts.clone(),

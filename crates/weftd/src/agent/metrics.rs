@@ -241,7 +241,7 @@ impl Metrics {
     }
 
     pub fn observe_snapshot(&self, snapshot: &PeerSnapshot) {
-        self.peers.set(snapshot.peers.accepted.len() as i64);
+        self.peers.set(snapshot.accepted_count() as i64);
         self.peers_skipped.clear();
         for r in &snapshot.peers.rejected {
             self.peers_skipped

@@ -230,10 +230,10 @@ mod tests {
     fn snap(peers: &[(String, Lease)]) -> Arc<PeerSnapshot> {
         Arc::new(PeerSnapshot {
             revision: 1,
-            peers: weft_core::peer::ScreenedPeers {
+            peers: Arc::new(weft_core::peer::ScreenedPeers {
                 accepted: peers.to_vec(),
                 rejected: Vec::new(),
-            },
+            }),
             own_present: true,
             skipped_total: Default::default(),
             watch_restarts: Default::default(),

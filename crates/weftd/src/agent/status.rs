@@ -250,7 +250,7 @@ impl StatusHandle {
             peers: s
                 .snapshot
                 .iter()
-                .flat_map(|x| x.peers.accepted.iter())
+                .flat_map(|x| x.accepted())
                 .map(|(id, l)| PeerView {
                     id: id.clone(),
                     subnets: l.subnets.iter().map(|n| n.to_string()).collect(),

@@ -78,13 +78,13 @@ impl<K: Kernel> Dataplane<K> {
         Ok(())
     }
 
-    /// Programs the peers a snapshot says just arrived (see
-    /// `PeerSnapshot::arrived`) from a plan of those peers alone, before
-    /// the full plan: a new lease's route, neighbour and FDB entry then go
-    /// in at the same cost whatever the number of peers held, as flanneld
-    /// adds one event's entries. Only where a peer's state is exactly
-    /// those entries (vxlan, host-gw, ipip): a WireGuard peer or an ipsec
-    /// tunnel waits for the full pass, which also covers any failure here
+    /// Programs the peers an early snapshot says just arrived (see
+    /// `PeerSnapshot::arrived`) from a plan of those peers alone: a new
+    /// lease's route, neighbour and FDB entry then go in at the same cost
+    /// whatever the number of peers held, as flanneld adds one event's
+    /// entries. Only where a peer's state is exactly those entries (vxlan,
+    /// host-gw, ipip): a WireGuard peer or an ipsec tunnel waits for the
+    /// full snapshot that follows, whose pass also covers any failure here
     /// (and counts what was added, as it re-applies the same entries).
     pub(super) async fn add_arrivals(&self, lease: &Lease, snapshot: &PeerSnapshot) {
         let Some(applied) = &self.applied else {
@@ -113,8 +113,13 @@ impl<K: Kernel> Dataplane<K> {
         }
     }
 
+    /// One pass over a snapshot. An early one only adds its newcomers: its
+    /// peer list is its predecessor's, and the full snapshot follows.
     pub(super) async fn pass(&mut self, lease: &Lease, snapshot: &Arc<PeerSnapshot>) -> Result<()> {
-        self.add_arrivals(lease, snapshot).await;
+        if snapshot.is_early() {
+            self.add_arrivals(lease, snapshot).await;
+            return Ok(());
+        }
         let desired = self.plan(lease, &snapshot.peers.accepted)?;
         let peers_changed = super::super::peer_log::log(&self.peer_log.observe(snapshot));
         for (id, why) in &desired.skipped {

@@ -133,7 +133,7 @@ pub async fn run<S: LeaseStore>(
                 let snapshot = rx.borrow_and_update().clone();
                 let own_missing = snapshot.as_ref().is_some_and(|s| !s.own_present);
                 if let Some(s) = &snapshot {
-                    tracing::debug!(peers = s.peers.accepted.len(), skipped = s.peers.rejected.len(), "peers changed");
+                    tracing::debug!(peers = s.accepted_count(), skipped = s.peers.rejected.len(), "peers changed");
                 }
                 status.set_snapshot(snapshot.clone());
                 publish.snapshot.send_replace(snapshot);
