@@ -8,7 +8,7 @@ use weft_core::Family;
 use weft_core::mac::Mac;
 
 use super::super::Kernel;
-use super::{FakeKernel, not_found, on_link};
+use super::{FakeKernel, link_exists, not_found, on_link, remove};
 use crate::netlink::{
     AddrInfo, FdbInfo, IpipInfo, LinkInfo, LinkKind, NeighInfo, NeighState, NetlinkError,
     OperState, RouteInfo, RouteSpec, Scope, VxlanInfo, VxlanLinkSpec,
@@ -165,9 +165,7 @@ impl Kernel for FakeKernel {
     async fn add_address(&self, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
         let mut s = self.state();
         Self::check(&mut s, "add_address")?;
-        if !s.links.contains_key(&index) {
-            return Err(not_found("add_address"));
-        }
+        link_exists(&s, index, "add_address")?;
         if s.addresses
             .iter()
             .any(|a| a.index == index && a.prefix == addr)
@@ -189,12 +187,9 @@ impl Kernel for FakeKernel {
     async fn del_address(&self, index: u32, addr: IpNet) -> Result<(), NetlinkError> {
         let mut s = self.state();
         Self::check(&mut s, "del_address")?;
-        let before = s.addresses.len();
-        s.addresses
-            .retain(|a| !(a.index == index && a.prefix == addr));
-        if s.addresses.len() == before {
-            return Err(not_found("del_address"));
-        }
+        remove(&mut s.addresses, "del_address", |a| {
+            a.index == index && a.prefix == addr
+        })?;
         s.changes.push(format!("del_address {index} {addr}"));
         Ok(())
     }
@@ -223,16 +218,12 @@ impl Kernel for FakeKernel {
     async fn delete_routes(&self, routes: &[RouteSpec]) -> Vec<Result<(), NetlinkError>> {
         self.batch("delete_routes", routes, |s, spec| {
             let gone = listed(spec);
-            let before = s.routes.len();
-            s.routes.retain(|r| {
-                !(r.table == gone.table
+            remove(&mut s.routes, "delete_routes", |r| {
+                r.table == gone.table
                     && r.dst == gone.dst
                     && r.metric == gone.metric
-                    && (gone.gateway.is_none() || r.gateway == gone.gateway))
-            });
-            if s.routes.len() == before {
-                return Err(not_found("delete_routes"));
-            }
+                    && (gone.gateway.is_none() || r.gateway == gone.gateway)
+            })?;
             s.changes.push(format!("delete_route {}", gone.dst));
             Ok(())
         })
@@ -250,9 +241,7 @@ impl Kernel for FakeKernel {
         entries: &[(IpAddr, Mac)],
     ) -> Vec<Result<(), NetlinkError>> {
         self.batch("replace_neighbours", entries, |s, (ip, mac)| {
-            if !s.links.contains_key(&index) {
-                return Err(not_found("replace_neighbours"));
-            }
+            link_exists(s, index, "replace_neighbours")?;
             s.neighbours.retain(|n| !(n.index == index && n.ip == *ip));
             s.neighbours.push(NeighInfo {
                 index,
@@ -267,11 +256,9 @@ impl Kernel for FakeKernel {
 
     async fn delete_neighbours(&self, index: u32, ips: &[IpAddr]) -> Vec<Result<(), NetlinkError>> {
         self.batch("delete_neighbours", ips, |s, ip| {
-            let before = s.neighbours.len();
-            s.neighbours.retain(|n| !(n.index == index && n.ip == *ip));
-            if s.neighbours.len() == before {
-                return Err(not_found("delete_neighbours"));
-            }
+            remove(&mut s.neighbours, "delete_neighbours", |n| {
+                n.index == index && n.ip == *ip
+            })?;
             s.changes.push(format!("delete_neighbour {ip}"));
             Ok(())
         })
@@ -289,9 +276,7 @@ impl Kernel for FakeKernel {
         entries: &[(Mac, IpAddr)],
     ) -> Vec<Result<(), NetlinkError>> {
         self.batch("replace_fdbs", entries, |s, (mac, dst)| {
-            if !s.links.contains_key(&index) {
-                return Err(not_found("replace_fdbs"));
-            }
+            link_exists(s, index, "replace_fdbs")?;
             s.fdb.retain(|f| !(f.index == index && f.mac == *mac));
             s.fdb.push(FdbInfo {
                 index,
@@ -311,12 +296,9 @@ impl Kernel for FakeKernel {
         entries: &[(Mac, IpAddr)],
     ) -> Vec<Result<(), NetlinkError>> {
         self.batch("delete_fdbs", entries, |s, (mac, dst)| {
-            let before = s.fdb.len();
-            s.fdb
-                .retain(|f| !(f.index == index && f.mac == *mac && f.dst == Some(*dst)));
-            if s.fdb.len() == before {
-                return Err(not_found("delete_fdbs"));
-            }
+            remove(&mut s.fdb, "delete_fdbs", |f| {
+                f.index == index && f.mac == *mac && f.dst == Some(*dst)
+            })?;
             s.changes.push(format!("delete_fdb {mac} {dst}"));
             Ok(())
         })

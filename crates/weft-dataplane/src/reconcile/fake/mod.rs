@@ -77,6 +77,26 @@ fn not_found(op: &str) -> NetlinkError {
     }
 }
 
+/// Removes the entries of `all` that `gone` picks; `NotFound` for `op`, as
+/// the kernel answers, when there was none.
+fn remove<T>(all: &mut Vec<T>, op: &str, gone: impl Fn(&T) -> bool) -> Result<(), NetlinkError> {
+    let before = all.len();
+    all.retain(|e| !gone(e));
+    if all.len() == before {
+        return Err(not_found(op));
+    }
+    Ok(())
+}
+
+/// `NotFound` for `op` unless link `index` exists.
+fn link_exists(s: &State, index: u32, op: &str) -> Result<(), NetlinkError> {
+    if s.links.contains_key(&index) {
+        Ok(())
+    } else {
+        Err(not_found(op))
+    }
+}
+
 impl FakeKernel {
     /// An empty namespace with a loopback device (index 1).
     pub fn new() -> FakeKernel {
