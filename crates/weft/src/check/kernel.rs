@@ -16,6 +16,21 @@ enum Probe {
     Error(String),
 }
 
+impl Probe {
+    /// The finding `name`: `works` when the device could be created,
+    /// `missing` of why when the kernel lacks it, and a warning when the
+    /// probe itself failed.
+    fn finding(self, name: &str, works: &str, missing: impl FnOnce(String) -> Finding) -> Finding {
+        match self {
+            Probe::Works => Finding::ok(name, works),
+            Probe::Missing(e) => missing(e),
+            Probe::Error(e) => {
+                Finding::warn(name, format!("probe failed: {e}"), "run weft check as root")
+            }
+        }
+    }
+}
+
 /// What each kind of device the backends use gave when created.
 struct Probes {
     vxlan: Probe,
@@ -72,42 +87,34 @@ pub fn features(cfg: Option<&NetConfig>) -> Vec<Finding> {
             ipip,
         }) => {
             if matches!(cfg.map(|c| &c.backend), Some(BackendConfig::Ipip(_))) {
-                out.push(match ipip {
-                    Probe::Works => Finding::ok("kernel ipip", "ipip devices can be created"),
-                    Probe::Missing(e) => Finding::fail(
+                out.push(ipip.finding("kernel ipip", "ipip devices can be created", |e| {
+                    Finding::fail(
                         "kernel ipip",
                         format!("no ipip support ({e}): the ipip backend cannot run here"),
                         "load the ipip module (modprobe ipip), or use the vxlan, host-gw or wireguard backend",
-                    ),
-                    Probe::Error(e) => Finding::warn(
-                        "kernel ipip",
-                        format!("probe failed: {e}"),
-                        "run weft check as root",
-                    ),
-                });
+                    )
+                }));
             }
-            out.push(match vxlan {
-                Probe::Works => Finding::ok("kernel vxlan", "vxlan devices can be created"),
-                Probe::Missing(e) => Finding::fail(
-                    "kernel vxlan",
-                    format!("no vxlan support: {e}"),
-                    "load the vxlan module (modprobe vxlan) or use the host-gw backend",
-                ),
-                Probe::Error(e) => Finding::warn(
-                    "kernel vxlan",
-                    format!("probe failed: {e}"),
-                    "run weft check as root",
-                ),
-            });
-            out.push(match wg {
-                Probe::Works => Finding::ok("kernel wireguard", "the WireGuard module is present: the kernel path will be used"),
-                Probe::Missing(_) => Finding::warn(
-                    "kernel wireguard",
-                    "no WireGuard module: the wireguard backend falls back to weft's userspace implementation",
-                    "load the wireguard module (modprobe wireguard) for kernel-speed encryption; nothing to do if userspace is acceptable",
-                ),
-                Probe::Error(e) => Finding::warn("kernel wireguard", format!("probe failed: {e}"), "run weft check as root"),
-            });
+            out.push(
+                vxlan.finding("kernel vxlan", "vxlan devices can be created", |e| {
+                    Finding::fail(
+                        "kernel vxlan",
+                        format!("no vxlan support: {e}"),
+                        "load the vxlan module (modprobe vxlan) or use the host-gw backend",
+                    )
+                }),
+            );
+            out.push(wg.finding(
+                "kernel wireguard",
+                "the WireGuard module is present: the kernel path will be used",
+                |_| {
+                    Finding::warn(
+                        "kernel wireguard",
+                        "no WireGuard module: the wireguard backend falls back to weft's userspace implementation",
+                        "load the wireguard module (modprobe wireguard) for kernel-speed encryption; nothing to do if userspace is acceptable",
+                    )
+                },
+            ));
         }
         Err(e) => out.push(Finding::warn(
             "kernel features",

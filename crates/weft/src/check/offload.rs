@@ -123,6 +123,13 @@ mod tests {
     use crate::check::Level;
     use offload_policy::decide;
 
+    /// Fails unless `f` is at `level` and what it saw says `text`.
+    #[track_caller]
+    fn assert_says(f: &Finding, level: Level, text: &str) {
+        assert_eq!(f.level, level, "{}", f.seen);
+        assert!(f.seen.contains(text), "{}", f.seen);
+    }
+
     #[test]
     fn the_choice_is_shown_with_its_reason() {
         let d = decide("6.1.0-28-amd64", Some("virtio_net"), None);
@@ -152,22 +159,15 @@ mod tests {
         let auto = decide("4.19.0", Some("virtio_net"), None);
         let forced = decide("4.19.0", Some("virtio_net"), Some(true));
         let f = choice(&forced, &auto);
-        assert_eq!(f.level, Level::Warn);
-        assert!(
-            f.seen.contains("kernel 4.19.0 may lack the fix"),
-            "{}",
-            f.seen
-        );
+        assert_says(&f, Level::Warn, "kernel 4.19.0 may lack the fix");
         assert!(f.fix.unwrap_or_default().contains("TxChecksumOffload"));
 
         let auto = decide("6.1.0", Some("virtio_net"), None);
         let forced = decide("6.1.0", Some("virtio_net"), Some(false));
-        let f = choice(&forced, &auto);
-        assert_eq!(f.level, Level::Ok);
-        assert!(
-            f.seen.contains("costs most of the vxlan throughput"),
-            "{}",
-            f.seen
+        assert_says(
+            &choice(&forced, &auto),
+            Level::Ok,
+            "costs most of the vxlan throughput",
         );
     }
 
@@ -178,12 +178,7 @@ mod tests {
         assert_eq!(ok.level, Level::Ok);
         assert_eq!(ok.seen, "TX checksum offload on on flannel.1, as chosen");
         let off = device("n", "flannel.1", false, &d, true);
-        assert_eq!(off.level, Level::Warn);
-        assert!(
-            off.seen.contains("but weft chooses on here"),
-            "{}",
-            off.seen
-        );
+        assert_says(&off, Level::Warn, "but weft chooses on here");
         assert!(off.fix.unwrap_or_default().contains("restart weftd"));
         let unsure = device("n", "flannel.1", false, &d, false);
         assert!(unsure.fix.unwrap_or_default().contains("--net-config"));
