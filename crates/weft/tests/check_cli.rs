@@ -3,7 +3,11 @@
 //! is reported as a failure with its fix.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::Command;
+
+use common::{assert_finding, finding, output_ok, require_root};
 
 struct Netns(String);
 
@@ -43,12 +47,7 @@ impl Drop for Netns {
 }
 
 fn run(argv: &[&str]) {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{argv:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output_ok(Command::new(argv[0]).args(&argv[1..]));
 }
 
 fn check(ns: &Netns, conf: &std::path::Path) -> serde_json::Value {
@@ -64,35 +63,19 @@ fn check(ns: &Netns, conf: &std::path::Path) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
-fn finding<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == name)
-        .unwrap_or_else(|| panic!("no finding {name}: {report}"))
-}
-
 /// `net-conf.json` with `json` in a fresh directory (kept alive by the
-/// returned guard), or `None` (having said why) without root.
-fn root_and_conf(json: &str) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root (network namespaces): run it as root (CI does: scripts/test.sh), or skip these tests visibly with `cargo nextest run --workspace --profile unprivileged`"
-    );
+/// returned guard); fails without root, saying why.
+fn root_and_conf(json: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    require_root();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("net-conf.json");
     std::fs::write(&conf, json).unwrap();
-    Some((dir, conf))
+    (dir, conf)
 }
 
 #[test]
 fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
-    let Some((_dir, conf)) =
-        root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#)
-    else {
-        return;
-    };
+    let (_dir, conf) = root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}"#);
     let ns = Netns::new("a");
     // New namespaces inherit the root namespace's forwarding on some
     // kernels (devconf_inherit_init_net): set what this test depends on.
@@ -122,42 +105,24 @@ fn findings_are_true_and_a_dropped_port_fails_with_its_fix() {
     let report = check(&ns, &conf);
     assert_eq!(finding(&report, "ip_forward")["level"], "ok");
     let fw = finding(&report, "firewall 8472/udp");
-    assert_eq!(fw["level"], "fail", "{fw}");
-    assert!(
-        fw["seen"]
-            .as_str()
-            .unwrap()
-            .contains("--dport 8472 -j DROP"),
-        "{fw}"
-    );
-    assert!(
-        fw["fix"]
-            .as_str()
-            .unwrap()
-            .contains("iptables -I INPUT -p udp --dport 8472 -j ACCEPT"),
-        "{fw}"
-    );
+    assert_finding(&fw, "fail", "seen", "--dport 8472 -j DROP");
+    let accept = "iptables -I INPUT -p udp --dport 8472 -j ACCEPT";
+    assert_finding(&fw, "fail", "fix", accept);
     assert_eq!(report["ok"], false);
 }
 
 #[test]
 fn mtu_too_small_for_the_backend_fails() {
-    let Some((_dir, conf)) = root_and_conf(
+    let (_dir, conf) = root_and_conf(
         r#"{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}"#,
-    ) else {
-        return;
-    };
+    );
     let ns = Netns::new("b");
     ns.ip("-6 addr add 2001:db8::1/64 dev eth0 nodad");
     ns.ip("-6 route add default via 2001:db8::fe dev eth0");
     ns.ip("link set eth0 mtu 1300");
     let report = check(&ns, &conf);
     let mtu = finding(&report, "pod MTU");
-    assert_eq!(mtu["level"], "fail", "{mtu}");
-    assert!(
-        mtu["seen"].as_str().unwrap().contains("1250, below 1280"),
-        "{mtu}"
-    );
+    assert_finding(&mtu, "fail", "seen", "1250, below 1280");
 }
 
 /// With the ipip backend configured, the check says whether this kernel can
@@ -165,11 +130,7 @@ fn mtu_too_small_for_the_backend_fails() {
 /// here cannot: the VM suite sees the other answer).
 #[test]
 fn ipip_support_is_reported_as_the_kernel_has_it() {
-    let Some((_dir, conf)) =
-        root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}"#)
-    else {
-        return;
-    };
+    let (_dir, conf) = root_and_conf(r#"{"Network":"10.244.0.0/16","Backend":{"Type":"ipip"}}"#);
     let ns = Netns::new("c");
     let kernel_has_ipip = ns
         .exec(&[
@@ -189,11 +150,7 @@ fn ipip_support_is_reported_as_the_kernel_has_it() {
     if kernel_has_ipip {
         assert_eq!(ipip["level"], "ok", "{ipip}");
     } else {
-        assert_eq!(ipip["level"], "fail", "{ipip}");
-        assert!(
-            ipip["fix"].as_str().unwrap().contains("modprobe ipip"),
-            "{ipip}"
-        );
+        assert_finding(&ipip, "fail", "fix", "modprobe ipip");
         assert_eq!(report["ok"], false);
     }
 }

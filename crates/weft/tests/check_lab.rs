@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{TestLab, etcd_net_conf, finding, require_root, weft_check};
+use common::{TestLab, assert_finding, etcd_net_conf, finding, one_line, require_root, weft_check};
 use weft_lab::{Backend, StoreKind};
 
 const ETCD: &str = "http://192.0.2.250:2379";
@@ -32,13 +32,9 @@ fn every_finding_on_a_lab_node_is_true() {
     // The agent said once at start what it chose and why.
     let log =
         std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
-    let said: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("vxlan TX checksum offload"))
-        .collect();
-    assert_eq!(said.len(), 1, "{log}");
-    assert!(said[0].contains("offload on (kernel "), "{}", said[0]);
-    assert!(said[0].contains("driver veth)"), "{}", said[0]);
+    let said = one_line(&log, &["vxlan TX checksum offload"]);
+    assert!(said.contains("offload on (kernel "), "{said}");
+    assert!(said.contains("driver veth)"), "{said}");
     for (name, seen) in [
         ("net-conf.json", "backend vxlan".to_owned()),
         ("kernel vxlan", "can be created".to_owned()),
@@ -61,12 +57,7 @@ fn every_finding_on_a_lab_node_is_true() {
         ("etcd", "/coreos.com/network/config exists".to_owned()),
         ("clock", format!("within 5s of {ETCD}")),
     ] {
-        let f = finding(&report, name);
-        assert_eq!(f["level"], "ok", "{f}");
-        assert!(
-            f["seen"].as_str().unwrap().contains(&seen),
-            "{name}: expected {seen:?} in {f}"
-        );
+        assert_finding(&finding(&report, name), "ok", "seen", &seen);
     }
     // The only finding this machine may warn about is the WireGuard
     // module, and then it says userspace takes over.
@@ -86,12 +77,8 @@ fn every_finding_on_a_lab_node_is_true() {
     lab.lab_mut().stop_store().unwrap();
     let report = check(&lab, &path);
     let f = finding(&report, "etcd");
-    assert_eq!(f["level"], "fail", "{f}");
-    assert!(f["seen"].as_str().unwrap().contains(ETCD), "{f}");
-    assert!(
-        f["fix"].as_str().unwrap().contains("--etcd-endpoints"),
-        "{f}"
-    );
+    assert_finding(&f, "fail", "seen", ETCD);
+    assert_finding(&f, "fail", "fix", "--etcd-endpoints");
     assert!(
         report["findings"]
             .as_array()

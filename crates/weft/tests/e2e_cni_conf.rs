@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestLab, require_root, wait_until};
+use common::{TestLab, output_ok, require_root, succeeded, wait_until};
 use weft_core::cni_conflist::FLANNEL_CONFLIST;
 use weft_lab::Backend;
 
@@ -71,12 +71,7 @@ fn add_pod_with_conflist(lab: &TestLab, node: &str, pod_netns: &str, conflist: &
                 .map_err(|e| weft_lab::LabError::io("waiting for the CNI plugin", e))
         })
         .unwrap();
-    assert!(
-        output.status.success(),
-        "ADD with the installed conflist failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeded(output, "ADD with the installed conflist");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -125,15 +120,10 @@ fn agent_installs_the_conflist_once_ready_and_keeps_it() {
         subnet.contains(&address.addr()),
         "{address} not in {subnet}"
     );
-    let ping = Command::new("ip")
-        .args(["netns", "exec", &pod_netns, "ping", "-c1", "-W5"])
-        .arg(lab.pod_ip("node1-pod1"))
-        .output()
-        .unwrap();
-    assert!(
-        ping.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ping.stdout)
+    output_ok(
+        Command::new("ip")
+            .args(["netns", "exec", &pod_netns, "ping", "-c1", "-W5"])
+            .arg(lab.pod_ip("node1-pod1")),
     );
 
     // A restart finds the same content and does not touch the file: a

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{TestLab, require_root, scenarios};
+use common::{TestLab, nftables_masq, require_root, scenarios};
 use weft_lab::Backend;
 
 /// A lab for one scenario (a failure saying how to run it without root).
@@ -71,11 +71,7 @@ suite!(host_gw, Backend::HostGw, "hg", 1500);
 #[test]
 fn nftables_rules_have_flannels_tables() {
     require_root();
-    let lab = TestLab::up_with("e2nft", Backend::Vxlan, |spec| {
-        spec.agent_args = vec!["--ip-masq".into()];
-        spec.net_conf_options
-            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
-    });
+    let lab = TestLab::up_with("e2nft", Backend::Vxlan, nftables_masq);
     let ruleset = lab.ok("node1", &["nft", "list", "ruleset"]);
     for want in [
         "table ip flannel-ipv4",

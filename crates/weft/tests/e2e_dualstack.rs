@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestLab, require_root, wait_until};
+use common::{TestLab, nftables_masq, require_root, wait_until};
 use weft_lab::{Backend, Family, IpFamily, Signal};
 
 fn dual(name: &str, backend: Backend, family: IpFamily, agent_args: &[&str]) -> TestLab {
@@ -266,9 +266,7 @@ fn nftables_masquerades_ipv6_in_its_own_table() {
     require_root();
     let lab = TestLab::up_with("e6nft", Backend::Vxlan, |spec| {
         spec.ip_family = IpFamily::Dual;
-        spec.agent_args = vec!["--ip-masq".into()];
-        spec.net_conf_options
-            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
+        nftables_masq(spec);
     });
     let ruleset = lab.ok("node1", &["nft", "list", "table", "ip6", "flannel-ipv6"]);
     for want in [

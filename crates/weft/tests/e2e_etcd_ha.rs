@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::agent::metric;
 use common::load::load_while;
-use common::{TestLab, require_root, wait_until};
+use common::{TestLab, output_ok, require_root, wait_until};
 use weft_lab::{Backend, Lab, StoreKind};
 
 const NODES: [&str; 3] = ["node1", "node2", "node3"];
@@ -190,16 +190,11 @@ fn log_lines(lab: &TestLab, node: &str, words: &[&str]) -> usize {
 
 /// `weft lab store ARGS --name LAB`, as an operator runs it; its stdout.
 fn weft_lab_store(lab: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(["lab", "store"])
-        .args(args)
-        .args(["--name", lab])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "weft lab store {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["lab", "store"])
+            .args(args)
+            .args(["--name", lab]),
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -362,6 +357,11 @@ fn quorum_lost_for_30s_keeps_the_dataplane_then_resumes() {
         .map(|n| log_lines(&lab, n, &["WARN", "lease watch"]))
         .collect();
     let name = lab.lab().name().as_str().to_owned();
+    let store_available_everywhere = |value: f64| {
+        NODES
+            .iter()
+            .all(|n| metric(&lab, n, "weft_store_available") == value)
+    };
     let load = load_while(&lab, 36, || {
         let mut other = Lab::open(&name).unwrap();
         let lost_at = Instant::now();
@@ -370,11 +370,7 @@ fn quorum_lost_for_30s_keeps_the_dataplane_then_resumes() {
         wait_until(
             Duration::from_secs(15),
             "every agent to report the store unavailable",
-            || {
-                NODES
-                    .iter()
-                    .all(|n| metric(&lab, n, "weft_store_available") == 0.0)
-            },
+            || store_available_everywhere(0.0),
         );
         println!(
             "outage reported {:?} after quorum was lost",
@@ -397,11 +393,7 @@ fn quorum_lost_for_30s_keeps_the_dataplane_then_resumes() {
     wait_until(
         Duration::from_secs(20),
         "every agent to follow the store again",
-        || {
-            NODES
-                .iter()
-                .all(|n| metric(&lab, n, "weft_store_available") == 1.0)
-        },
+        || store_available_everywhere(1.0),
     );
     println!(
         "agents followed the store again {:?} after quorum returned",

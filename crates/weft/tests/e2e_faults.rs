@@ -10,7 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::load::load_while;
-use common::{TestLab, require_root, wait_until};
+use common::scenarios::{routes, vxlan_entries};
+use common::{TestLab, nftables_masq, require_root, wait_until};
 use weft_core::etcd_key::{self, DEFAULT_PREFIX};
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal, StoreKind};
@@ -75,10 +76,7 @@ fn etcd_down_for_60s_loses_nothing_then_catches_up() {
     wait_until(
         Duration::from_secs(30),
         "the watch to resume and program a new peer",
-        || {
-            lab.ok("node1", &["ip", "route"])
-                .contains("10.244.250.0/24")
-        },
+        || routes(&lab, "node1").contains("10.244.250.0/24"),
     );
     println!("watch resumed {:?} after etcd came back", back.elapsed());
     // Our own lease is still (or again) in etcd: renewed once it returned.
@@ -164,10 +162,7 @@ fn local_store_locked_for_60s_loses_nothing() {
     wait_until(
         Duration::from_secs(15),
         "node1 to route a lease added after the lock",
-        || {
-            lab.ok("node1", &["ip", "route"])
-                .contains("10.244.250.0/24 via 192.0.2.77")
-        },
+        || routes(&lab, "node1").contains("10.244.250.0/24 via 192.0.2.77"),
     );
     lab.assert_matrix();
     for node in ["node1", "node2", "node3"] {
@@ -192,10 +187,7 @@ fn vanished_node_expires_and_leaves_the_others() {
     wait_until(
         Duration::from_secs(30),
         "node3's lease to expire everywhere",
-        || {
-            !lab.ok("node1", &["ip", "route"]).contains(&gone)
-                && !lab.ok("node2", &["ip", "route"]).contains(&gone)
-        },
+        || !routes(&lab, "node1").contains(&gone) && !routes(&lab, "node2").contains(&gone),
     );
     println!(
         "vanished node left the others {:?} after it died (TTL 8 s)",
@@ -303,8 +295,7 @@ fn tampered_entries_and_rules_are_restored_within_a_resync() {
         Duration::from_secs(15),
         "the neighbour, FDB entry and rules to be restored",
         || {
-            let neigh = lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"]);
-            let fdb = lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"]);
+            let (neigh, fdb) = vxlan_entries(&lab, "node1");
             let nat = lab.ok("node1", &["iptables-save", "-t", "nat"]);
             let filter = lab.ok("node1", &["iptables-save", "-t", "filter"]);
             !neigh.contains("02:00:00:00:00:99")
@@ -320,11 +311,7 @@ fn tampered_entries_and_rules_are_restored_within_a_resync() {
 #[test]
 fn deleted_nft_table_is_restored() {
     require_root();
-    let lab = TestLab::up_with("f-nft", Backend::HostGw, |spec| {
-        spec.agent_args = vec!["--ip-masq".into()];
-        spec.net_conf_options
-            .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
-    });
+    let lab = TestLab::up_with("f-nft", Backend::HostGw, nftables_masq);
     lab.ok("node1", &["nft", "delete", "table", "ip", "flannel-ipv4"]);
     wait_until(
         Duration::from_secs(15),
@@ -342,47 +329,39 @@ fn node_cut_off_from_etcd_keeps_forwarding_and_catches_up() {
     let lab = TestLab::up_with("f-cut", Backend::Vxlan, |spec| {
         spec.store = StoreKind::Etcd;
     });
+    // The store's rules dropping node1's packets: inserted (-I) or
+    // deleted (-D). Both directions: etcd pushes watch events on its own.
+    let cut_off = |op: &str| {
+        lab.ok(
+            "store",
+            &["iptables", op, "INPUT", "-s", "192.0.2.1", "-j", "DROP"],
+        );
+        lab.ok(
+            "store",
+            &["iptables", op, "OUTPUT", "-d", "192.0.2.1", "-j", "DROP"],
+        );
+    };
     let load = load_while(&lab, 20, || {
-        // Both directions: etcd pushes watch events on its own.
-        lab.ok(
-            "store",
-            &["iptables", "-I", "INPUT", "-s", "192.0.2.1", "-j", "DROP"],
-        );
-        lab.ok(
-            "store",
-            &["iptables", "-I", "OUTPUT", "-d", "192.0.2.1", "-j", "DROP"],
-        );
+        cut_off("-I");
         write_fake_peer(&lab, "10.244.251.0/24");
         wait_until(Duration::from_secs(10), "node2 to see the new peer", || {
-            lab.ok("node2", &["ip", "route"])
-                .contains("10.244.251.0/24")
+            routes(&lab, "node2").contains("10.244.251.0/24")
         });
         // Negative window: node2 has the peer, and for 8 s more node1,
         // cut off, must not learn of it.
         std::thread::sleep(Duration::from_secs(8));
         assert!(
-            !lab.ok("node1", &["ip", "route"])
-                .contains("10.244.251.0/24"),
+            !routes(&lab, "node1").contains("10.244.251.0/24"),
             "node1 cannot know yet"
         );
-        lab.ok(
-            "store",
-            &["iptables", "-D", "INPUT", "-s", "192.0.2.1", "-j", "DROP"],
-        );
-        lab.ok(
-            "store",
-            &["iptables", "-D", "OUTPUT", "-d", "192.0.2.1", "-j", "DROP"],
-        );
+        cut_off("-D");
     });
     load.assert_nothing_lost("node1 cut off from etcd");
     let healed = Instant::now();
     wait_until(
         Duration::from_secs(60),
         "node1 to catch up after the partition",
-        || {
-            lab.ok("node1", &["ip", "route"])
-                .contains("10.244.251.0/24")
-        },
+        || routes(&lab, "node1").contains("10.244.251.0/24"),
     );
     println!(
         "node1 caught up {:?} after the partition healed",

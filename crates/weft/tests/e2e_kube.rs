@@ -8,7 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestLab, http, kube_api, node_from_api, require_root, wait_until};
+use common::load::load_while;
+use common::{
+    TestLab, assert_finding, finding, http, kube_api, node_from_api, require_root, wait_until,
+};
 use weft_lab::{Backend, Signal, StoreKind};
 
 fn kube_lab(name: &str) -> TestLab {
@@ -75,41 +78,11 @@ fn api_down_for_60s_loses_nothing_and_new_nodes_arrive_after() {
         spec.store = StoreKind::Kube;
         spec.agent_args.push("--healthz-port=8081".to_owned());
     });
-    let target = lab.pod_ip("node2-pod1");
     let routes_before = lab.ok("node1", &["ip", "route", "show", "proto", "87"]);
-    let server = common::iperf3_server(&lab, "node2-pod1");
     let (code, body) = kube_api(&lab, "POST", "/weft-test/v1/outage?seconds=60", "");
     assert!(code == 200 || code == 204, "{code} {body}");
-    // A ping every 10 ms and a TCP stream, both for the whole outage. The
-    // ping runs to a deadline, not a count: iputils' 10 ms interval is
-    // ~17 ms on some kernels, and a deadline still ends on an answered probe.
-    let (ping, stream) = std::thread::scope(|s| {
-        let ping = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["ping", "-q", "-i", "0.01", "-W", "1", "-w", "60", &target],
-            )
-        });
-        let stream = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["iperf3", "-c", &target, "-t", "60", "-b", "20M"],
-            )
-        });
-        (ping.join().unwrap(), stream.join().unwrap())
-    });
-    drop(server);
-    let text = String::from_utf8_lossy(&ping.stdout);
-    assert!(
-        text.contains(" 0% packet loss"),
-        "pings lost while the API was down:\n{text}"
-    );
-    assert!(
-        stream.status.success(),
-        "the TCP stream broke while the API was down: {}{}",
-        String::from_utf8_lossy(&stream.stdout),
-        String::from_utf8_lossy(&stream.stderr)
-    );
+    // A ping every 10 ms and a TCP stream, both for the whole outage.
+    load_while(&lab, 60, || {}).assert_nothing_lost("the API down for 60 s");
     assert_eq!(
         lab.ok("node1", &["ip", "route", "show", "proto", "87"]),
         routes_before,
@@ -206,28 +179,15 @@ fn weft_check_reads_the_node_and_its_podcidr() {
         let out = run_check(node);
         let report: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-        let find = |name: &str| {
-            report["findings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["name"] == name)
-                .cloned()
-                .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
-        };
-        (find("kubernetes API"), find("podCIDR"))
+        (
+            finding(&report, "kubernetes API"),
+            finding(&report, "podCIDR"),
+        )
     };
 
     let (api, cidr) = check("node1");
     assert_eq!(api["level"], "ok", "{api}");
-    assert_eq!(cidr["level"], "ok", "{cidr}");
-    assert!(
-        cidr["seen"]
-            .as_str()
-            .unwrap()
-            .contains(&lab.subnet("node1")),
-        "{cidr}"
-    );
+    assert_finding(&cidr, "ok", "seen", &lab.subnet("node1"));
 
     let (code, body) = kube_api(
         &lab,
@@ -238,14 +198,7 @@ fn weft_check_reads_the_node_and_its_podcidr() {
     assert!(code < 300, "{code} {body}");
     let (api, cidr) = check("node8");
     assert_eq!(api["level"], "ok", "{api}");
-    assert_eq!(cidr["level"], "fail", "{cidr}");
-    assert!(
-        cidr["fix"]
-            .as_str()
-            .unwrap()
-            .contains("--allocate-node-cidrs"),
-        "{cidr}"
-    );
+    assert_finding(&cidr, "fail", "fix", "--allocate-node-cidrs");
 
     let out = run_check("no-such-node");
     assert!(!out.status.success());

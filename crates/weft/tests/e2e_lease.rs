@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestLab, lab_exec_ok, node_from_api, require_root, wait_until};
+use common::{TestLab, lab_exec_ok, node_from_api, one_line, require_root, wait_until};
 use weft_core::etcd_key;
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Lab, Signal, StoreKind};
@@ -103,13 +103,10 @@ fn a_lease_deleted_by_an_operator_is_taken_again_loudly() {
         || current_log(&lab, "node1").contains("lease taken again with the same subnet"),
     );
     let log = current_log(&lab, "node1");
-    let lost: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("our lease vanished from the store"))
-        .collect();
-    assert_eq!(lost.len(), 1, "one line per loss:\n{log}");
-    assert!(lost[0].contains("ERROR"), "{}", lost[0]);
-    assert!(lost[0].contains(&key), "{}", lost[0]);
+    // One line per loss.
+    let lost = one_line(&log, &["our lease vanished from the store"]);
+    assert!(lost.contains("ERROR"), "{lost}");
+    assert!(lost.contains(&key), "{lost}");
     let again = log
         .lines()
         .find(|l| l.contains("lease taken again with the same subnet"))

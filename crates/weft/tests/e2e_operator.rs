@@ -18,6 +18,37 @@ fn http_get(lab: &TestLab, node: &str, path: &str) -> (u16, String) {
     common::health_get(&lab.lab().netns_of(node).unwrap(), path)
 }
 
+/// Runs `tamper` on node1 until `weft status` reports a drift entry that
+/// `is_it` (up to three times: a resync falling in between may repair the
+/// change before the status is read), then waits for the resync to repair
+/// it. The status that reported it.
+fn drift_seen_then_repaired(
+    lab: &TestLab,
+    what: &str,
+    tamper: impl Fn() -> String,
+    is_it: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let seen = (0..3)
+        .find_map(|_| {
+            tamper();
+            let s = status(lab, "node1");
+            s["drift"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(&is_it)
+                .then_some(s)
+        })
+        .unwrap_or_else(|| panic!("weft status never reported {what}"));
+    assert_eq!(seen["ok"], false);
+    wait_until(
+        Duration::from_secs(15),
+        &format!("the resync to repair {what}"),
+        || status(lab, "node1")["ok"] == true,
+    );
+    seen
+}
+
 #[test]
 fn status_lists_peers_and_flags_drift_until_repaired() {
     require_root();
@@ -38,70 +69,48 @@ fn status_lists_peers_and_flags_drift_until_repaired() {
     let peer = lab.subnet("node2");
     // The agent repairs at its next resync (every 10 s): delete, then look
     // at once; in the rare case a resync fell in between, try again.
-    let mut seen_drift = false;
-    for _ in 0..3 {
-        lab.ok("node1", &["ip", "route", "del", &peer]);
-        let s = status(&lab, "node1");
-        let drift = s["drift"].as_array().unwrap();
-        if drift
-            .iter()
-            .any(|d| d["kind"] == "route" && d["what"].as_str().unwrap().starts_with(&peer))
-        {
-            assert_eq!(s["ok"], false);
-            let row = s["peers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["subnets"][0] == peer.as_str())
-                .unwrap()
-                .clone();
-            assert_eq!(row["state"], "drift", "{row}");
-            assert_eq!(row["route"], false, "{row}");
-            seen_drift = true;
-            break;
-        }
-    }
-    assert!(seen_drift, "weft status never reported the deleted route");
-    wait_until(
-        Duration::from_secs(15),
-        "the resync to repair the route",
-        || status(&lab, "node1")["ok"] == true,
+    let s = drift_seen_then_repaired(
+        &lab,
+        "the deleted route",
+        || lab.ok("node1", &["ip", "route", "del", &peer]),
+        |d| d["kind"] == "route" && d["what"].as_str().unwrap().starts_with(&peer),
     );
+    let row = s["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["subnets"][0] == peer.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["state"], "drift", "{row}");
+    assert_eq!(row["route"], false, "{row}");
     // A stale entry is drift too (the next pass removes it): a permanent
     // neighbour on flannel.1 that no peer has.
-    let mut seen_stale = false;
-    for _ in 0..3 {
-        lab.ok(
-            "node1",
-            &[
-                "ip",
-                "neigh",
-                "replace",
-                "10.244.250.0",
-                "lladdr",
-                "02:42:00:00:00:fa",
-                "dev",
-                "flannel.1",
-                "nud",
-                "permanent",
-            ],
-        );
-        let s = status(&lab, "node1");
-        if s["drift"].as_array().unwrap().iter().any(|d| {
+    drift_seen_then_repaired(
+        &lab,
+        "a stale neighbour",
+        || {
+            lab.ok(
+                "node1",
+                &[
+                    "ip",
+                    "neigh",
+                    "replace",
+                    "10.244.250.0",
+                    "lladdr",
+                    "02:42:00:00:00:fa",
+                    "dev",
+                    "flannel.1",
+                    "nud",
+                    "permanent",
+                ],
+            )
+        },
+        |d| {
             d["kind"] == "neighbour"
                 && d["what"] == "10.244.250.0 dev flannel.1"
                 && d["problem"].as_str().unwrap().starts_with("stale")
-        }) {
-            assert_eq!(s["ok"], false);
-            seen_stale = true;
-            break;
-        }
-    }
-    assert!(seen_stale, "weft status did not report a stale neighbour");
-    wait_until(
-        Duration::from_secs(15),
-        "the resync to remove the stale neighbour",
-        || status(&lab, "node1")["ok"] == true,
+        },
     );
     // The repair is logged as such, not hidden in a per-pass summary.
     let log =

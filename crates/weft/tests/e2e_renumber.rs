@@ -45,12 +45,7 @@ fn renumbered_node_is_followed(name: &str, backend: Backend, store: StoreKind) {
         || node1_uses(&lab, backend, "192.0.2.102"),
     );
     let followed = started.elapsed();
-    let answered = pinger.answered();
-    wait_until(
-        Duration::from_secs(30),
-        "pings to be answered again",
-        || pinger.answered() > answered + 10,
-    );
+    pinger.wait_for_more(10, Duration::from_secs(30), "pings to be answered again");
     let (sent, lost) = pinger.stop();
     println!(
         "{name}: node1 followed node2's new address {followed:.1?} after the renumbering; {lost} of {sent} 10 ms pings lost"

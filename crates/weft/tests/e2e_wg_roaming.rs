@@ -104,11 +104,10 @@ fn a_roamed_endpoint_survives_the_agents_passes() {
     }
     // Answers still arrive after the last pass (a loss counts only up to
     // the last answer).
-    let answered = pinger.answered();
-    wait_until(
+    pinger.wait_for_more(
+        10,
         Duration::from_secs(5),
         "pings to be answered after the passes",
-        || pinger.answered() > answered + 10,
     );
     let (sent, lost) = pinger.stop();
     assert!(sent > 100, "only {sent} pings were sent");

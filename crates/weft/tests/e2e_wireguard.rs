@@ -11,7 +11,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bulk::bulk_tcp_is_intact;
-use common::{TestLab, icmp_echos_received, lab_exec, require_root, wait_for_pings, wait_until};
+use common::{
+    TestLab, icmp_echos_received, lab_exec, lab_exec_ok, output_ok, require_root, wait_for_pings,
+    wait_until,
+};
 use weft_lab::{Backend, Signal};
 
 /// ICMP payload of the ping that closes a capture: its encrypted packets are
@@ -27,13 +30,7 @@ fn udp_length(line: &str) -> Option<usize> {
 fn wg_show(lab: &TestLab, node: &str, what: &[&str]) -> String {
     let mut argv = vec!["wg", "show"];
     argv.extend_from_slice(what);
-    let out = lab_exec(lab, node, &argv);
-    assert!(
-        out.status.success(),
-        "wg show on {node}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    lab_exec_ok(lab, node, &argv)
 }
 
 #[test]
@@ -283,12 +280,7 @@ fn interop_with_wireguard_go() {
          ip route add 10.244.0.0/16 dev flannel-wg scope link",
         set.join(" ")
     );
-    let out = lab_exec(&lab, "node3", &["bash", "-c", &script]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab_exec_ok(&lab, "node3", &["bash", "-c", &script]);
     // The weft nodes still hold a session with node3's old device: traffic
     // from node3 makes wireguard-go handshake with them (a new device has
     // no session to send on), then both directions work.
@@ -403,21 +395,13 @@ fn userspace_restart_gap_is_under_a_second() {
         let start = Instant::now();
         // What a supervisor (kubelet, systemd) does: start it again at once.
         let weft = env!("CARGO_BIN_EXE_weft");
-        let restart = Command::new(weft)
-            .args([
-                "lab",
-                "restart",
-                "--name",
-                lab.lab().name().as_str(),
-                "node2",
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            restart.status.success(),
-            "{}",
-            String::from_utf8_lossy(&restart.stderr)
-        );
+        output_ok(Command::new(weft).args([
+            "lab",
+            "restart",
+            "--name",
+            lab.lab().name().as_str(),
+            "node2",
+        ]));
         let took = start.elapsed();
         (ping.join().unwrap(), stream.join().unwrap(), took)
     });

@@ -255,34 +255,18 @@ fn wireguard_lab_names_the_path_of_each_agent() {
     prerequisites();
     let lab = LabName::new("wgpath");
     let name = lab.0.as_str();
-    let out = weft_ok(&[
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--backend",
-        "wireguard",
-        "--nodes",
-        "2",
+    let summary = lab.up_wireguard(&[
         "--agent-arg=--wireguard-path=userspace",
         "--agent-arg=--healthz-port=8081",
     ]);
-    let summary = text(&out.stdout);
-    let header = summary
-        .lines()
-        .find(|l| l.starts_with("node "))
-        .unwrap_or_else(|| panic!("no node table in:\n{summary}"));
+    let header = row(&summary, "node");
     assert!(header.trim_end().ends_with("wireguard"), "{summary}");
     for node in ["node1", "node2"] {
-        let row = summary
-            .lines()
-            .find(|l| l.starts_with(&format!("{node} ")))
-            .unwrap_or_else(|| panic!("no row for {node} in:\n{summary}"));
-        assert!(row.trim_end().ends_with(" userspace"), "{summary}");
+        let line = row(&summary, node);
+        assert!(line.trim_end().ends_with(" userspace"), "{summary}");
     }
 
-    let out = weft_ok(&["lab", "check", "--name", name]);
-    let matrix = text(&out.stdout);
+    let matrix = lab.check();
     assert!(
         matrix
             .lines()
@@ -323,28 +307,11 @@ fn clouds_lab_shows_both_addresses_of_each_node() {
     prerequisites();
     let lab = LabName::new("clouds");
     let name = lab.0.as_str();
-    let out = weft_ok(&[
-        "lab",
-        "up",
-        "--name",
-        name,
-        "--backend",
-        "wireguard",
-        "--nodes",
-        "2",
-        "--clouds",
-        "2",
-    ]);
-    let summary = text(&out.stdout);
-    let row = summary
-        .lines()
-        .find(|l| l.starts_with("node2 "))
-        .unwrap_or_else(|| panic!("no row for node2 in:\n{summary}"));
-    let cells: Vec<&str> = row.split_whitespace().collect();
+    let summary = lab.up_wireguard(&["--clouds", "2"]);
+    let cells: Vec<&str> = row(&summary, "node2").split_whitespace().collect();
     assert_eq!(cells[2..5], ["2", "172.16.2.2", "192.0.2.2"], "{summary}");
 
-    let out = weft_ok(&["lab", "check", "--name", name]);
-    let matrix = text(&out.stdout);
+    let matrix = lab.check();
     assert!(
         matrix.lines().any(|l| l
             == "clouds: node1 172.16.1.1 (public 192.0.2.1), node2 172.16.2.2 (public 192.0.2.2)"),

@@ -50,6 +50,20 @@ fn wireguard_lab(name: &str, store: StoreKind, family: IpFamily, args: &[&str]) 
     })
 }
 
+/// An IPv4 kernel-WireGuard lab on the Kubernetes store (where a node's
+/// key is in its annotation, as flannel peers read it), its WireGuard
+/// sessions up.
+fn kube_kernel_wireguard_lab(name: &str) -> TestLab {
+    let lab = wireguard_lab(
+        name,
+        StoreKind::Kube,
+        IpFamily::Ipv4,
+        &["--wireguard-path=kernel"],
+    );
+    sessions_before_traffic(&lab, 2);
+    lab
+}
+
 /// Which WireGuard implementation each node's agent says it runs.
 fn paths(lab: &TestLab) -> BTreeMap<String, String> {
     nodes(lab)
@@ -415,13 +429,7 @@ fn kernel_wireguard_key_rotation_loses_nothing() {
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_wireguard_key_rotation_survives_sigkill() {
-    let mut lab = wireguard_lab(
-        "rotkk",
-        StoreKind::Kube,
-        IpFamily::Ipv4,
-        &["--wireguard-path=kernel"],
-    );
-    sessions_before_traffic(&lab, 2);
+    let mut lab = kube_kernel_wireguard_lab("rotkk");
     common::rotation::kill_at(&mut lab, "before-commit", false);
     common::rotation::kill_at(&mut lab, "after-commit", true);
     common::rotation::kill_at(&mut lab, "after-switch", true);
@@ -439,13 +447,7 @@ fn kernel_wireguard_key_rotation_survives_sigkill() {
 #[test]
 #[ignore = "needs the Debian-kernel VM: scripts/vm-test.sh runs it"]
 fn kernel_wireguard_key_rotation_flannel_peer() {
-    let mut lab = wireguard_lab(
-        "rotkf",
-        StoreKind::Kube,
-        IpFamily::Ipv4,
-        &["--wireguard-path=kernel"],
-    );
-    sessions_before_traffic(&lab, 2);
+    let mut lab = kube_kernel_wireguard_lab("rotkf");
     let (sent, lost) = common::rotation::flannel_peer_across_a_rotation(&mut lab);
     assert!(
         lost <= 200,

@@ -37,6 +37,11 @@ impl Load {
 /// iputils' 10 ms interval is ~17 ms on some kernels, and a deadline still
 /// ends on an answered probe.
 pub fn load_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> Load {
+    load_at_while(lab, secs, "20M", during)
+}
+
+/// [`load_while`] with the TCP stream at `bitrate` (iperf3's `-b`).
+pub fn load_at_while(lab: &TestLab, secs: u64, bitrate: &str, during: impl FnOnce()) -> Load {
     let target = lab.pod_ip("node2-pod1");
     let secs = secs.to_string();
     let server = super::iperf3_server(lab, "node2-pod1");
@@ -51,7 +56,7 @@ pub fn load_while(lab: &TestLab, secs: u64, during: impl FnOnce()) -> Load {
         let stream = s.spawn(|| {
             lab.run(
                 "node1-pod1",
-                &["iperf3", "-c", &target, "-t", &secs, "-b", "20M"],
+                &["iperf3", "-c", &target, "-t", &secs, "-b", bitrate],
             )
         });
         wait_for_pings(lab, "node2-pod1", echos);

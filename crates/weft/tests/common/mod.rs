@@ -24,6 +24,14 @@ pub fn require_root() {
     );
 }
 
+/// A lab spec's agents with `--ip-masq` and net-conf.json's
+/// `"EnableNFTables": true`: flannel's rules as nftables tables.
+pub fn nftables_masq(spec: &mut LabSpec) {
+    spec.agent_args = vec!["--ip-masq".into()];
+    spec.net_conf_options
+        .insert("EnableNFTables".into(), serde_json::Value::Bool(true));
+}
+
 /// A lab removed when the test ends, pass or fail.
 pub struct TestLab(Option<Lab>);
 
@@ -72,13 +80,7 @@ impl TestLab {
 
     /// Stdout of a command that must succeed.
     pub fn ok(&self, target: &str, argv: &[&str]) -> String {
-        let out = self.run(target, argv);
-        assert!(
-            out.status.success(),
-            "{argv:?} in {target} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = succeeded(self.run(target, argv), &format!("{argv:?} in {target}"));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -135,13 +137,29 @@ pub fn lab_exec(lab: &TestLab, node: &str, argv: &[&str]) -> Output {
 
 /// Stdout of a `lab_exec` that must succeed.
 pub fn lab_exec_ok(lab: &TestLab, node: &str, argv: &[&str]) -> String {
-    let out = lab_exec(lab, node, argv);
+    let out = succeeded(lab_exec(lab, node, argv), &format!("{argv:?} on {node}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `out`, which must be a success: a failure names `what` and shows what the
+/// command printed, stdout and stderr.
+pub fn succeeded(out: Output, what: &str) -> Output {
     assert!(
         out.status.success(),
-        "{argv:?} on {node}: {}",
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// Runs `cmd` to its end; its output, which must be a success.
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    succeeded(out, &format!("{cmd:?}"))
 }
 
 /// A one-shot `iperf3 -s -1` in `pod`, listening when this returns; it is
@@ -407,6 +425,27 @@ pub fn finding(report: &serde_json::Value, name: &str) -> serde_json::Value {
         .find(|f| f["name"] == name)
         .unwrap_or_else(|| panic!("no finding {name}: {report:#}"))
         .clone()
+}
+
+/// The one line of `log` that says all of `words`; fails unless exactly one
+/// line does.
+pub fn one_line<'a>(log: &'a str, words: &[&str]) -> &'a str {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| words.iter().all(|w| l.contains(w)))
+        .collect();
+    assert_eq!(lines.len(), 1, "not one line saying {words:?}:\n{log}");
+    lines[0]
+}
+
+/// Fails unless `finding` (of a `weft check` report) is at `level` and its
+/// `field` (`seen`, `fix`) says `text`.
+pub fn assert_finding(finding: &serde_json::Value, level: &str, field: &str, text: &str) {
+    assert_eq!(finding["level"], level, "{finding}");
+    assert!(
+        finding[field].as_str().is_some_and(|s| s.contains(text)),
+        "no {text:?} in the {field} of {finding}"
+    );
 }
 
 /// Deletes the lease with `subnets` from the lab's local store, as an

@@ -6,10 +6,11 @@
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 
-use super::TestLab;
+use super::{TestLab, wait_until};
 
 /// ping's closing summary: "N packets transmitted, M received, ... time Tms".
 pub struct PingSummary {
@@ -106,6 +107,13 @@ impl Pinger {
     /// Answers so far.
     pub fn answered(&self) -> u64 {
         self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Waits up to `limit` for `more` answers than so far, failing the test
+    /// with `what` otherwise.
+    pub fn wait_for_more(&self, more: u64, limit: Duration, what: &str) {
+        let answered = self.answered();
+        wait_until(limit, what, || self.answered() > answered + more);
     }
 
     /// Stops ping (SIGINT) and returns (sent, lost) up to the last answer:

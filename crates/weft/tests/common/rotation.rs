@@ -301,11 +301,10 @@ pub fn flannel_peer_across_a_rotation(lab: &mut TestLab) -> (u64, u64) {
         "the flannel peer to handshake with node2's new key",
         || peers_handshook_with(lab, &["node3"], &new),
     );
-    let answered = pinger.answered();
-    wait_until(
+    pinger.wait_for_more(
+        100,
         Duration::from_secs(20),
         "the flannel peer's pings to go on after the switch",
-        || pinger.answered() > answered + 100,
     );
     let allowed = wg_show(lab, "node3", &["allowed-ips"]);
     assert!(

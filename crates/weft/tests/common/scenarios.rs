@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::{TestLab, icmp_echos_received, tcp_sockets, wait_for_pings, wait_until};
+use super::load::load_at_while;
+use super::{TestLab, tcp_sockets, wait_until};
 use weft_core::lease::LeaseSubnets;
 use weft_lab::{Backend, Signal};
 
@@ -64,56 +65,25 @@ pub fn departed_node_is_cleaned_up(lab: &mut TestLab, backend: Backend) {
     // The operator's log says which node left, in one line.
     let log =
         std::fs::read_to_string(lab.lab().node("node1").unwrap().dir.join("weftd.log")).unwrap();
-    let lines: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("peer removed: ") && l.contains(&gone))
-        .collect();
-    assert_eq!(lines.len(), 1, "{log}");
-    assert!(lines[0].contains("192.0.2.3"), "{log}");
+    let line = super::one_line(&log, &["peer removed: ", &gone]);
+    assert!(line.contains("192.0.2.3"), "{log}");
 }
 
 /// SIGKILL and restart an agent while a 10 ms ping and a TCP stream cross
 /// its node: the kernel keeps forwarding, nothing is lost.
 pub fn agent_killed_under_load_loses_nothing(lab: &mut TestLab) {
-    let target = lab.pod_ip("node2-pod1");
-    let server = super::iperf3_server(lab, "node2-pod1");
-    let echos = icmp_echos_received(lab, "node2-pod1");
-    let (ping, stream) = std::thread::scope(|s| {
-        let ping = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["ping", "-i", "0.01", "-c", "400", "-W", "1", &target],
-            )
-        });
-        let stream = s.spawn(|| {
-            lab.run(
-                "node1-pod1",
-                &["iperf3", "-c", &target, "-t", "4", "-b", "200M"],
-            )
-        });
+    let load = load_at_while(lab, 4, "200M", || {
         // Under load means both flows cross node2 when its agent dies: pings
-        // arriving and iperf3's control and data connections established.
-        wait_for_pings(lab, "node2-pod1", echos);
+        // arriving (as load_at_while waits for) and iperf3's control and
+        // data connections established.
         wait_until(
             Duration::from_secs(10),
             "iperf3's control and data connections to node2-pod1",
             || tcp_sockets(lab, "node2-pod1", "established", 5201) >= 2,
         );
         lab.lab_mut_unchecked_kill("node2");
-        (ping.join().unwrap(), stream.join().unwrap())
     });
-    drop(server);
-    let ping_out = String::from_utf8_lossy(&ping.stdout);
-    assert!(
-        ping_out.contains(" 0% packet loss"),
-        "pings were lost:\n{ping_out}"
-    );
-    assert!(
-        stream.status.success(),
-        "the TCP stream broke: {}{}",
-        String::from_utf8_lossy(&stream.stdout),
-        String::from_utf8_lossy(&stream.stderr)
-    );
+    load.assert_nothing_lost("agent SIGKILLed under load");
     lab.lab_mut().start_agent("node2").unwrap();
     lab.assert_matrix();
 }
@@ -128,42 +98,38 @@ pub fn tampering_is_repaired(lab: &TestLab, backend: Backend) {
         "the deleted route to come back",
         || routes(lab, "node1").contains(&peer),
     );
-    if backend == Backend::Ipip {
-        lab.ok("node1", &["ip", "link", "del", "flannel.ipip"]);
+    // The device itself, deleted by hand, comes back with its own address
+    // and every peer's route.
+    let device = match backend {
+        Backend::Ipip => Some("flannel.ipip"),
+        Backend::Vxlan => Some("flannel.1"),
+        _ => None,
+    };
+    if let Some(dev) = device {
+        lab.ok("node1", &["ip", "link", "del", dev]);
         wait_until(
             Duration::from_secs(15),
-            "flannel.ipip and every peer's route to come back",
+            &format!("{dev} and every peer's route to come back"),
             || {
-                let r = lab.ok("node1", &["ip", "route", "show", "dev", "flannel.ipip"]);
+                // Fails (stdout empty) while the device is not back yet.
+                let out = lab.run("node1", &["ip", "route", "show", "dev", dev]);
+                let r = String::from_utf8_lossy(&out.stdout);
                 ["node2", "node3"]
                     .iter()
                     .all(|n| r.contains(&lab.subnet(n)))
             },
         );
         let own = lab.subnet("node1").replace("/24", "/32");
-        let addr = lab.ok("node1", &["ip", "addr", "show", "flannel.ipip"]);
+        let addr = lab.ok("node1", &["ip", "addr", "show", dev]);
         assert!(addr.contains(&own), "{addr}");
     }
     if backend == Backend::Vxlan {
-        lab.ok("node1", &["ip", "link", "del", "flannel.1"]);
-        wait_until(
-            Duration::from_secs(15),
-            "flannel.1 and its peers to come back",
-            || {
-                let r = routes(lab, "node1");
-                r.contains(&peer) && r.contains(&lab.subnet("node3"))
-            },
-        );
-        let addr = lab.ok("node1", &["ip", "addr", "show", "flannel.1"]);
-        let own = lab.subnet("node1").replace("/24", "/32");
-        assert!(addr.contains(&own), "{addr}");
         // Every peer's neighbour and FDB entry came back with the device.
         wait_until(
             Duration::from_secs(15),
             "every peer's neighbour and FDB entry on the new flannel.1",
             || {
-                let neigh = lab.ok("node1", &["ip", "neigh", "show", "dev", "flannel.1"]);
-                let fdb = lab.ok("node1", &["bridge", "fdb", "show", "dev", "flannel.1"]);
+                let (neigh, fdb) = vxlan_entries(lab, "node1");
                 ["node2", "node3"].iter().all(|n| {
                     let gw = lab.subnet(n).split('/').next().unwrap().to_owned();
                     neigh.lines().any(|l| l.starts_with(&format!("{gw} ")))
@@ -182,10 +148,20 @@ pub fn kernel_state(lab: &TestLab, node: &str, backend: Backend) -> Vec<String> 
         lab.ok(node, &["ip", "-br", "addr", "show"]),
     ];
     if backend == Backend::Vxlan {
-        out.push(lab.ok(node, &["ip", "neigh", "show", "dev", "flannel.1"]));
-        out.push(lab.ok(node, &["bridge", "fdb", "show", "dev", "flannel.1"]));
+        let (neigh, fdb) = vxlan_entries(lab, node);
+        out.push(neigh);
+        out.push(fdb);
     }
     out
+}
+
+/// The neighbour and the FDB entries on `node`'s flannel.1, as `ip neigh`
+/// and `bridge fdb` list them.
+pub fn vxlan_entries(lab: &TestLab, node: &str) -> (String, String) {
+    (
+        lab.ok(node, &["ip", "neigh", "show", "dev", "flannel.1"]),
+        lab.ok(node, &["bridge", "fdb", "show", "dev", "flannel.1"]),
+    )
 }
 
 /// SIGTERM (a DaemonSet rollout, `systemctl stop`) ends the agent and

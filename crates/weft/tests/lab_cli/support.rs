@@ -81,6 +81,28 @@ impl LabName {
         ]);
     }
 
+    /// `weft lab up` of a two-node wireguard lab with `extra` arguments;
+    /// what it printed (the node table).
+    pub fn up_wireguard(&self, extra: &[&str]) -> String {
+        let mut args = vec![
+            "lab",
+            "up",
+            "--name",
+            &self.0,
+            "--backend",
+            "wireguard",
+            "--nodes",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        text(&weft_ok(&args).stdout)
+    }
+
+    /// What `weft lab check` printed (the matrix, and what the lab is).
+    pub fn check(&self) -> String {
+        text(&weft_ok(&["lab", "check", "--name", &self.0]).stdout)
+    }
+
     /// The lab's first pod answers a ping from its node: the lab is wired,
     /// not a husk.
     pub fn first_pod_answers(&self) {
@@ -158,4 +180,12 @@ pub fn node<'a>(state: &'a Value, name: &str) -> &'a Value {
 
 pub fn subnet_of(node: &Value) -> IpNet {
     node["subnets"][0].as_str().unwrap().parse().unwrap()
+}
+
+/// The line of `summary` (a node table) whose first word is `first`.
+pub fn row<'a>(summary: &'a str, first: &str) -> &'a str {
+    summary
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(first))
+        .unwrap_or_else(|| panic!("no row for {first} in:\n{summary}"))
 }

@@ -1,6 +1,7 @@
 //! What the ipsec VM tests share: the lab, waiting for tunnels, reading
 //! the kernel's policies, measuring gaps in ping output.
 
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use weft_core::status::IpsecTunnelView;
@@ -63,6 +64,31 @@ pub fn ipsec_lab(name: &str) -> TestLab {
         spec.ready_timeout = READY_WITHIN;
         spec.nodes = 3;
     })
+}
+
+/// A timestamped ping (`ping -D`, 5 per second) from network namespace
+/// `from` to `to`, running until [`gap_of`].
+pub fn start_pinging(from: &str, to: &str) -> Child {
+    Command::new("ip")
+        .args([
+            "netns", "exec", from, "ping", "-D", "-i", "0.2", "-W", "1", to,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a [`start_pinging`] ping (SIGINT); the longest time between two
+/// of its answers, and what it printed.
+pub fn gap_of(pinger: Child) -> (Duration, String) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pinger.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
+    let out = pinger.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (longest_gap(&text), text)
 }
 
 /// The longest time between two answered pings in `ping -D` output.

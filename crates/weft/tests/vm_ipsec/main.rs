@@ -208,14 +208,7 @@ fn ipsec_policies_sas_restart_and_departure() {
     // A restart under pings from node2's pod (5 per second).
     let from = lab.lab().pod("node2-pod1").unwrap().netns.clone();
     let to = lab.pod_ip("node1-pod1");
-    let pinger = Command::new("ip")
-        .args([
-            "netns", "exec", &from, "ping", "-D", "-i", "0.2", "-W", "1", &to,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let pinger = start_pinging(&from, &to);
     std::thread::sleep(Duration::from_secs(3));
     let restarted = Instant::now();
     lab.lab_mut().restart("node1").unwrap();
@@ -223,13 +216,7 @@ fn ipsec_policies_sas_restart_and_departure() {
     wait_for_ping(&lab, "node2-pod1", &to, Duration::from_secs(60));
     let back = restarted.elapsed();
     std::thread::sleep(Duration::from_secs(3));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pinger.id() as i32),
-        Signal::SIGINT,
-    );
-    let out = pinger.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let gap = longest_gap(&text);
+    let (gap, text) = gap_of(pinger);
     eprintln!(
         "agent restart: traffic back {back:?} after the restart began; longest gap between answers {gap:?}"
     );
@@ -278,27 +265,14 @@ fn ipsec_policies_sas_restart_and_departure() {
 
     // An agent killed outright leaves its charon running with every
     // tunnel; the next agent adopts it: no renegotiation, no gap.
-    let pinger = Command::new("ip")
-        .args([
-            "netns", "exec", &from, "ping", "-D", "-i", "0.2", "-W", "1", &to,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let pinger = start_pinging(&from, &to);
     std::thread::sleep(Duration::from_secs(2));
     lab.lab_mut().kill_agent("node1", Signal::SIGKILL).unwrap();
     std::thread::sleep(Duration::from_secs(3));
     lab.lab_mut().start_agent("node1").unwrap();
     wait_for_tunnels(&lab, "node1", 2, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pinger.id() as i32),
-        Signal::SIGINT,
-    );
-    let out = pinger.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let gap = longest_gap(&text);
+    let (gap, text) = gap_of(pinger);
     eprintln!("agent SIGKILLed and restarted: longest gap between answers {gap:?}");
     assert!(gap < Duration::from_secs(2), "longest gap {gap:?}:\n{text}");
     let log =
