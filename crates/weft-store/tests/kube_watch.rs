@@ -9,9 +9,21 @@ mod common_kube;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common_kube::{Cluster, count_requests, fast_options, node1, peer_names, vxlan, wait_for};
+use common_kube::{
+    Cluster, SnapshotRx, count_requests, fast_options, node1, peer_names, vxlan, wait_for,
+};
 use weft_kube_testserver::{NodeSpec, ServerOptions};
-use weft_store::LeaseStore;
+use weft_store::{LeaseStore, PeerSnapshot};
+
+/// node2 as flanneld registers it (vxlan, its VTEP MAC annotated).
+fn add_node2(c: &Cluster) {
+    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
+}
+
+/// The first snapshot whose only peer is node2.
+async fn node2_alone(rx: &mut SnapshotRx) -> Arc<PeerSnapshot> {
+    wait_for(rx, "node2", |s| peer_names(s) == ["node2"]).await
+}
 
 fn watch_requests(c: &Cluster) -> usize {
     c.server
@@ -51,9 +63,9 @@ fn lists(c: &Cluster) -> usize {
 #[tokio::test]
 async fn peers_are_added_and_removed_through_the_watch() {
     let c = Cluster::start().await;
-    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
+    add_node2(&c);
     let (_store, _lease, mut rx) = node1(&c).await;
-    let s = wait_for(&mut rx, "node2", |s| peer_names(s) == ["node2"]).await;
+    let s = node2_alone(&mut rx).await;
     assert!(s.own_present);
     let (_, lease) = &s.peers.accepted[0];
     assert_eq!(lease.attrs, vxlan("192.0.2.2", "ee:a4:86:c3:7f:02"));
@@ -188,7 +200,7 @@ fn record_minimum(mut rx: common_kube::SnapshotRx) -> Arc<std::sync::Mutex<usize
 
 async fn relist_keeps_peers(opts: ServerOptions) {
     let c = Cluster::with(opts).await;
-    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
+    add_node2(&c);
     c.add_flannel_node("node3", "192.0.2.3", "ee:a4:86:c3:7f:03");
     let (_store, _lease, mut rx) = node1(&c).await;
     wait_for(&mut rx, "both peers", |s| s.peers.accepted.len() == 2).await;
@@ -236,9 +248,9 @@ async fn an_http_410_leads_to_a_relist_without_losing_peers() {
 #[tokio::test]
 async fn an_outage_keeps_the_last_snapshot_and_updates_resume() {
     let c = Cluster::start().await;
-    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
+    add_node2(&c);
     let (_store, _lease, mut rx) = node1(&c).await;
-    let before = wait_for(&mut rx, "node2", |s| peer_names(s) == ["node2"]).await;
+    let before = node2_alone(&mut rx).await;
     let min = record_minimum(rx.clone());
 
     c.server.stop_serving().await;
@@ -290,8 +302,8 @@ async fn watches_closed_by_the_server_are_resumed_from_the_last_version() {
         || watch_requests(&c) >= 3,
     )
     .await;
-    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
-    wait_for(&mut rx, "node2", |s| peer_names(s) == ["node2"]).await;
+    add_node2(&c);
+    node2_alone(&mut rx).await;
     assert!(
         count_requests(&c.server, "GET", "/api/v1/nodes?") >= 3,
         "watched several times"
@@ -343,7 +355,7 @@ async fn peers_follow_the_controller_managers_mask_not_subnet_len() {
         ..fast_options()
     })
     .await;
-    c.add_flannel_node("node2", "192.0.2.2", "ee:a4:86:c3:7f:02");
+    add_node2(&c);
     let (_store, lease, mut rx) = node1(&c).await;
     assert_eq!(lease.subnets.v4.unwrap().prefix_len(), 25);
     let s = wait_for(&mut rx, "node2", |s| {
