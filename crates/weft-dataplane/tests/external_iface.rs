@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::net::IpAddr;
+
 use weft_core::netconf;
 use weft_dataplane::external::{
     ExternalError, ExternalInterface, InterfaceChoice as Flags, detect,
@@ -149,23 +151,6 @@ fn public_ip_selects_its_interface_or_is_refused() {
 }
 
 #[test]
-fn external_ip_differs_from_the_interface_address() {
-    // K3s --flannel-external-ip: tunnels leave eth0, peers are told the NAT
-    // address.
-    in_netns(|| {
-        let flags = Flags {
-            iface: vec!["eth0".into()],
-            public_ip: Some("100.64.0.9".parse().unwrap()),
-            ..Flags::default()
-        };
-        let ext = run(flags, V4).unwrap();
-        assert_eq!(ext.name, "eth0");
-        assert_eq!(ext.iface_addr, Some("192.0.2.1".parse().unwrap()));
-        assert_eq!(ext.ext_addr, Some("100.64.0.9".parse().unwrap()));
-    });
-}
-
-#[test]
 fn dual_stack_needs_one_interface_for_both_default_routes() {
     in_netns(|| {
         ip("route add default via 2001:db8:1::254 dev eth1");
@@ -209,18 +194,43 @@ fn public_ipv6_selects_its_interface_or_is_refused() {
     });
 }
 
+/// The interface's own address and the one peers are told, of one family.
+fn addresses(ext: &ExternalInterface, v6: bool) -> (Option<IpAddr>, Option<IpAddr>) {
+    if v6 {
+        (
+            ext.iface_addr_v6.map(IpAddr::V6),
+            ext.ext_addr_v6.map(IpAddr::V6),
+        )
+    } else {
+        (ext.iface_addr.map(IpAddr::V4), ext.ext_addr.map(IpAddr::V4))
+    }
+}
+
 #[test]
-fn external_ipv6_differs_from_the_interface_address() {
-    // A NAT'd IPv6 node: tunnels leave eth1, peers are told another address.
+fn external_ip_differs_from_the_interface_address() {
+    // K3s --flannel-external-ip: tunnels leave eth0, peers are told the NAT
+    // address; a NAT'd IPv6 node the same on eth1.
     in_netns(|| {
-        let flags = Flags {
+        let v4 = Flags {
+            iface: vec!["eth0".into()],
+            public_ip: Some("100.64.0.9".parse().unwrap()),
+            ..Flags::default()
+        };
+        let v6 = Flags {
             iface: vec!["eth1".into()],
             public_ipv6: Some("2001:db8:ff::9".parse().unwrap()),
             ..Flags::default()
         };
-        let ext = run(flags, V6).unwrap();
-        assert_eq!(ext.name, "eth1");
-        assert_eq!(ext.iface_addr_v6, Some("2001:db8:1::1".parse().unwrap()));
-        assert_eq!(ext.ext_addr_v6, Some("2001:db8:ff::9".parse().unwrap()));
+        for (flags, cfg, is_v6, name, own, told) in [
+            (v4, V4, false, "eth0", "192.0.2.1", "100.64.0.9"),
+            (v6, V6, true, "eth1", "2001:db8:1::1", "2001:db8:ff::9"),
+        ] {
+            let ext = run(flags, cfg).unwrap();
+            assert_eq!(ext.name, name);
+            assert_eq!(
+                addresses(&ext, is_v6),
+                (Some(own.parse().unwrap()), Some(told.parse().unwrap()))
+            );
+        }
     });
 }
