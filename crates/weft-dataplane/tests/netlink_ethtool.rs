@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::netns::{in_new_netns, run, vxlan_node};
+use common::netns::{in_vxlan_node, run};
 use weft_dataplane::drvinfo;
-use weft_dataplane::netlink::Netlink;
 
 /// `ethtool -k <dev>`'s line for tx-checksum-ip-generic, or `None` without
 /// the ethtool binary.
@@ -20,9 +19,7 @@ fn ethtool_says(dev: &str) -> Option<String> {
 
 #[test]
 fn tx_checksum_off_and_on_again() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, _| async move {
         assert!(
             nl.tx_checksum("flannel.1").await?,
             "a new vxlan device offloads tx checksums"
@@ -46,9 +43,7 @@ fn tx_checksum_off_and_on_again() {
 
 #[test]
 fn ethtool_errors() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        vxlan_node(&nl).await?;
+    in_vxlan_node(|nl, _, _| async move {
         let missing = nl.set_tx_checksum("nosuchdev", false).await.unwrap_err();
         assert!(missing.is_not_found(), "{missing}");
         // A fixed feature cannot change: the kernel accepts the wish, we
@@ -70,9 +65,7 @@ fn ethtool_errors() {
 /// (`weft_core::offload_policy`), cross-checked with `ethtool -i`.
 #[test]
 fn drivers_as_ethtool_names_them() {
-    in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        vxlan_node(&nl).await?;
+    in_vxlan_node(|_nl, _, _| async move {
         assert_eq!(drvinfo::driver("eth0")?.as_deref(), Some("veth"));
         assert_eq!(drvinfo::driver("flannel.1")?.as_deref(), Some("vxlan"));
         if let Ok(out) = run("ethtool", &["-i", "eth0"]) {
