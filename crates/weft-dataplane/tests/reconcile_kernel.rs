@@ -172,9 +172,7 @@ fn tx_checksum_says() -> String {
 #[test]
 fn tx_checksum_offload_follows_net_conf_and_the_kernel() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let ul = node_underlay(underlay(&nl).await?, 1500);
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
         let off = cfg(
             r#"{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan","TxChecksumOffload":false}}"#,
         );
@@ -262,12 +260,10 @@ fn deleted_device_is_recreated_with_every_peer() {
 #[test]
 fn mtu_change_reaches_the_existing_device() {
     in_new_netns(|| async {
-        let nl = Netlink::connect()?;
-        let index = underlay(&nl).await?;
-        let rec = Reconciler::new(nl);
+        let (rec, ul) = a_node().await?;
+        let index = ul.index;
         let c = cfg(VXLAN);
-        rec.apply(&desired(&c, &node_underlay(index, 1500), &[]), &node(index))
-            .await?;
+        rec.apply(&desired(&c, &ul, &[]), &node(index)).await?;
         ip(&["link", "set", "eth0", "mtu", "1400"])?;
         let d = desired(&c, &node_underlay(index, 1400), &[]);
         assert_eq!(d.mtu, 1350);
