@@ -188,7 +188,7 @@ pub(crate) async fn watch_peers<K: Kv>(
                     }
                     publisher.set_revision(publisher.revision().max(revision));
                     if changed {
-                        publisher.publish(&tx);
+                        publisher.publish_events(&tx).await;
                     }
                 }
                 Err(KvError::Compacted { .. }) => {

@@ -224,9 +224,22 @@ impl<O: Ord + Clone> Publisher<O> {
         *self.skipped_total.entry(reason).or_default() += 1;
     }
 
+    /// [`Publisher::publish`] after a batch of watch events. When an early
+    /// snapshot went out, the task yields before screening: the agent's
+    /// tasks it woke wait on this worker thread (tokio runs a woken task
+    /// next, on the waker's thread), and screening thousands of leases
+    /// first would make the newcomer's route wait for it.
+    pub(crate) async fn publish_events(&mut self, tx: &SnapshotSender) {
+        if self.publish_arrivals(tx) {
+            tokio::task::yield_now().await;
+        }
+        self.publish(tx);
+    }
+
     /// Screens the kept verdicts, warns about and counts what is newly
     /// skipped, and publishes a snapshot on `tx` if the result (peers, our
-    /// presence, counters) differs from the current one.
+    /// presence, counters) differs from the current one
+    /// (an early snapshot first, if entries arrived).
     pub(crate) fn publish(&mut self, tx: &SnapshotSender) {
         self.publish_arrivals(tx);
         let screened = peer::screen_prechecked(
@@ -305,7 +318,7 @@ impl<O: Ord + Clone> Publisher<O> {
     /// screening is certain to accept, so the agent can program them before
     /// anything else (see [`PeerSnapshot::arrived`]). Nothing is published
     /// before the first full snapshot; the full one always follows.
-    fn publish_arrivals(&mut self, tx: &SnapshotSender) {
+    fn publish_arrivals(&mut self, tx: &SnapshotSender) -> bool {
         let ids = std::mem::take(&mut self.arrived);
         let arrived: Vec<(String, Lease)> = ids
             .into_iter()
@@ -315,7 +328,7 @@ impl<O: Ord + Clone> Publisher<O> {
             })
             .collect();
         if arrived.is_empty() {
-            return;
+            return false;
         }
         let revision = self.revision;
         tx.send_if_modified(|current| {
@@ -332,7 +345,7 @@ impl<O: Ord + Clone> Publisher<O> {
                 arrived,
             }));
             true
-        });
+        })
     }
 }
 

@@ -342,7 +342,7 @@ async fn watch_once(
             }
         }
         if changed {
-            ctx.publisher.publish(tx);
+            ctx.publisher.publish_events(tx).await;
         }
         if let Some(e) = end {
             ctx.restarted(match e {
