@@ -32,13 +32,22 @@ use super::wireguard::WireguardState;
 /// learn it at their next lease event.
 const ROTATION_BOUND: Duration = Duration::from_secs(180);
 
+/// A session older than this is dead (WireGuard's REJECT_AFTER_TIME): a
+/// peer whose last handshake is older had nothing to move to the new key,
+/// and handshakes with it when it next sends.
+const SESSION_LIFETIME: Duration = Duration::from_secs(180);
+
 /// What `weft status` and the metrics say about rotations.
 #[derive(Debug, Clone, Default)]
 pub struct RotationState {
     /// When the current key was made (the key file's time).
     pub key_made: Option<SystemTime>,
-    /// Set at a switch, cleared once every peer has handshaken since.
+    /// Set at a switch, cleared once every peer that had a live session
+    /// then has handshaken since.
     pub in_progress_since: Option<SystemTime>,
+    /// The peers (device, public key) the rotation waits for: those with
+    /// a live session at the switch. An idle peer does not hold it.
+    pub awaiting: Vec<(String, String)>,
     /// `--wireguard-key-rotation`: rotate once the key is this old.
     pub period: Option<Duration>,
     /// After a scheduled rotation failed, none is tried before this, so
@@ -54,6 +63,7 @@ impl RotationState {
         RotationState {
             key_made: key_made_at(key_path).ok(),
             in_progress_since: None,
+            awaiting: Vec::new(),
             period,
             not_before: None,
         }
@@ -80,18 +90,33 @@ impl RotationState {
         self.not_before = Some(now + RETRY_AFTER);
     }
 
-    /// Ends the rotation once every peer has handshaken since the switch
-    /// (so has the new key), or once [`ROTATION_BOUND`] has passed.
+    /// A switch to a new key at `now`: the rotation is in progress until
+    /// every peer with a live session (a handshake within
+    /// [`SESSION_LIFETIME`]) has handshaken again.
+    pub fn start(&mut self, peers: &[WgPeerView], now: SystemTime) {
+        let live_after = unix(now).saturating_sub(SESSION_LIFETIME.as_secs());
+        self.in_progress_since = Some(now);
+        self.awaiting = peers
+            .iter()
+            .filter(|p| p.last_handshake_unix.is_some_and(|t| t >= live_after))
+            .map(|p| (p.device.clone(), p.public_key.clone()))
+            .collect();
+    }
+
+    /// Ends the rotation once every awaited peer has handshaken since the
+    /// switch (so has the new key) or left, or once [`ROTATION_BOUND`] has
+    /// passed.
     pub fn observe(&mut self, peers: &[WgPeerView], now: SystemTime) {
         let Some(since) = self.in_progress_since else {
             return;
         };
-        let since_unix = since
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let all = peers
-            .iter()
-            .all(|p| p.last_handshake_unix.is_some_and(|t| t >= since_unix));
+        let since_unix = unix(since);
+        let all = self.awaiting.iter().all(|(device, key)| {
+            peers
+                .iter()
+                .find(|p| p.device == *device && p.public_key == *key)
+                .is_none_or(|p| p.last_handshake_unix.is_some_and(|t| t >= since_unix))
+        });
         let expired = now.duration_since(since).unwrap_or_default() >= ROTATION_BOUND;
         if all || expired {
             if expired && !all {
@@ -100,11 +125,19 @@ impl RotationState {
                     ROTATION_BOUND.as_secs()
                 );
             } else {
-                tracing::info!("WireGuard key rotation complete: every peer uses the new key");
+                tracing::info!(
+                    "WireGuard key rotation complete: every peer that was talking to this node uses the new key"
+                );
             }
             self.in_progress_since = None;
+            self.awaiting.clear();
         }
     }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The answer to one rotation request: the new public key, or why not.
@@ -148,7 +181,9 @@ impl WireguardState {
         stall_for_tests("after-commit").await;
         let now = SystemTime::now();
         self.rotation.key_made = key_made_at(&self.key_path).ok().or(Some(now));
-        self.rotation.in_progress_since = Some(now);
+        let views = self.views();
+        let peers = views.lock().map(|v| v.clone()).unwrap_or_default();
+        self.rotation.start(&peers, now);
         let mut failed = Vec::new();
         for (name, device) in self.devices.iter_mut() {
             let port = self.ports.get(name).copied().unwrap_or_default();
@@ -212,9 +247,13 @@ mod tests {
     use super::*;
 
     fn peer(handshake: Option<u64>) -> WgPeerView {
+        keyed("k", handshake)
+    }
+
+    fn keyed(key: &str, handshake: Option<u64>) -> WgPeerView {
         WgPeerView {
             device: "flannel-wg".into(),
-            public_key: "k".into(),
+            public_key: key.into(),
             endpoint: None,
             allowed_ips: vec![],
             last_handshake_unix: handshake,
@@ -223,31 +262,57 @@ mod tests {
         }
     }
 
+    /// The rotation waits for the peers that were talking to this node at
+    /// the switch, until each has handshaken again (or left); a peer idle
+    /// for longer than a session lives, or one that never handshook, has
+    /// nothing to move and does not hold it.
     #[test]
-    fn a_rotation_ends_when_every_peer_has_handshaken_since() {
-        let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let mut r = RotationState {
-            key_made: Some(since),
-            in_progress_since: Some(since),
-            ..RotationState::default()
-        };
-        r.observe(&[peer(Some(1001)), peer(Some(999))], since);
-        assert!(
-            r.in_progress_since.is_some(),
-            "one peer still on the old key"
+    fn a_rotation_ends_when_every_talking_peer_has_handshaken_since() {
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let mut r = RotationState::default();
+        r.start(
+            &[
+                keyed("a", Some(990)),
+                keyed("b", Some(900)),
+                keyed("idle", Some(500)),
+                keyed("never", None),
+            ],
+            at(1000),
         );
-        r.observe(&[peer(Some(1001)), peer(None)], since);
+        assert_eq!(r.awaiting.len(), 2, "{:?}", r.awaiting);
+        r.observe(
+            &[
+                keyed("a", Some(1001)),
+                keyed("b", Some(900)),
+                keyed("idle", Some(500)),
+            ],
+            at(1005),
+        );
+        assert!(r.in_progress_since.is_some(), "b is still on the old key");
+        r.observe(&[keyed("a", Some(1001)), keyed("b", None)], at(1006));
         assert!(r.in_progress_since.is_some());
-        r.observe(&[peer(Some(1001)), peer(Some(1002))], since);
+        r.observe(
+            &[
+                keyed("a", Some(1001)),
+                keyed("b", Some(1002)),
+                keyed("never", None),
+            ],
+            at(1007),
+        );
+        assert!(r.in_progress_since.is_none());
+        assert!(r.awaiting.is_empty());
+
+        // A talking peer that leaves does not hold it either.
+        r.start(&[keyed("a", Some(1001))], at(1100));
+        r.observe(&[], at(1101));
         assert!(r.in_progress_since.is_none());
     }
 
     fn scheduled(period: u64, made: u64) -> RotationState {
         RotationState {
             key_made: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(made)),
-            in_progress_since: None,
             period: Some(Duration::from_secs(period)),
-            not_before: None,
+            ..RotationState::default()
         }
     }
 
@@ -292,12 +357,14 @@ mod tests {
     #[test]
     fn a_rotation_ends_after_the_bound_whatever_the_peers() {
         let since = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let mut r = RotationState {
-            key_made: Some(since),
-            in_progress_since: Some(since),
-            ..RotationState::default()
-        };
-        r.observe(&[peer(None)], since + ROTATION_BOUND);
+        let mut r = RotationState::default();
+        r.start(&[peer(Some(999))], since);
+        r.observe(
+            &[peer(Some(999))],
+            since + ROTATION_BOUND - Duration::from_secs(1),
+        );
+        assert!(r.in_progress_since.is_some());
+        r.observe(&[peer(Some(999))], since + ROTATION_BOUND);
         assert!(r.in_progress_since.is_none());
     }
 }
