@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::agent::metric;
 use common::ping::Pinger;
-use common::rotation::{peers_handshook_with, rotate_under_traffic, wg_show};
+use common::rotation::{peers_handshook_with, rotate, rotate_under_traffic, wg_show};
 use common::{TestLab, require_root, wait_until};
 use weft_lab::Backend;
 
@@ -99,5 +99,35 @@ fn scheduled_rotation_keeps_connectivity() {
             let now = wg_show(&lab, "node2", &["public-key"]);
             peers_handshook_with(&lab, &["node1", "node3"], &now)
         },
+    );
+}
+
+/// A rotation on a node whose pods then send nothing ends within seconds,
+/// not at the 3-minute bound, and only once the peers that had a live
+/// session at the switch (here both, after a ping each: the rotation reads
+/// the devices, not the status view, which can be a tick old) have
+/// handshaken with the new key, which they start as soon as they read it
+/// from the lease.
+#[test]
+fn a_rotation_without_traffic_ends_within_seconds() {
+    require_root();
+    let lab = TestLab::up("rot-i", Backend::Wireguard, &[]);
+    for pod in ["node1-pod1", "node3-pod1"] {
+        lab.ok("node2-pod1", &["ping", "-c", "1", &lab.pod_ip(pod)]);
+    }
+    rotate(&lab, "node2");
+    let new = wg_show(&lab, "node2", &["public-key"]);
+    wait_until(
+        Duration::from_secs(30),
+        "the rotation to end with no traffic",
+        || {
+            lab.lab()
+                .agent_status("node2")
+                .is_ok_and(|s| !s.view.wireguard_key_rotation_in_progress)
+        },
+    );
+    assert!(
+        peers_handshook_with(&lab, &["node1", "node3"], &new),
+        "the rotation ended before the peers handshook with {new}"
     );
 }

@@ -181,8 +181,9 @@ impl WireguardState {
         stall_for_tests("after-commit").await;
         let now = SystemTime::now();
         self.rotation.key_made = key_made_at(&self.key_path).ok().or(Some(now));
-        let views = self.views();
-        let peers = views.lock().map(|v| v.clone()).unwrap_or_default();
+        // The devices' own word on who talks to this node now (the status
+        // view can be a tick old: a session started since would be missed).
+        let (peers, _) = self.read_views().await;
         self.rotation.start(&peers, now);
         let mut failed = Vec::new();
         for (name, device) in self.devices.iter_mut() {

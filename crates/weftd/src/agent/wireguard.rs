@@ -273,6 +273,17 @@ impl WireguardState {
 
     /// Reads every device's peers (handshakes, counters) for the status API.
     pub async fn refresh_views(&self, metrics: &super::metrics::Metrics) {
+        let (views, elsewhere) = self.read_views().await;
+        metrics.observe_wireguard(self.path().as_deref(), &views);
+        metrics.peers_reached_elsewhere(i64::try_from(elsewhere).unwrap_or(i64::MAX));
+        if let Ok(mut shared) = self.views.lock() {
+            *shared = views;
+        }
+    }
+
+    /// Every device's peers as the devices report them now, and how many
+    /// are reached at another address than their lease's.
+    pub(super) async fn read_views(&self) -> (Vec<WgPeerView>, usize) {
         let mut views = Vec::new();
         let mut elsewhere = 0;
         for (name, device) in &self.devices {
@@ -295,11 +306,7 @@ impl WireguardState {
                 });
             }
         }
-        metrics.observe_wireguard(self.path().as_deref(), &views);
-        metrics.peers_reached_elsewhere(i64::try_from(elsewhere).unwrap_or(i64::MAX));
-        if let Ok(mut shared) = self.views.lock() {
-            *shared = views;
-        }
+        (views, elsewhere)
     }
 
     /// Stops userspace devices (kernel devices stay, with their peers, so a
