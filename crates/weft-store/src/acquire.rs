@@ -15,7 +15,7 @@ use weft_core::lease::{Lease, LeaseAttrs, LeaseSubnets};
 use weft_core::netconf::NetConfig;
 use weft_core::prefix::{self, Family};
 
-use crate::kv::{Kv, KvEntry, Ttl};
+use crate::kv::{Kv, KvEntry, Listing, Ttl};
 use crate::{AcquireRequest, StoreError, random};
 
 /// How many lost races are tolerated before giving up. Each round lets at
@@ -23,8 +23,8 @@ use crate::{AcquireRequest, StoreError, random};
 const MAX_ATTEMPTS: u32 = 500;
 
 /// A parsed entry of the subnet directory.
-struct Existing {
-    entry: KvEntry,
+struct Existing<'a> {
+    entry: &'a KvEntry,
     subnets: LeaseSubnets,
     attrs: Option<LeaseAttrs>,
 }
@@ -53,113 +53,138 @@ pub(crate) fn same_node(ours: &LeaseAttrs, theirs: &LeaseAttrs) -> bool {
 }
 
 /// Runs the acquisition protocol until it wins a lease or hits an error
-/// that retrying cannot fix.
+/// that retrying cannot fix. The first attempt chooses from `listed` when
+/// given (a listing a moment old: see `warm.rs`); the lease comes back with
+/// the listing it was chosen from, which the lease write came after.
 pub(crate) async fn acquire<K: Kv>(
     kv: &K,
     prefix: &str,
     ttl: Duration,
     cfg: &NetConfig,
     req: &AcquireRequest,
-) -> Result<Lease, StoreError> {
+    mut listed: Option<Listing>,
+) -> Result<(Lease, Listing), StoreError> {
     let dir = etcd_key::subnets_dir(prefix);
     let value = req.attrs.to_json().into_bytes();
     for attempt in 1..=MAX_ATTEMPTS {
-        let listing = kv
-            .list(&dir)
-            .await
-            .map_err(|e| StoreError::from_kv(kv.name(), e))?;
-        let existing: Vec<Existing> = listing
-            .entries
-            .into_iter()
-            .filter_map(|entry| {
-                let name = entry.key.strip_prefix(&dir)?;
-                let subnets = etcd_key::parse_subnet_key(name).ok()?;
-                let attrs = LeaseAttrs::from_json(&entry.value).ok();
-                Some(Existing {
-                    entry,
-                    subnets,
-                    attrs,
-                })
-            })
-            .collect();
-
-        // 1. Our own lease, recognised by public IP.
-        let mut raced = false;
-        let mut deleted: Vec<String> = Vec::new();
-        for own in existing
-            .iter()
-            .filter(|e| e.attrs.as_ref().is_some_and(|a| same_node(&req.attrs, a)))
-        {
-            let reservation = !own.entry.expires;
-            if !compatible(cfg, &own.subnets) {
-                if reservation {
-                    warn!(key = %own.entry.key, "reservation for this node does not fit the network config; ignoring it");
-                    continue;
-                }
-                info!(key = %own.entry.key, "our previous lease does not fit the network config any more; deleting it");
-                match kv.delete(&own.entry.key, own.entry.mod_rev).await {
-                    Ok(_) => deleted.push(own.entry.key.clone()),
-                    Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
-                }
-                continue;
-            }
-            let lease_ttl = if reservation {
-                Ttl::Forever
-            } else {
-                Ttl::For(ttl)
-            };
-            match kv
-                .replace(&own.entry.key, own.entry.mod_rev, &value, lease_ttl)
+        let listing = match listed.take() {
+            Some(listing) => listing,
+            None => kv
+                .list(&dir)
                 .await
-            {
-                Ok(true) => {
-                    info!(subnets = %own.subnets, reservation, "reusing our lease");
-                    return Ok(lease(own.subnets, req.attrs.clone(), lease_ttl));
-                }
-                Ok(false) => raced = true,
-                Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
-            }
-        }
-        if raced {
-            backoff_after_race(attempt).await;
-            continue;
-        }
-
-        let taken: Vec<IpNet> = existing
-            .iter()
-            .filter(|e| !deleted.contains(&e.entry.key))
-            .flat_map(|e| e.subnets.iter())
-            .collect();
-
-        // 2. The subnets of the previous subnet.env, if still free.
-        let previous_free = !req.previous.is_empty()
-            && compatible(cfg, &req.previous)
-            && req
-                .previous
-                .iter()
-                .all(|sn| !taken.iter().any(|t| prefix::overlaps(*t, sn)));
-        let candidate = if previous_free {
-            req.previous
-        } else {
-            choose(cfg, &taken)?
+                .map_err(|e| StoreError::from_kv(kv.name(), e))?,
         };
-
-        let key = etcd_key::lease_key(prefix, &candidate);
-        match kv
-            .create_if_unchanged(&dir, listing.revision, &key, &value, Ttl::For(ttl))
-            .await
-        {
-            Ok(true) => {
-                info!(subnets = %candidate, attempt, "acquired a new lease");
-                return Ok(lease(candidate, req.attrs.clone(), Ttl::For(ttl)));
-            }
-            Ok(false) => backoff_after_race(attempt).await,
-            Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
+        let won = attempt_once(kv, prefix, ttl, cfg, req, &value, &listing).await?;
+        match won {
+            Some(lease) => return Ok((lease, listing)),
+            None => backoff_after_race(attempt).await,
         }
     }
     Err(StoreError::TooManyRaces {
         attempts: MAX_ATTEMPTS,
     })
+}
+
+/// One round of the protocol over `listing`: the lease won, or `None`
+/// when another writer got there first (list again and choose again).
+async fn attempt_once<K: Kv>(
+    kv: &K,
+    prefix: &str,
+    ttl: Duration,
+    cfg: &NetConfig,
+    req: &AcquireRequest,
+    value: &[u8],
+    listing: &Listing,
+) -> Result<Option<Lease>, StoreError> {
+    let dir = etcd_key::subnets_dir(prefix);
+    let dir = dir.as_str();
+    let existing: Vec<Existing<'_>> = listing
+        .entries
+        .iter()
+        .filter_map(|entry| {
+            let name = entry.key.strip_prefix(dir)?;
+            let subnets = etcd_key::parse_subnet_key(name).ok()?;
+            let attrs = LeaseAttrs::from_json(&entry.value).ok();
+            Some(Existing {
+                entry,
+                subnets,
+                attrs,
+            })
+        })
+        .collect();
+
+    // 1. Our own lease, recognised by public IP.
+    let mut raced = false;
+    let mut deleted: Vec<&str> = Vec::new();
+    for own in existing
+        .iter()
+        .filter(|e| e.attrs.as_ref().is_some_and(|a| same_node(&req.attrs, a)))
+    {
+        let reservation = !own.entry.expires;
+        if !compatible(cfg, &own.subnets) {
+            if reservation {
+                warn!(key = %own.entry.key, "reservation for this node does not fit the network config; ignoring it");
+                continue;
+            }
+            info!(key = %own.entry.key, "our previous lease does not fit the network config any more; deleting it");
+            match kv.delete(&own.entry.key, own.entry.mod_rev).await {
+                Ok(_) => deleted.push(&own.entry.key),
+                Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
+            }
+            continue;
+        }
+        let lease_ttl = if reservation {
+            Ttl::Forever
+        } else {
+            Ttl::For(ttl)
+        };
+        match kv
+            .replace(&own.entry.key, own.entry.mod_rev, value, lease_ttl)
+            .await
+        {
+            Ok(true) => {
+                info!(subnets = %own.subnets, reservation, "reusing our lease");
+                return Ok(Some(lease(own.subnets, req.attrs.clone(), lease_ttl)));
+            }
+            Ok(false) => raced = true,
+            Err(e) => return Err(StoreError::from_kv(kv.name(), e)),
+        }
+    }
+    if raced {
+        return Ok(None);
+    }
+
+    let taken: Vec<IpNet> = existing
+        .iter()
+        .filter(|e| !deleted.contains(&e.entry.key.as_str()))
+        .flat_map(|e| e.subnets.iter())
+        .collect();
+
+    // 2. The subnets of the previous subnet.env, if still free.
+    let previous_free = !req.previous.is_empty()
+        && compatible(cfg, &req.previous)
+        && req
+            .previous
+            .iter()
+            .all(|sn| !taken.iter().any(|t| prefix::overlaps(*t, sn)));
+    let candidate = if previous_free {
+        req.previous
+    } else {
+        choose(cfg, &taken)?
+    };
+
+    let key = etcd_key::lease_key(prefix, &candidate);
+    match kv
+        .create_if_unchanged(dir, listing.revision, &key, value, Ttl::For(ttl))
+        .await
+    {
+        Ok(true) => {
+            info!(subnets = %candidate, "acquired a new lease");
+            Ok(Some(lease(candidate, req.attrs.clone(), Ttl::For(ttl))))
+        }
+        Ok(false) => Ok(None),
+        Err(e) => Err(StoreError::from_kv(kv.name(), e)),
+    }
 }
 
 fn choose(cfg: &NetConfig, taken: &[IpNet]) -> Result<LeaseSubnets, StoreError> {

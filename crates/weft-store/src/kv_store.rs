@@ -14,6 +14,7 @@ use weft_core::netconf::{self, NetConfig};
 use crate::backoff::Backoff;
 use crate::health::StoreHealth;
 use crate::kv::{Kv, KvEntry, KvError, Ttl};
+use crate::warm::WarmSlot;
 use crate::{AcquireRequest, LeaseStore, SnapshotSender, StoreError, acquire, peer_watch};
 
 /// Where the network configuration comes from.
@@ -32,6 +33,9 @@ pub struct KvLeaseStore<K: Kv> {
     config: ConfigSource,
     ttl: Duration,
     health: StoreHealth,
+    /// The subnet directory as the last start-up step listed it, for the
+    /// next one (`warm.rs`).
+    warm: WarmSlot,
 }
 
 impl<K: Kv> KvLeaseStore<K> {
@@ -44,6 +48,7 @@ impl<K: Kv> KvLeaseStore<K> {
             config,
             ttl,
             health: StoreHealth::default(),
+            warm: WarmSlot::default(),
         }
     }
 
@@ -141,15 +146,22 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
             .list(&etcd_key::subnets_dir(&self.prefix))
             .await
             .map_err(|e| self.map_err(e))?;
-        Ok(listing
+        let found = listing
             .entries
             .iter()
             .filter_map(|e| LeaseAttrs::from_json(&e.value).ok())
-            .find(|attrs| acquire::same_node(&probe, attrs)))
+            .find(|attrs| acquire::same_node(&probe, attrs));
+        self.warm.keep(listing, None);
+        Ok(found)
     }
 
     async fn acquire(&self, cfg: &NetConfig, req: &AcquireRequest) -> Result<Lease, StoreError> {
-        acquire::acquire(&self.kv, &self.prefix, self.ttl, cfg, req).await
+        let listed = self.warm.take().map(|w| w.listing);
+        let (lease, listing) =
+            acquire::acquire(&self.kv, &self.prefix, self.ttl, cfg, req, listed).await?;
+        let key = etcd_key::lease_key(&self.prefix, &lease.subnets);
+        self.warm.keep(listing, Some(key));
+        Ok(lease)
     }
 
     async fn renew(&self, lease: &Lease) -> Result<Lease, StoreError> {
@@ -193,7 +205,8 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
     }
 
     async fn watch_peers(&self, cfg: NetConfig, own: LeaseSubnets, tx: SnapshotSender) {
-        peer_watch::watch_peers(&self.kv, &self.prefix, &cfg, own, tx, &self.health).await
+        let warm = self.warm.take();
+        peer_watch::watch_peers(&self.kv, &self.prefix, &cfg, own, tx, &self.health, warm).await
     }
 
     fn health(&self) -> StoreHealth {

@@ -22,6 +22,7 @@ mod outage;
 mod peer_watch;
 mod publisher;
 mod random;
+mod warm;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr};

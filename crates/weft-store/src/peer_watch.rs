@@ -20,6 +20,7 @@ use crate::health::StoreHealth;
 use crate::kv::{Kv, KvEntry, KvError, KvEvent, KvWatch};
 use crate::outage::OutageLog;
 use crate::publisher::{Entry, Ids, Publisher};
+use crate::warm::WarmListing;
 
 /// What the publisher keeps of one key: ordered by create revision (older
 /// leases win overlaps), versioned by modify revision.
@@ -79,6 +80,7 @@ pub(crate) async fn watch_peers<K: Kv>(
     own: LeaseSubnets,
     tx: SnapshotSender,
     health: &StoreHealth,
+    mut warm: Option<WarmListing>,
 ) {
     let dir = etcd_key::subnets_dir(prefix);
     let own_key = etcd_key::lease_key(prefix, &own);
@@ -90,7 +92,12 @@ pub(crate) async fn watch_peers<K: Kv>(
     let mut listed = false;
     while !tx.is_closed() {
         if !listed {
-            match kv.list(&dir).await {
+            // The first listing may be the one the lease was chosen from.
+            let (listing, written) = match warm.take() {
+                Some(w) => (Ok(w.listing), w.written),
+                None => (kv.list(&dir).await, None),
+            };
+            match listing {
                 Ok(listing) => {
                     backoff.reset();
                     outage.recovered(kv.name());
@@ -100,7 +107,10 @@ pub(crate) async fn watch_peers<K: Kv>(
                         .map(|e| (e.key.clone(), parse(&publisher, &dir, e, cfg, &own)))
                         .collect();
                     publisher.replace_all(listing.revision, entries);
-                    let own_present = listing.entries.iter().any(|e| e.key == own_key);
+                    // A lease written after the listing is there: the
+                    // watch from the listing's revision replays its write.
+                    let own_present = written.as_deref() == Some(own_key.as_str())
+                        || listing.entries.iter().any(|e| e.key == own_key);
                     publisher.set_own_present(own_present);
                     publisher.publish(&tx);
                     listed = true;

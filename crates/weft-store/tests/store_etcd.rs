@@ -142,12 +142,28 @@ async fn watch_survives_an_etcd_restart() {
     );
 }
 
-/// Forwards to etcd but holds back `watch` until released, so a test can
-/// make history move and get compacted before the watch resumes.
+/// Forwards to etcd, counting listings, and holds back `watch` until
+/// released, so a test can make history move and get compacted before the
+/// watch resumes.
 #[derive(Clone)]
 struct HeldWatch {
     inner: EtcdKv,
     released: tokio::sync::watch::Receiver<bool>,
+    lists: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HeldWatch {
+    fn new(inner: EtcdKv, released: tokio::sync::watch::Receiver<bool>) -> Self {
+        HeldWatch {
+            inner,
+            released,
+            lists: Arc::default(),
+        }
+    }
+
+    fn lists(&self) -> usize {
+        self.lists.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Kv for HeldWatch {
@@ -158,6 +174,7 @@ impl Kv for HeldWatch {
         self.inner.get(key).await
     }
     async fn list(&self, prefix: &str) -> Result<Listing, KvError> {
+        self.lists.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.list(prefix).await
     }
     async fn create_if_unchanged(
@@ -188,10 +205,7 @@ async fn watch_recovers_from_compaction() {
     let server = EtcdServer::start();
     let cfg = contract::none_config();
     let (release, released) = tokio::sync::watch::channel(false);
-    let held = HeldWatch {
-        inner: server.kv().await,
-        released,
-    };
+    let held = HeldWatch::new(server.kv().await, released);
     let store = Arc::new(contract::store(held, Duration::from_secs(600)));
     let own = store.acquire(&cfg, &contract::request(1)).await.unwrap();
     let (mut rx, _task) = contract::start_watch(store.clone(), cfg.clone(), own.subnets);
@@ -339,4 +353,57 @@ async fn username_and_password() {
         matches!(err, weft_store::StoreError::Refused { .. }),
         "{err}"
     );
+}
+
+/// A starting agent reads the subnet directory once: what it published
+/// before, the lease and the first peer snapshot come from one listing.
+/// A lease written after that listing, before the watch starts, is not
+/// lost: the watch resumes from the listing's revision and etcd replays it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_up_lists_the_subnets_once_and_misses_nothing() {
+    let server = EtcdServer::start();
+    let cfg = contract::none_config();
+    let writer = contract::store(server.kv().await, Duration::from_secs(600));
+    let before = writer.acquire(&cfg, &contract::request(2)).await.unwrap();
+
+    let (_release, released) = tokio::sync::watch::channel(true);
+    let spy = HeldWatch::new(server.kv().await, released);
+    let store = Arc::new(contract::store(spy.clone(), Duration::from_secs(600)));
+    let req = contract::request(1);
+    let previous = store
+        .previous_attrs(req.attrs.public_ip, None)
+        .await
+        .unwrap();
+    assert_eq!(previous, None, "this node never held a lease");
+    let own = store.acquire(&cfg, &req).await.unwrap();
+    let between = writer.acquire(&cfg, &contract::request(3)).await.unwrap();
+    let (mut rx, _task) = contract::start_watch(store.clone(), cfg.clone(), own.subnets);
+    let first = contract::wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "the first snapshot",
+        |_| true,
+    )
+    .await;
+    assert!(
+        first.own_present,
+        "our lease, written after the listing, counts as present"
+    );
+    assert!(contract::has_peer(&first, &before.subnets));
+    contract::wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "the lease written after the listing",
+        |s| contract::has_peer(s, &between.subnets) && s.own_present,
+    )
+    .await;
+    assert_eq!(
+        spy.lists(),
+        1,
+        "previous_attrs, acquire and the watch share one listing"
+    );
+
+    // A later acquisition (our lease vanished) lists afresh.
+    store.acquire(&cfg, &req).await.unwrap();
+    assert_eq!(spy.lists(), 2);
 }

@@ -166,6 +166,24 @@ async fn read_for(
     }
 }
 
+/// Every table of both families, read at once (four `iptables-save` runs
+/// side by side: a node's start-up waits for them), each with what `spec`
+/// wants of it; unreadable tables of unused families are left out.
+async fn read_all(
+    tools: &Tools,
+    spec: &RulesSpec,
+) -> Result<Vec<(Family, Table, Option<Vec<String>>, SavedTable)>, RulesError> {
+    let reads = Family::ALL.into_iter().flat_map(|family| {
+        Table::ALL.into_iter().map(move |table| async move {
+            let want = wanted(spec, family, table);
+            let saved = read_for(tools, family, table, want.is_some()).await?;
+            Ok::<_, RulesError>(saved.map(|saved| (family, table, want, saved)))
+        })
+    });
+    let read = futures::future::join_all(reads).await;
+    read.into_iter().filter_map(Result::transpose).collect()
+}
+
 /// Converges every table of both families to `spec` (already effective:
 /// `fully_random` only if supported). Tables already right are not written.
 pub(crate) async fn apply(
@@ -174,18 +192,12 @@ pub(crate) async fn apply(
     spec: &RulesSpec,
     fault: Option<&str>,
 ) -> Result<(), RulesError> {
-    for family in Family::ALL {
-        for table in Table::ALL {
-            let want = wanted(spec, family, table);
-            let Some(saved) = read_for(tools, family, table, want.is_some()).await? else {
-                continue;
-            };
-            let state = analyse(table, &saved, want.is_some());
-            if let Some(input) = render::restore_input(table, want.as_deref(), &state) {
-                let input = inject(input, fault);
-                write(tools, caps, family, table, &input).await?;
-                tracing::info!(%family, table = table.name(), chain = table.chain(), "iptables rules written");
-            }
+    for (family, table, want, saved) in read_all(tools, spec).await? {
+        let state = analyse(table, &saved, want.is_some());
+        if let Some(input) = render::restore_input(table, want.as_deref(), &state) {
+            let input = inject(input, fault);
+            write(tools, caps, family, table, &input).await?;
+            tracing::info!(%family, table = table.name(), chain = table.chain(), "iptables rules written");
         }
     }
     Ok(())
@@ -194,19 +206,13 @@ pub(crate) async fn apply(
 /// Compares every table of both families with `spec`.
 pub(crate) async fn check(tools: &Tools, spec: &RulesSpec) -> Result<Drift, RulesError> {
     let mut problems: Vec<Problem> = Vec::new();
-    for family in Family::ALL {
-        for table in Table::ALL {
-            let want = wanted(spec, family, table);
-            let Some(saved) = read_for(tools, family, table, want.is_some()).await? else {
-                continue;
-            };
-            problems.extend(diff(
-                family,
-                table,
-                want.as_deref(),
-                &analyse(table, &saved, want.is_some()),
-            ));
-        }
+    for (family, table, want, saved) in read_all(tools, spec).await? {
+        problems.extend(diff(
+            family,
+            table,
+            want.as_deref(),
+            &analyse(table, &saved, want.is_some()),
+        ));
     }
     Ok(Drift { problems })
 }

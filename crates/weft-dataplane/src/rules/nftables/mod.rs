@@ -94,8 +94,8 @@ pub(crate) async fn apply(
     spec: &RulesSpec,
     fault: Option<&str>,
 ) -> Result<(), RulesError> {
-    for family in Family::ALL {
-        match family_drift(tools, spec, family).await? {
+    for (family, drift) in drifts(tools, spec).await? {
+        match drift {
             Some(problems) if !problems.is_empty() => {}
             _ => continue,
         }
@@ -113,11 +113,22 @@ pub(crate) async fn apply(
     Ok(())
 }
 
+/// Both families' differences, read at once (two `nft list` runs side by
+/// side: a node's start-up waits for them).
+async fn drifts(
+    tools: &Tools,
+    spec: &RulesSpec,
+) -> Result<Vec<(Family, Option<Vec<Problem>>)>, RulesError> {
+    let reads = Family::ALL
+        .map(|family| async move { Ok((family, family_drift(tools, spec, family).await?)) });
+    futures::future::join_all(reads).await.into_iter().collect()
+}
+
 /// Compares both families' tables with `spec`.
 pub(crate) async fn check(tools: &Tools, spec: &RulesSpec) -> Result<Drift, RulesError> {
     let mut problems = Vec::new();
-    for family in Family::ALL {
-        problems.extend(family_drift(tools, spec, family).await?.unwrap_or_default());
+    for (_, drift) in drifts(tools, spec).await? {
+        problems.extend(drift.unwrap_or_default());
     }
     Ok(Drift { problems })
 }

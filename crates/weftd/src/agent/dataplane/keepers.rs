@@ -58,10 +58,13 @@ pub struct RulesKeeper {
 }
 
 impl RulesKeeper {
-    /// Checks (and repairs) at once, then on every tick and lease change,
-    /// until shutdown.
+    /// Checks (and repairs) on every tick and lease change, until
+    /// shutdown. The first tick is one period in: the first pass has just
+    /// installed the rules, and a check now would only compete with the
+    /// node's first peer pass for the CPU (four `iptables-save` runs).
     pub async fn run(self, mut lease_rx: watch::Receiver<Option<Lease>>, shutdown: Shutdown) {
-        let mut tick = tokio::time::interval(self.every);
+        let first = tokio::time::Instant::now() + self.every;
+        let mut tick = tokio::time::interval_at(first, self.every);
         loop {
             tokio::select! {
                 _ = shutdown.requested() => return,

@@ -66,6 +66,8 @@ pub struct Dataplane<K: Kernel = Netlink> {
     /// `Reconciler::apply_additions`).
     applied: Option<Arc<Desired>>,
     peer_log: super::peer_log::PeerLog,
+    /// Gives memory a big pass freed back to the kernel.
+    trimmer: crate::memory::Trimmer,
     /// Which families' published address is the interface's own (no
     /// `--public-ip(v6)`): those follow a renumbered interface.
     follows_interface: Follows,
@@ -124,6 +126,7 @@ impl Dataplane<weft_dataplane::reconcile::FakeKernel> {
             ipsec: None,
             applied: None,
             peer_log: Default::default(),
+            trimmer: Default::default(),
             follows_interface: Follows { v4: true, v6: true },
             renumbered: None,
         }

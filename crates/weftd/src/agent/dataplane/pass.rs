@@ -179,6 +179,8 @@ impl<K: Kernel> Dataplane<K> {
         }
         self.write_subnet_env(lease, mtu)?;
         self.status.set_programmed(lease.subnets);
+        self.trimmer
+            .after_pass(snapshot.peers.accepted.len(), report.changes() as usize);
         Ok(())
     }
 }

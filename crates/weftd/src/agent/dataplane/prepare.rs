@@ -205,6 +205,7 @@ impl Dataplane<Netlink> {
                 },
                 renumbered: None,
                 peer_log: Default::default(),
+                trimmer: Default::default(),
             },
             attrs,
         ))
