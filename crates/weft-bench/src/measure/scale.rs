@@ -326,6 +326,11 @@ pub(super) fn lab_up(ctx: &Ctx, name: &str, store: StoreKind, bin_dir: &Path) ->
     spec.store = store;
     spec.bin_dir = bin_dir.to_owned();
     spec.agent_args = vec![format!("--healthz-port={HEALTH_PORT}")];
+    if ctx.flanneld.is_some() {
+        // flanneld reads every peer's TTL (one etcd call each) before it
+        // writes subnet.env: at 10 000 peers that may outlast the default.
+        spec.ready_timeout = Duration::from_secs(120);
+    }
     ctx.say(format!("bringing lab {name} up (1 node, {store})"));
     Lab::up(&spec).with_context(|| format!("the lab {name} did not come up"))
 }

@@ -152,7 +152,12 @@ fn scale_tables(s: &mut Section, sc: &Scale, flannel: &[FlannelAtK]) {
             k.to_string(),
             show(w.and_then(|w| w.cold_ms), 0),
             show(f.flannel.cold_ms, 0),
-            show(f.flannel.cold_ratio, 2),
+            // At K = 0 the baseline installs nothing: no ratio to speak of.
+            if k > 0 {
+                show(f.flannel.cold_ratio, 2)
+            } else {
+                "n/a".to_owned()
+            },
             show(f.cold_vs_flannel, 2),
             show(w.and_then(|w| w.rss_mib), 1),
             show(f.flannel.rss_mib, 1),
