@@ -14,6 +14,18 @@
 #   target/release/weft-bench merge /tmp/kube.json
 # where DIR holds the earlier commit's release weftd and weft-kube-testserver.
 #
+# Real flannel beside weft, in the same run (the issue's goals are same-run
+# ratios), for anyone with a flanneld binary:
+#   sudo bench/run.sh --flanneld /path/to/flanneld
+# flanneld then runs (flanneld's flags only, etcd store) on the scale lab's
+# node alternating with weftd — cold start, new lease → route, RSS at K = 0
+# and each K >= 5 000 (--short: the largest K) — and as the agents of a
+# second vxlan lab for pod → pod ÷ underlay; the report puts flannel next
+# to weft with weft ÷ flannel. Without --flanneld it says "flannel: not
+# measured". flanneld needs iptables and the br_netfilter module
+# (`modprobe br_netfilter`; the benchmark does not load it). The path is
+# checked before anything is built.
+#
 # It builds the workspace in release mode (benchmarks of a debug build mean
 # little), then runs `weft-bench run` from that build with the labs pointed
 # at the same binaries. Every argument is passed to `weft-bench run` (see
@@ -36,6 +48,28 @@ if [[ $(id -u) -ne 0 ]]; then
     echo "bench/run.sh needs root (it builds network namespaces): run it with sudo" >&2
     exit 1
 fi
+
+# --flanneld PATH: checked now, not after a long build (weft-bench checks
+# it again).
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+    flanneld=""
+    case "${args[i]}" in
+        --flanneld) flanneld="${args[i + 1]:-}" ;;
+        --flanneld=*) flanneld="${args[i]#--flanneld=}" ;;
+        *) continue ;;
+    esac
+    if [[ -z "$flanneld" ]]; then
+        echo "bench/run.sh: --flanneld needs the path of a flanneld binary" >&2
+        exit 1
+    elif [[ ! -f "$flanneld" ]]; then
+        echo "bench/run.sh: --flanneld $flanneld: no such file (pass the path of a flanneld binary)" >&2
+        exit 1
+    elif [[ ! -x "$flanneld" ]]; then
+        echo "bench/run.sh: --flanneld $flanneld: not executable (chmod +x it)" >&2
+        exit 1
+    fi
+done
 
 # What the benchmarks drive (iperf3, etcd, wireguard-go, wg, the CNI
 # plugins): installed if missing, as the test suite does. Its messages go

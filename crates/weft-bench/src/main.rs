@@ -39,7 +39,10 @@ enum Command {
     /// against an earlier build, --baseline-bin-dir), memory and start-up,
     /// CNI ADD/DEL, and the kernel's cost per route
     /// shape. Each figure is min / median / max over runs next to a baseline
-    /// measured in the same run. Progress goes to stderr. Use release builds
+    /// measured in the same run. With --flanneld, a real flanneld is
+    /// measured beside weft in the same labs and runs (vxlan pod → pod ÷
+    /// underlay, cold start, new lease → route, RSS) and reported with weft ÷
+    /// flannel; without it the report says "flannel: not measured". Progress goes to stderr. Use release builds
     /// (bench/run.sh builds them). Takes about 30 minutes; --short about 6.
     ///
     /// A full run writes bench/results.json and docs/PERFORMANCE.md; a run

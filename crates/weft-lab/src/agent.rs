@@ -1,5 +1,7 @@
 //! One `weftd` per node: its command line, starting it inside the node's
-//! namespace, waiting until it is ready, and reading its status.
+//! namespace, waiting until it is ready, and reading its status. A lab
+//! may run flanneld instead (`flanneld.rs`): its command line and its
+//! readiness differ, the rest is shared.
 //!
 //! An agent runs in its node's network namespace and in a mount namespace
 //! of its own where `/run` is the node's (see `runfs`), so that fixed
@@ -69,7 +71,7 @@ pub fn status(paths: &NodePaths) -> Result<AgentStatus, String> {
     parse_status(&response.body)
 }
 
-fn parse_status(body: &[u8]) -> Result<AgentStatus, String> {
+pub(crate) fn parse_status(body: &[u8]) -> Result<AgentStatus, String> {
     let view: StatusView = serde_json::from_slice(body)
         .map_err(|e| format!("the status is not the expected JSON: {e}"))?;
     let subnets = match &view.lease {
@@ -90,11 +92,20 @@ fn parse_status(body: &[u8]) -> Result<AgentStatus, String> {
     })
 }
 
-/// How to recognise this node's agent in `/proc`: `weftd` with an argument
-/// under this node's directory.
-pub fn expected(node_dir_marker: &str) -> Expected<'_> {
+/// The agent's program name in `/proc`: `weftd`, or the file name of the
+/// lab's flanneld.
+pub fn program(state: &LabState) -> String {
+    state
+        .flanneld
+        .as_deref()
+        .map_or_else(|| WEFTD.to_owned(), crate::flanneld::program)
+}
+
+/// How to recognise this node's agent in `/proc`: `program` (see
+/// [`program`]) with an argument under this node's directory.
+pub fn expected<'a>(program: &'a str, node_dir_marker: &'a str) -> Expected<'a> {
     Expected {
-        program: WEFTD,
+        program,
         marker: node_dir_marker,
     }
 }
@@ -104,8 +115,36 @@ pub fn node_marker(node: &NodeRecord) -> String {
     format!("{}/", node.dir.display())
 }
 
-/// The agent's command line, as `weft lab` documents it.
-pub fn command(state: &LabState, paths: &NodePaths) -> Command {
+/// The agent's command line, as `weft lab` documents it; flanneld's (its
+/// flags only) when the lab runs flanneld.
+pub fn command(state: &LabState, paths: &NodePaths) -> Result<Command, LabError> {
+    let record = state.nodes.iter().find(|n| n.dir == paths.dir);
+    let mut cmd = match &state.flanneld {
+        Some(flanneld) => crate::flanneld::command(state, paths, flanneld)?,
+        None => weftd_command(state, paths),
+    };
+    cmd.args(&state.agent_args)
+        .args(record.map(|n| n.extra_args.as_slice()).unwrap_or_default())
+        .envs(
+            record
+                .map(|n| n.extra_env.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|(k, v)| (k, v)),
+        )
+        .current_dir(&paths.dir);
+    // A FLANNELD_* variable in the caller's environment would silently
+    // change every agent (weftd and flanneld read them as flags).
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLANNELD_") {
+            cmd.env_remove(name);
+        }
+    }
+    Ok(cmd)
+}
+
+/// weftd's own part of [`command`].
+fn weftd_command(state: &LabState, paths: &NodePaths) -> Command {
     let mut cmd = Command::new(state.bin_dir.join(WEFTD));
     cmd.arg(format!("--subnet-file={}", paths.subnet_env.display()))
         .arg(format!("--status-socket={}", paths.status_socket.display()));
@@ -141,41 +180,36 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Command {
             .arg(format!("--iface={}", crate::topology::NODE_IFNAME));
     }
     cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
-        .arg("--healthz-port=0")
-        .args(&state.agent_args)
-        .args(record.map(|n| n.extra_args.as_slice()).unwrap_or_default())
-        .envs(
-            record
-                .map(|n| n.extra_env.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|(k, v)| (k, v)),
-        )
-        .current_dir(&paths.dir);
-    // A FLANNELD_* variable in the caller's environment would silently
-    // change every agent (weftd reads them as flags).
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("FLANNELD_") {
-            cmd.env_remove(name);
-        }
-    }
+        .arg("--healthz-port=0");
     cmd
 }
 
 /// Starts the agent of `node` in its namespace and writes its pid file.
 pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<Child, LabError> {
-    let weftd = state.bin_dir.join(WEFTD);
-    if state.image.is_none() && !weftd.is_file() {
+    if let Some(flanneld) = &state.flanneld {
+        if !flanneld.is_file() {
+            return Err(LabError::Missing(format!(
+                "{} (the lab's flanneld) is missing",
+                flanneld.display()
+            )));
+        }
+    } else if state.image.is_none() && !state.bin_dir.join(WEFTD).is_file() {
         return Err(LabError::Missing(format!(
             "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
-            weftd.display()
+            state.bin_dir.join(WEFTD).display()
         )));
     }
     std::fs::create_dir_all(&paths.dir).ctx(|| format!("cannot create {}", paths.dir.display()))?;
     // A leftover socket from a killed agent would answer nothing; the
     // agent replaces it, but readiness must not see the stale one first.
     let _ = std::fs::remove_file(&paths.status_socket);
-    link_default_status_socket(paths)?;
+    if state.flanneld.is_some() {
+        crate::flanneld::before_start(paths)?;
+        // No weftd status socket to lead to.
+        let _ = std::fs::remove_file(paths.run.join("flannel/weftd.sock"));
+    } else {
+        link_default_status_socket(paths)?;
+    }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -186,14 +220,15 @@ pub fn start(state: &LabState, node: &NodeRecord, paths: &NodePaths) -> Result<C
         .map_or(0, |d| d.as_secs());
     writeln!(
         log,
-        "=== weft lab: starting weftd on {} (unix time {now}) ===",
+        "=== weft lab: starting {} on {} (unix time {now}) ===",
+        program(state),
         node.name
     )
     .ctx(|| format!("cannot write {}", paths.log.display()))?;
     let err_log = log
         .try_clone()
         .ctx(|| format!("cannot reopen {}", paths.log.display()))?;
-    let mut cmd = command(state, paths);
+    let mut cmd = command(state, paths)?;
     if let Some(image) = &state.image {
         // As a kubelet does: the init containers, then the agent's.
         container::run_init_steps(state, image, paths)?;
@@ -233,7 +268,8 @@ pub fn adopt_container_pid(
         return Ok(None);
     }
     let marker = node_marker(node);
-    let Some(pid) = expected(&marker).find_all().into_iter().next() else {
+    let program = program(state);
+    let Some(pid) = expected(&program, &marker).find_all().into_iter().next() else {
         return Ok(None);
     };
     let pid = pid.unsigned_abs();
@@ -264,16 +300,22 @@ fn link_default_status_socket(paths: &NodePaths) -> Result<(), LabError> {
 }
 
 /// Waits until the agent of `node` is ready: its subnet.env exists and its
-/// status socket answers `ready: true`. Fails early, with the tail of its
-/// log, when the agent exits.
+/// status socket answers `ready: true` (flanneld: subnet.env exists again,
+/// see `flanneld.rs`). Fails early, with the tail of its log, when the
+/// agent exits.
 pub fn wait_ready(
+    state: &LabState,
     node: &NodeRecord,
     paths: &NodePaths,
     child: Option<&mut Child>,
     deadline: Instant,
 ) -> Result<AgentStatus, LabError> {
     let marker = node_marker(node);
-    let who = format!("the agent on {} (weftd in netns {})", node.name, node.netns);
+    let program = program(state);
+    let who = format!(
+        "the agent on {} ({program} in netns {})",
+        node.name, node.netns
+    );
     let not_ready = |problem: String| LabError::NotReady {
         who: who.clone(),
         problem,
@@ -287,13 +329,18 @@ pub fn wait_ready(
                 return Err(not_ready(format!("exited ({exit}) before becoming ready")));
             }
         } else if let Some(pid) = node.pid.and_then(|p| i32::try_from(p).ok())
-            && !expected(&marker).matches(pid)
+            && !expected(&program, &marker).matches(pid)
         {
             return Err(not_ready(format!(
                 "(pid {pid}) exited before becoming ready"
             )));
         }
-        let last = if !paths.subnet_env.exists() {
+        let last = if state.flanneld.is_some() {
+            match crate::flanneld::ready_status(state, paths) {
+                Ok(s) => return Ok(s),
+                Err(e) => e,
+            }
+        } else if !paths.subnet_env.exists() {
             format!("{} does not exist yet", paths.subnet_env.display())
         } else {
             match status(paths) {

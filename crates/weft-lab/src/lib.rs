@@ -36,6 +36,7 @@ mod cloud;
 mod cni;
 mod container;
 mod error;
+mod flanneld;
 pub mod http;
 mod lab;
 pub mod names;

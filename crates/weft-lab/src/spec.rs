@@ -200,6 +200,12 @@ pub struct LabSpec {
     /// "internet" segment (`up --clouds`); agents run with `--public-ip`
     /// and `--iface` as K3s's multicloud guide configures them.
     pub clouds: u32,
+    /// Run each agent as this flanneld (or a binary taking flanneld's
+    /// command line) with flanneld's flags only, instead of weftd: how the
+    /// benchmark measures flannel beside weft. Needs the etcd (or kube)
+    /// store; pods still come from `bin_dir`'s CNI plugin, which reads
+    /// flanneld's subnet.env as it reads weftd's.
+    pub flanneld: Option<PathBuf>,
 }
 
 impl LabSpec {
@@ -222,6 +228,7 @@ impl LabSpec {
             image: None,
             etcd_members: 1,
             clouds: 0,
+            flanneld: None,
         })
     }
 
@@ -254,6 +261,7 @@ impl LabSpec {
             )));
         }
         crate::store_cluster::validate_members(self.store, self.etcd_members)?;
+        self.validate_flanneld()?;
         self.validate_clouds()?;
         if self
             .backend_options
@@ -263,6 +271,30 @@ impl LabSpec {
             return Err(LabError::Invalid(
                 "backend options must not set Type: choose the backend itself instead".to_owned(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_flanneld(&self) -> Result<(), LabError> {
+        let Some(flanneld) = &self.flanneld else {
+            return Ok(());
+        };
+        if self.store == StoreKind::Local {
+            return Err(LabError::Invalid(
+                "flanneld has no local store: use the etcd store (`--store etcd`) for flanneld agents"
+                    .to_owned(),
+            ));
+        }
+        if self.image.is_some() {
+            return Err(LabError::Invalid(
+                "flanneld agents run directly; they do not combine with --image".to_owned(),
+            ));
+        }
+        if !flanneld.is_file() {
+            return Err(LabError::Missing(format!(
+                "{} (the flanneld to run) is not a file",
+                flanneld.display()
+            )));
         }
         Ok(())
     }

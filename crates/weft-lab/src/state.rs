@@ -51,6 +51,10 @@ pub struct LabState {
     /// underlay.
     #[serde(default)]
     pub clouds: u32,
+    /// The agents run this flanneld (flanneld's flags only) instead of
+    /// weftd: see `flanneld.rs`. `None`: weftd from `bin_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flanneld: Option<PathBuf>,
 }
 
 fn default_ready_timeout_secs() -> u64 {

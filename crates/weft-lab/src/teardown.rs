@@ -62,7 +62,7 @@ pub fn down(name: &LabName, state: Option<&LabState>) -> Result<DownReport, LabE
     namespaces.sort();
 
     delete_pods(name, state, &namespaces, &mut report);
-    stop_processes(name, &mut report)?;
+    stop_processes(name, state, &mut report)?;
     remove_containers(name, &mut report);
 
     // Pods first, the underlay last: the reverse of creation.
@@ -126,18 +126,32 @@ fn delete_pods(
 }
 
 /// Stops this lab's agents and etcd: SIGTERM to all, then SIGKILL to
-/// whatever is left after the grace period.
-fn stop_processes(name: &LabName, report: &mut DownReport) -> Result<(), LabError> {
+/// whatever is left after the grace period. Agents are weftd, or the
+/// flanneld lab.json names (`flanneld` when lab.json is gone).
+fn stop_processes(
+    name: &LabName,
+    state: Option<&LabState>,
+    report: &mut DownReport,
+) -> Result<(), LabError> {
     let marker = name.process_marker();
+    let flanneld = state
+        .and_then(|s| s.flanneld.as_deref())
+        .map_or_else(|| "flanneld".to_owned(), crate::flanneld::program);
+    let mut programs = vec![WEFTD, ETCD, crate::store::KUBE_SERVER];
+    if !programs.contains(&flanneld.as_str()) {
+        programs.push(&flanneld);
+    }
     let mut targets: Vec<(i32, &str)> = Vec::new();
-    for program in [WEFTD, ETCD, crate::store::KUBE_SERVER] {
+    for program in programs {
         let expected = Expected {
             program,
             marker: &marker,
         };
         let mut pids = expected.find_all();
+        // A flanneld agent's pid is in the node's weftd.pid too.
+        let pid_file = if program == flanneld { WEFTD } else { program };
         pids.extend(
-            pid_files(name, program)
+            pid_files(name, pid_file)
                 .into_iter()
                 .filter(|p| expected.matches(*p)),
         );

@@ -139,3 +139,130 @@ fn etcd_store_on_the_underlay() {
         "{report:?}"
     );
 }
+
+/// Every flag flanneld defines (flannel-io/flannel main.go), without the
+/// leading dashes: a flanneld-mode agent must get nothing else.
+const FLANNELD_FLAGS: &[&str] = &[
+    "etcd-endpoints",
+    "etcd-prefix",
+    "etcd-keyfile",
+    "etcd-certfile",
+    "etcd-cafile",
+    "etcd-username",
+    "etcd-password",
+    "iface",
+    "iface-regex",
+    "iface-can-reach",
+    "subnet-file",
+    "public-ip",
+    "public-ipv6",
+    "subnet-lease-renew-margin",
+    "ip-masq",
+    "ip-masq-fully-random-disable",
+    "kube-subnet-mgr",
+    "kube-api-url",
+    "kube-annotation-prefix",
+    "kubeconfig-file",
+    "healthz-ip",
+    "healthz-port",
+    "iptables-resync",
+    "iptables-forward-rules",
+    "ip-blackhole-route",
+    "net-config-path",
+    "set-node-network-unavailable",
+];
+
+/// A lab whose agents run flanneld's command line, as the benchmark runs a
+/// real flanneld beside weft. weftd stands in for flanneld (it takes
+/// flanneld's command line): the lab's plumbing — flanneld's flags only,
+/// readiness from subnet.env, the process found by its binary's name — is
+/// what is under test, and pods on two nodes reach each other through it.
+#[test]
+fn flanneld_agents_get_flanneld_flags_only() {
+    if prerequisites().is_none() {
+        return;
+    }
+    let (mut spec, _cleanup) = spec("flannel");
+    spec.store = StoreKind::Etcd;
+    spec.backend = Backend::Vxlan;
+    let stand_in = default_bin_dir().unwrap().join("weftd");
+    spec.flanneld = Some(stand_in.clone());
+    let mut lab = Lab::up(&spec).unwrap();
+
+    let pid = lab.node("node1").unwrap().pid.unwrap();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(args[0], stand_in.display().to_string());
+    assert!(
+        args.iter().any(|a| a.starts_with("--subnet-file=")),
+        "{args:?}"
+    );
+    for a in &args[1..] {
+        let name = a.trim_start_matches('-').split('=').next().unwrap();
+        assert!(
+            FLANNELD_FLAGS.contains(&name),
+            "{a} is not a flanneld flag: {args:?}"
+        );
+    }
+
+    // The subnets come from subnet.env, one per node, distinct.
+    let subnet1 = lab.node("node1").unwrap().subnets.clone();
+    let subnet2 = lab.node("node2").unwrap().subnets.clone();
+    assert_eq!(subnet1.len(), 1);
+    assert_ne!(subnet1, subnet2);
+    assert_eq!(lab.agent_status("node2").unwrap().subnets, subnet2);
+
+    // Pods on both nodes reach each other once the agents programmed
+    // their peers (readiness is subnet.env, before the peers are in).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let report = lab.check().unwrap();
+        if report.ok {
+            assert!(
+                report
+                    .pairs
+                    .iter()
+                    .any(|p| p.from.starts_with("node1-") && p.to.starts_with("node2-")),
+                "{report:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{report:?}");
+    }
+
+    // The agent is found by its binary's name: stopped, then started
+    // again with the same lease (flanneld finds it by its public IP).
+    lab.kill_agent("node2", Signal::SIGTERM).unwrap();
+    assert!(!lab.agent_running("node2").unwrap());
+    let status = lab.start_agent("node2").unwrap();
+    assert!(status.ready);
+    assert_eq!(status.subnets, subnet2);
+    assert!(lab.agent_running("node2").unwrap());
+
+    // Switching to weftd waits until no agent runs.
+    assert!(lab.set_flanneld(None).is_err());
+    let report = lab.down().unwrap();
+    assert!(
+        report
+            .processes
+            .iter()
+            .filter(|p| p.starts_with("weftd pid"))
+            .count()
+            == 2,
+        "{report:?}"
+    );
+}
+
+/// flanneld has no local store: a lab asking for both is refused before
+/// anything is built.
+#[test]
+fn flanneld_agents_need_etcd_or_kube() {
+    let mut spec = LabSpec::new("flannel-local").unwrap();
+    spec.flanneld = Some(default_bin_dir().unwrap().join("weftd"));
+    let err = spec.validate().unwrap_err().to_string();
+    assert!(err.contains("no local store"), "{err}");
+}

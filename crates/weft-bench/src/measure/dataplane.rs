@@ -5,13 +5,23 @@
 //! order from one run to the next, and the ratio is taken per run: load
 //! from elsewhere on the machine then weighs on both sides of a ratio
 //! alike, which is what makes ratios comparable across runs and machines.
+//!
+//! With `--flanneld`, the default vxlan lab gets a twin whose agents are
+//! flanneld (`bench-dp-vxlan-flannel`, etcd store; its pods are made by
+//! weft's CNI plugin, which reads flanneld's subnet.env as weftd's). Both
+//! labs are up together and each run measures both, back to back, the
+//! order flipping each run; the ratio of ratios is taken run by run.
 
 use std::net::IpAddr;
 
 use anyhow::{Context as _, Result, anyhow};
-use weft_bench::results::{Dataplane, Figure, MeasuredBackend, PathComparison, Variant};
+use std::path::Path as FilePath;
+
+use weft_bench::results::{
+    Dataplane, Figure, FlannelPath, MeasuredBackend, PathComparison, Variant,
+};
 use weft_bench::stats::{Summary, ratios};
-use weft_lab::{Backend, Lab, LabSpec};
+use weft_lab::{Backend, Lab, LabSpec, StoreKind};
 
 use super::traffic::{EchoServer, IperfServer, iperf, tcp_rr, wait_reachable};
 use super::{Ctx, wggo};
@@ -94,28 +104,40 @@ fn backend(v: Variant) -> (Backend, &'static [(&'static str, bool)]) {
     }
 }
 
-fn lab_name(ctx: &Ctx, v: Variant) -> String {
+fn lab_name(ctx: &Ctx, v: Variant, flannel: bool) -> String {
+    let flannel = if flannel { "-flannel" } else { "" };
     match &ctx.lab_suffix {
-        Some(s) => format!("bench-dp-{}-{s}", v.name()),
-        None => format!("bench-dp-{}", v.name()),
+        Some(s) => format!("bench-dp-{}{flannel}-{s}", v.name()),
+        None => format!("bench-dp-{}{flannel}", v.name()),
     }
 }
 
-fn lab_up(ctx: &Ctx, v: Variant) -> Result<Lab> {
-    let name = lab_name(ctx, v);
+/// The lab of `v`: weftd's, or with `flanneld` flanneld's (etcd store,
+/// flanneld has no local one).
+fn lab_up(ctx: &Ctx, v: Variant, flanneld: Option<&FilePath>) -> Result<Lab> {
+    let name = lab_name(ctx, v, flanneld.is_some());
     let (backend, options) = backend(v);
     let mut spec = LabSpec::new(&name)?;
     spec.nodes = 2;
     spec.pods_per_node = 1;
     spec.backend = backend;
     spec.bin_dir = ctx.bin_dir.clone();
+    if let Some(f) = flanneld {
+        spec.flanneld = Some(f.to_owned());
+        spec.store = StoreKind::Etcd;
+    }
     for (key, value) in options {
         spec.backend_options
             .insert((*key).to_owned(), serde_json::Value::Bool(*value));
     }
     ctx.say(format!(
-        "data plane: bringing lab {name} up ({})",
-        v.label()
+        "data plane: bringing lab {name} up ({}{})",
+        v.label(),
+        if flanneld.is_some() {
+            ", flanneld agents"
+        } else {
+            ""
+        }
     ));
     Ok(Lab::up(&spec)?)
 }
@@ -132,10 +154,26 @@ fn node_ip(lab: &Lab, node: &str) -> Result<IpAddr> {
     Ok(IpAddr::V4(lab.node(node)?.underlay_ip))
 }
 
-/// What one backend's lab gave.
+/// What one lab gave.
+#[derive(Default)]
 struct BackendResult {
     pod: PathSamples,
     underlay: PathSamples,
+}
+
+/// The pod and underlay paths of a lab, once pod → pod works.
+fn paths(lab: &Lab) -> Result<(Path<'static>, Path<'static>)> {
+    let pod = Path {
+        from: "node1-pod1",
+        to: pod_ip(lab, "node2-pod1")?,
+    };
+    let underlay = Path {
+        from: "node1",
+        to: node_ip(lab, "node2")?,
+    };
+    wait_reachable(lab, pod.from, pod.to, std::time::Duration::from_secs(30))
+        .with_context(|| format!("pod → pod does not work in lab {}", lab.name()))?;
+    Ok((pod, underlay))
 }
 
 /// iperf3 and echo servers on node2 and its pod, alive while held.
@@ -150,36 +188,67 @@ fn servers(lab: &Lab) -> Result<Servers> {
     ))
 }
 
-fn measure_backend(ctx: &Ctx, lab: &Lab, label: &str) -> Result<BackendResult> {
-    let pod = Path {
-        from: "node1-pod1",
-        to: pod_ip(lab, "node2-pod1")?,
-    };
-    let underlay = Path {
-        from: "node1",
-        to: node_ip(lab, "node2")?,
-    };
-    wait_reachable(lab, pod.from, pod.to, std::time::Duration::from_secs(30))
-        .context("pod → pod does not work")?;
-    let mut result = BackendResult {
-        pod: PathSamples::default(),
-        underlay: PathSamples::default(),
-    };
+/// Every run of `lab`, and of `flannel`'s lab when given, alternating
+/// which lab goes first.
+fn measure_backend(
+    ctx: &Ctx,
+    lab: &Lab,
+    label: &str,
+    flannel: Option<&Lab>,
+) -> Result<(BackendResult, Option<BackendResult>)> {
+    let weft_paths = paths(lab)?;
+    let flannel_paths = flannel.map(paths).transpose()?;
+    let mut weft = BackendResult::default();
+    let mut flannel_result = flannel.map(|_| BackendResult::default());
     for run in 0..ctx.runs {
         ctx.say(format!(
-            "data plane: {label} run {}/{}: iperf3 1 and 4 streams, request/response, pod and underlay",
+            "data plane: {label} run {}/{}: iperf3 1 and 4 streams, request/response, pod and underlay{}",
             run + 1,
-            ctx.runs
+            ctx.runs,
+            if flannel.is_some() {
+                ", weft's lab and flannel's"
+            } else {
+                ""
+            }
         ));
-        measure_pair(
-            ctx,
-            lab,
-            (&pod, &underlay),
-            run % 2 == 0,
-            (&mut result.pod, &mut result.underlay),
-        )?;
+        let a_first = run % 2 == 0;
+        let one = |lab: &Lab, (pod, underlay): &(Path<'_>, Path<'_>), r: &mut BackendResult| {
+            measure_pair(
+                ctx,
+                lab,
+                (pod, underlay),
+                a_first,
+                (&mut r.pod, &mut r.underlay),
+            )
+        };
+        match (flannel, &flannel_paths, flannel_result.as_mut()) {
+            (Some(f), Some(fp), Some(fr)) if !a_first => {
+                one(f, fp, fr)?;
+                one(lab, &weft_paths, &mut weft)?;
+            }
+            (Some(f), Some(fp), Some(fr)) => {
+                one(lab, &weft_paths, &mut weft)?;
+                one(f, fp, fr)?;
+            }
+            _ => one(lab, &weft_paths, &mut weft)?,
+        }
     }
-    Ok(result)
+    Ok((weft, flannel_result))
+}
+
+/// flanneld's figures, and weft's pod/underlay ratio over flanneld's, run
+/// by run.
+fn vs_flannel(weft: &BackendResult, flannel: &BackendResult) -> FlannelPath {
+    let over = |pick: fn(&PathSamples) -> &[f64]| {
+        let w = ratios(pick(&weft.pod), pick(&weft.underlay));
+        let f = ratios(pick(&flannel.pod), pick(&flannel.underlay));
+        Summary::of(&ratios(&w, &f))
+    };
+    FlannelPath {
+        pod_vs_underlay: compare(&flannel.pod, &flannel.underlay),
+        tcp_1_vs_flannel: over(|s| &s.one),
+        tcp_4_vs_flannel: over(|s| &s.four),
+    }
 }
 
 /// Runs the data plane part: every backend this kernel can run, then
@@ -203,7 +272,7 @@ pub fn run(ctx: &Ctx) -> (Dataplane, Vec<String>) {
         if v == Variant::Ipip && ipip.is_err() {
             continue;
         }
-        let lab = match lab_up(ctx, v) {
+        let lab = match lab_up(ctx, v, None) {
             Ok(lab) => lab,
             Err(e) => {
                 failures.push(format!(
@@ -213,11 +282,31 @@ pub fn run(ctx: &Ctx) -> (Dataplane, Vec<String>) {
                 continue;
             }
         };
-        match servers(&lab).and_then(|held| Ok((held, measure_backend(ctx, &lab, v.label())?))) {
-            Ok((held, r)) => {
+        // flannel's twin lab: the default vxlan only.
+        let flannel = match ctx.flanneld.as_deref().filter(|_| v == Variant::Vxlan) {
+            Some(f) => match lab_up(ctx, v, Some(f)) {
+                Ok(lab) => Some(lab),
+                Err(e) => {
+                    failures.push(format!(
+                        "data plane {} with flanneld: the lab did not come up: {e:#}",
+                        v.label()
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        let measured = servers(&lab).and_then(|held| {
+            let f_held = flannel.as_ref().map(servers).transpose()?;
+            let r = measure_backend(ctx, &lab, v.label(), flannel.as_ref())?;
+            Ok(((held, f_held), r))
+        });
+        match measured {
+            Ok((held, (r, f))) => {
                 result.backends.push(MeasuredBackend {
                     variant: v,
                     pod_vs_underlay: compare(&r.pod, &r.underlay),
+                    flannel: f.as_ref().map(|f| vs_flannel(&r, f)),
                 });
                 if v == Variant::Wireguard {
                     match wggo::compare(ctx, &lab) {
@@ -231,6 +320,14 @@ pub fn run(ctx: &Ctx) -> (Dataplane, Vec<String>) {
         }
         if let Err(e) = lab.down() {
             failures.push(format!("data plane {}: teardown: {e}", v.label()));
+        }
+        if let Some(f) = flannel
+            && let Err(e) = f.down()
+        {
+            failures.push(format!(
+                "data plane {} with flanneld: teardown: {e}",
+                v.label()
+            ));
         }
     }
     (result, failures)

@@ -28,7 +28,7 @@ use weft_lab::{Lab, Signal, StoreKind, StoreState};
 use super::Ctx;
 use super::kube_api::KubeApi;
 use super::leases::NET_CONF;
-use super::scale::{AtK, Bench, NODE, lab_up, stop_for_peers};
+use super::scale::{Agent, AtK, Bench, NODE, lab_up, stop_for_peers};
 use super::watcher::Watcher;
 
 /// One weftd under measurement, with its lab.
@@ -95,7 +95,7 @@ impl Build {
             feed,
             watcher,
         };
-        b.cold_start(&mut self.at, |_| Ok(()))?;
+        b.cold_start(Agent::Weft, &mut self.at, |_| Ok(()))?;
         b.new_leases(&mut self.at, samples)?;
         self.cpu.push(b.pass_cpu(&self.at)?);
         b.lab.kill_agent(NODE, Signal::SIGTERM)?;

@@ -24,6 +24,7 @@ mod routes;
 mod scale;
 mod store;
 mod traffic;
+mod vs_flannel;
 mod watcher;
 mod wggo;
 
@@ -88,6 +89,16 @@ pub struct RunArgs {
     /// so that two benches can run on one machine at once.
     #[arg(long, value_name = "SUFFIX")]
     lab_suffix: Option<String>,
+    /// Also measure real flannel, in the same run: this flanneld binary
+    /// runs (with flanneld's flags only, etcd store) on the scale lab's
+    /// node alternating with weftd — cold start, new lease → route and RSS
+    /// at K = 0 and each K ≥ 5 000 (a short run: its largest K) — and as
+    /// the agents of a second vxlan data plane lab (pod → pod ÷ underlay).
+    /// The report puts flannel next to weft and the ratio weft ÷ flannel;
+    /// without this flag it says "flannel: not measured". flanneld needs
+    /// iptables and the br_netfilter module (`modprobe br_netfilter`).
+    #[arg(long, value_name = "PATH")]
+    flanneld: Option<PathBuf>,
 }
 
 /// What every part needs: how long to measure, where the binaries are,
@@ -106,6 +117,8 @@ pub struct Ctx {
     /// kube-scale: an earlier build's directory, measured alongside.
     pub baseline_bin_dir: Option<PathBuf>,
     pub baseline_label: String,
+    /// scale and dataplane: a flanneld measured beside weft (absolute).
+    pub flanneld: Option<PathBuf>,
     started: Instant,
 }
 
@@ -155,6 +168,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let bin_dir = std::fs::canonicalize(&bin_dir)?;
+    let flanneld = args
+        .flanneld
+        .as_deref()
+        .map(vs_flannel::check_binary)
+        .transpose()?;
     let ctx = Ctx {
         short: args.short,
         keep: args.keep,
@@ -176,6 +194,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         lab_suffix: args.lab_suffix,
         baseline_bin_dir,
         baseline_label: args.baseline_label,
+        flanneld,
         started: Instant::now(),
     };
     if !ctx.bin_dir.to_string_lossy().contains("release") {
@@ -183,6 +202,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "warning: {} does not look like a release build; figures of a debug build mean little",
             ctx.bin_dir.display()
         ));
+    }
+    let flanneld = ctx.flanneld.as_deref().map(vs_flannel::describe);
+    if let Some(f) = &flanneld {
+        ctx.say(format!("flannel: measuring {f} beside weft"));
+        if let Some(w) = vs_flannel::host_warning() {
+            ctx.say(format!("warning: {w}"));
+        }
     }
     let load = machine::load_average();
     let parts = if args.only.is_empty() {
@@ -197,6 +223,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             only: args.only,
             runs: ctx.runs,
             minutes: 0.0,
+            flanneld,
         },
         machine: machine::describe(&load),
         failures: Vec::new(),

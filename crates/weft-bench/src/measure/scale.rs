@@ -11,13 +11,19 @@
 //! times in `/proc` around bursts of triggers. Memory and `/readyz` time
 //! are read on the way. The measurements are written over the [`Feed`]
 //! seam, so that the Kubernetes part (`kube_scale.rs`) runs the same ones.
+//!
+//! With `--flanneld`, flanneld runs on the same node at K = 0 and each
+//! K ≥ 5 000 (`vs_flannel.rs`): its cold starts alternate with weftd's
+//! run by run (the order flipping each run, so drift weighs on both), then
+//! each agent takes its new leases; CPU per pass is weftd's alone (it is
+//! read from weftd's `/metrics`).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use weft_bench::results::{self, LeaseLatency, PassCpu, Scale};
+use weft_bench::results::{self, FlannelScale, LeaseLatency, PassCpu, Scale};
 use weft_bench::stats::{Summary, finite, ms, percentile, ratios};
 use weft_core::etcd_key;
 use weft_lab::{Backend, Lab, LabSpec, Signal, StoreKind};
@@ -28,7 +34,7 @@ use super::probe::{self, PassCounters};
 use super::routes::raw_install;
 use super::store::Store;
 use super::watcher::Watcher;
-use super::{Ctx, footprint};
+use super::{Ctx, footprint, vs_flannel};
 
 /// The agent's health port inside its node (`/readyz`, `/metrics`).
 const HEALTH_PORT: u16 = 9911;
@@ -73,6 +79,30 @@ fn agent_pid(lab: &Lab) -> Result<i32> {
         .ok_or_else(|| anyhow!("no agent pid recorded for {NODE}"))
 }
 
+/// Which agent a measurement runs on the lab node.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Agent<'p> {
+    Weft,
+    /// flanneld (weft-lab's flanneld mode), from this path.
+    Flannel(&'p Path),
+}
+
+impl<'p> Agent<'p> {
+    fn flanneld(self) -> Option<&'p Path> {
+        match self {
+            Agent::Weft => None,
+            Agent::Flannel(p) => Some(p),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Agent::Weft => "weftd",
+            Agent::Flannel(_) => "flanneld",
+        }
+    }
+}
+
 /// One lab node's agent, the store its peers are written into, and its
 /// kernel seen from inside: what every control-plane measurement needs.
 pub(super) struct Bench<'a, F: Feed> {
@@ -83,9 +113,11 @@ pub(super) struct Bench<'a, F: Feed> {
 }
 
 impl<F: Feed> Bench<'_, F> {
-    /// Cold starts at `k` peers; leaves the agent running. Baseline: the
+    /// Cold starts at `k` peers; leaves an agent running. Baseline: the
     /// same entries through bare netlink batches, between stop and start.
-    fn cold_starts(&mut self, at: &mut AtK) -> Result<()> {
+    /// With `flannel`, flanneld's cold starts too, alternating with weftd's
+    /// (weftd first in even runs, flanneld first in odd ones).
+    fn cold_starts(&mut self, at: &mut AtK, mut flannel: Option<(&Path, &mut AtK)>) -> Result<()> {
         let k = at.k;
         for run in 0..self.ctx.runs {
             self.ctx.say(format!(
@@ -93,19 +125,44 @@ impl<F: Feed> Bench<'_, F> {
                 run + 1,
                 self.ctx.runs
             ));
-            self.cold_start(at, |at| {
-                at.raw_ms.push(ms(raw_install(k)?));
-                Ok(())
-            })?;
+            let weft_first = run % 2 == 0;
+            for weft in [weft_first, !weft_first] {
+                if weft {
+                    self.cold_start(Agent::Weft, at, |at| {
+                        at.raw_ms.push(ms(raw_install(k)?));
+                        Ok(())
+                    })?;
+                } else if let Some((path, fat)) = &mut flannel {
+                    self.cold_start(Agent::Flannel(path), fat, |_| Ok(()))?;
+                }
+            }
         }
         Ok(())
     }
 
-    /// One cold start at `at.k` peers: the agent stopped and `flannel.1`
-    /// deleted, `while_stopped` run, the agent started; the time until it
-    /// is ready and until every entry is in, and its memory a second later.
+    /// Makes `agent` the one running on the node, holding `k` peers.
+    pub fn ensure(&mut self, agent: Agent<'_>, k: u32) -> Result<()> {
+        let running = self.lab.agent_running(NODE)?;
+        if running && self.lab.state().flanneld.as_deref() == agent.flanneld() {
+            return Ok(());
+        }
+        self.ctx
+            .say(format!("scale: K = {k}: switching to {}", agent.name()));
+        if running {
+            self.lab.kill_agent(NODE, Signal::SIGTERM)?;
+        }
+        self.lab.set_flanneld(agent.flanneld())?;
+        self.lab.start_agent(NODE)?;
+        self.wait_routes(k as usize)
+    }
+
+    /// One cold start of `agent` at `at.k` peers: the running agent
+    /// stopped and `flannel.1` deleted, `while_stopped` run, `agent`
+    /// started; the time until it is ready and until every entry is in,
+    /// and its memory a second later.
     pub fn cold_start(
         &mut self,
+        agent: Agent<'_>,
         at: &mut AtK,
         while_stopped: impl FnOnce(&mut AtK) -> Result<()>,
     ) -> Result<()> {
@@ -114,6 +171,7 @@ impl<F: Feed> Bench<'_, F> {
         if self.lab.agent_running(NODE)? {
             self.lab.kill_agent(NODE, Signal::SIGTERM)?;
         }
+        self.lab.set_flanneld(agent.flanneld())?;
         self.watcher.delete_vxlan()?;
         while_stopped(at)?;
         std::thread::sleep(Duration::from_millis(300));
@@ -131,7 +189,8 @@ impl<F: Feed> Bench<'_, F> {
             .flatten()
             .map_or(String::new(), |r| format!(" (bare netlink {r:.0} ms)"));
         self.ctx.say(format!(
-            "scale: K = {k}: ready {:.0} ms, last route {:.0} ms, all {} × 3 entries {:.0} ms{raw}",
+            "scale: K = {k}: {}: ready {:.0} ms, last route {:.0} ms, all {} × 3 entries {:.0} ms{raw}",
+            agent.name(),
             ms(cold.ready),
             ms(cold.last_route),
             cold.counts.routes,
@@ -147,12 +206,17 @@ impl<F: Feed> Bench<'_, F> {
         Ok(())
     }
 
-    /// `samples` new peers, one at a time, on the agent holding `at.k`
-    /// peers; the one-off peers are removed afterwards.
+    /// `samples` new peers, one at a time, on the running agent holding
+    /// `at.k` peers; the one-off peers are removed afterwards.
     pub fn new_leases(&mut self, at: &mut AtK, samples: u32) -> Result<()> {
         self.ctx.say(format!(
-            "scale: K = {}: {samples} new peers, one at a time",
-            at.k
+            "scale: K = {}: {samples} new peers, one at a time ({})",
+            at.k,
+            if self.lab.state().flanneld.is_some() {
+                "flanneld"
+            } else {
+                "weftd"
+            }
         ));
         let mut gap = Duration::from_millis(100);
         let peers: Vec<Peer> = (0..samples).map(|s| Peer::new(SAMPLE_BASE + s)).collect();
@@ -262,6 +326,11 @@ pub(super) fn lab_up(ctx: &Ctx, name: &str, store: StoreKind, bin_dir: &Path) ->
     spec.store = store;
     spec.bin_dir = bin_dir.to_owned();
     spec.agent_args = vec![format!("--healthz-port={HEALTH_PORT}")];
+    if ctx.flanneld.is_some() {
+        // flanneld reads every peer's TTL (one etcd call each) before it
+        // writes subnet.env: at 10 000 peers that may outlast the default.
+        spec.ready_timeout = Duration::from_secs(120);
+    }
     ctx.say(format!("bringing lab {name} up (1 node, {store})"));
     Lab::up(&spec).with_context(|| format!("the lab {name} did not come up"))
 }
@@ -286,16 +355,23 @@ pub fn run(ctx: &Ctx) -> Result<Scale> {
     } else if let Err(e) = lab.down() {
         ctx.say(format!("scale: teardown: {e}"));
     }
+    let measured = result?;
     Ok(Scale {
         runs: ctx.runs,
-        at_k: result?.iter().map(summarize).collect(),
+        at_k: measured.iter().map(|(weft, _)| summarize(weft)).collect(),
         exec_ms: footprint::exec_ms(&ctx.bin_dir.join("weftd"), ctx.runs),
         sizes: footprint::sizes(&ctx.bin_dir),
+        flannel: ctx.flanneld.as_ref().map(|_| FlannelScale {
+            at_k: measured
+                .iter()
+                .filter_map(|(weft, flannel)| Some(vs_flannel::compare(weft, flannel.as_ref()?)))
+                .collect(),
+        }),
     })
 }
 
 /// The figures of one K from its samples.
-fn summarize(at: &AtK) -> results::AtK {
+pub(super) fn summarize(at: &AtK) -> results::AtK {
     let mib = |v: &[f64]| Summary::of(&v.iter().map(|x| x / 1024.0).collect::<Vec<_>>());
     let p = |v: &[f64], q| percentile(v, q);
     results::AtK {
@@ -348,11 +424,20 @@ fn prepare(lab: &mut Lab, max: u32) -> Result<(Store, Watcher)> {
     Ok((store, watcher))
 }
 
-fn measure_all(b: &mut Bench<'_, Store>, sizes: &[u32]) -> Result<Vec<AtK>> {
+/// weftd's samples at each K (the idle agent first), with flanneld's where
+/// it is measured.
+fn measure_all(b: &mut Bench<'_, Store>, sizes: &[u32]) -> Result<Vec<(AtK, Option<AtK>)>> {
+    let flanneld = b.ctx.flanneld.clone();
+    let flannel_at = |k: u32| {
+        flanneld
+            .as_deref()
+            .filter(|_| vs_flannel::measured_at(sizes, k))
+    };
     let mut out = Vec::new();
     let mut idle = AtK::default();
-    b.cold_starts(&mut idle)?;
-    out.push(idle);
+    let mut f_idle = flannel_at(0).map(|_| AtK::default());
+    b.cold_starts(&mut idle, flannel_at(0).zip(f_idle.as_mut()))?;
+    out.push((idle, f_idle));
     let mut written = 0u32;
     for &k in sizes {
         b.ctx
@@ -372,10 +457,20 @@ fn measure_all(b: &mut Bench<'_, Store>, sizes: &[u32]) -> Result<Vec<AtK>> {
             k,
             ..AtK::default()
         };
-        b.cold_starts(&mut at)?;
-        b.new_leases(&mut at, if b.ctx.short { 20 } else { 50 })?;
+        let mut f_at = flannel_at(k).map(|_| AtK {
+            k,
+            ..AtK::default()
+        });
+        b.cold_starts(&mut at, flannel_at(k).zip(f_at.as_mut()))?;
+        let samples = if b.ctx.short { 20 } else { 50 };
+        if let (Some(path), Some(f)) = (flannel_at(k), f_at.as_mut()) {
+            b.ensure(Agent::Flannel(path), k)?;
+            b.new_leases(f, samples)?;
+        }
+        b.ensure(Agent::Weft, k)?;
+        b.new_leases(&mut at, samples)?;
         at.cpu = Some(b.pass_cpu(&at)?);
-        out.push(at);
+        out.push((at, f_at));
     }
     Ok(out)
 }

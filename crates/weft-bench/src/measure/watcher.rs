@@ -18,8 +18,6 @@ use weft_dataplane::netns::{Resident, named};
 
 use super::probe::http_get;
 
-/// weft's route protocol (`proto 87`).
-const WEFT_PROTO: u8 = 87;
 const VXLAN_DEV: &str = "flannel.1";
 
 /// What a node holds for its peers.
@@ -186,19 +184,19 @@ async fn cold(
     }
 }
 
+/// The peers' entries on `flannel.1`: routes via a gateway on it (any
+/// route protocol: weftd marks its routes `proto 87`, flanneld leaves the
+/// kernel's default), permanent neighbours, FDB entries with a remote.
 async fn counts(nl: &Netlink) -> Result<Counts> {
+    let Some(dev) = nl.link_by_name(VXLAN_DEV).await? else {
+        return Ok(Counts::default());
+    };
     let routes = nl
         .routes(Family::V4)
         .await?
         .iter()
-        .filter(|r| r.protocol == WEFT_PROTO && r.gateway.is_some())
+        .filter(|r| r.oif == Some(dev.index) && r.gateway.is_some())
         .count();
-    let Some(dev) = nl.link_by_name(VXLAN_DEV).await? else {
-        return Ok(Counts {
-            routes,
-            ..Counts::default()
-        });
-    };
     let neighbours = nl
         .neighbours(dev.index)
         .await?

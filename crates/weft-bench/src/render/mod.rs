@@ -10,6 +10,7 @@
 mod cni;
 mod dataplane;
 mod etcd_ha;
+mod flannel;
 mod kube_scale;
 mod markdown;
 mod routes;
@@ -43,6 +44,14 @@ pub fn render(results: &Results) -> String {
         report.sections.extend(s);
         report.verdicts.extend(v);
     }
+    if let Some((s, v)) = flannel::section(
+        flanneld(results),
+        results.dataplane.as_ref(),
+        results.scale.as_ref(),
+    ) {
+        report.sections.push(s);
+        report.verdicts.extend(v);
+    }
     if let Some(k) = &results.kube_scale {
         report.sections.push(kube_scale::section(k));
     }
@@ -58,6 +67,16 @@ pub fn render(results: &Results) -> String {
     report.sections.push(notes());
     // One final newline, not the blank line every block leaves after it.
     format!("{GENERATED}\n\n{}\n", report.markdown().trim_end())
+}
+
+/// The flanneld measured beside weft: this run's, or a merged run's.
+fn flanneld(results: &Results) -> Option<&str> {
+    results.run.flanneld.as_deref().or_else(|| {
+        results
+            .merged
+            .iter()
+            .find_map(|m| m.run.flanneld.as_deref())
+    })
 }
 
 /// The command line that produced the results, after `bench/run.sh` or

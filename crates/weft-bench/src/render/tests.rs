@@ -79,6 +79,7 @@ fn renders_the_report_from_a_json_fixture() {
         "## WireGuard: weft's userspace tunnel against wireguard-go",
         "## Control plane at scale",
         "## Footprint",
+        "## Against flannel, in the same run",
         "## Control plane at scale, Kubernetes store",
         "## CNI: ADD and DEL per pod",
         "## Kernel: installing 10 000 vxlan routes, by route shape",
@@ -155,4 +156,91 @@ fn the_kubernetes_section_without_a_baseline_has_one_column() {
         ],
     );
     assert!(!md.contains("Two builds of weftd"));
+}
+
+/// A run without `--flanneld` says so, and how to measure flannel; the
+/// same-run goals show as not measured.
+#[test]
+fn without_a_flanneld_flannel_is_not_measured() {
+    let md = render(&small());
+    assert_lines(
+        &md,
+        &[
+            "flannel: not measured. `sudo bench/run.sh --flanneld /path/to/flanneld` measures it \
+             beside weft in the same run.",
+            "| vxlan pod → pod ÷ underlay ≥ flannel's in the same run, 1 stream | flannel: not measured | not measured |",
+            "| new lease → route at K = 5 000: p50 and p99 ≤ flannel's in the same run | flannel: not measured | not measured |",
+        ],
+    );
+    assert!(!md.contains("flanneld measured:"));
+    // A run of neither part has no such section.
+    let mut r = small();
+    r.dataplane = None;
+    r.scale = None;
+    assert!(!render(&r).contains("\n## Against flannel"));
+}
+
+/// flanneld's figures beside weft's, as a `--flanneld` run records them,
+/// read back from JSON (older files without them still read: small.json).
+#[test]
+fn with_a_flanneld_flannel_sits_next_to_weft() {
+    use crate::results::{FlannelAtK, FlannelPath, FlannelScale};
+    use crate::stats::Summary;
+    let s = |min, median, max| {
+        Some(Summary {
+            min,
+            median,
+            max,
+            n: 3,
+        })
+    };
+    let mut r = small();
+    r.run.flanneld = Some("/opt/flanneld (v0.26.1)".to_owned());
+    let d = r.dataplane.as_mut().unwrap();
+    let mut flannel_dp = d.backends[0].pod_vs_underlay;
+    flannel_dp.tcp_1_gbps.ratio = s(0.5, 0.6, 0.7);
+    d.backends[0].flannel = Some(FlannelPath {
+        pod_vs_underlay: flannel_dp,
+        tcp_1_vs_flannel: s(0.9, 1.05, 1.2),
+        tcp_4_vs_flannel: s(0.8, 0.95, 1.1),
+    });
+    let sc = r.scale.as_mut().unwrap();
+    let mut flannel_5000 = sc.at_k[2].clone();
+    flannel_5000.cold_ms = s(3000.0, 3500.0, 4000.0);
+    flannel_5000.cpu = None;
+    flannel_5000.lease.as_mut().unwrap().route_p50_ms = Some(23.0);
+    flannel_5000.lease.as_mut().unwrap().route_p99_ms = Some(35.6);
+    sc.flannel = Some(FlannelScale {
+        at_k: vec![FlannelAtK {
+            flannel: flannel_5000,
+            cold_vs_flannel: s(0.2, 0.24, 0.3),
+            rss_vs_flannel: s(0.3, 0.35, 0.4),
+        }],
+    });
+    let r = Results::from_json(&r.to_json().unwrap(), "test").unwrap();
+    let md = render(&r);
+    assert_lines(
+        &md,
+        &[
+            "| vxlan pod → pod ÷ underlay ≥ flannel's in the same run, 1 stream | weft ÷ flannel 1.05 × | yes |",
+            "| new lease → route at K = 5 000: p50 and p99 ≤ flannel's in the same run | weft 11.5 / 17.8 ms, flannel 23.0 / 35.6 ms | yes |",
+            "| TCP, 1 stream | 0.15 / 0.16 / 0.17 | 0.50 / 0.60 / 0.70 | 0.90 / 1.05 / 1.20 |",
+            "| TCP, 4 streams | 0.09 / 0.10 / 0.14 | 0.09 / 0.10 / 0.14 | 0.80 / 0.95 / 1.10 |",
+            "| 5000 | 763 / 834 / 915 | 3000 / 3500 / 4000 | 1.90 / 2.37 / 2.92 | 0.20 / 0.24 / 0.30 | 12.0 / 12.1 / 12.3 | 12.0 / 12.1 / 12.3 | 0.30 / 0.35 / 0.40 |",
+            "| 5000 | 11.5 / 17.8 | 23.0 / 35.6 | 0.50 / 0.50 | 37 / 37 |",
+        ],
+    );
+    assert!(md.contains("flanneld measured: `/opt/flanneld (v0.26.1)`"));
+    assert!(!md.contains("flannel: not measured"));
+
+    // weft slower than flannel at K = 5 000: the goal is not met.
+    let mut slower = r.clone();
+    let f = slower.scale.as_mut().unwrap().flannel.as_mut().unwrap();
+    f.at_k[0].flannel.lease.as_mut().unwrap().route_p99_ms = Some(10.0);
+    assert_lines(
+        &render(&slower),
+        &[
+            "| new lease → route at K = 5 000: p50 and p99 ≤ flannel's in the same run | weft 11.5 / 17.8 ms, flannel 23.0 / 10.0 ms | **no** |",
+        ],
+    );
 }

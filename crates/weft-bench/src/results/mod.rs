@@ -36,9 +36,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use parts::{
-    AtK, BinarySizes, Cni, CniOp, Dataplane, EtcdHa, Figure, Growth, KubeFigures, KubeScale,
-    LeaseLatency, MeasuredBackend, NodeRoute, PassCpu, PathComparison, Routes, Scale, Shape,
-    ShapeTime, Variant,
+    AtK, BinarySizes, Cni, CniOp, Dataplane, EtcdHa, Figure, FlannelAtK, FlannelPath, FlannelScale,
+    Growth, KubeFigures, KubeScale, LeaseLatency, MeasuredBackend, NodeRoute, PassCpu,
+    PathComparison, Routes, Scale, Shape, ShapeTime, Variant,
 };
 
 /// The version of the file's layout this code reads and writes.
@@ -134,6 +134,10 @@ pub struct RunInfo {
     pub runs: usize,
     /// Wall time of the whole run, in minutes.
     pub minutes: f64,
+    /// The flanneld measured beside weft (`--flanneld`): its path and the
+    /// first line of its `--version`; absent when none was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flanneld: Option<String>,
 }
 
 /// What the figures were measured on: a figure without its machine cannot

@@ -92,6 +92,23 @@ pub struct PathComparison {
 pub struct MeasuredBackend {
     pub variant: Variant,
     pub pod_vs_underlay: PathComparison,
+    /// The same lab with flanneld agents (`--flanneld`, default vxlan
+    /// only), measured in the same runs; absent when not measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flannel: Option<FlannelPath>,
+}
+
+/// flanneld's pod → pod in a lab of its own beside weft's, each run
+/// measuring both labs back to back (order alternating).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlannelPath {
+    /// flanneld's pod → pod against its lab's underlay.
+    pub pod_vs_underlay: PathComparison,
+    /// weft's pod/underlay ratio over flanneld's, run by run, 1 and 4
+    /// streams: ≥ 1 when weft's pod path is at least flannel's.
+    pub tcp_1_vs_flannel: Option<Summary>,
+    pub tcp_4_vs_flannel: Option<Summary>,
 }
 
 /// The data plane part.
@@ -189,6 +206,33 @@ pub struct Scale {
     /// `weftd --version` start to exit: what starting the binary costs.
     pub exec_ms: Option<Summary>,
     pub sizes: BinarySizes,
+    /// flanneld on the same lab node (`--flanneld`); absent when not
+    /// measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flannel: Option<FlannelScale>,
+}
+
+/// flanneld measured beside weftd on the scale lab's node: at K = 0 and
+/// each K ≥ 5 000 (a run without one: its largest K), the two agents'
+/// cold starts alternating run by run, then each one's new leases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlannelScale {
+    pub at_k: Vec<FlannelAtK>,
+}
+
+/// flanneld at one K, and weft against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlannelAtK {
+    /// flanneld's figures, as weft's (`cold_ratio` against the same bare
+    /// netlink baseline of the same runs; `cpu` null: flanneld counts no
+    /// passes; `ready_ms`: its own `/readyz`).
+    pub flannel: AtK,
+    /// weft's cold start over flanneld's, run by run.
+    pub cold_vs_flannel: Option<Summary>,
+    /// weft's VmRSS over flanneld's, run by run.
+    pub rss_vs_flannel: Option<Summary>,
 }
 
 /// ADD, DEL or both, per pod.

@@ -15,9 +15,16 @@ use crate::state::NodeRecord;
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 impl Lab {
-    /// What the agent of `node` reports on its status socket.
+    /// What the agent of `node` reports on its status socket. flanneld has
+    /// none: for it, what its subnet.env says (see `flanneld.rs`).
     pub fn agent_status(&self, node: &str) -> Result<AgentStatus, LabError> {
         let record = self.node(node)?;
+        if self.state.flanneld.is_some() {
+            let paths = self.state.name.node_paths(&record.name);
+            return crate::flanneld::ready_status(&self.state, &paths).map_err(|e| {
+                LabError::Invalid(format!("the flanneld on {node} is not ready: {e}"))
+            });
+        }
         agent::status(&self.state.name.node_paths(&record.name)).map_err(|e| {
             LabError::Invalid(format!(
                 "cannot read the status of the agent on {node}: {e}"
@@ -46,6 +53,39 @@ impl Lab {
         } else {
             Err(LabError::Invalid(format!("no agent is running on {node}")))
         }
+    }
+
+    /// Makes every agent run `flanneld` (flanneld's flags only; see
+    /// `flanneld.rs`) from its next start, or weftd again with `None`: how
+    /// the benchmark alternates the two on one lab. Refused while an agent
+    /// runs (it is recognised in `/proc` by its program's name).
+    pub fn set_flanneld(&mut self, flanneld: Option<&std::path::Path>) -> Result<(), LabError> {
+        if let Some(running) = self
+            .state
+            .nodes
+            .iter()
+            .find(|n| self.agent_pid(n).is_some())
+        {
+            return Err(LabError::Invalid(format!(
+                "the agent on {} still runs: stop it before switching between weftd and flanneld",
+                running.name
+            )));
+        }
+        if let Some(f) = flanneld
+            && !f.is_file()
+        {
+            return Err(LabError::Missing(format!(
+                "{} (the flanneld to run) is not a file",
+                f.display()
+            )));
+        }
+        if self.state.image.is_some() && flanneld.is_some() {
+            return Err(LabError::Invalid(
+                "flanneld agents run directly; they do not combine with --image".to_owned(),
+            ));
+        }
+        self.state.flanneld = flanneld.map(std::path::Path::to_path_buf);
+        self.state.save()
     }
 
     /// Sets flags for `node`'s agent alone, used from its next start.
@@ -95,6 +135,7 @@ impl Lab {
         self.children.insert(record.name.clone(), child);
         let deadline = Instant::now() + self.ready_timeout();
         let status = agent::wait_ready(
+            &self.state,
             &record,
             &paths,
             self.children.get_mut(&record.name),
@@ -129,7 +170,8 @@ impl Lab {
     /// is really this node's weftd, else one found in `/proc`.
     fn agent_pid(&self, node: &NodeRecord) -> Option<i32> {
         let marker = agent::node_marker(node);
-        let expected = agent::expected(&marker);
+        let program = agent::program(&self.state);
+        let expected = agent::expected(&program, &marker);
         let paths = self.state.name.node_paths(&node.name);
         node.pid
             .and_then(|p| i32::try_from(p).ok())

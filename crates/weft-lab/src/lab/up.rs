@@ -37,7 +37,7 @@ impl Lab {
         let weftd = spec.bin_dir.join(agent::WEFTD);
         if let Some(image) = &spec.image {
             crate::container::check_image(image)?;
-        } else if !weftd.is_file() {
+        } else if spec.flanneld.is_none() && !weftd.is_file() {
             return Err(LabError::Missing(format!(
                 "{} is missing: build the workspace first (`cargo build --workspace`) or pass --bin-dir",
                 weftd.display()
@@ -135,6 +135,7 @@ impl Lab {
                 nodes: Vec::new(),
                 pods: Vec::new(),
                 clouds: spec.clouds,
+                flanneld: spec.flanneld.clone(),
             },
             children,
         };
@@ -269,8 +270,13 @@ impl Lab {
         for node in &nodes {
             let paths = self.state.name.node_paths(&node.name);
             let record = self.node(&node.name)?.clone();
-            let status =
-                agent::wait_ready(&record, &paths, self.children.get_mut(&node.name), deadline)?;
+            let status = agent::wait_ready(
+                &self.state,
+                &record,
+                &paths,
+                self.children.get_mut(&node.name),
+                deadline,
+            )?;
             self.set_node(&node.name, |n| n.subnets = status.subnets.clone())?;
             self.adopt_container_pid(&node.name)?;
         }
