@@ -205,7 +205,7 @@ impl<K: Kv> LeaseStore for KvLeaseStore<K> {
     }
 
     async fn watch_peers(&self, cfg: NetConfig, own: LeaseSubnets, tx: SnapshotSender) {
-        let warm = self.warm.take();
+        let warm = self.warm.take_last();
         peer_watch::watch_peers(&self.kv, &self.prefix, &cfg, own, tx, &self.health, warm).await
     }
 

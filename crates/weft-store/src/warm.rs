@@ -31,9 +31,18 @@ pub(crate) struct WarmListing {
     taken: Instant,
 }
 
-/// The one listing kept between start-up steps; each step takes it.
+/// The one listing kept between start-up steps; each step takes it. The
+/// start-up ends when the peer watch takes it: the slot then keeps
+/// nothing more, so that a later acquisition (a lease that vanished),
+/// which no new watch follows, does not hold a listing for good.
 #[derive(Debug, Default)]
-pub(crate) struct WarmSlot(Mutex<Option<WarmListing>>);
+pub(crate) struct WarmSlot(Mutex<Slot>);
+
+#[derive(Debug, Default)]
+struct Slot {
+    kept: Option<WarmListing>,
+    closed: bool,
+}
 
 impl WarmSlot {
     pub fn keep(&self, listing: Listing, written: Option<String>) {
@@ -41,8 +50,10 @@ impl WarmSlot {
     }
 
     fn keep_at(&self, listing: Listing, written: Option<String>, taken: Instant) {
-        if let Ok(mut slot) = self.0.lock() {
-            *slot = Some(WarmListing {
+        if let Ok(mut slot) = self.0.lock()
+            && !slot.closed
+        {
+            slot.kept = Some(WarmListing {
                 listing,
                 written,
                 taken,
@@ -53,7 +64,16 @@ impl WarmSlot {
     /// The kept listing if it is still fresh; the slot is empty afterwards
     /// either way.
     pub fn take(&self) -> Option<WarmListing> {
-        let kept = self.0.lock().ok()?.take()?;
+        let kept = self.0.lock().ok()?.kept.take()?;
+        (kept.taken.elapsed() <= FRESH_FOR).then_some(kept)
+    }
+
+    /// [`WarmSlot::take`] by the last step of the start-up: nothing is
+    /// kept from now on.
+    pub fn take_last(&self) -> Option<WarmListing> {
+        let mut slot = self.0.lock().ok()?;
+        slot.closed = true;
+        let kept = slot.kept.take()?;
         (kept.taken.elapsed() <= FRESH_FOR).then_some(kept)
     }
 }
@@ -86,6 +106,18 @@ mod tests {
         };
         slot.keep_at(listing(7), None, long_ago);
         assert!(slot.take().is_none());
+    }
+
+    #[test]
+    fn nothing_is_kept_once_the_watch_has_started() {
+        let slot = WarmSlot::default();
+        slot.keep(listing(7), None);
+        assert_eq!(slot.take_last().map(|w| w.listing.revision), Some(7));
+        slot.keep(listing(9), Some("/k".into()));
+        assert!(
+            slot.take().is_none(),
+            "a later acquisition's listing is dropped"
+        );
     }
 
     #[test]
