@@ -143,21 +143,35 @@ pub fn command(state: &LabState, paths: &NodePaths) -> Result<Command, LabError>
     Ok(cmd)
 }
 
-/// weftd's own part of [`command`].
+/// weftd's own part of [`command`]: the flags it shares with flanneld,
+/// then weft's own.
 fn weftd_command(state: &LabState, paths: &NodePaths) -> Command {
     let mut cmd = Command::new(state.bin_dir.join(WEFTD));
-    cmd.arg(format!("--subnet-file={}", paths.subnet_env.display()))
-        .arg(format!("--status-socket={}", paths.status_socket.display()));
-    match &state.store {
-        StoreState::Local {
-            path,
-            net_conf_path,
-        } => {
-            cmd.arg(format!("--local-store={}", path.display()))
-                .arg(format!("--net-config-path={}", net_conf_path.display()));
-        }
+    if let StoreState::Local {
+        path,
+        net_conf_path,
+    } = &state.store
+    {
+        cmd.arg(format!("--local-store={}", path.display()))
+            .arg(format!("--net-config-path={}", net_conf_path.display()));
+    }
+    flanneld_flags(&mut cmd, state, paths);
+    cmd.arg(format!("--status-socket={}", paths.status_socket.display()))
+        .arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
+        .arg("--healthz-port=0");
+    cmd
+}
+
+/// The flags flanneld has too: the subnet file, the etcd or Kubernetes
+/// store, and a cloud node's public address. `false` for a lab on the
+/// local store, which is weft's own: no flanneld flag names it.
+pub(crate) fn flanneld_flags(cmd: &mut Command, state: &LabState, paths: &NodePaths) -> bool {
+    cmd.arg(format!("--subnet-file={}", paths.subnet_env.display()));
+    let known = match &state.store {
+        StoreState::Local { .. } => false,
         StoreState::Etcd { endpoint, .. } => {
             cmd.arg(format!("--etcd-endpoints={endpoint}"));
+            true
         }
         StoreState::Kube(k) => {
             let node = paths
@@ -169,8 +183,9 @@ fn weftd_command(state: &LabState, paths: &NodePaths) -> Command {
                 .arg(format!("--kubeconfig-file={}", k.kubeconfig.display()))
                 .arg(format!("--net-config-path={}", k.net_conf_path.display()))
                 .env("NODE_NAME", node);
+            true
         }
-    }
+    };
     let record = state.nodes.iter().find(|n| n.dir == paths.dir);
     // A node in a cloud: configured as K3s's multicloud guide configures
     // it (--flannel-external-ip with --node-external-ip, and the private
@@ -179,9 +194,7 @@ fn weftd_command(state: &LabState, paths: &NodePaths) -> Command {
         cmd.arg(format!("--public-ip={public}"))
             .arg(format!("--iface={}", crate::topology::NODE_IFNAME));
     }
-    cmd.arg(format!("--subnet-lease-ttl={LEASE_TTL_SECS}"))
-        .arg("--healthz-port=0");
-    cmd
+    known
 }
 
 /// Starts the agent of `node` in its namespace and writes its pid file.

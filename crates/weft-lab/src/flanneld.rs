@@ -42,34 +42,12 @@ pub fn program(flanneld: &Path) -> String {
 /// flanneld's command line for the node of `paths`, flanneld's flags only.
 pub fn command(state: &LabState, paths: &NodePaths, flanneld: &Path) -> Result<Command, LabError> {
     let mut cmd = Command::new(flanneld);
-    cmd.arg(format!("--subnet-file={}", paths.subnet_env.display()));
-    match &state.store {
-        StoreState::Local { .. } => {
-            return Err(LabError::Invalid(
-                "flanneld has no local store: bring the lab up with the etcd store \
-                 (`--store etcd`) to run flanneld agents"
-                    .to_owned(),
-            ));
-        }
-        StoreState::Etcd { endpoint, .. } => {
-            cmd.arg(format!("--etcd-endpoints={endpoint}"));
-        }
-        StoreState::Kube(k) => {
-            let node = paths
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            cmd.arg("--kube-subnet-mgr")
-                .arg(format!("--kubeconfig-file={}", k.kubeconfig.display()))
-                .arg(format!("--net-config-path={}", k.net_conf_path.display()))
-                .env("NODE_NAME", node);
-        }
-    }
-    let record = state.nodes.iter().find(|n| n.dir == paths.dir);
-    if let Some(public) = record.and_then(|n| n.public_ip) {
-        cmd.arg(format!("--public-ip={public}"))
-            .arg(format!("--iface={}", crate::topology::NODE_IFNAME));
+    if !crate::agent::flanneld_flags(&mut cmd, state, paths) {
+        return Err(LabError::Invalid(
+            "flanneld has no local store: bring the lab up with the etcd store \
+             (`--store etcd`) to run flanneld agents"
+                .to_owned(),
+        ));
     }
     Ok(cmd)
 }
